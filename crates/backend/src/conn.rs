@@ -1,0 +1,401 @@
+//! One connection from dbmesh to a backend server, playing the client role of the protocol.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use protocol::auth::{self, AUTH_MORE_DATA, FAST_AUTH_SUCCESS, PERFORM_FULL_AUTHENTICATION};
+use protocol::buf::Reader;
+use protocol::constants::{caps, com, status};
+use protocol::framing::PacketConn;
+use protocol::handshake::{decode_auth_switch, Greeting, HandshakeResponse};
+use protocol::packets::{is_err, is_terminator, OkPacket, ERR_HEADER, OK_HEADER};
+use protocol::{ProtocolError, ServerError};
+use tokio::net::TcpStream;
+
+use crate::BackendError;
+
+/// Capabilities dbmesh asks of every backend. DEPRECATE_EOF is always on: the relay
+/// translates for clients that lack it. LOCAL_FILES is never on.
+const BACKEND_CAPS: u32 = caps::LONG_PASSWORD
+    | caps::LONG_FLAG
+    | caps::PROTOCOL_41
+    | caps::TRANSACTIONS
+    | caps::SECURE_CONNECTION
+    | caps::MULTI_STATEMENTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::PLUGIN_AUTH
+    | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | caps::DEPRECATE_EOF;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The data source's name, for messages.
+    pub source_name: String,
+    pub address: String,
+    pub user: String,
+    pub password: String,
+    /// The database selected at connect time.
+    pub database: Option<String>,
+    /// CLIENT_FOUND_ROWS: affected rows count matched rather than changed rows. It cannot be
+    /// changed after connecting, so pools keep connections of both kinds apart.
+    pub found_rows: bool,
+    pub connect_timeout: Duration,
+}
+
+/// The session state a client expects its backend connection to carry. Cheap to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    /// Physical database to be current, if any.
+    pub database: Option<String>,
+    /// `SET NAMES` arguments, from the client's handshake collation or its own SET NAMES.
+    pub charset: &'static str,
+    pub multi_statements: bool,
+}
+
+/// An authenticated backend connection plus what it is known to carry.
+pub struct BackendConn {
+    pub(crate) conn: PacketConn<TcpStream>,
+    options_source: String,
+    pub server_version: String,
+    pub connection_id: u32,
+    /// Status flags of the last OK/EOF this connection sent.
+    pub status: u16,
+    pub found_rows: bool,
+    state: SessionState,
+    /// False after COM_RESET_CONNECTION: the server's defaults are not tracked, so the next
+    /// `sync_state` applies everything.
+    state_known: bool,
+}
+
+impl BackendConn {
+    pub async fn connect(options: &ConnectOptions) -> Result<BackendConn, BackendError> {
+        let unreachable = |reason: String| BackendError::Unreachable {
+            source_name: options.source_name.clone(),
+            address: options.address.clone(),
+            reason,
+        };
+        let stream = tokio::time::timeout(
+            options.connect_timeout,
+            TcpStream::connect(&options.address),
+        )
+        .await
+        .map_err(|_| {
+            unreachable(format!(
+                "connect timed out after {:?}",
+                options.connect_timeout
+            ))
+        })?
+        .map_err(|e| unreachable(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let handshake = Self::handshake(PacketConn::new(stream), options);
+        let mut conn = tokio::time::timeout(options.connect_timeout, handshake)
+            .await
+            .map_err(|_| unreachable("handshake timed out".into()))??;
+        conn.state.database = options.database.clone();
+        Ok(conn)
+    }
+
+    async fn handshake(
+        mut conn: PacketConn<TcpStream>,
+        options: &ConnectOptions,
+    ) -> Result<BackendConn, BackendError> {
+        let lost = |error: ProtocolError| BackendError::Lost {
+            source_name: options.source_name.clone(),
+            error,
+        };
+        let greeting_payload = conn.read_packet(1 << 16).await.map_err(lost)?;
+        if is_err(&greeting_payload) {
+            let error = ServerError::decode(&greeting_payload).map_err(lost)?;
+            return Err(BackendError::AuthFailed {
+                source_name: options.source_name.clone(),
+                error,
+            });
+        }
+        let greeting = Greeting::decode(&greeting_payload).map_err(lost)?;
+        let mut capabilities = BACKEND_CAPS & greeting.capabilities;
+        if options.found_rows {
+            capabilities |= caps::FOUND_ROWS;
+        }
+        if options.database.is_some() {
+            capabilities |= caps::CONNECT_WITH_DB & greeting.capabilities;
+        }
+        let mut plugin = if greeting.auth_plugin.is_empty() {
+            auth::MYSQL_NATIVE_PASSWORD.to_string()
+        } else {
+            greeting.auth_plugin.clone()
+        };
+        let mut nonce = greeting.nonce.clone();
+        let auth_response =
+            auth::scramble(&plugin, options.password.as_bytes(), &nonce).unwrap_or_default();
+        let response = HandshakeResponse {
+            capabilities,
+            max_packet: 1 << 30,
+            collation: protocol::constants::UTF8MB4_GENERAL_CI,
+            user: options.user.clone(),
+            auth_response,
+            database: options.database.clone(),
+            auth_plugin: Some(plugin.clone()),
+            attributes: Vec::new(),
+            ssl_request: false,
+        };
+        let mut payload = BytesMut::new();
+        response.encode(&mut payload);
+        conn.write_packet(&payload);
+        conn.flush().await.map_err(lost)?;
+
+        loop {
+            let packet = conn.read_packet(1 << 16).await.map_err(lost)?;
+            match packet.first().copied() {
+                Some(OK_HEADER) => {
+                    let ok = OkPacket::decode(&packet).map_err(lost)?;
+                    return Ok(BackendConn {
+                        conn,
+                        options_source: options.source_name.clone(),
+                        server_version: greeting.server_version,
+                        connection_id: greeting.connection_id,
+                        status: ok.status,
+                        found_rows: options.found_rows,
+                        state: SessionState {
+                            database: None,
+                            charset: "utf8mb4",
+                            multi_statements: true,
+                        },
+                        state_known: true,
+                    });
+                }
+                Some(ERR_HEADER) => {
+                    let error = ServerError::decode(&packet).map_err(lost)?;
+                    return Err(BackendError::AuthFailed {
+                        source_name: options.source_name.clone(),
+                        error,
+                    });
+                }
+                Some(0xfe) => {
+                    (plugin, nonce) = decode_auth_switch(&packet).map_err(lost)?;
+                    let answer = auth::scramble(&plugin, options.password.as_bytes(), &nonce)
+                        .ok_or_else(|| BackendError::AuthFailed {
+                            source_name: options.source_name.clone(),
+                            error: ServerError::new(
+                                1251,
+                                "08004",
+                                format!("dbmesh cannot authenticate with plugin '{plugin}'"),
+                            ),
+                        })?;
+                    conn.write_packet(&answer);
+                    conn.flush().await.map_err(lost)?;
+                }
+                Some(AUTH_MORE_DATA) if packet.get(1) == Some(&FAST_AUTH_SUCCESS) => {}
+                Some(AUTH_MORE_DATA) if packet.get(1) == Some(&PERFORM_FULL_AUTHENTICATION) => {
+                    return Err(BackendError::AuthFailed {
+                        source_name: options.source_name.clone(),
+                        error: ServerError::new(
+                            1251,
+                            "08004",
+                            "caching_sha2_password full authentication needs TLS or RSA, which dbmesh does not use towards backends yet; log in once with another client to warm the server's cache, or use mysql_native_password for dbmesh's backend user",
+                        ),
+                    });
+                }
+                _ => {
+                    return Err(lost(ProtocolError::Malformed(
+                        "unexpected packet during login",
+                    )))
+                }
+            }
+        }
+    }
+
+    pub fn source_name(&self) -> &str {
+        &self.options_source
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0
+    }
+
+    /// The framed connection, for relaying a response.
+    pub fn packets(&mut self) -> &mut PacketConn<TcpStream> {
+        &mut self.conn
+    }
+
+    fn lost(&self, error: ProtocolError) -> BackendError {
+        BackendError::Lost {
+            source_name: self.options_source.clone(),
+            error,
+        }
+    }
+
+    /// Sends one command packet (sequence id 0).
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        self.conn.set_seq(0);
+        self.conn.write_packet(payload);
+        self.conn.flush().await.map_err(|e| self.lost(e))
+    }
+
+    /// Sends a command built in place (sequence id 0), e.g. a COM_QUERY with the SQL appended.
+    pub async fn send_command_with(
+        &mut self,
+        build: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), BackendError> {
+        self.conn.set_seq(0);
+        self.conn.write_with(build);
+        self.conn.flush().await.map_err(|e| self.lost(e))
+    }
+
+    /// Runs a statement whose result the proxy consumes itself; returns the final OK, or the
+    /// server's error as `BackendError::Server`. Result-set rows are returned as text.
+    pub async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
+        self.send_command_with(|b| {
+            b.put_u8(com::QUERY);
+            b.put_slice(sql.as_bytes());
+        })
+        .await?;
+        self.read_query_result().await
+    }
+
+    /// Reads the response to a COM_QUERY, collecting rows as text (for small internal results).
+    pub async fn read_query_result(&mut self) -> Result<QueryResult, BackendError> {
+        let mut result = QueryResult::default();
+        loop {
+            let packet = self.read_one().await?;
+            match packet.first().copied() {
+                Some(OK_HEADER) => {
+                    let ok = OkPacket::decode(&packet).map_err(|e| self.lost(e))?;
+                    self.status = ok.status;
+                    result.ok = ok;
+                }
+                Some(ERR_HEADER) => {
+                    let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
+                    return Err(BackendError::Server {
+                        source_name: self.options_source.clone(),
+                        error,
+                    });
+                }
+                _ => {
+                    let columns = Reader::new(&packet)
+                        .lenenc_int()
+                        .map_err(|e| self.lost(e))?;
+                    for _ in 0..columns {
+                        self.read_one().await?;
+                    }
+                    loop {
+                        let row = self.read_one().await?;
+                        if is_terminator(&row) {
+                            let ok = OkPacket::decode(&row).map_err(|e| self.lost(e))?;
+                            self.status = ok.status;
+                            result.ok = ok;
+                            break;
+                        }
+                        if is_err(&row) {
+                            let error = ServerError::decode(&row).map_err(|e| self.lost(e))?;
+                            return Err(BackendError::Server {
+                                source_name: self.options_source.clone(),
+                                error,
+                            });
+                        }
+                        result
+                            .rows
+                            .push(decode_text_row(&row, columns).map_err(|e| self.lost(e))?);
+                    }
+                }
+            }
+            if self.status & status::MORE_RESULTS_EXISTS == 0 {
+                return Ok(result);
+            }
+        }
+    }
+
+    async fn read_one(&mut self) -> Result<BytesMut, BackendError> {
+        let limit = usize::MAX;
+        match self.conn.read_packet(limit).await {
+            Ok(p) => Ok(p),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Brings this connection to `want`, issuing only the statements for what differs.
+    pub async fn sync_state(&mut self, want: &SessionState) -> Result<(), BackendError> {
+        let all = !self.state_known;
+        if all || self.state.charset != want.charset {
+            self.query(&format!("SET NAMES {}", want.charset)).await?;
+            self.state.charset = want.charset;
+        }
+        if all || self.state.database != want.database {
+            if let Some(db) = &want.database {
+                self.send_command_with(|b| {
+                    b.put_u8(com::INIT_DB);
+                    b.put_slice(db.as_bytes());
+                })
+                .await?;
+                self.read_query_result().await?;
+            }
+            self.state.database = want.database.clone();
+        }
+        if all || self.state.multi_statements != want.multi_statements {
+            let option: u16 = if want.multi_statements { 0 } else { 1 };
+            self.send_command_with(|b| {
+                b.put_u8(com::SET_OPTION);
+                b.put_u16_le(option);
+            })
+            .await?;
+            let packet = self.read_one().await?;
+            if is_err(&packet) {
+                let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
+                return Err(BackendError::Server {
+                    source_name: self.options_source.clone(),
+                    error,
+                });
+            }
+            self.state.multi_statements = want.multi_statements;
+        }
+        self.state_known = true;
+        Ok(())
+    }
+
+    /// Records state a relayed command changed on this connection (e.g. COM_INIT_DB).
+    pub fn note_database(&mut self, database: Option<String>) {
+        self.state.database = database;
+    }
+
+    pub fn note_charset(&mut self, charset: &'static str) {
+        self.state.charset = charset;
+    }
+
+    /// COM_RESET_CONNECTION: drops user variables, temporary tables, prepared statements and
+    /// transactions, so the connection can serve another session.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.send_command(&[com::RESET_CONNECTION]).await?;
+        self.read_query_result().await?;
+        self.state_known = false;
+        Ok(())
+    }
+
+    pub async fn ping(&mut self) -> Result<(), BackendError> {
+        self.send_command(&[com::PING]).await?;
+        self.read_query_result().await.map(|_| ())
+    }
+}
+
+/// A small result read by the proxy itself.
+#[derive(Debug, Default)]
+pub struct QueryResult {
+    pub ok: OkPacket,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn decode_text_row(payload: &[u8], columns: u64) -> Result<Vec<Option<String>>, ProtocolError> {
+    let mut r = Reader::new(payload);
+    (0..columns)
+        .map(|_| {
+            Ok(r.lenenc_bytes_or_null()?
+                .map(|b| String::from_utf8_lossy(b).into_owned()))
+        })
+        .collect()
+}

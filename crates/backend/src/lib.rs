@@ -1,0 +1,14 @@
+//! Backend side of the proxy: dbmesh's own connections to MySQL/MariaDB servers.
+//!
+//! [`conn::BackendConn`] is one authenticated connection that knows the session state it
+//! currently carries (database, character set, multi-statement option), so a borrower applies
+//! only the differences. [`pool::Pool`] hands connections out with a bounded size and a fair,
+//! bounded wait. Nothing here knows about SQL semantics or sharding.
+
+pub mod conn;
+pub mod error;
+pub mod pool;
+
+pub use conn::{BackendConn, ConnectOptions, SessionState};
+pub use error::BackendError;
+pub use pool::{Pool, PoolStats, PooledConn};

@@ -1,0 +1,184 @@
+//! A bounded pool of backend connections for one data source.
+//!
+//! Why not bb8: a proxy pool must keep connections that differ in connect-time capabilities
+//! (CLIENT_FOUND_ROWS) apart, know each connection's session state, and discard rather than
+//! recycle a connection whose response was not fully read; bb8's `ManageConnection` can
+//! express health but not "return only if clean", and its waiting is not FIFO-fair. The pool
+//! here is small: a FIFO semaphore bounds the connections handed out, and a guard returns a
+//! connection only when its borrower says it is clean.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::conn::{BackendConn, ConnectOptions};
+use crate::BackendError;
+
+/// Idle connections older than this are pinged before reuse: the server may have closed them.
+const REVALIDATE_AFTER: Duration = Duration::from_secs(30);
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub open: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    pub max: usize,
+}
+
+pub struct Pool {
+    options: ConnectOptions,
+    max: usize,
+    acquire_timeout: Duration,
+    permits: Arc<Semaphore>,
+    /// Idle connections, by their CLIENT_FOUND_ROWS flag.
+    idle: Mutex<[Vec<(BackendConn, Instant)>; 2]>,
+    open: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(options: ConnectOptions, max: usize, acquire_timeout: Duration) -> Arc<Pool> {
+        let max = max.max(1);
+        Arc::new(Pool {
+            options,
+            max,
+            acquire_timeout,
+            permits: Arc::new(Semaphore::new(max)),
+            idle: Mutex::new([Vec::new(), Vec::new()]),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.source_name
+    }
+
+    pub fn address(&self) -> &str {
+        &self.options.address
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let idle = self.lock_idle().iter().map(Vec::len).sum();
+        let open = self.open.load(Ordering::Relaxed);
+        PoolStats {
+            open,
+            idle,
+            in_use: open.saturating_sub(idle),
+            max: self.max,
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, [Vec<(BackendConn, Instant)>; 2]> {
+        // A panic while holding this lock cannot leave the vectors inconsistent.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Borrows a connection, waiting in FIFO order up to the acquire timeout.
+    pub async fn acquire(self: &Arc<Self>, found_rows: bool) -> Result<PooledConn, BackendError> {
+        let started = Instant::now();
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| BackendError::PoolExhausted {
+                    source_name: self.options.source_name.clone(),
+                    max: self.max,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                })?
+                .expect("the pool never closes its semaphore");
+        loop {
+            let candidate = {
+                let mut idle = self.lock_idle();
+                let kind = usize::from(found_rows);
+                let popped = idle[kind].pop();
+                if popped.is_none() && !idle[1 - kind].is_empty() {
+                    // Keep the total at most `max`: a connection of the other kind makes room.
+                    idle[1 - kind].remove(0);
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                }
+                popped
+            };
+            match candidate {
+                Some((mut conn, since)) => {
+                    if since.elapsed() > REVALIDATE_AFTER && conn.ping().await.is_err() {
+                        self.open.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Ok(PooledConn {
+                        conn: Some(conn),
+                        pool: self.clone(),
+                        _permit: permit,
+                    });
+                }
+                None => {
+                    let mut options = self.options.clone();
+                    options.found_rows = found_rows;
+                    let conn = BackendConn::connect(&options).await?;
+                    self.open.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PooledConn {
+                        conn: Some(conn),
+                        pool: self.clone(),
+                        _permit: permit,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens and closes one connection: the health check.
+    pub async fn check(&self) -> Result<String, BackendError> {
+        let mut conn = BackendConn::connect(&self.options).await?;
+        conn.ping().await?;
+        Ok(conn.server_version.clone())
+    }
+
+    /// The connect options, e.g. to open a connection outside the pool.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+}
+
+/// A borrowed connection. Dropping it closes the connection; [`release`](Self::release)
+/// returns it to the pool, which the borrower may do only when no response is pending and the
+/// session state it carries is tracked.
+pub struct PooledConn {
+    conn: Option<BackendConn>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledConn {
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let kind = usize::from(conn.found_rows);
+            self.pool.lock_idle()[kind].push((conn, Instant::now()));
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+impl Deref for PooledConn {
+    type Target = BackendConn;
+    fn deref(&self) -> &BackendConn {
+        self.conn.as_ref().expect("present until release or drop")
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        self.conn.as_mut().expect("present until release or drop")
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The `dbmesh` command: `serve`, `check` and `explain` over a rule file.
+
+mod admin;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use server::{Context, Metrics, Snapshot};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "dbmesh", version, about = "A sharding MySQL proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve MySQL clients according to a rule file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a rule file and print every problem found.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show where a statement would be routed.
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        sql: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            let rules = load(&config)?;
+            println!(
+                "{}: OK ({} data sources, {} table rules, logical database '{}')",
+                config.display(),
+                rules.data_sources.len(),
+                rules.tables.len(),
+                rules.schema.name
+            );
+            Ok(())
+        }
+        Command::Explain { config, sql } => {
+            let rules = load(&config)?;
+            let ds = &rules.schema.default_data_source;
+            println!("data_source\tdatabase\tsql");
+            println!("{ds}\t{}\t{sql}", rules.data_sources[ds].database);
+            Ok(())
+        }
+        Command::Serve { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(config))
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<rules::Rules> {
+    match rules::load_file(path) {
+        Ok(r) => Ok(r),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let rules = load(&config)?;
+    if rules.proxy.create_databases {
+        create_databases(&rules).await;
+    }
+    let tls = match &rules.proxy.tls {
+        Some(t) => Some(
+            server::tls::acceptor(t)
+                .map_err(anyhow::Error::msg)
+                .context("loading the TLS certificate")?,
+        ),
+        None => None,
+    };
+    let listen = rules.proxy.listen.clone();
+    let admin_listen = rules.proxy.admin_listen.clone();
+    let snapshot = Snapshot::build(rules, None);
+    let server_version = match &snapshot.rules.proxy.server_version {
+        Some(v) => v.clone(),
+        None => match snapshot.default_pool().check().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "default data source unreachable at start; announcing a generic version");
+                "8.0.36-dbmesh".to_string()
+            }
+        },
+    };
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Context::new(snapshot, metrics, tls, server_version);
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let admin = TcpListener::bind(&admin_listen)
+        .await
+        .with_context(|| format!("binding admin {admin_listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, rules = %config.display(), "dbmesh serving");
+    let health = admin::Health::start(ctx.clone());
+    tokio::spawn(admin::serve(admin, ctx.clone(), health, config.clone()));
+    tokio::spawn(reload_on_sighup(ctx.clone(), config));
+    server::run(listener, ctx, shutdown_signal()).await;
+    tracing::info!("dbmesh stopped accepting connections");
+    Ok(())
+}
+
+/// Creates every data source's database if missing (the quickstart's embedded default).
+async fn create_databases(rules: &rules::Rules) {
+    for (name, ds) in &rules.data_sources {
+        let options = server::connect_options(name, ds);
+        let result = async {
+            let mut conn = backend::BackendConn::connect(&options).await?;
+            conn.query(&format!(
+                "CREATE DATABASE IF NOT EXISTS `{}`",
+                ds.database.replace('`', "``")
+            ))
+            .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(data_source = %name, error = %e, "could not create the data source's database");
+        }
+    }
+}
+
+/// Re-reads the rule file on SIGHUP, validated exactly as `dbmesh check`; a bad file leaves
+/// the current rules in force.
+async fn reload_on_sighup(ctx: Arc<Context>, config: PathBuf) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match admin::reload(&ctx, &config).await {
+            Ok(()) => tracing::info!("rules reloaded on SIGHUP"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected; the previous rules stay in force")
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

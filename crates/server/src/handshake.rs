@@ -1,0 +1,325 @@
+//! The connection phase on the client side: greeting, optional TLS upgrade, authentication of
+//! a proxy user from the rule file, and the initial database. Proxy users' passwords never
+//! reach a backend; backends see dbmesh's own credentials.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocol::auth::{
+    self, AUTH_MORE_DATA, CACHING_SHA2_PASSWORD, FAST_AUTH_SUCCESS, MYSQL_NATIVE_PASSWORD,
+    PERFORM_FULL_AUTHENTICATION,
+};
+use protocol::constants::{caps, status, UTF8MB4_GENERAL_CI};
+use protocol::framing::PacketConn;
+use protocol::handshake::{encode_auth_switch, Greeting, HandshakeResponse};
+use protocol::packets::OkPacket;
+use protocol::{ProtocolError, ServerError};
+use rules::{AuthPlugin, Rules};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::session::Session;
+use crate::tls::Rewind;
+use crate::Context;
+
+/// Capabilities dbmesh offers clients (SSL is added when a certificate is configured).
+pub(crate) const SERVER_CAPS: u32 = caps::LONG_PASSWORD
+    | caps::FOUND_ROWS
+    | caps::LONG_FLAG
+    | caps::CONNECT_WITH_DB
+    | caps::IGNORE_SPACE
+    | caps::PROTOCOL_41
+    | caps::INTERACTIVE
+    | caps::IGNORE_SIGPIPE
+    | caps::TRANSACTIONS
+    | caps::RESERVED
+    | caps::SECURE_CONNECTION
+    | caps::MULTI_STATEMENTS
+    | caps::MULTI_RESULTS
+    | caps::PS_MULTI_RESULTS
+    | caps::PLUGIN_AUTH
+    | caps::CONNECT_ATTRS
+    | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | caps::DEPRECATE_EOF;
+
+/// The time a client has to finish logging in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Login packets are small; anything larger is an attack or garbage.
+const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
+
+/// Answers a connection over `max_connections` with 1040 instead of a greeting, as MySQL does.
+pub(crate) async fn refuse_too_many(stream: TcpStream) {
+    let mut conn = PacketConn::new(stream);
+    let err = ServerError::new(1040, "08004", "Too many connections");
+    conn.write_with(|b| err.encode(b));
+    conn.shutdown().await;
+}
+
+/// What a successful login established.
+pub(crate) struct Login {
+    pub user: String,
+    pub capabilities: u32,
+    pub collation: u8,
+    pub database: Option<String>,
+    pub nonce: [u8; 20],
+    pub tls: bool,
+}
+
+pub(crate) async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection_id: u32,
+    ctx: &Arc<Context>,
+) {
+    let nonce = auth::new_nonce();
+    let mut conn = PacketConn::new(stream);
+    let mut offered = SERVER_CAPS;
+    if ctx.tls.is_some() {
+        offered |= caps::SSL;
+    }
+    let greeting = Greeting {
+        server_version: ctx.server_version.clone(),
+        connection_id,
+        nonce: nonce.to_vec(),
+        capabilities: offered,
+        collation: UTF8MB4_GENERAL_CI,
+        status: status::AUTOCOMMIT,
+        auth_plugin: MYSQL_NATIVE_PASSWORD.to_string(),
+    };
+    conn.write_with(|b| greeting.encode(b));
+    if conn.flush().await.is_err() {
+        return;
+    }
+    let first =
+        match tokio::time::timeout(LOGIN_TIMEOUT, conn.read_packet(LOGIN_PACKET_LIMIT)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return refuse(conn, e.to_server_error(), ctx).await,
+            Err(_) => return,
+        };
+    let response = match HandshakeResponse::decode(&first) {
+        Ok(r) => r,
+        Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
+    };
+    if response.ssl_request {
+        let Some(acceptor) = ctx.tls.clone() else {
+            return refuse(
+                conn,
+                bad_handshake(ProtocolError::Tls("TLS is not configured".into())),
+                ctx,
+            )
+            .await;
+        };
+        let seq = conn.seq();
+        let (tcp, buffered) = conn.into_parts();
+        let tls =
+            match tokio::time::timeout(LOGIN_TIMEOUT, acceptor.accept(Rewind::new(tcp, buffered)))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+        let mut conn = PacketConn::new(tls);
+        conn.set_seq(seq);
+        let packet =
+            match tokio::time::timeout(LOGIN_TIMEOUT, conn.read_packet(LOGIN_PACKET_LIMIT)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return refuse(conn, e.to_server_error(), ctx).await,
+                Err(_) => return,
+            };
+        let response = match HandshakeResponse::decode(&packet) {
+            Ok(r) => r,
+            Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
+        };
+        finish(conn, response, nonce, true, peer, connection_id, ctx).await;
+    } else {
+        let require_tls = ctx
+            .snapshot
+            .load()
+            .rules
+            .proxy
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.require);
+        if require_tls {
+            let err = ServerError::new(3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
+            return refuse(conn, err, ctx).await;
+        }
+        finish(conn, response, nonce, false, peer, connection_id, ctx).await;
+    }
+}
+
+fn bad_handshake(e: ProtocolError) -> ServerError {
+    ServerError::new(1043, "08S01", format!("Bad handshake: {e}"))
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: PacketConn<S>,
+    err: ServerError,
+    ctx: &Context,
+) {
+    ctx.metrics.error(err.code);
+    conn.write_with(|b| err.encode(b));
+    conn.shutdown().await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: PacketConn<S>,
+    response: HandshakeResponse,
+    nonce: [u8; 20],
+    tls: bool,
+    peer: SocketAddr,
+    connection_id: u32,
+    ctx: &Arc<Context>,
+) {
+    let rules = ctx.snapshot.load().rules.clone();
+    let host = peer.ip().to_string();
+    let client_plugin = response
+        .auth_plugin
+        .clone()
+        .unwrap_or_else(|| MYSQL_NATIVE_PASSWORD.to_string());
+    let login = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        authenticate(
+            &mut conn,
+            &rules,
+            &response.user,
+            &host,
+            &client_plugin,
+            response.auth_response.clone(),
+            &nonce,
+            tls,
+        ),
+    )
+    .await;
+    match login {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            ctx.metrics.auth_failures.inc();
+            return refuse(conn, err, ctx).await;
+        }
+        Err(_) => return,
+    }
+    let database = match &response.database {
+        Some(db) => match crate::intercept::physical_database(&rules, db) {
+            Some(_) => Some(db.clone()),
+            None => return refuse(conn, unknown_database(db), ctx).await,
+        },
+        None => None,
+    };
+    let ok = OkPacket {
+        status: status::AUTOCOMMIT,
+        ..OkPacket::default()
+    };
+    conn.write_with(|b| ok.encode(0, b));
+    if conn.flush().await.is_err() {
+        return;
+    }
+    let login = Login {
+        user: response.user,
+        capabilities: response.capabilities & (SERVER_CAPS | caps::SSL),
+        collation: response.collation,
+        database,
+        nonce,
+        tls,
+    };
+    tracing::debug!(%peer, connection_id, user = %login.user, "client logged in");
+    Session::new(conn, login, connection_id, host, ctx.clone())
+        .run()
+        .await;
+}
+
+pub(crate) fn unknown_database(db: &str) -> ServerError {
+    ServerError::new(1049, "42000", format!("Unknown database '{db}'"))
+}
+
+pub(crate) fn access_denied(user: &str, host: &str, with_password: bool) -> ServerError {
+    let using = if with_password { "YES" } else { "NO" };
+    ServerError::new(
+        1045,
+        "28000",
+        format!("Access denied for user '{user}'@'{host}' (using password: {using})"),
+    )
+}
+
+/// Checks a client's credentials, switching plugin or asking for more data as needed. Used at
+/// login and for COM_CHANGE_USER.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut PacketConn<S>,
+    rules: &Rules,
+    user: &str,
+    host: &str,
+    client_plugin: &str,
+    mut token: Vec<u8>,
+    nonce: &[u8; 20],
+    tls: bool,
+) -> Result<(), ServerError> {
+    let Some(account) = rules.users.iter().find(|u| u.name == user) else {
+        return Err(access_denied(user, host, !token.is_empty()));
+    };
+    let wanted = match account.auth_plugin {
+        Some(AuthPlugin::MysqlNativePassword) => MYSQL_NATIVE_PASSWORD,
+        Some(AuthPlugin::CachingSha2Password) => CACHING_SHA2_PASSWORD,
+        None if client_plugin == CACHING_SHA2_PASSWORD => CACHING_SHA2_PASSWORD,
+        None => MYSQL_NATIVE_PASSWORD,
+    };
+    let mut nonce = *nonce;
+    if client_plugin != wanted {
+        nonce = auth::new_nonce();
+        conn.write_with(|b| encode_auth_switch(wanted, &nonce, b));
+        token = exchange(conn).await?;
+    }
+    let password = account.password.as_bytes();
+    let denied = || access_denied(user, host, !token.is_empty() || !password.is_empty());
+    if wanted == MYSQL_NATIVE_PASSWORD {
+        let expected = auth::native_password_scramble(password, &nonce);
+        return if auth::constant_time_eq(&token, &expected) {
+            Ok(())
+        } else {
+            Err(denied())
+        };
+    }
+    // caching_sha2_password. An empty password is answered with OK straight away.
+    if password.is_empty() && token.is_empty() {
+        return Ok(());
+    }
+    if tls {
+        // Over TLS, behave like a server whose cache is cold: ask for the password itself.
+        conn.write_with(|b| b.extend_from_slice(&[AUTH_MORE_DATA, PERFORM_FULL_AUTHENTICATION]));
+        let mut clear = exchange(conn).await?;
+        if clear.last() == Some(&0) {
+            clear.pop();
+        }
+        return if auth::constant_time_eq(&clear, password) {
+            Ok(())
+        } else {
+            Err(denied())
+        };
+    }
+    let expected = auth::caching_sha2_scramble(password, &nonce);
+    if auth::constant_time_eq(&token, &expected) {
+        conn.write_with(|b| b.extend_from_slice(&[AUTH_MORE_DATA, FAST_AUTH_SUCCESS]));
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+/// Sends what is buffered and reads the client's next auth packet.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut PacketConn<S>,
+) -> Result<Vec<u8>, ServerError> {
+    conn.flush().await.map_err(|e| e.to_server_error())?;
+    let packet: BytesMut = conn
+        .read_packet(LOGIN_PACKET_LIMIT)
+        .await
+        .map_err(|e| e.to_server_error())?;
+    Ok(packet.to_vec())
+}

@@ -1,0 +1,227 @@
+//! Statements the frontend answers or adjusts itself because they concern the logical schema
+//! rather than a backend: `USE db` and `SHOW DATABASES`. Recognised by a tiny scanner so the
+//! pass-through path never pays for a full parse.
+
+use rules::Rules;
+
+/// Databases every client may select besides the logical schema; they are the same on every
+/// backend.
+const SYSTEM_DATABASES: [&str; 1] = ["information_schema"];
+
+/// The physical database behind a logical database name, or `None` if clients cannot see it.
+pub fn physical_database<'r>(rules: &'r Rules, logical: &str) -> Option<&'r str> {
+    if logical == rules.schema.name {
+        let ds = rules.data_sources.get(&rules.schema.default_data_source)?;
+        return Some(ds.database.as_str());
+    }
+    SYSTEM_DATABASES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(logical))
+        .copied()
+}
+
+/// The databases `SHOW DATABASES` lists.
+pub fn visible_databases(rules: &Rules) -> Vec<String> {
+    let mut dbs: Vec<String> = SYSTEM_DATABASES.iter().map(|s| s.to_string()).collect();
+    dbs.push(rules.schema.name.clone());
+    dbs.sort();
+    dbs
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intercepted {
+    /// `USE name`.
+    Use(String),
+    /// `SHOW DATABASES` / `SHOW SCHEMAS`, with an optional LIKE pattern.
+    ShowDatabases(Option<String>),
+}
+
+/// Recognises the statements the frontend handles itself; `None` for everything else.
+pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
+    let mut s = Scanner { sql, pos: 0 };
+    let first = s.word()?;
+    if first.eq_ignore_ascii_case(b"use") {
+        let name = s.identifier()?;
+        s.end().then_some(Intercepted::Use(name))
+    } else if first.eq_ignore_ascii_case(b"show") {
+        let what = s.word()?;
+        if !(what.eq_ignore_ascii_case(b"databases") || what.eq_ignore_ascii_case(b"schemas")) {
+            return None;
+        }
+        if s.end() {
+            return Some(Intercepted::ShowDatabases(None));
+        }
+        let like = s.word()?;
+        if !like.eq_ignore_ascii_case(b"like") {
+            return None;
+        }
+        let pattern = s.string_literal()?;
+        s.end().then_some(Intercepted::ShowDatabases(Some(pattern)))
+    } else {
+        None
+    }
+}
+
+/// MySQL LIKE matching (`%`, `_`, backslash escape), case-insensitive as for identifiers.
+pub fn like_matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('%', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some(('_', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                !t.is_empty() && t[0].eq_ignore_ascii_case(&rest[0]) && go(&rest[1..], &t[1..])
+            }
+            Some((c, rest)) => !t.is_empty() && t[0].eq_ignore_ascii_case(c) && go(rest, &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+struct Scanner<'a> {
+    sql: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn skip_space(&mut self) {
+        loop {
+            while self.pos < self.sql.len() && self.sql[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            let rest = &self.sql[self.pos..];
+            if rest.starts_with(b"/*") && !rest.starts_with(b"/*!") {
+                match rest.windows(2).position(|w| w == b"*/") {
+                    Some(end) => self.pos += end + 2,
+                    None => return,
+                }
+            } else if rest.starts_with(b"#") || rest.starts_with(b"-- ") {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(end) => self.pos += end + 1,
+                    None => self.pos = self.sql.len(),
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn word(&mut self) -> Option<&'a [u8]> {
+        self.skip_space();
+        let start = self.pos;
+        while self.pos < self.sql.len()
+            && (self.sql[self.pos].is_ascii_alphanumeric() || self.sql[self.pos] == b'_')
+        {
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| &self.sql[start..self.pos])
+    }
+
+    fn identifier(&mut self) -> Option<String> {
+        self.skip_space();
+        if self.sql.get(self.pos) == Some(&b'`') {
+            let mut out = Vec::new();
+            self.pos += 1;
+            loop {
+                match self.sql.get(self.pos)? {
+                    b'`' if self.sql.get(self.pos + 1) == Some(&b'`') => {
+                        out.push(b'`');
+                        self.pos += 2;
+                    }
+                    b'`' => {
+                        self.pos += 1;
+                        return String::from_utf8(out).ok();
+                    }
+                    &b => {
+                        out.push(b);
+                        self.pos += 1;
+                    }
+                }
+            }
+        }
+        let start = self.pos;
+        while self.pos < self.sql.len()
+            && (self.sql[self.pos].is_ascii_alphanumeric()
+                || self.sql[self.pos] == b'_'
+                || self.sql[self.pos] == b'$'
+                || self.sql[self.pos] >= 0x80)
+        {
+            self.pos += 1;
+        }
+        (self.pos > start).then(|| String::from_utf8_lossy(&self.sql[start..self.pos]).into_owned())
+    }
+
+    fn string_literal(&mut self) -> Option<String> {
+        self.skip_space();
+        let quote = *self.sql.get(self.pos)?;
+        if quote != b'\'' && quote != b'"' {
+            return None;
+        }
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let b = *self.sql.get(self.pos)?;
+            self.pos += 1;
+            if b == quote {
+                if self.sql.get(self.pos) == Some(&quote) {
+                    out.push(quote);
+                    self.pos += 1;
+                    continue;
+                }
+                return String::from_utf8(out).ok();
+            }
+            out.push(b);
+        }
+    }
+
+    /// True when only whitespace, comments and an optional `;` remain.
+    fn end(&mut self) -> bool {
+        self.skip_space();
+        if self.sql.get(self.pos) == Some(&b';') {
+            self.pos += 1;
+            self.skip_space();
+        }
+        self.pos == self.sql.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_use_and_show_databases() {
+        assert_eq!(
+            intercept(b"use bank"),
+            Some(Intercepted::Use("bank".into()))
+        );
+        assert_eq!(
+            intercept(b"  USE `my``db` ; "),
+            Some(Intercepted::Use("my`db".into()))
+        );
+        assert_eq!(
+            intercept(b"/* hi */ show databases"),
+            Some(Intercepted::ShowDatabases(None))
+        );
+        assert_eq!(
+            intercept(b"SHOW SCHEMAS LIKE 'b%'"),
+            Some(Intercepted::ShowDatabases(Some("b%".into())))
+        );
+        assert_eq!(intercept(b"select 1"), None);
+        assert_eq!(intercept(b"use bank; select 1"), None);
+        assert_eq!(intercept(b"show tables"), None);
+        assert_eq!(intercept(b"user_defined()"), None);
+    }
+
+    #[test]
+    fn like_semantics() {
+        assert!(like_matches("b%", "bank"));
+        assert!(like_matches("BAN_", "bank"));
+        assert!(!like_matches("b_", "bank"));
+        assert!(like_matches("%", ""));
+        assert!(like_matches("a\\%", "a%"));
+        assert!(!like_matches("a\\%", "ab"));
+    }
+}

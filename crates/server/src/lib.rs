@@ -1,0 +1,180 @@
+//! The frontend: accepts MySQL clients, authenticates them, and runs one session task per
+//! client. The rule set is an immutable [`Snapshot`] behind an `ArcSwap`; each statement loads
+//! the current one, so a reload swaps routing atomically while statements in flight finish on
+//! the snapshot they started with.
+
+mod handshake;
+mod intercept;
+pub mod metrics;
+mod session;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use backend::{ConnectOptions, Pool};
+use rules::{DataSourceConfig, Rules};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+pub use metrics::Metrics;
+
+/// How long a backend connect (TCP + login) may take.
+pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One version of the rules with the pools that serve them.
+pub struct Snapshot {
+    pub rules: Arc<Rules>,
+    pub pools: BTreeMap<String, Arc<Pool>>,
+}
+
+impl Snapshot {
+    /// Builds pools for `rules`, reusing those of `previous` whose data source is unchanged so
+    /// a reload keeps warm connections.
+    pub fn build(rules: Rules, previous: Option<&Snapshot>) -> Snapshot {
+        let pools = rules
+            .data_sources
+            .iter()
+            .map(|(name, ds)| {
+                let reused = previous.and_then(|p| {
+                    let old = p.rules.data_sources.get(name)?;
+                    same_data_source(old, ds)
+                        .then(|| p.pools.get(name).cloned())
+                        .flatten()
+                });
+                let pool = reused.unwrap_or_else(|| {
+                    Pool::new(
+                        connect_options(name, ds),
+                        ds.pool.max,
+                        Duration::from_millis(ds.pool.acquire_timeout_ms),
+                    )
+                });
+                (name.clone(), pool)
+            })
+            .collect();
+        Snapshot {
+            rules: Arc::new(rules),
+            pools,
+        }
+    }
+
+    /// The pool of the data source that holds every table without a rule.
+    pub fn default_pool(&self) -> &Arc<Pool> {
+        self.pools
+            .get(&self.rules.schema.default_data_source)
+            .expect("validation guarantees the default data source exists")
+    }
+}
+
+fn same_data_source(a: &DataSourceConfig, b: &DataSourceConfig) -> bool {
+    a.address == b.address
+        && a.user == b.user
+        && a.password == b.password
+        && a.database == b.database
+        && a.pool.max == b.pool.max
+        && a.pool.acquire_timeout_ms == b.pool.acquire_timeout_ms
+}
+
+/// Connect options for a data source. Connections start with no database selected; each
+/// session selects the physical database it needs.
+pub fn connect_options(name: &str, ds: &DataSourceConfig) -> ConnectOptions {
+    ConnectOptions {
+        source_name: name.to_string(),
+        address: ds.address.clone(),
+        user: ds.user.clone(),
+        password: ds.password.clone(),
+        database: None,
+        found_rows: false,
+        connect_timeout: BACKEND_CONNECT_TIMEOUT,
+    }
+}
+
+/// Everything sessions share.
+pub struct Context {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<TlsAcceptor>,
+    /// The version string clients see: the backend's unless configured.
+    pub server_version: String,
+    next_connection_id: AtomicU32,
+    connection_slots: Arc<Semaphore>,
+}
+
+impl Context {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        tls: Option<TlsAcceptor>,
+        server_version: String,
+    ) -> Arc<Context> {
+        let max = snapshot.rules.proxy.max_connections;
+        Arc::new(Context {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            tls,
+            server_version,
+            next_connection_id: AtomicU32::new(1),
+            connection_slots: Arc::new(Semaphore::new(max)),
+        })
+    }
+
+    /// Swaps in new rules; statements in flight finish on the old snapshot.
+    pub fn reload(&self, rules: Rules) {
+        let previous = self.snapshot.load_full();
+        self.snapshot
+            .store(Arc::new(Snapshot::build(rules, Some(&previous))));
+    }
+
+    /// Refreshes the backend-connection gauges (called when metrics are scraped).
+    pub fn update_pool_metrics(&self) {
+        for (name, pool) in &self.snapshot.load().pools {
+            self.metrics.set_backend_connections(name, pool.stats());
+        }
+    }
+}
+
+/// Accepts clients on `listener` until `shutdown` completes, one task per client. A failing
+/// client ends only its own task; accept errors back off briefly.
+pub async fn run(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    serve_client(stream, peer, ctx).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Context>) {
+    let connection_id = ctx.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let Ok(_slot) = ctx.connection_slots.clone().try_acquire_owned() else {
+        ctx.metrics.client_connections_rejected.inc();
+        handshake::refuse_too_many(stream).await;
+        return;
+    };
+    ctx.metrics.client_connections_total.inc();
+    ctx.metrics.client_connections.inc();
+    handshake::accept(stream, peer, connection_id, &ctx).await;
+    ctx.metrics.client_connections.dec();
+}

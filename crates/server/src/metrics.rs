@@ -1,0 +1,136 @@
+//! Prometheus metrics of the frontend. One `Metrics` value is created by the binary and passed
+//! down explicitly (no process-wide statics), so tests can run many proxies in one process.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use protocol::constants::com;
+
+pub struct Metrics {
+    registry: Registry,
+    pub client_connections: IntGauge,
+    pub client_connections_total: IntCounter,
+    pub client_connections_rejected: IntCounter,
+    /// Statements by command, indexed by command byte so the hot path does no label lookup.
+    statements: Vec<IntCounter>,
+    errors: IntCounterVec,
+    pub statement_seconds: Histogram,
+    backend_connections: IntGaugeVec,
+    pub auth_failures: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let client_connections =
+            IntGauge::new("dbmesh_client_connections", "Client connections open now")
+                .expect("valid metric");
+        let client_connections_total = IntCounter::new(
+            "dbmesh_client_connections_total",
+            "Client connections accepted",
+        )
+        .expect("valid metric");
+        let client_connections_rejected = IntCounter::new(
+            "dbmesh_client_connections_rejected_total",
+            "Client connections refused because max_connections was reached",
+        )
+        .expect("valid metric");
+        let statements_vec = IntCounterVec::new(
+            Opts::new("dbmesh_statements_total", "Client commands by command"),
+            &["command"],
+        )
+        .expect("valid metric");
+        let statements = (0u8..=0x1f)
+            .map(|c| statements_vec.with_label_values(&[com::name(c)]))
+            .collect();
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "dbmesh_errors_total",
+                "Error packets sent to clients, by MySQL error code",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let statement_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "dbmesh_statement_duration_seconds",
+                "Time from a command's arrival to the end of its response",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        let backend_connections = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_backend_connections",
+                "Backend connections by data source and state",
+            ),
+            &["data_source", "state"],
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounter::new("dbmesh_auth_failures_total", "Failed client logins")
+            .expect("valid metric");
+        for c in [
+            Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(client_connections_total.clone()),
+            Box::new(client_connections_rejected.clone()),
+            Box::new(statements_vec),
+            Box::new(errors.clone()),
+            Box::new(statement_seconds.clone()),
+            Box::new(backend_connections.clone()),
+            Box::new(auth_failures.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            client_connections,
+            client_connections_total,
+            client_connections_rejected,
+            statements,
+            errors,
+            statement_seconds,
+            backend_connections,
+            auth_failures,
+        }
+    }
+
+    pub fn statement(&self, command: u8) {
+        if let Some(c) = self.statements.get(usize::from(command)) {
+            c.inc();
+        }
+    }
+
+    pub fn error(&self, code: u16) {
+        self.errors.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    pub fn set_backend_connections(&self, data_source: &str, stats: backend::PoolStats) {
+        for (state, value) in [
+            ("open", stats.open),
+            ("idle", stats.idle),
+            ("in_use", stats.in_use),
+            ("max", stats.max),
+        ] {
+            self.backend_connections
+                .with_label_values(&[data_source, state])
+                .set(value as i64);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
