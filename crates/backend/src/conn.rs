@@ -8,7 +8,7 @@ use protocol::buf::Reader;
 use protocol::constants::{caps, com, status};
 use protocol::framing::PacketConn;
 use protocol::handshake::{decode_auth_switch, Greeting, HandshakeResponse};
-use protocol::packets::{is_err, is_terminator, OkPacket, ERR_HEADER, OK_HEADER};
+use protocol::packets::{is_err, is_terminator, OkPacket, EOF_HEADER, ERR_HEADER, OK_HEADER};
 use protocol::{ProtocolError, ServerError};
 use tokio::net::TcpStream;
 
@@ -266,7 +266,11 @@ impl BackendConn {
         loop {
             let packet = self.read_one().await?;
             match packet.first().copied() {
-                Some(OK_HEADER) => {
+                // Some commands (COM_RESET_CONNECTION on MariaDB) answer with an OK whose
+                // header is 0xFE under CLIENT_DEPRECATE_EOF.
+                Some(OK_HEADER) | Some(EOF_HEADER)
+                    if packet[0] == OK_HEADER || is_terminator(&packet) =>
+                {
                     let ok = OkPacket::decode(&packet).map_err(|e| self.lost(e))?;
                     self.status = ok.status;
                     result.ok = ok;

@@ -85,6 +85,8 @@ where
         outcome: RelayOutcome::default(),
     };
     relay.run(kind).await?;
+    // The last frame of the response is still held by the reader.
+    relay.backend.consume();
     relay.client.flush().await.map_err(RelayError::Client)?;
     Ok(relay.outcome)
 }
