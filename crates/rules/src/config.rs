@@ -1,0 +1,264 @@
+//! The rule file as written: serde structs with their defaults.
+//!
+//! Everything here is what TOML deserializes into, before validation. The
+//! proxy, user and data-source sections are kept as they are in the validated
+//! [`crate::Rules`]; the `[tables.*]` and `[[binding_groups]]` sections are raw
+//! ([`TableConfig`], [`BindingGroupConfig`]) and are compiled by
+//! `validate` into [`crate::TableRule`]s. Fields whose meaning depends on other
+//! fields (a table's `kind`, `algorithm`, …) are plain strings here so that
+//! validation can report every problem with its location instead of stopping
+//! at the first serde error. `docs/configuration.md` documents every field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// The whole rule file, as parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// `[proxy]`: listener and limits; every field has a default.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// `[[users]]`: the accounts clients log in with.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// `[data_sources.<name>]`: the backend databases.
+    #[serde(default)]
+    pub data_sources: BTreeMap<String, DataSourceConfig>,
+    /// `[schema]`: the logical database and where unnamed tables live.
+    pub schema: SchemaConfig,
+    /// `[tables.<name>]`: one rule per logical table that is not on the default data source.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+    /// `[[binding_groups]]`: sharded tables that must route the same key to the same data source.
+    #[serde(default)]
+    pub binding_groups: Vec<BindingGroupConfig>,
+}
+
+/// `[proxy]`: what the proxy listens on and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// MySQL protocol listener, `host:port`. Default `127.0.0.1:3307`.
+    pub listen: String,
+    /// Admin HTTP listener (`/metrics`, `/health`, `POST /reload`). Default `127.0.0.1:9307`.
+    pub admin_listen: String,
+    /// Client connections accepted at once. Default 10000.
+    pub max_connections: usize,
+    /// Largest packet accepted from a client, in bytes. Default 64 MiB.
+    pub max_allowed_packet: usize,
+    /// Overrides the server version string sent in the handshake.
+    pub server_version: Option<String>,
+    /// At start, `CREATE DATABASE IF NOT EXISTS` for every data source's database. Default false.
+    pub create_databases: bool,
+    /// Seconds an idle client connection is kept. Default 28800 (MySQL's `wait_timeout`).
+    pub idle_timeout_secs: u64,
+    /// `[proxy.tls]`: TLS for clients; absent means no TLS.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3307".to_owned(),
+            admin_listen: "127.0.0.1:9307".to_owned(),
+            max_connections: 10_000,
+            max_allowed_packet: 64 * 1024 * 1024,
+            server_version: None,
+            create_databases: false,
+            idle_timeout_secs: 28_800,
+            tls: None,
+        }
+    }
+}
+
+/// `[proxy.tls]`: certificate and key for client TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. Relative paths are resolved against the rule file's directory.
+    pub cert: PathBuf,
+    /// PEM private key. Relative paths are resolved against the rule file's directory.
+    pub key: PathBuf,
+    /// Refuse clients that do not switch to TLS. Default false.
+    #[serde(default)]
+    pub require: bool,
+}
+
+/// `[[users]]`: one account clients log in with. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name; unique.
+    pub name: String,
+    /// Clear-text password (the proxy needs it to verify both auth plugins).
+    #[serde(default)]
+    pub password: String,
+    /// Authentication plugin offered first; absent lets the proxy choose.
+    #[serde(default)]
+    pub auth_plugin: Option<AuthPlugin>,
+}
+
+/// A MySQL authentication plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthPlugin {
+    /// `mysql_native_password` (SHA-1 scramble).
+    MysqlNativePassword,
+    /// `caching_sha2_password` (SHA-256 scramble; the MySQL 8 default).
+    CachingSha2Password,
+}
+
+impl AuthPlugin {
+    /// The plugin name as it appears on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthPlugin::MysqlNativePassword => "mysql_native_password",
+            AuthPlugin::CachingSha2Password => "caching_sha2_password",
+        }
+    }
+}
+
+/// `[data_sources.<name>]`: one backend database. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSourceConfig {
+    /// `host:port` of the MySQL/MariaDB server (IPv6 as `[::1]:3306`).
+    pub address: String,
+    /// Backend user.
+    pub user: String,
+    /// Backend password. Default empty.
+    #[serde(default)]
+    pub password: String,
+    /// The database on that server; every physical table of this data source lives in it.
+    pub database: String,
+    /// `[data_sources.<name>.pool]`: connection pool limits.
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("auth_plugin", &self.auth_plugin)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DataSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataSourceConfig")
+            .field("address", &self.address)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("database", &self.database)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// `[data_sources.<name>.pool]`: connection pool limits of one data source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Most connections open at once. Default 64.
+    pub max: usize,
+    /// Idle connections kept open. Default 0.
+    pub min_idle: usize,
+    /// How long a statement waits for a free connection, in milliseconds. Default 5000.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max: 64,
+            min_idle: 0,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// `[schema]`: the logical database clients see.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// Logical database name (what `USE` and `SHOW DATABASES` show).
+    pub name: String,
+    /// Data source of every table not named in `[tables]`.
+    pub default_data_source: String,
+}
+
+/// `[tables.<name>]` as written; `validate` turns it into a [`crate::TableRule`].
+///
+/// Which fields are allowed depends on `kind` and `algorithm`; a field that
+/// does not apply is reported as an error rather than ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `sharded`, `broadcast` or `single`.
+    pub kind: Option<String>,
+    /// sharded: the sharding column.
+    pub column: Option<String>,
+    /// sharded: `int` (default) or `string`; how values of the column are compared.
+    pub column_type: Option<String>,
+    /// sharded: `mod`, `hash`, `range`, `consistent_hash` or `uid_slice`.
+    pub algorithm: Option<String>,
+    /// sharded: the physical tables, as node expressions (`ds_{0..1}.payment_{0..3}`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub nodes: Option<Vec<String>>,
+    /// range: ascending split points; node `i` holds `boundaries[i-1] <= v < boundaries[i]`.
+    pub boundaries: Option<Vec<i64>>,
+    /// consistent_hash: points per node on the ring. Default 160.
+    pub virtual_nodes: Option<u32>,
+    /// uid_slice: `"00-29" = "ds_0"`: slice range to data source (or `ds.table` node).
+    pub slices: Option<BTreeMap<String, String>>,
+    /// single: the data source holding the table.
+    pub data_source: Option<String>,
+    /// broadcast: the data sources holding a copy. Default: every data source.
+    pub data_sources: Option<Vec<String>>,
+}
+
+/// `[[binding_groups]]`: sharded tables bound together.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingGroupConfig {
+    /// The logical tables of the group (at least two).
+    pub tables: Vec<String>,
+}
+
+/// Accepts `nodes = "expr"` as well as `nodes = ["expr", ...]`.
+fn one_or_many<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a node expression or a list of node expressions")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_any(OneOrMany).map(Some)
+}
