@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -115,6 +116,12 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding admin {admin_listen}"))?;
     tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, rules = %config.display(), "dbmesh serving");
+    // One parseable line on stdout, so scripts and tests that ask for port 0 learn the ports.
+    println!(
+        "dbmesh ready mysql={} admin={}",
+        listener.local_addr()?,
+        admin.local_addr()?
+    );
     let health = admin::Health::start(ctx.clone());
     tokio::spawn(admin::serve(admin, ctx.clone(), health, config.clone()));
     tokio::spawn(reload_on_sighup(ctx.clone(), config));

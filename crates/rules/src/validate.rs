@@ -104,13 +104,14 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
 }
 
 fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
-    if let Err(e) = check_address(&p.listen) {
+    // Port 0 asks the OS for a free port (tests, scripts); the chosen ports are printed.
+    if let Err(e) = check_address(&p.listen, true) {
         c.err("proxy.listen", e);
     }
-    if let Err(e) = check_address(&p.admin_listen) {
+    if let Err(e) = check_address(&p.admin_listen, true) {
         c.err("proxy.admin_listen", e);
     }
-    if p.listen == p.admin_listen {
+    if p.listen == p.admin_listen && !p.listen.ends_with(":0") {
         c.err(
             "proxy.admin_listen",
             format!("same address as proxy.listen ('{}')", p.listen),
@@ -158,8 +159,9 @@ fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
     }
 }
 
-/// `host:port` with a non-empty host (name, IPv4, or bracketed IPv6) and a port 1-65535.
-fn check_address(addr: &str) -> Result<(), String> {
+/// `host:port` with a non-empty host (name, IPv4, or bracketed IPv6) and a port 1-65535
+/// (or 0 where `allow_any_port`).
+fn check_address(addr: &str, allow_any_port: bool) -> Result<(), String> {
     let bad = || format!("bad address '{addr}' (expected host:port)");
     let port = if let Some(rest) = addr.strip_prefix('[') {
         let (v6, port) = rest.split_once("]:").ok_or_else(bad)?;
@@ -177,7 +179,7 @@ fn check_address(addr: &str) -> Result<(), String> {
         port
     };
     match port.parse::<u16>() {
-        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        Ok(p) if (p > 0 || allow_any_port) && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
         _ => Err(bad()),
     }
 }
@@ -235,7 +237,7 @@ fn check_data_sources(c: &mut Checker<'_>, sources: &BTreeMap<String, DataSource
                 format!("bad data source name '{name}' (letters, digits, '_' and '-' only)"),
             );
         }
-        if let Err(e) = check_address(&ds.address) {
+        if let Err(e) = check_address(&ds.address, false) {
             c.err(format!("{at}.address"), e);
         }
         if ds.user.is_empty() {

@@ -34,6 +34,9 @@ pub enum Intercepted {
     Use(String),
     /// `SHOW DATABASES` / `SHOW SCHEMAS`, with an optional LIKE pattern.
     ShowDatabases(Option<String>),
+    /// `SELECT DATABASE()` (or `SCHEMA()`), answered with the logical name; carries the
+    /// column name as the client wrote it.
+    SelectDatabase(String),
 }
 
 /// Recognises the statements the frontend handles itself; `None` for everything else.
@@ -43,6 +46,25 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
     if first.eq_ignore_ascii_case(b"use") {
         let name = s.identifier()?;
         s.end().then_some(Intercepted::Use(name))
+    } else if first.eq_ignore_ascii_case(b"select") {
+        s.skip_space();
+        let start = s.pos;
+        let function = s.word()?;
+        if !(function.eq_ignore_ascii_case(b"database") || function.eq_ignore_ascii_case(b"schema"))
+        {
+            return None;
+        }
+        s.skip_space();
+        if !s.punct(b'(')
+            || !{
+                s.skip_space();
+                s.punct(b')')
+            }
+        {
+            return None;
+        }
+        let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+        s.end().then_some(Intercepted::SelectDatabase(column))
     } else if first.eq_ignore_ascii_case(b"show") {
         let what = s.word()?;
         if !(what.eq_ignore_ascii_case(b"databases") || what.eq_ignore_ascii_case(b"schemas")) {
@@ -105,6 +127,15 @@ impl<'a> Scanner<'a> {
             } else {
                 return;
             }
+        }
+    }
+
+    fn punct(&mut self, c: u8) -> bool {
+        if self.sql.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -210,6 +241,15 @@ mod tests {
             Some(Intercepted::ShowDatabases(Some("b%".into())))
         );
         assert_eq!(intercept(b"select 1"), None);
+        assert_eq!(
+            intercept(b"SELECT DATABASE()"),
+            Some(Intercepted::SelectDatabase("DATABASE()".into()))
+        );
+        assert_eq!(
+            intercept(b"select schema( ) ;"),
+            Some(Intercepted::SelectDatabase("schema( )".into()))
+        );
+        assert_eq!(intercept(b"select database() from t"), None);
         assert_eq!(intercept(b"use bank; select 1"), None);
         assert_eq!(intercept(b"show tables"), None);
         assert_eq!(intercept(b"user_defined()"), None);

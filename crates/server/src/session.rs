@@ -167,6 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(Intercepted::ShowDatabases(like)) => {
                     self.show_databases(like.as_deref()).await
                 }
+                Some(Intercepted::SelectDatabase(column)) => self.select_database(&column).await,
                 None => self.forward(&packet, ResponseKind::Query).await,
             },
             com::INIT_DB => {
@@ -250,6 +251,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &mut self.client,
             &[ColumnDef::varchar(&header, 64)],
             rows,
+            deprecate_eof,
+            self.status,
+        );
+        self.flush().await
+    }
+
+    async fn select_database(&mut self, column: &str) -> Flow {
+        let row = [self.database.clone().map(String::into_bytes)];
+        let deprecate_eof = self.deprecate_eof();
+        write_text_result(
+            &mut self.client,
+            &[ColumnDef::varchar(column, 64)],
+            [row],
             deprecate_eof,
             self.status,
         );

@@ -1,0 +1,232 @@
+//! Shared fixture for dbmesh's integration tests: real MariaDB servers from `testkit`, and the
+//! real `dbmesh` binary started as a child process on free ports.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use testkit::Backend;
+
+pub const USER: &str = "dbmesh";
+pub const PASSWORD: &str = "dbmesh";
+
+/// A running `dbmesh serve`, killed on drop.
+pub struct Proxy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Proxy {
+    /// Starts the proxy on `config` (a rule file whose `[proxy]` table must not set `listen`
+    /// or `admin_listen`: the fixture asks for free ports).
+    pub fn start(config: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("rules.toml");
+        let config = if config.contains("[proxy]") {
+            config.replacen(
+                "[proxy]",
+                "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
+                1,
+            )
+        } else {
+            format!("[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{config}")
+        };
+        std::fs::write(&config_path, config).expect("write rules");
+        Self::start_file(config_path, dir)
+    }
+
+    fn start_file(config_path: PathBuf, dir: tempfile::TempDir) -> Proxy {
+        let stderr_path = dir.path().join("proxy.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dbmesh"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn dbmesh");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        assert!(
+            line.starts_with("dbmesh ready"),
+            "proxy did not start: {line:?}\n{log}"
+        );
+        let port_of = |key: &str| -> u16 {
+            let field = line
+                .split_whitespace()
+                .find(|f| f.starts_with(key))
+                .expect("field");
+            field
+                .rsplit(':')
+                .next()
+                .expect("port")
+                .trim()
+                .parse()
+                .expect("port number")
+        };
+        Proxy {
+            port: port_of("mysql="),
+            admin_port: port_of("admin="),
+            child,
+            config_path,
+            _dir: dir,
+            stderr_path,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory of the proxy, in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    pub fn opts(&self, db: Option<&str>) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .prefer_socket(false)
+            .user(Some(USER))
+            .pass(Some(PASSWORD))
+            .db_name(db)
+    }
+
+    pub async fn conn(&self, db: Option<&str>) -> mysql_async::Conn {
+        mysql_async::Conn::new(self.opts(db))
+            .await
+            .expect("connect through dbmesh")
+    }
+
+    /// A plain HTTP request to the admin listener: (status code, body).
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("admin connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    /// Polls `/health` until it returns `code` or `timeout` passes.
+    pub fn wait_health(&self, code: u16, timeout: Duration) -> (u16, String) {
+        let start = Instant::now();
+        loop {
+            let got = self.http("GET", "/health");
+            if got.0 == code || start.elapsed() > timeout {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGHUP (rule reload).
+    pub fn sighup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status();
+    }
+
+    /// Checks the proxy process is still alive (a bad client must never take it down).
+    pub fn assert_alive(&mut self) {
+        assert!(
+            self.child.try_wait().expect("wait").is_none(),
+            "dbmesh exited:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-data-source rule file over `backend`, logical database `logical` on physical
+/// database `physical` (created by the proxy at start).
+pub fn passthrough_rules(
+    backend: &Backend,
+    logical: &str,
+    physical: &str,
+    extra_proxy: &str,
+) -> String {
+    format!(
+        r#"[proxy]
+create_databases = true
+{extra_proxy}
+
+[[users]]
+name = "{USER}"
+password = "{PASSWORD}"
+
+[[users]]
+name = "other"
+password = "secret2"
+
+[schema]
+name = "{logical}"
+default_data_source = "main"
+
+[data_sources.main]
+address = "{addr}"
+user = "{user}"
+password = "{password}"
+database = "{physical}"
+"#,
+        addr = backend.address(),
+        user = backend.user(),
+        password = backend.password(),
+    )
+}
+
+/// One backend from the fixture (a fresh mariadbd unless DBMESH_TEST_BACKENDS is set).
+pub fn one_backend() -> Backend {
+    testkit::backends(1)
+        .expect("start a MariaDB backend")
+        .remove(0)
+}

@@ -1,0 +1,384 @@
+//! Pass-through behaviour through the real proxy binary against a real MariaDB, driven by
+//! `mysql_async` in both the text and the binary (prepared) protocol.
+
+mod common;
+
+use common::{one_backend, passthrough_rules, Proxy};
+use mysql_async::prelude::*;
+use mysql_async::{Row, Value};
+
+fn server_code(e: mysql_async::Error) -> (u16, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.state),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+const TYPES_DDL: &str = "CREATE TABLE types (
+    id INT PRIMARY KEY,
+    ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, mi MEDIUMINT, i INT, iu INT UNSIGNED,
+    bi BIGINT, bu BIGINT UNSIGNED,
+    de DECIMAL(20,6), f FLOAT, d DOUBLE,
+    dt DATE, dtm DATETIME(6), tm TIME(3), ts TIMESTAMP(6) NULL, y YEAR,
+    c CHAR(10), vc VARCHAR(100), tx TEXT, bl BLOB, vb VARBINARY(16),
+    j JSON, e ENUM('a','b','c'), st SET('x','y','z'), b BIT(10), n INT NULL
+) DEFAULT CHARSET=utf8mb4";
+
+const TYPES_ROW: &str = "INSERT INTO types VALUES (1,
+    -128, 255, -32768, -8388608, -2147483648, 4294967295,
+    -9223372036854775808, 18446744073709551615,
+    -12345678901234.123456, 1.5, -2.2250738585072014e-308,
+    '2024-02-29', '2024-12-31 23:59:59.999999', '-838:59:59.000', '2038-01-19 03:14:07.499999', 2155,
+    'fixed', '中文 😀 emoji', REPEAT('长文本', 1000), 0x00FF10FE7F80, 0x000102,
+    '{\"k\": [1, 2, \"三\"]}', 'b', 'x,z', b'1010101010', NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_column_types_round_trip_in_text_and_binary_protocol() {
+    let backend = one_backend();
+    let db = testkit::unique_name("types");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop(TYPES_DDL).await.unwrap();
+    conn.query_drop(TYPES_ROW).await.unwrap();
+
+    // Reference: the same row read directly from the backend with the mariadb CLI.
+    let direct = backend
+        .sql(&format!("SELECT * FROM `{db}`.types"))
+        .expect("direct read");
+    let direct: Vec<&str> = direct.trim_end_matches('\n').split('\t').collect();
+
+    let text: Row = conn
+        .query_first("SELECT * FROM types")
+        .await
+        .unwrap()
+        .unwrap();
+    let binary: Row = conn
+        .exec_first("SELECT * FROM types WHERE id = ?", (1,))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text.len(), direct.len());
+    for i in 0..text.len() {
+        let col = text.columns_ref()[i].name_str().to_string();
+        let t = as_text(&text[i]);
+        let expected = if direct[i] == "NULL" {
+            None
+        } else {
+            Some(direct[i].to_string())
+        };
+        if col != "bl" && col != "vb" && col != "b" && col != "tx" {
+            assert_eq!(t, expected, "text protocol, column {col}");
+        }
+        // Binary protocol values decode to typed values; they must denote the same thing.
+        assert_eq!(
+            normalise(&binary[i]),
+            normalise(&text[i]),
+            "binary vs text, column {col}"
+        );
+    }
+    let blob: Vec<u8> = text.get("bl").unwrap();
+    assert_eq!(blob, vec![0x00, 0xFF, 0x10, 0xFE, 0x7F, 0x80]);
+    let long_text: String = text.get("tx").unwrap();
+    assert_eq!(long_text, "长文本".repeat(1000));
+
+    // Prepared INSERT with typed parameters, read back both ways.
+    let params: Vec<Value> = vec![
+        Value::Int(2),
+        Value::Int(-1),
+        Value::UInt(200),
+        Value::Int(-2),
+        Value::Int(3),
+        Value::Int(-4),
+        Value::UInt(4_000_000_000),
+        Value::Int(i64::MIN),
+        Value::UInt(u64::MAX),
+        Value::Bytes(b"3.141593".to_vec()),
+        Value::Float(0.25),
+        Value::Double(1e300),
+        Value::Date(2000, 1, 2, 0, 0, 0, 0),
+        Value::Date(2001, 2, 3, 4, 5, 6, 789_012),
+        Value::Time(true, 1, 2, 3, 4, 500_000),
+        Value::Date(2020, 5, 6, 7, 8, 9, 123_456),
+        Value::Int(1999),
+        Value::Bytes(b"c".to_vec()),
+        Value::Bytes("ünï 😀".as_bytes().to_vec()),
+        Value::Bytes(b"t".to_vec()),
+        Value::Bytes(vec![0, 1, 2, 255]),
+        Value::Bytes(vec![9]),
+        Value::Bytes(b"[true, null]".to_vec()),
+        Value::Bytes(b"c".to_vec()),
+        Value::Bytes(b"y".to_vec()),
+        Value::Bytes(vec![0b10, 0b1]),
+        Value::NULL,
+    ];
+    let placeholders = vec!["?"; params.len()].join(",");
+    conn.exec_drop(format!("INSERT INTO types VALUES ({placeholders})"), params)
+        .await
+        .unwrap();
+    let text: Row = conn
+        .query_first("SELECT * FROM types WHERE id = 2")
+        .await
+        .unwrap()
+        .unwrap();
+    let binary: Row = conn
+        .exec_first("SELECT * FROM types WHERE id = ?", (2,))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..text.len() {
+        assert_eq!(
+            normalise(&binary[i]),
+            normalise(&text[i]),
+            "row 2 column {i}"
+        );
+    }
+    assert_eq!(text.get::<String, _>("vc").unwrap(), "ünï 😀");
+    assert_eq!(text.get::<u64, _>("bu").unwrap(), u64::MAX);
+    assert_eq!(text.get::<Option<i32>, _>("n").unwrap(), None);
+    conn.disconnect().await.unwrap();
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(other.as_sql(true)),
+    }
+}
+
+/// A protocol-independent rendering: text-protocol values are strings, binary ones typed
+/// (temporal values with microseconds, so trailing fractional zeros are dropped on both sides).
+fn normalise(v: &Value) -> String {
+    let s = render(v);
+    match s.rsplit_once('.') {
+        Some((head, frac))
+            if !frac.is_empty()
+                && frac.bytes().all(|b| b.is_ascii_digit())
+                && head.contains(':') =>
+        {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                head.to_string()
+            } else {
+                format!("{head}.{frac}")
+            }
+        }
+        _ => s,
+    }
+}
+
+fn render(v: &Value) -> String {
+    match v {
+        Value::NULL => "NULL".into(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Double(d) => format!("{d:e}"),
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            if *h == 0 && *mi == 0 && *s == 0 && *us == 0 {
+                format!("{y:04}-{mo:02}-{d:02}")
+            } else {
+                format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+            }
+        }
+        Value::Time(neg, d, h, mi, s, us) => {
+            format!(
+                "{}{:02}:{mi:02}:{s:02}.{us:06}",
+                if *neg { "-" } else { "" },
+                d * 24 + u32::from(*h)
+            )
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_behaves_as_on_a_direct_connection() {
+    let backend = one_backend();
+    let db = testkit::unique_name("state");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let mut conn = proxy.conn(Some("bank")).await;
+
+    // Logical schema.
+    let current: Option<String> = conn
+        .query_first("SELECT DATABASE()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.as_deref(), Some("bank"));
+    let dbs: Vec<String> = conn.query("SHOW DATABASES").await.unwrap();
+    assert_eq!(
+        dbs,
+        vec!["bank".to_string(), "information_schema".to_string()]
+    );
+    let err = conn.query_drop("USE nope").await.unwrap_err();
+    assert_eq!(server_code(err), (1049, "42000".into()));
+    conn.query_drop("USE bank").await.unwrap();
+
+    // Character set, sql_mode, time zone and user variables stick to the session.
+    conn.query_drop("SET NAMES latin1").await.unwrap();
+    let cs: String = conn
+        .query_first("SELECT @@character_set_client")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cs, "latin1");
+    conn.query_drop("SET NAMES utf8mb4").await.unwrap();
+    conn.query_drop("SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        .await
+        .unwrap();
+    let escaped: String = conn.query_first(r"SELECT 'a\nb'").await.unwrap().unwrap();
+    assert_eq!(escaped, r"a\nb");
+    conn.query_drop("SET time_zone = '+05:30'").await.unwrap();
+    let tz: String = conn
+        .query_first(
+            "SELECT DATE_FORMAT(CONVERT_TZ('2024-01-01 00:00:00', '+00:00', @@time_zone), '%H:%i')",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tz, "05:30");
+    conn.query_drop("SET @v = 41").await.unwrap();
+    let v: i64 = conn.query_first("SELECT @v + 1").await.unwrap().unwrap();
+    assert_eq!(v, 42);
+
+    // Affected rows, LAST_INSERT_ID and warnings come through the OK packets.
+    conn.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO t (v) VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 3);
+    assert_eq!(conn.last_insert_id(), Some(1));
+    let lid: u64 = conn
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lid, 1);
+    conn.query_drop("UPDATE t SET v = v + 1 WHERE v >= 2")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 2);
+    conn.query_drop("SET sql_mode = ''").await.unwrap();
+    conn.query_drop("INSERT INTO t (v) VALUES ('12abc')")
+        .await
+        .unwrap();
+    assert_eq!(conn.get_warnings(), 1);
+
+    // Transactions: a rollback undoes, a commit keeps.
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t (v) VALUES (100)")
+        .await
+        .unwrap();
+    let in_tx: i64 = conn
+        .query_first("SELECT @@in_transaction")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_tx, 1);
+    conn.query_drop("ROLLBACK").await.unwrap();
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t WHERE v = 100")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+    conn.query_drop("SET autocommit = 0").await.unwrap();
+    conn.query_drop("INSERT INTO t (v) VALUES (200)")
+        .await
+        .unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    conn.query_drop("SET autocommit = 1").await.unwrap();
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t WHERE v = 200")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // Multi-statements and multiple result sets.
+    let mut result = conn
+        .query_iter("SELECT 1; SELECT 2, 3; UPDATE t SET v = v")
+        .await
+        .unwrap();
+    let first: Vec<i64> = result.collect().await.unwrap();
+    let second: Vec<(i64, i64)> = result.collect().await.unwrap();
+    drop(result);
+    assert_eq!((first, second), (vec![1], vec![(2, 3)]));
+
+    // Errors from the backend pass through with their code and SQLSTATE.
+    let err = conn
+        .query_drop("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1146, "42S02".into()));
+    let err = conn.query_drop("SELEC 1").await.unwrap_err();
+    assert_eq!(server_code(err), (1064, "42000".into()));
+
+    // COM_RESET_CONNECTION clears user variables; the session goes on.
+    conn.reset().await.unwrap();
+    let v: Option<i64> = conn.query_first("SELECT @v").await.unwrap().unwrap();
+    assert_eq!(v, None);
+
+    // COM_CHANGE_USER: another proxy user; a wrong password is refused with 1045.
+    conn.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some("other".into()))
+            .with_pass(Some("secret2".into()))
+            .with_db_name(Some("bank".into())),
+    )
+    .await
+    .unwrap();
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 5);
+    let bad = conn
+        .change_user(
+            mysql_async::ChangeUserOpts::default()
+                .with_user(Some("other".into()))
+                .with_pass(Some("wrong".into())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(bad).0, 1045);
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_packets_of_16_mib_and_more_in_both_directions() {
+    let backend = one_backend();
+    backend
+        .sql("SET GLOBAL max_allowed_packet = 67108864")
+        .unwrap();
+    let db = testkit::unique_name("big");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .unwrap();
+    for (id, len) in [(1, (1usize << 24) - 1), (2, 1 << 24), (3, 20 << 20)] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        conn.exec_drop("INSERT INTO big VALUES (?, ?)", (id, payload.clone()))
+            .await
+            .unwrap();
+        let back: Vec<u8> = conn
+            .exec_first("SELECT b FROM big WHERE id = ?", (id,))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(back == payload, "binary round trip of {len} bytes");
+        let text: Vec<u8> = conn
+            .query_first(format!("SELECT b FROM big WHERE id = {id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(text == payload, "text round trip of {len} bytes");
+    }
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
