@@ -230,3 +230,133 @@ pub fn one_backend() -> Backend {
         .expect("start a MariaDB backend")
         .remove(0)
 }
+
+/// A hand-driven client for malformed-input tests: blocking socket, real login.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    /// Connects and reads the greeting; returns the client and the greeting.
+    pub fn connect(port: u16) -> (RawClient, protocol::handshake::Greeting) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut c = RawClient { stream };
+        let (_, payload) = c.read_packet().expect("greeting");
+        let greeting = protocol::handshake::Greeting::decode(&payload).expect("greeting decodes");
+        (c, greeting)
+    }
+
+    /// Connects and logs in as the proxy user with mysql_native_password.
+    pub fn login(port: u16, db: Option<&str>) -> RawClient {
+        let (mut c, greeting) = Self::connect(port);
+        use protocol::constants::caps;
+        let response = protocol::handshake::HandshakeResponse {
+            capabilities: caps::PROTOCOL_41
+                | caps::SECURE_CONNECTION
+                | caps::PLUGIN_AUTH
+                | caps::LONG_PASSWORD
+                | caps::TRANSACTIONS
+                | caps::MULTI_RESULTS
+                | if db.is_some() {
+                    caps::CONNECT_WITH_DB
+                } else {
+                    0
+                },
+            max_packet: 1 << 24,
+            collation: 45,
+            user: USER.into(),
+            auth_response: protocol::auth::native_password_scramble(
+                PASSWORD.as_bytes(),
+                &greeting.nonce,
+            ),
+            database: db.map(str::to_string),
+            auth_plugin: Some("mysql_native_password".into()),
+            ..Default::default()
+        };
+        let mut out = bytes::BytesMut::new();
+        response.encode(&mut out);
+        c.write_packet(1, &out);
+        let (_, ok) = c.read_packet().expect("login answer");
+        assert_eq!(ok[0], 0, "login failed: {:?}", String::from_utf8_lossy(&ok));
+        c
+    }
+
+    pub fn write_packet(&mut self, seq: u8, payload: &[u8]) {
+        let mut frame = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        frame.push(seq);
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).expect("write");
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one physical packet: (sequence id, payload); None on EOF or error.
+    pub fn read_packet(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).ok()?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).ok()?;
+        Some((header[3], payload))
+    }
+
+    /// Reads packets until an OK or ERR at the top level of a response; returns the last.
+    pub fn query(&mut self, sql: &str) -> Vec<u8> {
+        let mut payload = vec![protocol::constants::com::QUERY];
+        payload.extend_from_slice(sql.as_bytes());
+        self.write_packet(0, &payload);
+        self.read_response()
+    }
+
+    /// Reads one response (classic EOF style, as this client does not set DEPRECATE_EOF) and
+    /// returns its final packet.
+    pub fn read_response(&mut self) -> Vec<u8> {
+        let (_, first) = self.read_packet().expect("response");
+        if first[0] == 0x00 || first[0] == 0xff {
+            return first;
+        }
+        let mut eofs = 0;
+        loop {
+            let (_, p) = self.read_packet().expect("result packet");
+            if p[0] == 0xff {
+                return p;
+            }
+            if p[0] == 0xfe && p.len() < 9 {
+                eofs += 1;
+                if eofs == 2 {
+                    return p;
+                }
+            }
+        }
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the read timeout;
+    /// anything it sends before closing is skipped.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 512];
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// The (code, sqlstate) of an ERR packet payload.
+pub fn err_code(payload: &[u8]) -> (u16, String) {
+    let e = protocol::ServerError::decode(payload).expect("an ERR packet");
+    (e.code, e.sqlstate_str().to_string())
+}
