@@ -225,3 +225,32 @@ async fn a_backend_that_dies_mid_query_fails_that_query_and_the_proxy_recovers()
     assert_eq!(proxy.wait_health(200, Duration::from_secs(15)).0, 200);
     assert_serving(&proxy).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gib_result_streams_through_in_flat_memory() {
+    let backend = one_backend();
+    let db = testkit::unique_name("stream");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    assert_serving(&proxy).await;
+    let (_, peak_before) = proxy.memory_kib();
+    let mut raw = RawClient::login(proxy.port, Some("bank"));
+    // 1,048,576 rows of 1 KiB each: over 1 GiB of row data.
+    let mut payload = vec![protocol::constants::com::QUERY];
+    payload.extend_from_slice(b"SELECT REPEAT('x', 1024) FROM seq_1_to_1048576");
+    raw.write_packet(0, &payload);
+    let mut bytes = 0u64;
+    let mut eofs = 0;
+    while eofs < 2 {
+        let (_, p) = raw.read_packet().expect("rows keep coming");
+        bytes += p.len() as u64;
+        if p[0] == 0xfe && p.len() < 9 {
+            eofs += 1;
+        }
+        assert_ne!(p[0], 0xff, "{}", String::from_utf8_lossy(&p));
+    }
+    assert!(bytes > 1 << 30, "{bytes} bytes relayed");
+    let (_, peak_after) = proxy.memory_kib();
+    eprintln!("proxy peak RSS before {peak_before} KiB, after a 1 GiB result {peak_after} KiB");
+    assert!(peak_after < peak_before + 32 * 1024, "peak RSS grew from {peak_before} KiB to {peak_after} KiB");
+    backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`")).unwrap();
+}
