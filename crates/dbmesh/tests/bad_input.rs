@@ -251,6 +251,11 @@ async fn a_one_gib_result_streams_through_in_flat_memory() {
     assert!(bytes > 1 << 30, "{bytes} bytes relayed");
     let (_, peak_after) = proxy.memory_kib();
     eprintln!("proxy peak RSS before {peak_before} KiB, after a 1 GiB result {peak_after} KiB");
-    assert!(peak_after < peak_before + 32 * 1024, "peak RSS grew from {peak_before} KiB to {peak_after} KiB");
-    backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`")).unwrap();
+    assert!(
+        peak_after < peak_before + 32 * 1024,
+        "peak RSS grew from {peak_before} KiB to {peak_after} KiB"
+    );
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
 }
