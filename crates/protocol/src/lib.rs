@@ -14,5 +14,6 @@ pub mod handshake;
 pub mod packets;
 pub mod response;
 pub mod resultset;
+pub mod stmt;
 
 pub use error::{ProtocolError, ServerError};
