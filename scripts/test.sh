@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The test command of dbmesh: installs what the tests need when it is missing, then builds
+# everything, runs every test and checks that the benches compile (and lints, if asked).
+#
+#   scripts/test.sh
+#
+# On a fresh Debian machine, as root (or with password-less sudo), it installs mariadb-server,
+# mariadb-client and sysbench with apt-get, PyMySQL and mysql-connector-python with pip and
+# cargo-nextest with cargo, each only when missing, and makes sure the local MariaDB on
+# 127.0.0.1:3306 answers. The tests start their own mariadbd processes (crates/testkit).
+#
+# Environment:
+#   DBMESH_TEST_BACKENDS=host:port[,...]  run the tests against these running servers instead
+#                                         of starting mariadbd (then the server package and the
+#                                         local MariaDB are not needed); see crates/testkit
+#   DBMESH_TEST_BACKEND_USER / _PASSWORD  credentials for them (default root, empty)
+#   DBMESH_LINT=1                         also run `cargo fmt --check` and clippy -D warnings
+#   CI=true                               may set up root@127.0.0.1 on the local MariaDB
+#
+# Exits non-zero if anything fails; the last line counts the tests (`tests: N passed, N failed`).
+set -Eeuo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+started_at=$SECONDS
+
+step() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+if [ "$(id -u)" = 0 ]; then
+    SUDO=()
+elif have sudo && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+else
+    SUDO=(false)
+fi
+as_root() { "${SUDO[@]}" "$@"; }
+
+external=${DBMESH_TEST_BACKENDS:-}
+
+# --- limits -----------------------------------------------------------------------------
+# Many test servers and proxy connections at once need file descriptors.
+step "Raising the open files limit"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+note "open files limit: $(ulimit -n)"
+
+# --- system packages --------------------------------------------------------------------
+step "Checking MariaDB, sysbench and Python"
+have_mariadbd() { have mariadbd || [ -x /usr/sbin/mariadbd ]; }
+packages=()
+if [ -z "$external" ] && ! have_mariadbd; then packages+=(mariadb-server); fi
+if ! have mariadb; then packages+=(mariadb-client); fi
+if ! have sysbench; then packages+=(sysbench); fi
+if ! have python3; then packages+=(python3 python3-pip); fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    step "Installing ${packages[*]} with apt-get"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+        die "apt-get update failed (are you root?)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${packages[@]}" >/dev/null || die "apt-get install ${packages[*]} failed"
+fi
+note "$(mariadb --version)"
+note "$(sysbench --version)"
+
+if ! python3 -c 'import pymysql, mysql.connector' 2>/dev/null; then
+    step "Installing PyMySQL and mysql-connector-python with pip"
+    python3 -m pip install --quiet pymysql mysql-connector-python 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages pymysql mysql-connector-python ||
+        die "pip install failed"
+fi
+
+# --- the local MariaDB on 127.0.0.1:3306 -------------------------------------------------
+local_sql() { mariadb --no-defaults --protocol=TCP -h127.0.0.1 -P3306 -uroot --connect-timeout=2 "$@"; }
+local_alive() { mariadb-admin --no-defaults --protocol=TCP -h127.0.0.1 -P3306 --connect-timeout=2 ping >/dev/null 2>&1; }
+
+if [ -n "$external" ]; then
+    step "Using the backends in DBMESH_TEST_BACKENDS=$external"
+else
+    step "Checking the local MariaDB on 127.0.0.1:3306"
+    if ! local_alive; then
+        note "not answering; starting /usr/sbin/mariadbd"
+        as_root install -d -o mysql -g mysql /run/mysqld 2>/dev/null || as_root mkdir -p /run/mysqld
+        as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd ||
+            die "cannot start mariadbd"
+        for _ in $(seq 60); do
+            local_alive && break
+            sleep 0.5
+        done
+        local_alive || die "the local MariaDB on 127.0.0.1:3306 did not start within 30 s"
+    fi
+    if ! local_sql -e 'SELECT 1' >/dev/null 2>&1; then
+        # Debian's root@localhost authenticates by unix socket only; the tests and the README's
+        # quickstart log in over TCP as root with an empty password, as on the project's machines.
+        if [ "${CI:-}" = true ] && as_root mariadb --no-defaults -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            note "CI: allowing root@127.0.0.1 with an empty password on the local MariaDB"
+            as_root mariadb --no-defaults -uroot -e "
+                CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED VIA mysql_native_password USING PASSWORD('');
+                GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+        else
+            note "warning: root cannot log in over TCP with an empty password; to allow it:"
+            note "  sudo mariadb -e \"CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION\""
+        fi
+    fi
+    note "$(local_sql -N -e 'SELECT CONCAT(CURRENT_USER(), " on ", VERSION())' 2>&1 || true)"
+fi
+
+# --- Rust tools ---------------------------------------------------------------------------
+step "Checking the Rust toolchain"
+# shellcheck disable=SC1091
+if ! have cargo && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+have cargo || die "cargo not found: install Rust (https://rustup.rs)"
+note "$(cargo --version)"
+runner=nextest
+if ! cargo nextest --version >/dev/null 2>&1; then
+    step "Installing cargo-nextest (cargo install cargo-nextest --locked)"
+    if ! cargo install cargo-nextest --locked; then
+        note "warning: cannot install cargo-nextest; falling back to cargo test"
+        runner=cargo-test
+    fi
+fi
+
+# --- build, test, benches, lint ------------------------------------------------------------
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+
+failed_steps=()
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
+passed=0
+failed=0
+
+# Add up cargo test's "test result: ok. N passed; M failed; ..." lines of a log.
+count_cargo_test() {
+    local p f
+    while read -r p f; do
+        passed=$((passed + p))
+        failed=$((failed + f))
+    done < <(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$1")
+}
+
+if [ "$runner" = nextest ]; then
+    step "cargo nextest run --workspace --no-fail-fast"
+    if ! cargo nextest run --workspace --no-fail-fast 2>&1 | tee "$log_dir/nextest.log"; then
+        failed_steps+=(tests)
+    fi
+    # "Summary [  12.345s] 40 tests run: 38 passed, 1 failed, 1 timed out, 2 skipped"
+    summary=$(grep -E 'Summary \[' "$log_dir/nextest.log" | tail -n 1 || true)
+    for outcome in passed failed 'timed out'; do
+        n=$(sed -nE "s/.* ([0-9]+) $outcome.*/\1/p" <<<"$summary")
+        if [ "$outcome" = passed ]; then
+            passed=$((passed + ${n:-0}))
+        else
+            failed=$((failed + ${n:-0}))
+        fi
+    done
+    # nextest does not run doctests.
+    step "cargo test --workspace --doc"
+    if ! cargo test --workspace --doc 2>&1 | tee "$log_dir/doctest.log"; then
+        failed_steps+=(doctests)
+    fi
+    count_cargo_test "$log_dir/doctest.log"
+else
+    step "cargo test --workspace --no-fail-fast"
+    if ! cargo test --workspace --no-fail-fast 2>&1 | tee "$log_dir/test.log"; then
+        failed_steps+=(tests)
+    fi
+    count_cargo_test "$log_dir/test.log"
+fi
+
+step "cargo bench --no-run --workspace (benches must compile)"
+# Only a compile check: skip the release profile's LTO, which costs minutes and proves nothing
+# here (a real `cargo bench` uses the profile from Cargo.toml).
+CARGO_PROFILE_BENCH_LTO=off CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 CARGO_PROFILE_BENCH_DEBUG=0 \
+    cargo bench --no-run --workspace || failed_steps+=(benches)
+
+if [ "${DBMESH_LINT:-}" = 1 ]; then
+    step "cargo fmt --all --check"
+    cargo fmt --all --check || failed_steps+=(fmt)
+    step "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || failed_steps+=(clippy)
+fi
+
+step "Done in $((SECONDS - started_at)) s"
+if [ "${#failed_steps[@]}" -gt 0 ]; then
+    note "FAILED: ${failed_steps[*]}"
+fi
+echo "tests: $passed passed, $failed failed"
+[ "${#failed_steps[@]}" -eq 0 ]
