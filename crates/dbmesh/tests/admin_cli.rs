@@ -1,6 +1,8 @@
 //! The command line (`check`) and the admin HTTP listener (`/health`, `/metrics`, `/reload`,
 //! SIGHUP).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! Bad input of every kind gets a MySQL error packet (or, where the stream is unusable, a
 //! closed connection), and never takes the proxy or other clients down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

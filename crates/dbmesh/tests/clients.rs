@@ -2,6 +2,8 @@
 //! mysql-connector-python, sysbench in both prepared and plain mode, and TLS with both auth
 //! plugins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! Pass-through behaviour through the real proxy binary against a real MariaDB, driven by
 //! `mysql_async` in both the text and the binary (prepared) protocol.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{one_backend, passthrough_rules, Proxy};
