@@ -18,23 +18,18 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn start(ctx: Arc<Context>) -> Arc<Health> {
+    /// Runs a first check (so `/health` never answers before it knows), then keeps checking
+    /// in the background.
+    pub async fn start(ctx: Arc<Context>) -> Arc<Health> {
         let health = Arc::new(Health {
-            problems: Mutex::new(Some(vec!["not checked yet".into()])),
+            problems: Mutex::new(check_all(&ctx).await),
         });
         let h = health.clone();
         tokio::spawn(async move {
             loop {
-                let pools: Vec<_> = ctx.snapshot.load().pools.values().cloned().collect();
-                let mut problems = Vec::new();
-                for pool in pools {
-                    if let Err(e) = pool.check().await {
-                        problems.push(e.to_string());
-                    }
-                }
-                *h.problems.lock().unwrap_or_else(|p| p.into_inner()) =
-                    (!problems.is_empty()).then_some(problems);
                 tokio::time::sleep(HEALTH_INTERVAL).await;
+                let verdict = check_all(&ctx).await;
+                *h.problems.lock().unwrap_or_else(|p| p.into_inner()) = verdict;
             }
         });
         health
@@ -46,6 +41,17 @@ impl Health {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+/// Checks every data source concurrently; `None` when all answer.
+async fn check_all(ctx: &Context) -> Option<Vec<String>> {
+    let mut checks = tokio::task::JoinSet::new();
+    for pool in ctx.snapshot.load().pools.values().cloned() {
+        checks.spawn(async move { pool.check().await.err().map(|e| e.to_string()) });
+    }
+    let mut problems: Vec<String> = checks.join_all().await.into_iter().flatten().collect();
+    problems.sort();
+    (!problems.is_empty()).then_some(problems)
 }
 
 /// Validates the rule file as `dbmesh check` does and swaps it in.

@@ -122,7 +122,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         listener.local_addr()?,
         admin.local_addr()?
     );
-    let health = admin::Health::start(ctx.clone());
+    let health = admin::Health::start(ctx.clone()).await;
     tokio::spawn(admin::serve(admin, ctx.clone(), health, config.clone()));
     tokio::spawn(reload_on_sighup(ctx.clone(), config));
     server::run(listener, ctx, shutdown_signal()).await;

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""dbmesh benchmark: sysbench through the proxy vs direct vs haproxy (mode tcp), in one run.
+
+Starts its own MariaDB (temp datadir, free port), haproxy relaying to it, and dbmesh (release
+build) in pass-through and, where supported, sharded mode; then runs sysbench against every
+target, interleaved (each repetition runs every target back to back), and prints a Markdown
+table of medians: QPS, p95 latency, ratios to direct and to haproxy, and CPU time per statement
+of the proxy process (dbmesh or haproxy).
+
+  bench/run.sh            # short mode: oltp_point_select, 4 threads, both PS modes, 3 x 5 s
+  bench/run.sh --full     # every test x {prepared, plain} x {4, 32} threads, 3 x 10 s
+  bench/run.sh --smoke    # a few seconds per target, for CI: checks it runs, records nothing
+"""
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class MariaDb:
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "mariadb")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        self.proc = subprocess.Popen([mariadbd, "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
+                                      f"--port={self.port}", "--bind-address=127.0.0.1",
+                                      f"--socket={self.dir}/sock", "--innodb-buffer-pool-size=256M",
+                                      "--innodb-flush-log-at-trx-commit=2", "--max-connections=2000",
+                                      "--skip-name-resolve", "--performance-schema=OFF"],
+                                     stdout=subprocess.DEVNULL, stderr=open(f"{self.dir}/err.log", "w"))
+        wait_port(self.port)
+        time.sleep(0.5)
+        self.sql("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
+                 "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; "
+                 "CREATE DATABASE IF NOT EXISTS sbtest")
+
+    def sql(self, text):
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.dir}/sock", "-uroot", "-e", text], check=True)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+class Proc:
+    def __init__(self, args, **kw):
+        self.proc = subprocess.Popen(args, **kw)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_haproxy(workdir, backend_port):
+    port = free_port()
+    cfg = os.path.join(workdir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend mysql
+    bind 127.0.0.1:{port}
+    default_backend db
+backend db
+    server db1 127.0.0.1:{backend_port}
+""")
+    p = Proc(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p, port
+
+
+def start_dbmesh(workdir, name, rules):
+    path = os.path.join(workdir, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(rules)
+    binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "dbmesh")
+    p = Proc([binary, "serve", "--config", path], stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, f"{name}.log"), "w"),
+             env={**os.environ, "RUST_LOG": "warn"}, text=True)
+    line = p.proc.stdout.readline()
+    if not line.startswith("dbmesh ready"):
+        raise RuntimeError(f"dbmesh {name} did not start: {line!r}; see {workdir}/{name}.log")
+    port = int(line.split("mysql=")[1].split()[0].rsplit(":", 1)[1])
+    return p, port
+
+
+def passthrough_rules(backend_port):
+    return f"""[proxy]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+max_connections = 4096
+
+[[users]]
+name = "sbtest"
+password = "sbtest"
+
+[schema]
+name = "sbtest"
+default_data_source = "main"
+
+[data_sources.main]
+address = "127.0.0.1:{backend_port}"
+user = "root"
+database = "sbtest"
+pool = {{ max = 512 }}
+"""
+
+
+def sysbench(port, user, password, test, threads, seconds, ps_mode, tables, table_size, action="run"):
+    args = ["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
+            f"--mysql-user={user}", f"--mysql-password={password}", "--mysql-db=sbtest",
+            f"--tables={tables}", f"--table-size={table_size}", f"--threads={threads}",
+            f"--time={seconds}", f"--db-ps-mode={ps_mode}", "--percentile=95", "--report-interval=0", test, action]
+    out = subprocess.run(args, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"sysbench {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def parse(out):
+    qps = p95 = queries = errors = None
+    for line in out.splitlines():
+        s = line.strip()
+        if s.startswith("queries:"):
+            queries = int(s.split()[1])
+            qps = float(s.split("(")[1].split()[0])
+        elif s.startswith("95th percentile:"):
+            p95 = float(s.split()[-1])
+        elif s.startswith("ignored errors:"):
+            errors = int(s.split()[2])
+    return qps, p95, queries, errors
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--reps", type=int)
+    ap.add_argument("--seconds", type=int)
+    args = ap.parse_args()
+    if args.full:
+        tests = ["oltp_point_select", "oltp_read_only", "oltp_read_write", "oltp_insert"]
+        threads_list, reps, seconds = [4, 32], 3, 10
+    elif args.smoke:
+        tests, threads_list, reps, seconds = ["oltp_point_select"], [4], 1, 2
+    else:
+        tests, threads_list, reps, seconds = ["oltp_point_select"], [4], 3, 5
+    reps = args.reps or reps
+    seconds = args.seconds or seconds
+    tables, table_size = 4, 10000
+
+    workdir = tempfile.mkdtemp(prefix="dbmesh-bench-")
+    procs = []
+    db = MariaDb(workdir)
+    try:
+        haproxy, haproxy_port = start_haproxy(workdir, db.port)
+        procs.append(haproxy)
+        passthrough, passthrough_port = start_dbmesh(workdir, "passthrough", passthrough_rules(db.port))
+        procs.append(passthrough)
+        db.sql("CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY 'sbtest'; GRANT ALL ON *.* TO 'sbtest'@'127.0.0.1'")
+        targets = [
+            ("direct", db.port, None),
+            ("haproxy-tcp", haproxy_port, haproxy.pid),
+            ("dbmesh pass-through", passthrough_port, passthrough.pid),
+        ]
+        sysbench(db.port, "sbtest", "sbtest", "oltp_common", 1, 1, "disable", tables, table_size, "prepare")
+        results = {}
+        for rep in range(reps):
+            for test in tests:
+                for threads in threads_list:
+                    for mode in ["auto", "disable"]:
+                        for name, port, pid in targets:
+                            before = cpu_seconds(pid) if pid else 0.0
+                            out = sysbench(port, "sbtest", "sbtest", test, threads, seconds, mode, tables, table_size)
+                            cpu = (cpu_seconds(pid) - before) if pid else None
+                            qps, p95, queries, errors = parse(out)
+                            if errors:
+                                raise RuntimeError(f"{name}: {errors} errors in {test}")
+                            cpu_us = cpu / queries * 1e6 if cpu is not None and queries else None
+                            results.setdefault((test, threads, mode, name), []).append((qps, p95, cpu_us))
+                            print(f"rep {rep + 1} {test} t={threads} ps={mode} {name}: {qps:.0f} qps, p95 {p95} ms"
+                                  + (f", {cpu_us:.1f} us CPU/stmt" if cpu_us is not None else ""), file=sys.stderr)
+        if args.smoke:
+            print("smoke: every target ran without errors")
+            return
+        print(f"\nsysbench {tables} tables x {table_size} rows, {seconds} s per run, median of {reps} interleaved repetitions\n")
+        print("| test | threads | ps mode | target | QPS | p95 ms | vs direct | vs haproxy | proxy CPU µs/stmt |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for test in tests:
+            for threads in threads_list:
+                for mode in ["auto", "disable"]:
+                    med = {}
+                    for name, _, _ in targets:
+                        rows = results[(test, threads, mode, name)]
+                        qps = statistics.median(r[0] for r in rows)
+                        p95 = statistics.median(r[1] for r in rows)
+                        cpus = [r[2] for r in rows if r[2] is not None]
+                        med[name] = (qps, p95, statistics.median(cpus) if cpus else None)
+                    for name, _, _ in targets:
+                        qps, p95, cpu = med[name]
+                        print(f"| {test} | {threads} | {'prepared' if mode == 'auto' else 'plain'} | {name} | {qps:.0f} | {p95:.2f} "
+                              f"| {qps / med['direct'][0]:.2f} | {qps / med['haproxy-tcp'][0]:.2f} | {'' if cpu is None else f'{cpu:.1f}'} |")
+    finally:
+        for p in procs:
+            p.stop()
+        db.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
