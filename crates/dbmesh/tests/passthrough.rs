@@ -384,3 +384,64 @@ async fn split_packets_of_16_mib_and_more_in_both_directions() {
     }
     backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_list_statistics_ping_init_db_and_set_option() {
+    use protocol::constants::com;
+    let backend = one_backend();
+    let db = testkit::unique_name("cmds");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE fl (id INT PRIMARY KEY, name VARCHAR(10))")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+
+    let mut raw = common::RawClient::login(proxy.port, Some("bank"));
+    // COM_FIELD_LIST: one column definition per column, then EOF (this client lacks DEPRECATE_EOF).
+    raw.write_packet(0, &[&[com::FIELD_LIST][..], b"fl\0"].concat());
+    let mut names = Vec::new();
+    loop {
+        let (_, p) = raw.read_packet().unwrap();
+        if p[0] == 0xfe {
+            assert!(p.len() < 9, "a classic EOF");
+            break;
+        }
+        names.push(protocol::resultset::ColumnDef::decode(&p).unwrap().name);
+    }
+    assert_eq!(names, vec!["id", "name"]);
+    // COM_STATISTICS: one plain string.
+    raw.write_packet(0, &[com::STATISTICS]);
+    let (_, stats) = raw.read_packet().unwrap();
+    assert!(
+        String::from_utf8_lossy(&stats).starts_with("Uptime:"),
+        "{stats:?}"
+    );
+    // COM_PING.
+    raw.write_packet(0, &[com::PING]);
+    assert_eq!(raw.read_packet().unwrap().1[0], 0x00);
+    // COM_INIT_DB with an unknown and a known database.
+    raw.write_packet(0, &[&[com::INIT_DB][..], b"nope"].concat());
+    assert_eq!(
+        common::err_code(&raw.read_packet().unwrap().1),
+        (1049, "42000".into())
+    );
+    raw.write_packet(0, &[&[com::INIT_DB][..], b"bank"].concat());
+    assert_eq!(raw.read_packet().unwrap().1[0], 0x00);
+    // COM_SET_OPTION: multi-statements on, then a multi-statement query works; off, it fails.
+    raw.write_packet(0, &[com::SET_OPTION, 0, 0]);
+    assert_eq!(raw.read_packet().unwrap().1[0], 0xfe);
+    raw.write_packet(0, &[&[com::QUERY][..], b"DO 1; DO 2"].concat());
+    let (_, first) = raw.read_packet().unwrap();
+    assert_eq!(first[0], 0x00);
+    let (_, second) = raw.read_packet().unwrap();
+    assert_eq!(second[0], 0x00, "the second statement's OK follows");
+    raw.write_packet(0, &[com::SET_OPTION, 1, 0]);
+    assert_eq!(raw.read_packet().unwrap().1[0], 0xfe);
+    let err = raw.query("DO 1; DO 2");
+    assert_eq!(common::err_code(&err).0, 1064);
+    // COM_QUIT closes.
+    raw.write_packet(0, &[com::QUIT]);
+    assert!(raw.is_closed());
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
