@@ -93,6 +93,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     pub(crate) async fn run(mut self) {
+        let mut last_activity = Instant::now();
+        let idle_timer = tokio::time::sleep(Duration::from_secs(
+            self.ctx.snapshot.load().rules.proxy.idle_timeout_secs,
+        ));
+        tokio::pin!(idle_timer);
         loop {
             let (max_packet, idle) = {
                 let snapshot = self.ctx.snapshot.load();
@@ -101,18 +106,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Duration::from_secs(snapshot.rules.proxy.idle_timeout_secs),
                 )
             };
-            let packet = match tokio::time::timeout(idle, self.client.read_packet(max_packet)).await
-            {
-                Ok(Ok(p)) => p,
-                Ok(Err(ProtocolError::Closed)) | Ok(Err(ProtocolError::Io(_))) => break,
-                Ok(Err(e)) => {
+            // One timer per session, pushed back lazily: arming a fresh timeout for every
+            // statement showed up in profiles of the pass-through path.
+            let outcome = {
+                let read = self.client.read_packet(max_packet);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        biased;
+                        result = &mut read => break Some(result),
+                        _ = idle_timer.as_mut() => {
+                            let deadline = last_activity + idle;
+                            if Instant::now() >= deadline {
+                                break None;
+                            }
+                            idle_timer.as_mut().reset(deadline.into());
+                        }
+                    }
+                }
+            };
+            let packet = match outcome {
+                Some(Ok(p)) => p,
+                Some(Err(ProtocolError::Closed)) | Some(Err(ProtocolError::Io(_))) => break,
+                Some(Err(e)) => {
                     // Oversized or out-of-order packets leave the stream unusable: answer, close.
-                    self.client.set_seq(self.client.seq());
                     self.send_error(&e.to_server_error());
                     let _ = self.client.flush().await;
                     break;
                 }
-                Err(_) => {
+                None => {
                     let err = ServerError::new(
                         4031,
                         "HY000",
@@ -139,10 +161,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 route = tracing::field::Empty
             );
             let flow = self.dispatch(command, packet).instrument(span).await;
+            last_activity = Instant::now();
             self.ctx
                 .metrics
                 .statement_seconds
-                .observe(started.elapsed().as_secs_f64());
+                .observe((last_activity - started).as_secs_f64());
             if let Flow::Close = flow {
                 break;
             }
