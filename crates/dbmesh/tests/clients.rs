@@ -94,8 +94,8 @@ fn sysbench(port: u16, args: &[&str]) -> String {
             &format!("--mysql-user={USER}"),
             &format!("--mysql-password={PASSWORD}"),
             "--mysql-db=sbtest",
-            "--tables=2",
-            "--table-size=2000",
+            "--tables=4",
+            "--table-size=10000",
         ])
         .args(args)
         .output()

@@ -27,8 +27,10 @@ pub enum ResponseKind {
     Execute { cursor: bool },
     /// COM_STMT_FETCH: rows up to a terminator.
     Fetch,
-    /// COM_STMT_PREPARE: statement OK plus parameter and column definitions.
-    Prepare,
+    /// COM_STMT_PREPARE: statement OK plus parameter and column definitions. The client sees
+    /// `client_statement_id` in place of the backend's id: statements belong to the session,
+    /// not to one backend connection.
+    Prepare { client_statement_id: u32 },
     /// COM_FIELD_LIST: column definitions up to a terminator.
     FieldList,
     /// One OK, ERR or EOF packet (COM_PING, COM_INIT_DB, COM_SET_OPTION, COM_STMT_RESET, ...).
@@ -118,7 +120,9 @@ where
                 }
                 self.rows_from_current().await
             }
-            ResponseKind::Prepare => self.prepare().await,
+            ResponseKind::Prepare {
+                client_statement_id,
+            } => self.prepare(client_statement_id).await,
             ResponseKind::FieldList => loop {
                 self.next().await?;
                 let frame = self.backend.frame();
@@ -219,7 +223,7 @@ where
         }
     }
 
-    async fn prepare(&mut self) -> Result<(), RelayError> {
+    async fn prepare(&mut self, client_statement_id: u32) -> Result<(), RelayError> {
         self.next().await?;
         let frame = self.backend.frame();
         if is_err(frame) {
@@ -241,7 +245,9 @@ where
         };
         let info = parse(&mut r).map_err(RelayError::Backend)?;
         self.outcome.prepared = Some(info);
-        self.forward();
+        let mut first = self.backend.frame().to_vec();
+        first[1..5].copy_from_slice(&client_statement_id.to_le_bytes());
+        self.client.put_frame(&first);
         for count in [info.params, info.columns] {
             if count == 0 {
                 continue;

@@ -1,21 +1,23 @@
 //! One client session: reads commands, answers what concerns the logical schema itself, and
-//! relays the rest to a backend connection.
+//! relays the rest to backend connections.
 //!
-//! For now a session pins one backend connection of the default data source from its first
-//! statement to its end (so user variables, transactions and prepared statements behave as on
-//! a direct connection); the connection is reset before it returns to the pool. Statement
-//! routing and multiplexing replace the pin where the session state allows.
+//! A session holds the backend connections it has used ([`backends`]) until it ends, so user
+//! variables, transactions and prepared statements behave as on a direct connection; they are
+//! reset before they return to the pool. Prepared statements belong to the session
+//! ([`statements`]).
+
+mod backends;
+mod statements;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend::{BackendError, PooledConn, SessionState};
 use bytes::BytesMut;
 use protocol::constants::{caps, com, set_names_for_collation, status};
 use protocol::framing::PacketConn;
 use protocol::handshake::ChangeUser;
 use protocol::packets::OkPacket;
-use protocol::response::{relay_response, RelayError, ResponseKind};
+use protocol::response::ResponseKind;
 use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
 use protocol::{ProtocolError, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,9 +48,11 @@ pub(crate) struct Session<S> {
     tls: bool,
     /// The logical database the client selected.
     database: Option<String>,
-    /// What the backend connection must carry for this session.
-    state: SessionState,
-    backend: Option<PooledConn>,
+    /// `SET NAMES` arguments every backend connection must carry for this session.
+    charset: &'static str,
+    multi_statements: bool,
+    held: Vec<backends::Held>,
+    statements: statements::Statements,
     /// Status flags to report in locally generated OK packets.
     status: u16,
 }
@@ -61,12 +65,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         host: String,
         ctx: Arc<Context>,
     ) -> Self {
-        let snapshot = ctx.snapshot.load();
-        let physical = login
-            .database
-            .as_deref()
-            .and_then(|db| physical_database(&snapshot.rules, db))
-            .map(str::to_string);
         Session {
             client,
             connection_id,
@@ -77,12 +75,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             nonce: login.nonce,
             tls: login.tls,
             database: login.database,
-            state: SessionState {
-                database: physical,
-                charset: set_names_for_collation(login.collation),
-                multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
-            },
-            backend: None,
+            charset: set_names_for_collation(login.collation),
+            multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
+            held: Vec::new(),
+            statements: statements::Statements::default(),
             status: status::AUTOCOMMIT,
             ctx,
         }
@@ -175,11 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Returns the backend connection to the pool if it can be cleaned, else closes it.
     async fn finish(&mut self) {
-        if let Some(mut backend) = self.backend.take() {
-            if backend.reset().await.is_ok() {
-                backend.release();
-            }
-        }
+        self.release_all().await;
         self.client.shutdown().await;
     }
 
@@ -191,7 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.show_databases(like.as_deref()).await
                 }
                 Some(Intercepted::SelectDatabase(column)) => self.select_database(&column).await,
-                None => self.forward(&packet, ResponseKind::Query).await,
+                None => self.forward_default(&packet, ResponseKind::Query).await,
             },
             com::INIT_DB => {
                 let db = String::from_utf8_lossy(&packet[1..]).into_owned();
@@ -199,17 +191,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             com::PING => self.ok().await,
             com::QUIT => Flow::Close,
-            com::FIELD_LIST => self.forward(&packet, ResponseKind::FieldList).await,
-            com::STATISTICS => self.forward(&packet, ResponseKind::Raw).await,
-            com::STMT_PREPARE => self.forward(&packet, ResponseKind::Prepare).await,
+            com::FIELD_LIST => self.forward_default(&packet, ResponseKind::FieldList).await,
+            com::STATISTICS => self.forward_default(&packet, ResponseKind::Raw).await,
+            com::STMT_PREPARE => self.stmt_prepare(&packet).await,
             com::STMT_EXECUTE => {
                 let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
-                self.forward(&packet, ResponseKind::Execute { cursor })
+                self.stmt_relay(packet, ResponseKind::Execute { cursor })
                     .await
             }
-            com::STMT_FETCH => self.forward(&packet, ResponseKind::Fetch).await,
-            com::STMT_RESET => self.forward(&packet, ResponseKind::Single).await,
-            com::STMT_SEND_LONG_DATA | com::STMT_CLOSE => self.forward_no_response(&packet).await,
+            com::STMT_FETCH => self.stmt_relay(packet, ResponseKind::Fetch).await,
+            com::STMT_RESET => self.stmt_relay(packet, ResponseKind::Single).await,
+            com::STMT_SEND_LONG_DATA => self.stmt_send_long_data(packet).await,
+            com::STMT_CLOSE => self.stmt_close(&packet).await,
             com::SET_OPTION => self.set_option(&packet).await,
             com::RESET_CONNECTION => self.reset_connection().await,
             com::CHANGE_USER => self.change_user(&packet).await,
@@ -247,14 +240,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn use_database(&mut self, db: &str) -> Flow {
-        let physical = physical_database(&self.ctx.snapshot.load().rules, db).map(str::to_string);
-        match physical {
-            Some(physical) => {
-                self.database = Some(db.to_string());
-                self.state.database = Some(physical);
-                self.ok().await
-            }
-            None => self.error(unknown_database(db)).await,
+        if physical_database(&self.ctx.snapshot.load().rules, db).is_some() {
+            // Held connections switch lazily, when they are next used.
+            self.database = Some(db.to_string());
+            self.ok().await
+        } else {
+            self.error(unknown_database(db)).await
         }
     }
 
@@ -295,8 +286,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn set_option(&mut self, packet: &[u8]) -> Flow {
         match packet.get(1..3) {
-            Some([0, 0]) => self.state.multi_statements = true,
-            Some([1, 0]) => self.state.multi_statements = false,
+            Some([0, 0]) => self.multi_statements = true,
+            Some([1, 0]) => self.multi_statements = false,
             _ => {
                 return self
                     .error(ServerError::unknown_command(com::SET_OPTION))
@@ -309,15 +300,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn reset_connection(&mut self) -> Flow {
-        if let Some(backend) = self.backend.as_mut() {
-            if backend.reset().await.is_err() {
-                self.backend = None;
-            }
-        }
-        self.state.charset = set_names_for_collation(self.handshake_collation);
-        self.state.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
-        self.status = status::AUTOCOMMIT;
+        self.release_all().await;
+        self.reset_session_state();
         self.ok().await
+    }
+
+    /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to.
+    fn reset_session_state(&mut self) {
+        self.charset = set_names_for_collation(self.handshake_collation);
+        self.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
+        self.statements.clear();
+        self.status = status::AUTOCOMMIT;
+    }
+
+    /// Relays a command to the default data source.
+    async fn forward_default(&mut self, packet: &[u8], kind: ResponseKind) -> Flow {
+        let data_source = self
+            .ctx
+            .snapshot
+            .load()
+            .rules
+            .schema
+            .default_data_source
+            .clone();
+        match self.forward_to(&data_source, packet, kind).await {
+            Ok(_) => Flow::Continue,
+            Err(flow) => flow,
+        }
     }
 
     async fn change_user(&mut self, packet: &[u8]) -> Flow {
@@ -356,107 +365,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let _ = self.client.flush().await;
             return Flow::Close;
         }
-        let physical = match &request.database {
-            Some(db) => match physical_database(&rules, db) {
-                Some(p) => Some(p.to_string()),
-                None => {
-                    self.send_error(&unknown_database(db));
-                    let _ = self.client.flush().await;
-                    return Flow::Close;
-                }
-            },
-            None => None,
-        };
-        if let Some(mut backend) = self.backend.take() {
-            if backend.reset().await.is_ok() {
-                backend.release();
+        if let Some(db) = &request.database {
+            if physical_database(&rules, db).is_none() {
+                self.send_error(&unknown_database(db));
+                let _ = self.client.flush().await;
+                return Flow::Close;
             }
         }
+        self.release_all().await;
         self.user = request.user;
         self.database = request.database;
-        self.state.database = physical;
         if let Some(collation) = request.collation {
             self.handshake_collation = collation;
         }
-        self.state.charset = set_names_for_collation(self.handshake_collation);
-        self.state.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
-        self.status = status::AUTOCOMMIT;
+        self.reset_session_state();
         self.ok().await
-    }
-
-    /// The pinned backend connection, acquired on first use and brought to the session state.
-    async fn ensure_backend(&mut self) -> Result<(), BackendError> {
-        if self.backend.is_none() {
-            let pool = self.ctx.snapshot.load().default_pool().clone();
-            let conn = pool
-                .acquire(self.capabilities & caps::FOUND_ROWS != 0)
-                .await?;
-            self.backend = Some(conn);
-        }
-        let backend = self.backend.as_mut().expect("set above");
-        if let Err(e) = backend.sync_state(&self.state).await {
-            if !matches!(e, BackendError::Server { .. }) {
-                self.backend = None;
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Sends a command to the backend and relays its response.
-    async fn forward(&mut self, packet: &[u8], kind: ResponseKind) -> Flow {
-        let deprecate_eof = self.deprecate_eof();
-        if let Err(e) = self.ensure_backend().await {
-            return self.error(e.to_server_error()).await;
-        }
-        let backend = self.backend.as_mut().expect("ensured above");
-        if let Err(e) = backend.send_command(packet).await {
-            return self.backend_lost(e).await;
-        }
-        let result = relay_response(backend.packets(), &mut self.client, kind, deprecate_eof).await;
-        match result {
-            Ok(outcome) => {
-                self.status = outcome.status;
-                backend.status = outcome.status;
-                if let Some(err) = outcome.error {
-                    self.ctx.metrics.error(err.code);
-                }
-                Flow::Continue
-            }
-            Err(RelayError::Client(_)) => {
-                // The client left mid-response; the rest of it is unread, so the backend
-                // connection cannot be reused.
-                self.backend = None;
-                Flow::Close
-            }
-            Err(RelayError::Backend(error)) => {
-                let source_name = backend.source_name().to_string();
-                self.backend_lost(BackendError::Lost { source_name, error })
-                    .await
-            }
-        }
-    }
-
-    async fn forward_no_response(&mut self, packet: &[u8]) -> Flow {
-        if self.ensure_backend().await.is_err() {
-            // These commands have no response, so an error cannot be reported either.
-            return Flow::Continue;
-        }
-        let backend = self.backend.as_mut().expect("ensured above");
-        if let Err(e) = backend.send_command(packet).await {
-            return self.backend_lost(e).await;
-        }
-        Flow::Continue
-    }
-
-    /// The backend connection died: its session state (transaction, variables, prepared
-    /// statements) is gone, so after the error the client connection is closed too, as a
-    /// direct connection to a crashed server would be. Other sessions are unaffected.
-    async fn backend_lost(&mut self, error: BackendError) -> Flow {
-        tracing::warn!(conn = self.connection_id, %error, "backend connection lost");
-        self.backend = None;
-        self.send_error(&error.to_server_error());
-        let _ = self.client.flush().await;
-        Flow::Close
     }
 }
