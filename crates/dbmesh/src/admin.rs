@@ -46,7 +46,8 @@ impl Health {
 /// Checks every data source concurrently; `None` when all answer.
 async fn check_all(ctx: &Context) -> Option<Vec<String>> {
     let mut checks = tokio::task::JoinSet::new();
-    for pool in ctx.snapshot.load().pools.values().cloned() {
+    for pool in ctx.snapshot.load().pools.values() {
+        let pool = pool.clone();
         checks.spawn(async move { pool.check().await.err().map(|e| e.to_string()) });
     }
     let mut problems: Vec<String> = checks.join_all().await.into_iter().flatten().collect();
