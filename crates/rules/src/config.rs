@@ -2,9 +2,9 @@
 //!
 //! Everything here is what TOML deserializes into, before validation. The
 //! proxy, user and data-source sections are kept as they are in the validated
-//! [`crate::Rules`]; the `[tables.*]` and `[[binding_groups]]` sections are raw
-//! ([`TableConfig`], [`BindingGroupConfig`]) and are compiled by
-//! `validate` into [`crate::TableRule`]s. Fields whose meaning depends on other
+//! [`crate::Rules`]; the `[tables.*]`, `[[binding_groups]]` and `[sequences.*]`
+//! sections are raw ([`TableConfig`], [`BindingGroupConfig`], [`SequenceConfig`]) and
+//! are compiled by `validate` into [`crate::TableRule`]s and [`crate::SequenceRule`]s. Fields whose meaning depends on other
 //! fields (a table's `kind`, `algorithm`, …) are plain strings here so that
 //! validation can report every problem with its location instead of stopping
 //! at the first serde error. `docs/configuration.md` documents every field.
@@ -37,6 +37,9 @@ pub struct RuleFile {
     /// `[[binding_groups]]`: sharded tables that must route the same key to the same data source.
     #[serde(default)]
     pub binding_groups: Vec<BindingGroupConfig>,
+    /// `[sequences.<name>]`: global id generators, optionally filling a table's column.
+    #[serde(default)]
+    pub sequences: BTreeMap<String, SequenceConfig>,
 }
 
 /// `[proxy]`: what the proxy listens on and its limits.
@@ -59,6 +62,9 @@ pub struct ProxyConfig {
     pub idle_timeout_secs: u64,
     /// `[proxy.tls]`: TLS for clients; absent means no TLS.
     pub tls: Option<TlsConfig>,
+    /// The data source holding dbmesh's own `meta` tables (sequence blocks, worker-id
+    /// leases). Required once a segment sequence or a leased snowflake worker id is configured.
+    pub meta_data_source: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -72,6 +78,7 @@ impl Default for ProxyConfig {
             create_databases: false,
             idle_timeout_secs: 28_800,
             tls: None,
+            meta_data_source: None,
         }
     }
 }
@@ -231,6 +238,33 @@ pub struct TableConfig {
 pub struct BindingGroupConfig {
     /// The logical tables of the group (at least two).
     pub tables: Vec<String>,
+}
+
+/// `[sequences.<name>]` as written; `validate` turns it into a [`crate::SequenceRule`].
+///
+/// Numbers are signed here (TOML integers are) so that validation can report
+/// an out-of-range value with its location; which fields are allowed depends on `kind`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceConfig {
+    /// `snowflake` or `segment`.
+    pub kind: Option<String>,
+    /// The logical table whose column this sequence fills (with `column`).
+    pub table: Option<String>,
+    /// The column of `table` this sequence fills when an INSERT omits it or gives NULL/0.
+    pub column: Option<String>,
+    /// segment: ids reserved per round trip to the meta data source. Default 1000.
+    pub step: Option<i64>,
+    /// segment: the first id ever handed out. Default 1.
+    pub start: Option<i64>,
+    /// segment: the largest id (e.g. 2147483647 for an INT column). Default 2^63-1.
+    pub max: Option<i64>,
+    /// snowflake: a fixed worker id (0-1023); absent leases one from the meta data source.
+    pub worker_id: Option<i64>,
+    /// snowflake: the timestamp origin, in ms since the Unix epoch. Default 2024-01-01T00:00:00Z.
+    pub epoch: Option<i64>,
+    /// snowflake: clock steps backwards up to this many ms are waited out. Default 5.
+    pub max_clock_backward_ms: Option<i64>,
 }
 
 /// Accepts `nodes = "expr"` as well as `nodes = ["expr", ...]`.

@@ -54,10 +54,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Sequences (`[sequences.<name>]`, global id generators) are validated here
+//! into [`SequenceRule`]s; the `sequence` crate runs them, and
+//! [`Rules::sequence_for_column`] tells the router which column one fills.
+//!
 //! Modules: `config` (serde model), `validate` (checks and compilation),
 //! `expr` (node expressions), `algorithm` (value → node index), `hashing`
-//! (the fixed CRC-32 and XXH64), `table` (compiled table rules), `rules`
-//! (the snapshot), `error`.
+//! (the fixed CRC-32 and XXH64), `table` (compiled table rules), `sequence`
+//! (compiled sequence rules), `rules` (the snapshot), `error`.
 
 mod algorithm;
 mod config;
@@ -65,6 +69,7 @@ mod error;
 mod expr;
 mod hashing;
 mod rules;
+mod sequence;
 mod table;
 mod validate;
 
@@ -75,11 +80,16 @@ pub use algorithm::{
 };
 pub use config::{
     AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig, RuleFile,
-    SchemaConfig, TableConfig, TlsConfig, UserConfig,
+    SchemaConfig, SequenceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};
 pub use rules::{BindingGroup, Rules};
+pub use sequence::{
+    ColumnRef, SegmentRule, SequenceKind, SequenceRule, SnowflakeRule,
+    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_START,
+    DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
+};
 pub use table::{
     BroadcastTable, PhysicalNode, ShardedTable, TableRoute, TableRule, ENUMERATE_RANGE_LIMIT,
 };

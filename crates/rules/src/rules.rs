@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::algorithm::Algorithm;
 use crate::config::{DataSourceConfig, ProxyConfig, SchemaConfig, UserConfig};
 use crate::error::ConfigError;
+use crate::sequence::SequenceRule;
 use crate::table::{PhysicalNode, ShardedTable, TableRoute, TableRule};
 use crate::validate::build_slices;
 
@@ -30,6 +31,8 @@ pub struct Rules {
     pub tables: BTreeMap<String, TableRule>,
     /// `[[binding_groups]]`; [`ShardedTable::binding_group`] indexes this.
     pub binding_groups: Vec<BindingGroup>,
+    /// `[sequences.<name>]`, compiled; keys as written in the file.
+    pub sequences: BTreeMap<String, SequenceRule>,
 }
 
 /// Sharded tables that route equal keys to the same data source, so joins on
@@ -70,6 +73,27 @@ impl Rules {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v)
+        })
+    }
+
+    /// The sequence named `name`: exact match first, then ASCII case-insensitively
+    /// (names differing only in case are rejected by validation).
+    pub fn sequence(&self, name: &str) -> Option<&SequenceRule> {
+        self.sequences.get(name).or_else(|| {
+            self.sequences
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// The sequence that fills `column` of logical table `table` when an INSERT omits it
+    /// (or gives NULL/0). Both names are matched ASCII case-insensitively.
+    pub fn sequence_for_column(&self, table: &str, column: &str) -> Option<&SequenceRule> {
+        self.sequences.values().find(|s| {
+            s.fills.as_ref().is_some_and(|f| {
+                f.table.eq_ignore_ascii_case(table) && f.column.eq_ignore_ascii_case(column)
+            })
         })
     }
 

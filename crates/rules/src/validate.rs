@@ -12,12 +12,17 @@ use std::path::Path;
 
 use crate::algorithm::{Algorithm, ColumnType, HashRing, SliceMap, DEFAULT_VIRTUAL_NODES};
 use crate::config::{
-    BindingGroupConfig, DataSourceConfig, ProxyConfig, RuleFile, SchemaConfig, TableConfig,
-    UserConfig,
+    BindingGroupConfig, DataSourceConfig, ProxyConfig, RuleFile, SchemaConfig, SequenceConfig,
+    TableConfig, UserConfig,
 };
 use crate::error::{ConfigError, Problem};
 use crate::expr;
 use crate::rules::{BindingGroup, Rules};
+use crate::sequence::{
+    ColumnRef, SegmentRule, SequenceKind, SequenceRule, SnowflakeRule,
+    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_START,
+    DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
+};
 use crate::table::{BroadcastTable, PhysicalNode, ShardedTable, TableRule};
 
 /// Most virtual nodes per node accepted for `consistent_hash`.
@@ -29,6 +34,9 @@ const MAX_IDENT: usize = 64;
 
 const ALGORITHMS: &str = "mod, hash, range, consistent_hash or uid_slice";
 const KINDS: &str = "sharded, broadcast or single";
+const SEQUENCE_KINDS: &str = "snowflake or segment";
+/// Waiting out a backward clock step stalls every id of the sequence; a second is plenty.
+const MAX_CLOCK_BACKWARD_MS: i64 = 1_000;
 
 /// Parses and validates `text`; `origin` names the file in messages and anchors relative paths.
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Rules, ConfigError> {
@@ -81,6 +89,7 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
         schema,
         tables,
         binding_groups,
+        sequences,
     } = file;
     check_proxy(&mut c, &mut proxy);
     check_users(&mut c, &users);
@@ -89,6 +98,8 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     let mut compiled = compile_tables(&mut c, &tables, &data_sources);
     check_physical_collisions(&mut c, &compiled);
     let groups = compile_binding_groups(&mut c, &binding_groups, &tables, &mut compiled);
+    let sequences = compile_sequences(&mut c, &sequences);
+    check_meta_data_source(&mut c, &proxy, &data_sources, &sequences);
     if !c.problems.is_empty() {
         return Err(ConfigError::new(c.problems));
     }
@@ -100,6 +111,7 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
         schema,
         tables: compiled,
         binding_groups: groups,
+        sequences,
     })
 }
 
@@ -876,4 +888,213 @@ fn binding_mismatches(a: &ShardedTable, b: &ShardedTable) -> Vec<String> {
         _ => {}
     }
     out
+}
+
+fn compile_sequences(
+    c: &mut Checker<'_>,
+    sequences: &BTreeMap<String, SequenceConfig>,
+) -> BTreeMap<String, SequenceRule> {
+    let mut out = BTreeMap::new();
+    let mut lower: HashMap<String, &str> = HashMap::new();
+    // (table, column), lower-cased: MySQL column names are case-insensitive, and table
+    // names are looked up case-insensitively.
+    let mut filled: HashMap<(String, String), &str> = HashMap::new();
+    for (name, sc) in sequences {
+        let at = format!("sequences.{name}");
+        let before = c.problems.len();
+        if !valid_identifier(name) {
+            c.err(at.clone(), format!("bad sequence name '{name}'"));
+        }
+        if let Some(other) = lower.insert(name.to_lowercase(), name) {
+            c.err(
+                at.clone(),
+                format!("'{name}' and '{other}' differ only in case; sequence names are matched case-insensitively"),
+            );
+        }
+        let fills = match (&sc.table, &sc.column) {
+            (Some(table), Some(column)) => {
+                for (field, ident) in [("table", table), ("column", column)] {
+                    if !valid_identifier(ident) {
+                        c.err(
+                            format!("{at}.{field}"),
+                            format!("bad {field} name '{ident}'"),
+                        );
+                    }
+                }
+                let key = (table.to_lowercase(), column.to_lowercase());
+                if let Some(other) = filled.get(&key) {
+                    c.err(
+                        format!("{at}.column"),
+                        format!("column {table}.{column} is already filled by sequence '{other}'"),
+                    );
+                } else {
+                    filled.insert(key, name);
+                }
+                Some(ColumnRef {
+                    table: table.clone(),
+                    column: column.clone(),
+                })
+            }
+            (Some(_), None) => {
+                c.err(
+                    format!("{at}.column"),
+                    "missing; `table` needs the `column` the sequence fills",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                c.err(
+                    format!("{at}.table"),
+                    "missing; `column` needs the `table` it belongs to",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let kind = match sc.kind.as_deref() {
+            Some("segment") => compile_segment(c, &at, sc).map(SequenceKind::Segment),
+            Some("snowflake") => compile_snowflake(c, &at, sc).map(SequenceKind::Snowflake),
+            Some(other) => {
+                c.err(
+                    format!("{at}.kind"),
+                    format!("unknown kind '{other}'; expected {SEQUENCE_KINDS}"),
+                );
+                None
+            }
+            None => {
+                c.err(
+                    format!("{at}.kind"),
+                    format!("missing; expected {SEQUENCE_KINDS}"),
+                );
+                None
+            }
+        };
+        if let (Some(kind), true) = (kind, c.problems.len() == before) {
+            out.insert(
+                name.clone(),
+                SequenceRule {
+                    name: name.clone(),
+                    kind,
+                    fills,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `value` if it is within `range`, else a problem at `at.field`.
+fn in_range(
+    c: &mut Checker<'_>,
+    at: &str,
+    field: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Option<Option<i64>> {
+    match value {
+        Some(v) if !range.contains(&v) => {
+            c.err(
+                format!("{at}.{field}"),
+                format!("{v} is out of range ({} to {})", range.start(), range.end()),
+            );
+            None
+        }
+        v => Some(v),
+    }
+}
+
+fn compile_segment(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Option<SegmentRule> {
+    forbid(
+        c,
+        at,
+        "kind 'segment'",
+        &[
+            ("worker_id", sc.worker_id.is_some()),
+            ("epoch", sc.epoch.is_some()),
+            ("max_clock_backward_ms", sc.max_clock_backward_ms.is_some()),
+        ],
+    );
+    // `step` is an INT column of dbmesh_sequence.
+    let step = in_range(c, at, "step", sc.step, 1..=i64::from(i32::MAX));
+    let start = in_range(c, at, "start", sc.start, 1..=i64::MAX);
+    let max = in_range(c, at, "max", sc.max, 1..=i64::MAX);
+    // The ranges checked above make every conversion below lossless.
+    let step = step?.map_or(DEFAULT_SEGMENT_STEP, |v| {
+        u32::try_from(v).unwrap_or(DEFAULT_SEGMENT_STEP)
+    });
+    let start = start?.map_or(DEFAULT_SEGMENT_START, i64::unsigned_abs);
+    let max = max?.map_or(DEFAULT_SEGMENT_MAX, i64::unsigned_abs);
+    if max < start {
+        c.err(
+            format!("{at}.max"),
+            format!("{max} is below start ({start})"),
+        );
+        return None;
+    }
+    Some(SegmentRule { step, start, max })
+}
+
+fn compile_snowflake(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Option<SnowflakeRule> {
+    forbid(
+        c,
+        at,
+        "kind 'snowflake'",
+        &[
+            ("step", sc.step.is_some()),
+            ("start", sc.start.is_some()),
+            ("max", sc.max.is_some()),
+        ],
+    );
+    let worker_id = in_range(
+        c,
+        at,
+        "worker_id",
+        sc.worker_id,
+        0..=i64::from(MAX_WORKER_ID),
+    );
+    let epoch = in_range(c, at, "epoch", sc.epoch, 0..=i64::MAX);
+    let backward = in_range(
+        c,
+        at,
+        "max_clock_backward_ms",
+        sc.max_clock_backward_ms,
+        0..=MAX_CLOCK_BACKWARD_MS,
+    );
+    Some(SnowflakeRule {
+        worker_id: worker_id?.and_then(|v| u16::try_from(v).ok()),
+        epoch_ms: epoch?.map_or(DEFAULT_SNOWFLAKE_EPOCH_MS, i64::unsigned_abs),
+        max_clock_backward_ms: backward?.map_or(DEFAULT_MAX_CLOCK_BACKWARD_MS, i64::unsigned_abs),
+    })
+}
+
+/// `proxy.meta_data_source` must name a data source, and must be set when a sequence keeps
+/// state there (segment blocks, snowflake worker-id leases).
+fn check_meta_data_source(
+    c: &mut Checker<'_>,
+    proxy: &ProxyConfig,
+    sources: &BTreeMap<String, DataSourceConfig>,
+    sequences: &BTreeMap<String, SequenceRule>,
+) {
+    match &proxy.meta_data_source {
+        Some(ds) if !sources.contains_key(ds) => c.err(
+            "proxy.meta_data_source",
+            format!("unknown data source '{ds}'"),
+        ),
+        Some(_) => {}
+        None => {
+            for s in sequences.values() {
+                let name = &s.name;
+                let why = match &s.kind {
+                    SequenceKind::Segment(_) => {
+                        format!("segment sequence '{name}' reserves its blocks there")
+                    }
+                    SequenceKind::Snowflake(f) if f.worker_id.is_none() => format!(
+                        "snowflake sequence '{name}' leases its worker id there (or set its worker_id)"
+                    ),
+                    SequenceKind::Snowflake(_) => continue,
+                };
+                c.err("proxy.meta_data_source", format!("missing; {why}"));
+            }
+        }
+    }
 }

@@ -46,6 +46,7 @@ fn every_field_is_documented() {
         format!("{MINIMAL}[data_sources.d.pool]\nprobe = 1\n"),
         format!("{MINIMAL}[tables.t]\nprobe = 1\n"),
         format!("{MINIMAL}[[binding_groups]]\ntables = []\nprobe = 1\n"),
+        format!("{MINIMAL}[sequences.s]\nprobe = 1\n"),
         format!("[[users]]\nname = \"v\"\nprobe = 1\n{MINIMAL}"),
         MINIMAL.replace("default_data_source = \"d\"", "default_data_source = \"d\"\nprobe = 1"),
     ];
@@ -76,6 +77,8 @@ fn every_field_is_documented() {
         "sharded",
         "broadcast",
         "single",
+        "segment",
+        "snowflake",
     ] {
         assert!(docs.contains(value), "{value} undocumented");
     }

@@ -4,7 +4,10 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use rules::{load_file, Algorithm, AuthPlugin, PhysicalNode, Rules, ShardValue, TableRoute};
+use rules::{
+    load_file, Algorithm, AuthPlugin, PhysicalNode, Rules, SegmentRule, SequenceKind, ShardValue,
+    SnowflakeRule, TableRoute,
+};
 
 fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sharding-rules")
@@ -110,6 +113,30 @@ fn quickstart_layout() {
             data_source: "ds_default"
         }
     );
+
+    assert_eq!(r.proxy.meta_data_source.as_deref(), Some("ds_default"));
+    let payment_seq = r
+        .sequence_for_column("payment", "payment_id")
+        .expect("payment_id is generated");
+    assert_eq!(payment_seq.name, "payment_seq");
+    assert_eq!(
+        payment_seq.kind,
+        SequenceKind::Segment(SegmentRule {
+            step: 1000,
+            start: 1,
+            max: i64::MAX as u64
+        })
+    );
+    let account_seq = r
+        .sequence_for_column("account", "account_id")
+        .expect("account_id is generated");
+    assert!(matches!(
+        account_seq.kind,
+        SequenceKind::Snowflake(SnowflakeRule {
+            worker_id: None,
+            ..
+        })
+    ));
 }
 
 #[test]
