@@ -381,6 +381,38 @@ impl BackendConn {
         Ok(())
     }
 
+    /// COM_STMT_PREPARE for the proxy's own use: returns the backend's statement id after
+    /// reading the whole response (parameter and column definitions, no EOFs: this connection
+    /// negotiated CLIENT_DEPRECATE_EOF).
+    pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
+        self.send_command_with(|b| {
+            b.put_u8(com::STMT_PREPARE);
+            b.put_slice(sql.as_bytes());
+        })
+        .await?;
+        let first = self.read_one().await?;
+        if is_err(&first) {
+            let error = ServerError::decode(&first).map_err(|e| self.lost(e))?;
+            return Err(BackendError::Server {
+                source_name: self.options_source.clone(),
+                error,
+            });
+        }
+        let mut r = Reader::new(&first);
+        let header = (|| -> Result<(u32, u16, u16), ProtocolError> {
+            r.u8()?;
+            let id = r.u32()?;
+            let columns = r.u16()?;
+            let params = r.u16()?;
+            Ok((id, columns, params))
+        })();
+        let (id, columns, params) = header.map_err(|e| self.lost(e))?;
+        for _ in 0..u32::from(columns) + u32::from(params) {
+            self.read_one().await?;
+        }
+        Ok(id)
+    }
+
     pub async fn ping(&mut self) -> Result<(), BackendError> {
         self.send_command(&[com::PING]).await?;
         self.read_query_result().await.map(|_| ())

@@ -52,11 +52,24 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Explain { config, sql } => {
-            let rules = load(&config)?;
-            let ds = &rules.schema.default_data_source;
-            println!("data_source\tdatabase\tsql");
-            println!("{ds}\t{}\t{sql}", rules.data_sources[ds].database);
-            Ok(())
+            let rules = std::sync::Arc::new(load(&config)?);
+            let router = router::Router::new(rules.clone(), 1);
+            match router.route(&sql, &[]) {
+                Ok(plan) => {
+                    println!("{plan}");
+                    println!("data_source\tdatabase\tsql");
+                    for (ds, physical) in plan.describe() {
+                        let database = rules
+                            .data_sources
+                            .get(&ds)
+                            .map(|d| d.database.as_str())
+                            .unwrap_or("");
+                        println!("{ds}\t{database}\t{physical}");
+                    }
+                    Ok(())
+                }
+                Err(e) => bail!("ERROR {} ({}): {}", e.code(), e.sqlstate(), e.message()),
+            }
         }
         Command::Serve { config } => {
             tracing_subscriber::fmt()
@@ -107,8 +120,21 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
             }
         },
     };
+    let sequences = if snapshot.rules.sequences.is_empty() {
+        Err("no [sequences] in the rule file".to_string())
+    } else {
+        match sequence::Sequences::start(&snapshot.rules, sequence::SequenceOptions::default())
+            .await
+        {
+            Ok(s) => Ok(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "sequences unavailable");
+                Err(e.to_string())
+            }
+        }
+    };
     let metrics = Arc::new(Metrics::new());
-    let ctx = Context::new(snapshot, metrics, tls, server_version);
+    let ctx = Context::new(snapshot, metrics, tls, server_version, sequences);
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -319,3 +319,130 @@ where
         self.outcome.error.is_none() && self.outcome.status & status::MORE_RESULTS_EXISTS != 0
     }
 }
+
+/// The start of one result of a query or execute, read by the proxy itself (scatter-gather).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultHeader {
+    /// A statement without a result set.
+    Ok(OkPacket),
+    /// The server's error.
+    Err(ServerError),
+    /// A result set: the column definitions' raw payloads; rows follow.
+    Columns(Vec<Vec<u8>>),
+}
+
+/// Reads the header of the next result: OK, ERR, or the column count and definitions.
+pub async fn read_result_header<B>(
+    backend: &mut PacketConn<B>,
+) -> Result<ResultHeader, ProtocolError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let first = backend.read_packet(usize::MAX).await?;
+    match first.first() {
+        Some(&OK_HEADER) => Ok(ResultHeader::Ok(OkPacket::decode(&first)?)),
+        Some(&ERR_HEADER) => Ok(ResultHeader::Err(ServerError::decode(&first)?)),
+        Some(&0xfb) | None => Err(ProtocolError::Malformed(
+            "unexpected LOCAL INFILE request or empty packet",
+        )),
+        _ => {
+            let count = Reader::new(&first).lenenc_int()?;
+            let mut columns = Vec::with_capacity(count.min(4096) as usize);
+            for _ in 0..count {
+                columns.push(backend.read_packet(usize::MAX).await?.to_vec());
+            }
+            Ok(ResultHeader::Columns(columns))
+        }
+    }
+}
+
+/// How a stream of rows ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowsEnd {
+    /// The end-of-rows marker (not forwarded: the caller writes its own).
+    Done(OkPacket),
+    /// An error in place of a row (already forwarded to the client).
+    Err(ServerError),
+}
+
+/// Forwards row packets from `backend` to `client` up to (not including) the end marker.
+pub async fn relay_rows<B, C>(
+    backend: &mut PacketConn<B>,
+    client: &mut PacketConn<C>,
+) -> Result<RowsEnd, RelayError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut continuation = false;
+    loop {
+        if !backend.has_buffered_frame() && client.buffered_output() > 0 {
+            client.flush().await.map_err(RelayError::Client)?;
+        }
+        backend.fill_frame().await.map_err(RelayError::Backend)?;
+        let frame = backend.frame();
+        if !continuation && is_terminator(frame) {
+            let ok = OkPacket::decode(frame).map_err(RelayError::Backend)?;
+            backend.consume();
+            return Ok(RowsEnd::Done(ok));
+        }
+        if !continuation && is_err(frame) {
+            let err = ServerError::decode(frame).map_err(RelayError::Backend)?;
+            client.put_frame(frame);
+            backend.consume();
+            return Ok(RowsEnd::Err(err));
+        }
+        continuation = frame.len() == MAX_PAYLOAD;
+        client.put_frame(frame);
+        backend.consume();
+        client.flush_if_full().await.map_err(RelayError::Client)?;
+    }
+}
+
+/// Reads and discards the rest of a response whose header was read, including any further
+/// results, so the connection can be used again.
+pub async fn drain_after_header<B>(
+    backend: &mut PacketConn<B>,
+    header: &ResultHeader,
+) -> Result<(), ProtocolError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut status = match header {
+        ResultHeader::Ok(ok) => ok.status,
+        ResultHeader::Err(_) => return Ok(()),
+        ResultHeader::Columns(_) => drain_rows(backend).await?,
+    };
+    while status & status::MORE_RESULTS_EXISTS != 0 {
+        let next = read_result_header(backend).await?;
+        status = match &next {
+            ResultHeader::Ok(ok) => ok.status,
+            ResultHeader::Err(_) => return Ok(()),
+            ResultHeader::Columns(_) => drain_rows(backend).await?,
+        };
+    }
+    Ok(())
+}
+
+/// Discards rows up to the end marker; returns its status flags.
+pub async fn drain_rows<B>(backend: &mut PacketConn<B>) -> Result<u16, ProtocolError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut continuation = false;
+    loop {
+        backend.fill_frame().await?;
+        let frame = backend.frame();
+        if !continuation && is_terminator(frame) {
+            let status = OkPacket::decode(frame)?.status;
+            backend.consume();
+            return Ok(status);
+        }
+        if !continuation && is_err(frame) {
+            backend.consume();
+            return Ok(0);
+        }
+        continuation = frame.len() == MAX_PAYLOAD;
+        backend.consume();
+    }
+}

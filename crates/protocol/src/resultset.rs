@@ -53,6 +53,17 @@ impl ColumnDef {
         }
     }
 
+    /// A BIGINT UNSIGNED NOT NULL column.
+    pub fn unsigned_bigint(name: &str) -> ColumnDef {
+        ColumnDef {
+            flags: crate::constants::column_flag::NUM
+                | crate::constants::column_flag::UNSIGNED
+                | crate::constants::column_flag::NOT_NULL,
+            length: 20,
+            ..ColumnDef::bigint(name)
+        }
+    }
+
     pub fn encode(&self, out: &mut BytesMut) {
         put_lenenc_bytes(out, b"def");
         put_lenenc_bytes(out, self.schema.as_bytes());

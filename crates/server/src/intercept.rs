@@ -37,6 +37,13 @@ pub enum Intercepted {
     /// `SELECT DATABASE()` (or `SCHEMA()`), answered with the logical name; carries the
     /// column name as the client wrote it.
     SelectDatabase(String),
+    /// `SELECT NEXTVAL(seq)`, `SELECT NEXT VALUE FOR seq`, or the range form for batch
+    /// loaders `SELECT NEXTVAL(seq, n)`: the next id(s) of a global sequence.
+    NextVal {
+        column: String,
+        sequence: String,
+        count: Option<u64>,
+    },
 }
 
 /// Recognises the statements the frontend handles itself; `None` for everything else.
@@ -50,6 +57,9 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
         s.skip_space();
         let start = s.pos;
         let function = s.word()?;
+        if function.eq_ignore_ascii_case(b"nextval") || function.eq_ignore_ascii_case(b"next") {
+            return next_value(s, start, function.eq_ignore_ascii_case(b"next"));
+        }
         if !(function.eq_ignore_ascii_case(b"database") || function.eq_ignore_ascii_case(b"schema"))
         {
             return None;
@@ -82,6 +92,44 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
     } else {
         None
     }
+}
+
+/// The rest of `SELECT NEXTVAL(seq[, n])` or `SELECT NEXT VALUE FOR seq`.
+fn next_value(mut s: Scanner<'_>, start: usize, next_value_for: bool) -> Option<Intercepted> {
+    let (sequence, count) = if next_value_for {
+        let value = s.word()?;
+        let r#for = s.word()?;
+        if !value.eq_ignore_ascii_case(b"value") || !r#for.eq_ignore_ascii_case(b"for") {
+            return None;
+        }
+        (s.identifier()?, None)
+    } else {
+        s.skip_space();
+        if !s.punct(b'(') {
+            return None;
+        }
+        let sequence = s.identifier()?;
+        s.skip_space();
+        let count = if s.punct(b',') {
+            let n = s.word()?;
+            Some(std::str::from_utf8(n).ok()?.parse().ok()?)
+        } else {
+            None
+        };
+        s.skip_space();
+        if !s.punct(b')') {
+            return None;
+        }
+        (sequence, count)
+    };
+    let column = String::from_utf8_lossy(&s.sql[start..s.pos])
+        .trim()
+        .to_string();
+    s.end().then_some(Intercepted::NextVal {
+        column,
+        sequence,
+        count,
+    })
 }
 
 /// MySQL LIKE matching (`%`, `_`, backslash escape), case-insensitive as for identifiers.
@@ -250,6 +298,31 @@ mod tests {
             Some(Intercepted::SelectDatabase("schema( )".into()))
         );
         assert_eq!(intercept(b"select database() from t"), None);
+        assert_eq!(
+            intercept(b"SELECT NEXTVAL(payment_seq)"),
+            Some(Intercepted::NextVal {
+                column: "NEXTVAL(payment_seq)".into(),
+                sequence: "payment_seq".into(),
+                count: None
+            })
+        );
+        assert_eq!(
+            intercept(b"select next value for `s`"),
+            Some(Intercepted::NextVal {
+                column: "next value for `s`".into(),
+                sequence: "s".into(),
+                count: None
+            })
+        );
+        assert_eq!(
+            intercept(b"SELECT nextval(s, 500);"),
+            Some(Intercepted::NextVal {
+                column: "nextval(s, 500)".into(),
+                sequence: "s".into(),
+                count: Some(500)
+            })
+        );
+        assert_eq!(intercept(b"SELECT nextval(s) + 1"), None);
         assert_eq!(intercept(b"use bank; select 1"), None);
         assert_eq!(intercept(b"show tables"), None);
         assert_eq!(intercept(b"user_defined()"), None);

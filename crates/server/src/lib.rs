@@ -16,12 +16,17 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use backend::{ConnectOptions, Pool};
+use router::Router;
 use rules::{DataSourceConfig, Rules};
+use sequence::Sequences;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 pub use metrics::Metrics;
+
+/// Statements whose plans the router keeps (by fingerprint).
+pub const PLAN_CACHE_CAPACITY: usize = 4096;
 
 /// How long a backend connect (TCP + login) may take.
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +35,8 @@ pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Snapshot {
     pub rules: Arc<Rules>,
     pub pools: BTreeMap<String, Arc<Pool>>,
+    /// Routes statements by these rules; its plan cache lives and dies with the snapshot.
+    pub router: Router,
 }
 
 impl Snapshot {
@@ -56,8 +63,10 @@ impl Snapshot {
                 (name.clone(), pool)
             })
             .collect();
+        let rules = Arc::new(rules);
         Snapshot {
-            rules: Arc::new(rules),
+            router: Router::new(rules.clone(), PLAN_CACHE_CAPACITY),
+            rules,
             pools,
         }
     }
@@ -100,6 +109,9 @@ pub struct Context {
     pub tls: Option<TlsAcceptor>,
     /// The version string clients see: the backend's unless configured.
     pub server_version: String,
+    /// Global sequences, or why they are unavailable (e.g. the meta data source was down at
+    /// start).
+    pub sequences: Result<Arc<Sequences>, String>,
     next_connection_id: AtomicU32,
     connection_slots: Arc<Semaphore>,
 }
@@ -110,6 +122,7 @@ impl Context {
         metrics: Arc<Metrics>,
         tls: Option<TlsAcceptor>,
         server_version: String,
+        sequences: Result<Arc<Sequences>, String>,
     ) -> Arc<Context> {
         let max = snapshot.rules.proxy.max_connections;
         Arc::new(Context {
@@ -117,6 +130,7 @@ impl Context {
             metrics,
             tls,
             server_version,
+            sequences,
             next_connection_id: AtomicU32::new(1),
             connection_slots: Arc::new(Semaphore::new(max)),
         })

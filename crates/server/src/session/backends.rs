@@ -2,6 +2,8 @@
 //! use, brought to the session's state, and kept until the session ends (resetting them before
 //! they return to the pool). Relaying a command to one of them lives here too.
 
+use std::collections::HashMap;
+
 use backend::{BackendError, PooledConn, SessionState};
 use protocol::constants::caps;
 use protocol::response::{relay_response, RelayError, RelayOutcome, ResponseKind};
@@ -14,6 +16,30 @@ use super::{Flow, Session};
 pub(super) struct Held {
     pub data_source: String,
     pub conn: PooledConn,
+    /// Statements the session prepared on this connection: physical SQL → backend id.
+    prepared: HashMap<String, u32>,
+}
+
+impl Held {
+    /// The backend's id for `sql` on this connection, preparing it on first use.
+    pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
+        if let Some(&id) = self.prepared.get(sql) {
+            return Ok(id);
+        }
+        let id = self.conn.prepare(sql).await?;
+        self.prepared.insert(sql.to_string(), id);
+        Ok(id)
+    }
+
+    /// Forgets a statement the client closed.
+    pub fn forget_prepared(&mut self, id: u32) {
+        self.prepared.retain(|_, v| *v != id);
+    }
+
+    /// Records a statement prepared by a relayed COM_STMT_PREPARE.
+    pub fn note_prepared(&mut self, sql: &str, id: u32) {
+        self.prepared.insert(sql.to_string(), id);
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -54,14 +80,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         reason: "the data source is not in the current rules".into(),
                     }
                 })?;
-                let conn = pool
+                let mut conn = pool
                     .acquire(self.capabilities & caps::FOUND_ROWS != 0)
                     .await?;
+                // A new connection joins the session: same state, same session variables,
+                // same open transaction as the connections the session already holds.
+                conn.sync_state(&want).await?;
+                for statement in &self.replay {
+                    conn.query(statement).await?;
+                }
+                if self.in_transaction {
+                    conn.query("BEGIN").await?;
+                }
                 self.held.push(Held {
                     data_source: data_source.to_string(),
                     conn,
+                    prepared: HashMap::new(),
                 });
-                self.held.len() - 1
+                return Ok(self.held.len() - 1);
             }
         };
         if let Err(e) = self.held[index].conn.sync_state(&want).await {

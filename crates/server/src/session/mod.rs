@@ -7,6 +7,8 @@
 //! ([`statements`]).
 
 mod backends;
+mod route;
+mod show;
 mod statements;
 
 use std::sync::Arc;
@@ -53,6 +55,12 @@ pub(crate) struct Session<S> {
     multi_statements: bool,
     held: Vec<backends::Held>,
     statements: statements::Statements,
+    /// Session statements (SET ...) every connection the session acquires later must replay.
+    replay: Vec<String>,
+    /// An explicit transaction (BEGIN) is open.
+    in_transaction: bool,
+    /// Whether the last session statement succeeded (so it is recorded for replay).
+    last_statement_ok: bool,
     /// Status flags to report in locally generated OK packets.
     status: u16,
 }
@@ -79,6 +87,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
             held: Vec::new(),
             statements: statements::Statements::default(),
+            replay: Vec::new(),
+            in_transaction: false,
+            last_statement_ok: false,
             status: status::AUTOCOMMIT,
             ctx,
         }
@@ -183,7 +194,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.show_databases(like.as_deref()).await
                 }
                 Some(Intercepted::SelectDatabase(column)) => self.select_database(&column).await,
-                None => self.forward_default(&packet, ResponseKind::Query).await,
+                Some(Intercepted::NextVal {
+                    column,
+                    sequence,
+                    count,
+                }) => self.next_value(&column, &sequence, count).await,
+                None => self.query(&packet).await,
             },
             com::INIT_DB => {
                 let db = String::from_utf8_lossy(&packet[1..]).into_owned();
@@ -194,11 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             com::FIELD_LIST => self.forward_default(&packet, ResponseKind::FieldList).await,
             com::STATISTICS => self.forward_default(&packet, ResponseKind::Raw).await,
             com::STMT_PREPARE => self.stmt_prepare(&packet).await,
-            com::STMT_EXECUTE => {
-                let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
-                self.stmt_relay(packet, ResponseKind::Execute { cursor })
-                    .await
-            }
+            com::STMT_EXECUTE => self.stmt_execute(packet).await,
             com::STMT_FETCH => self.stmt_relay(packet, ResponseKind::Fetch).await,
             com::STMT_RESET => self.stmt_relay(packet, ResponseKind::Single).await,
             com::STMT_SEND_LONG_DATA => self.stmt_send_long_data(packet).await,
@@ -284,6 +296,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.flush().await
     }
 
+    /// `SELECT NEXTVAL(seq)` / `NEXT VALUE FOR seq`: one id; `NEXTVAL(seq, n)`: a block of
+    /// `n` consecutive ids as (first, last).
+    async fn next_value(&mut self, column: &str, sequence: &str, count: Option<u64>) -> Flow {
+        let sequences = match &self.ctx.sequences {
+            Ok(s) => s.clone(),
+            Err(why) => {
+                let err =
+                    ServerError::internal(format!("dbmesh: sequences are unavailable: {why}"));
+                return self.error(err).await;
+            }
+        };
+        let (columns, row) = match count {
+            None => match sequences.next(sequence).await {
+                Ok(id) => (
+                    vec![ColumnDef::unsigned_bigint(column)],
+                    vec![Some(id.to_string().into_bytes())],
+                ),
+                Err(e) => return self.error(e.to_server_error()).await,
+            },
+            Some(n) => match sequences.reserve_range(sequence, n).await {
+                Ok(range) => (
+                    vec![
+                        ColumnDef::unsigned_bigint("first"),
+                        ColumnDef::unsigned_bigint("last"),
+                    ],
+                    vec![
+                        Some(range.start.to_string().into_bytes()),
+                        Some(range.end.saturating_sub(1).to_string().into_bytes()),
+                    ],
+                ),
+                Err(e) => return self.error(e.to_server_error()).await,
+            },
+        };
+        let deprecate_eof = self.deprecate_eof();
+        write_text_result(
+            &mut self.client,
+            &columns,
+            [row],
+            deprecate_eof,
+            self.status,
+        );
+        self.flush().await
+    }
+
     async fn set_option(&mut self, packet: &[u8]) -> Flow {
         match packet.get(1..3) {
             Some([0, 0]) => self.multi_statements = true,
@@ -310,6 +366,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.charset = set_names_for_collation(self.handshake_collation);
         self.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
         self.statements.clear();
+        self.replay.clear();
+        self.in_transaction = false;
         self.status = status::AUTOCOMMIT;
     }
 

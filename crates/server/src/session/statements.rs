@@ -1,25 +1,34 @@
 //! Prepared statements belong to the session, not to a backend connection: the client sees
-//! statement ids the proxy hands out, and each statement remembers where it is prepared
-//! (data source → the backend's statement id). Executions whose target does not depend on the
-//! bound parameters are relayed with only the statement id patched, so the binary protocol's
-//! hot path decodes no parameters.
+//! statement ids the proxy hands out. A statement whose route does not depend on its
+//! parameters is *fixed*: it is prepared on its one target and executions are relayed with
+//! only the statement id patched, so the binary protocol's hot path decodes no parameters.
+//! Other statements are routed at each execution with the bound values, prepared lazily on
+//! whichever connection runs them, and executed with the parameters re-encoded.
 
 use std::collections::HashMap;
 
 use bytes::BytesMut;
 use protocol::constants::com;
 use protocol::response::ResponseKind;
+use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
+use router::{Param, StatementKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::route::{route_error, Request};
 use super::{Flow, Session};
 
 /// One prepared statement of a session.
 pub(super) struct Prepared {
-    /// Where every execution goes.
-    data_source: String,
-    /// The backend's statement id on this session's connection to `data_source`.
-    backend_id: u32,
+    /// The SQL as the client wrote it.
+    sql: String,
+    params: usize,
+    /// Parameter types bound by the last execute (clients may not resend them).
+    types: Vec<ParamType>,
+    /// Values sent with COM_STMT_SEND_LONG_DATA since the last execute.
+    long_data: Vec<Option<Vec<u8>>>,
+    /// The one place every execution goes: data source and the backend's statement id.
+    fixed: Option<(String, u32)>,
 }
 
 /// The session's statements by the ids the client knows.
@@ -36,11 +45,14 @@ impl Statements {
 }
 
 /// MySQL's answer to an unknown statement id.
-fn unknown_statement(id: u32, command: &str) -> ServerError {
+fn unknown_statement(id: u32, command: u8) -> ServerError {
     ServerError::new(
         1243,
         "HY000",
-        format!("Unknown prepared statement handler ({id}) given to {command}"),
+        format!(
+            "Unknown prepared statement handler ({id}) given to {}",
+            com::name(command)
+        ),
     )
 }
 
@@ -49,63 +61,166 @@ fn statement_id(packet: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+fn to_param(v: &ParamValue) -> Param {
+    match v {
+        ParamValue::Null => Param::Null,
+        ParamValue::Int(i) => Param::Int(*i),
+        ParamValue::UInt(u) => Param::UInt(*u),
+        ParamValue::Double(d) => Param::Double(*d),
+        ParamValue::Bytes(b) => Param::Bytes(b.clone()),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Flow {
-        let data_source = self
-            .ctx
-            .snapshot
-            .load()
-            .rules
-            .schema
-            .default_data_source
-            .clone();
+        let snapshot = self.ctx.snapshot.load_full();
+        let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
+        // Routed without parameter values: a statement whose target depends on them gets
+        // every candidate target here, so exactly one target means a fixed route.
+        let plan = match snapshot.router.route(&sql, &[]) {
+            Ok(plan) => plan,
+            Err(e) => return self.error(route_error(&e)).await,
+        };
+        let default = snapshot.rules.schema.default_data_source.clone();
+        let (data_source, physical_sql) = match plan.targets.first() {
+            Some(t) if !matches!(plan.kind, StatementKind::Session(_)) => {
+                (t.data_source.clone(), t.sql.clone())
+            }
+            _ => (default, sql.clone()),
+        };
+        let fixed = plan.targets.len() <= 1;
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
+        let index = match self.conn_for(&data_source).await {
+            Ok(i) => i,
+            Err(e) => return self.error(e.to_server_error()).await,
+        };
+        let mut request = BytesMut::with_capacity(1 + physical_sql.len());
+        request.extend_from_slice(&[com::STMT_PREPARE]);
+        request.extend_from_slice(physical_sql.as_bytes());
         let kind = ResponseKind::Prepare {
             client_statement_id,
         };
-        match self.forward_to(&data_source, packet, kind).await {
-            Ok(outcome) => {
-                if let Some(info) = outcome.prepared {
-                    self.statements.by_id.insert(
-                        client_statement_id,
-                        Prepared {
-                            data_source,
-                            backend_id: info.statement_id,
-                        },
-                    );
-                }
-                Flow::Continue
-            }
-            Err(flow) => flow,
+        let outcome = match self.relay_on(index, &request, kind).await {
+            Ok(o) => o,
+            Err(flow) => return flow,
+        };
+        if let Some(info) = outcome.prepared {
+            self.held[index].note_prepared(&physical_sql, info.statement_id);
+            let params = usize::from(info.params);
+            self.statements.by_id.insert(
+                client_statement_id,
+                Prepared {
+                    sql,
+                    params,
+                    types: Vec::new(),
+                    long_data: vec![None; params],
+                    fixed: fixed.then_some((data_source, info.statement_id)),
+                },
+            );
         }
+        Flow::Continue
     }
 
-    /// COM_STMT_EXECUTE, COM_STMT_FETCH, COM_STMT_RESET: relayed with the backend's statement
-    /// id in place of the client's.
+    pub(super) async fn stmt_execute(&mut self, mut packet: BytesMut) -> Flow {
+        let id = statement_id(&packet).unwrap_or(0);
+        let Some(prepared) = self.statements.by_id.get_mut(&id) else {
+            return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
+        };
+        if let Some((data_source, backend_id)) = prepared.fixed.clone() {
+            let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
+            packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            return match self
+                .forward_to(&data_source, &packet, ResponseKind::Execute { cursor })
+                .await
+            {
+                Ok(_) => Flow::Continue,
+                Err(flow) => flow,
+            };
+        }
+        let exec = match Execute::decode(
+            &packet,
+            prepared.params,
+            &prepared.types,
+            &prepared.long_data,
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                return self
+                    .error(ServerError::new(
+                        1210,
+                        "HY000",
+                        format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
+                    ))
+                    .await
+            }
+        };
+        prepared.types = exec.types.clone();
+        prepared.long_data.iter_mut().for_each(|d| *d = None);
+        let sql = prepared.sql.clone();
+        let params: Vec<Param> = exec.values.iter().map(to_param).collect();
+        let plan = match self.ctx.snapshot.load().router.route(&sql, &params) {
+            Ok(plan) => plan,
+            Err(e) => return self.error(route_error(&e)).await,
+        };
+        self.run_plan(&plan, Request::Execute { exec: &exec }).await
+    }
+
+    /// COM_STMT_FETCH and COM_STMT_RESET of a fixed statement are relayed with the backend's
+    /// id; a routed statement has no server-side cursor and resets locally.
     pub(super) async fn stmt_relay(&mut self, mut packet: BytesMut, kind: ResponseKind) -> Flow {
         let command = packet[0];
-        let Some((data_source, backend_id)) = self.lookup(&packet) else {
-            let id = statement_id(&packet).unwrap_or(0);
-            return self.error(unknown_statement(id, com::name(command))).await;
+        let id = statement_id(&packet).unwrap_or(0);
+        let Some(prepared) = self.statements.by_id.get_mut(&id) else {
+            return self.error(unknown_statement(id, command)).await;
         };
-        packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-        match self.forward_to(&data_source, &packet, kind).await {
-            Ok(_) => Flow::Continue,
-            Err(flow) => flow,
+        prepared.long_data.iter_mut().for_each(|d| *d = None);
+        match prepared.fixed.clone() {
+            Some((data_source, backend_id)) => {
+                packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+                match self.forward_to(&data_source, &packet, kind).await {
+                    Ok(_) => Flow::Continue,
+                    Err(flow) => flow,
+                }
+            }
+            None if command == com::STMT_RESET => self.ok().await,
+            None => {
+                self.error(ServerError::not_supported(
+                    "cursors on statements routed by their parameters",
+                ))
+                .await
+            }
         }
     }
 
-    /// COM_STMT_SEND_LONG_DATA: no response, not even for errors.
+    /// COM_STMT_SEND_LONG_DATA: no response, not even for errors (they surface at execute).
     pub(super) async fn stmt_send_long_data(&mut self, mut packet: BytesMut) -> Flow {
-        let Some((data_source, backend_id)) = self.lookup(&packet) else {
+        let id = statement_id(&packet).unwrap_or(0);
+        let max = self.ctx.snapshot.load().rules.proxy.max_allowed_packet;
+        let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return Flow::Continue;
         };
-        packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-        match self.conn_for(&data_source).await {
-            Ok(index) => self.send_on(index, &packet).await,
-            Err(_) => Flow::Continue,
+        if let Some((data_source, backend_id)) = prepared.fixed.clone() {
+            packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            return match self.conn_for(&data_source).await {
+                Ok(index) => self.send_on(index, &packet).await,
+                Err(_) => Flow::Continue,
+            };
         }
+        let Some(param) = packet
+            .get(5..7)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        else {
+            return Flow::Continue;
+        };
+        if let Some(slot) = prepared.long_data.get_mut(param) {
+            let data = slot.get_or_insert_with(Vec::new);
+            // Bounded like everything else a client sends; past the limit the value is cut
+            // and the execute fails on the backend's own size check.
+            let room = max.saturating_sub(data.len());
+            data.extend_from_slice(&packet[7..][..packet.len().saturating_sub(7).min(room)]);
+        }
+        Flow::Continue
     }
 
     /// COM_STMT_CLOSE: no response.
@@ -116,20 +231,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.remove(&id) else {
             return Flow::Continue;
         };
-        let Some(index) = self
-            .held
-            .iter()
-            .position(|h| h.data_source == prepared.data_source)
-        else {
+        // Routed statements stay prepared on their connections (keyed by SQL, shared by
+        // statements with the same text) until the session ends.
+        let Some((data_source, backend_id)) = prepared.fixed else {
             return Flow::Continue;
         };
+        let Some(index) = self.held.iter().position(|h| h.data_source == data_source) else {
+            return Flow::Continue;
+        };
+        self.held[index].forget_prepared(backend_id);
         let mut close = [com::STMT_CLOSE, 0, 0, 0, 0];
-        close[1..5].copy_from_slice(&prepared.backend_id.to_le_bytes());
+        close[1..5].copy_from_slice(&backend_id.to_le_bytes());
         self.send_on(index, &close).await
-    }
-
-    fn lookup(&self, packet: &[u8]) -> Option<(String, u32)> {
-        let prepared = self.statements.by_id.get(&statement_id(packet)?)?;
-        Some((prepared.data_source.clone(), prepared.backend_id))
     }
 }

@@ -1,0 +1,138 @@
+//! [`RouteError`]: why a statement cannot be routed, as the client will see it.
+//!
+//! Every variant maps to a MySQL error code and SQLSTATE ([`RouteError::code`],
+//! [`RouteError::sqlstate`]) and a message that names the construct or table
+//! in the way ([`RouteError::message`]). The router fails closed: when it
+//! cannot be sure where rows live it returns one of these, never a guess.
+
+/// A statement the router will not route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The text is not SQL the parser understands (and it names a table of
+    /// the rules, so it cannot simply go to the default data source).
+    #[error("You have an error in your SQL syntax: {0}")]
+    Parse(String),
+    /// The text holds no statement.
+    #[error("Query was empty")]
+    Empty,
+    /// A construct the router cannot run correctly (yet); the text names it.
+    #[error("This version of dbmesh doesn't yet support '{0}'")]
+    NotSupported(String),
+    /// An UPDATE (or ON DUPLICATE KEY UPDATE) would move rows to another shard.
+    #[error(
+        "Updating the sharding column {table}.{column} is only possible when the new value \
+         is on the same shard as every row the statement can change (a point update); \
+         delete and re-insert the row instead"
+    )]
+    ShardingKeyUpdate {
+        /// The logical table.
+        table: String,
+        /// Its sharding column.
+        column: String,
+    },
+    /// An INSERT into a sharded table does not give the sharding column.
+    #[error(
+        "Field '{column}' doesn't have a default value (it is the sharding column of {table})"
+    )]
+    MissingShardingKey {
+        /// The logical table.
+        table: String,
+        /// Its sharding column.
+        column: String,
+    },
+    /// An INSERT gives NULL for the sharding column.
+    #[error("Column '{column}' cannot be null (it is the sharding column of {table})")]
+    NullShardingKey {
+        /// The logical table.
+        table: String,
+        /// Its sharding column.
+        column: String,
+    },
+    /// An INSERT gives a sharding value the rule cannot place.
+    #[error("Cannot route by the value of sharding column {table}.{column}: {reason}")]
+    ShardingValue {
+        /// The logical table.
+        table: String,
+        /// Its sharding column.
+        column: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// UPDATE/DELETE without WHERE on a sharded table, which would change every shard.
+    #[error(
+        "{statement} without a WHERE clause on sharded table {table} would change every shard; \
+         add a WHERE clause or enable the router option allow_full_scatter_write"
+    )]
+    FullScatterWrite {
+        /// `UPDATE` or `DELETE`.
+        statement: &'static str,
+        /// The logical table.
+        table: String,
+    },
+    /// The number of bound parameters does not match the placeholders.
+    #[error("Incorrect arguments to EXECUTE: the statement has {expected} placeholders, {got} values were bound")]
+    ParamCount {
+        /// `?` in the statement.
+        expected: usize,
+        /// Values bound.
+        got: usize,
+    },
+    /// A bug: the router's own invariants do not hold.
+    #[error("dbmesh router internal error: {0}")]
+    Internal(String),
+}
+
+impl RouteError {
+    /// The MySQL error code sent to the client.
+    pub fn code(&self) -> u16 {
+        match self {
+            RouteError::Parse(_) => 1064,
+            RouteError::Empty => 1065,
+            RouteError::NotSupported(_)
+            | RouteError::ShardingKeyUpdate { .. }
+            | RouteError::ShardingValue { .. } => 1235,
+            RouteError::MissingShardingKey { .. } => 1364,
+            RouteError::NullShardingKey { .. } => 1048,
+            RouteError::FullScatterWrite { .. } => 1175,
+            RouteError::ParamCount { .. } => 1210,
+            RouteError::Internal(_) => 1105,
+        }
+    }
+
+    /// The SQLSTATE sent to the client.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            RouteError::Parse(_)
+            | RouteError::Empty
+            | RouteError::NotSupported(_)
+            | RouteError::ShardingKeyUpdate { .. }
+            | RouteError::ShardingValue { .. } => "42000",
+            RouteError::NullShardingKey { .. } => "23000",
+            RouteError::MissingShardingKey { .. }
+            | RouteError::FullScatterWrite { .. }
+            | RouteError::ParamCount { .. }
+            | RouteError::Internal(_) => "HY000",
+        }
+    }
+
+    /// The message sent to the client.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let e = RouteError::NotSupported("ORDER BY across shards".into());
+        assert_eq!((e.code(), e.sqlstate()), (1235, "42000"));
+        assert_eq!(
+            e.message(),
+            "This version of dbmesh doesn't yet support 'ORDER BY across shards'"
+        );
+        assert_eq!(RouteError::Parse("x".into()).code(), 1064);
+    }
+}

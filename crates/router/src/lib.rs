@@ -1,0 +1,204 @@
+//! dbmesh's router: a statement and the sharding rules → a [`Plan`] (targets,
+//! physical SQL, how results combine). Pure: no I/O, no clock, no globals.
+//!
+//! ```text
+//! SQL text ──fingerprint──▶ plan cache ──hit──────────────────────┐
+//!                              │ miss                              ▼
+//!                              └─▶ parse, analyse, render ─▶ template ─▶ instantiate ─▶ Plan
+//! ```
+//!
+//! [`Router::route`] fingerprints the text (literals → `?`, no parser) and
+//! looks the fingerprint up in a bounded plan cache. A template records how
+//! the statement routes in terms of literal *slots*: which slots are sharding
+//! values of which table, the rendered physical statement with table and
+//! literal slots, or "pass through unchanged to the default data source".
+//! On a hit the plan is derived from the new literal values without parsing;
+//! on a miss the statement is parsed (sqlparser, via the `sql` crate), the
+//! template built and cached, and then instantiated the same way — so both
+//! paths give the same plan by construction.
+//!
+//! Routing rules: statements that touch no table of the rules (and no
+//! table at all) go to the default data source with their text unchanged;
+//! sharded tables route by the sharding values in WHERE (`=`, `IN`, ranges,
+//! AND/OR, `?` parameters), binding tables joined on their key route together,
+//! broadcast tables are read from one copy and written to all, single tables
+//! go to their data source, and anything the router cannot place with
+//! certainty is refused with a MySQL error ([`RouteError`]) naming the
+//! construct — never sent to a default shard. Modules: `template` (miss path),
+//! `instantiate` (values → plan), `cache`, `plan`, `error`.
+
+mod cache;
+mod error;
+mod instantiate;
+mod plan;
+mod template;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rules::Rules;
+
+pub use error::RouteError;
+pub use plan::{
+    AggregateFunction, AggregateSpec, Combine, MergeSpec, Param, Plan, SessionStatement, SortKey,
+    StatementKind, Target,
+};
+
+use cache::ClockCache;
+use instantiate::{instantiate, Input};
+use template::Template;
+
+/// Fingerprints longer than this are not cached (bulk INSERTs would fill the
+/// cache with huge keys used once).
+pub const MAX_CACHED_FINGERPRINT: usize = 16 * 1024;
+
+/// Router settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterOptions {
+    /// Plan-cache entries; 0 disables the cache.
+    pub cache_capacity: usize,
+    /// Allow UPDATE/DELETE without WHERE on sharded tables (they change every shard).
+    pub allow_full_scatter_write: bool,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 4096,
+            allow_full_scatter_write: false,
+        }
+    }
+}
+
+/// Plan-cache counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Statements routed from a cached template.
+    pub hits: u64,
+    /// Statements that were parsed.
+    pub misses: u64,
+    /// Templates held.
+    pub entries: usize,
+}
+
+/// Routes statements against one rules snapshot. Share it (`Arc`) between
+/// sessions; build a new one when the rules are reloaded.
+pub struct Router {
+    rules: Arc<Rules>,
+    options: RouterOptions,
+    cache: ClockCache<Arc<Template>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Router {
+    /// A router over `rules` with a plan cache of `cache_capacity` entries (0: no cache).
+    pub fn new(rules: Arc<Rules>, cache_capacity: usize) -> Router {
+        Router::with_options(
+            rules,
+            RouterOptions {
+                cache_capacity,
+                ..RouterOptions::default()
+            },
+        )
+    }
+
+    /// A router with explicit options.
+    pub fn with_options(rules: Arc<Rules>, options: RouterOptions) -> Router {
+        Router {
+            cache: ClockCache::new(options.cache_capacity),
+            rules,
+            options,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The rules this router routes by.
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
+    }
+
+    /// The options this router was built with.
+    pub fn options(&self) -> &RouterOptions {
+        &self.options
+    }
+
+    /// Routes one statement. `params` are the values bound to its `?`
+    /// placeholders (prepared statements, at EXECUTE); empty for COM_QUERY
+    /// text, in which case placeholders route like unknown values.
+    /// Text holding several statements is refused; see [`Router::route_multi`].
+    pub fn route(&self, sql: &str, params: &[Param]) -> Result<Plan, RouteError> {
+        if let Some(inner) = sql::strip_leading_words(sql, &["EXPLAIN", "ROUTE"]) {
+            return Ok(Plan {
+                kind: StatementKind::Session(SessionStatement::ExplainRoute(inner.to_owned())),
+                targets: Vec::new(),
+                combine: Combine::Single,
+                rename: Vec::new(),
+                add_tables: Vec::new(),
+            });
+        }
+        let fp = sql::fingerprint(sql);
+        let placeholders = fp
+            .literals
+            .iter()
+            .filter(|l| matches!(l.kind, sql::LiteralKind::Placeholder(_)))
+            .count();
+        if !params.is_empty() && params.len() != placeholders {
+            return Err(RouteError::ParamCount {
+                expected: placeholders,
+                got: params.len(),
+            });
+        }
+        let input = Input {
+            sql,
+            fp: &fp,
+            params,
+        };
+        let cacheable = self.options.cache_capacity > 0 && fp.text.len() <= MAX_CACHED_FINGERPRINT;
+        if cacheable {
+            if let Some(t) = self.cache.get(&fp.text) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return instantiate(&self.rules, &t, &input);
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let (template, complete) = template::build(&self.rules, &self.options, sql, &fp)?;
+        let plan = instantiate(&self.rules, &template, &input);
+        if cacheable && complete {
+            self.cache.insert(fp.text.clone(), Arc::new(template));
+        }
+        plan
+    }
+
+    /// Routes each statement of a multi-statement text (split at `;` outside
+    /// quotes and comments) on its own, in order.
+    pub fn route_multi(&self, sql: &str) -> Result<Vec<Plan>, RouteError> {
+        let pieces = sql::split(sql);
+        if pieces.is_empty() {
+            return Err(RouteError::Empty);
+        }
+        pieces.into_iter().map(|s| self.route(s, &[])).collect()
+    }
+
+    /// Cache hits, misses and entries.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.cache.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_is_shared_between_sessions() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Router>();
+        shared::<Plan>();
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Plan`]: the router's answer for one statement — where it runs, with
+//! which physical SQL, and how the partial results become one answer.
+//!
+//! A plan describes itself ([`Plan::describe`], and `Display` for the full
+//! form with kind and combine); the same text feeds `EXPLAIN ROUTE`,
+//! `dbmesh explain` and the router's golden tests, so they cannot drift.
+
+use std::fmt;
+
+/// A value bound to a `?` placeholder of a prepared statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// SQL NULL.
+    Null,
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A floating-point number.
+    Double(f64),
+    /// Strings, decimals, dates and times, as text (or raw bytes).
+    Bytes(Vec<u8>),
+}
+
+/// What kind of statement a plan runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    /// SELECT and other queries returning rows.
+    Select,
+    /// INSERT / REPLACE.
+    Insert,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+    /// Data definition (CREATE/ALTER/DROP/TRUNCATE, CREATE DATABASE, …).
+    Ddl,
+    /// SHOW / DESCRIBE: results may name physical tables, see [`Plan::rename`].
+    Show,
+    /// EXPLAIN of a statement (runs on one shard).
+    Explain,
+    /// Session state, handled by the frontend itself.
+    Session(SessionStatement),
+    /// Anything else (sent to the default data source unchanged).
+    Other,
+}
+
+/// Statements that touch no table and concern session state; the frontend
+/// handles them (and replays what it must on backend connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStatement {
+    /// Any SET statement, as written.
+    Set(String),
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT.
+    Commit,
+    /// ROLLBACK.
+    Rollback,
+    /// ROLLBACK TO SAVEPOINT name.
+    RollbackToSavepoint(String),
+    /// SAVEPOINT name.
+    Savepoint(String),
+    /// RELEASE SAVEPOINT name.
+    ReleaseSavepoint(String),
+    /// USE db.
+    Use(String),
+    /// `EXPLAIN ROUTE <statement>`: the frontend routes the statement and
+    /// answers with its [`Plan::describe`] rows.
+    ExplainRoute(String),
+}
+
+/// One statement to run on one data source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The data source (its database is selected on the backend connection).
+    pub data_source: String,
+    /// The physical SQL; `?` placeholders are kept for prepared statements.
+    pub sql: String,
+    /// For prepared statements, the indexes of the bound parameters this
+    /// target's SQL uses, in order, when that is not all of them (a multi-row
+    /// INSERT split by shard keeps only its rows' placeholders). `None`: all.
+    pub params: Option<Vec<usize>>,
+}
+
+/// How the results of several targets become one answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Combine {
+    /// Exactly one target: relay its response as it is.
+    Single,
+    /// DML/DDL on several targets: run all (in one transaction for DML), sum
+    /// affected rows, answer OK.
+    SumAffected,
+    /// A read of a broadcast (reference) table: every target holds the same
+    /// rows, run any one of them (the first unless a transaction is pinned to another).
+    AnyOne,
+    /// A read spread over several shards: merge the rows as described.
+    Merge(MergeSpec),
+}
+
+/// How rows from several shards are merged. Only concatenation is produced
+/// today; sort keys, limits, grouping and aggregates are filled in by the
+/// scatter-gather work (statements needing them are rejected until then).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MergeSpec {
+    /// Sort keys (a k-way merge of the shards' sorted streams); empty: no order.
+    pub order_by: Vec<SortKey>,
+    /// Rows to skip after merging.
+    pub offset: u64,
+    /// Rows to return after the offset; `None`: all.
+    pub limit: Option<u64>,
+    /// Result columns to group by (indexes into the shards' result columns).
+    pub group_by: Vec<usize>,
+    /// Aggregates to combine across shards.
+    pub aggregates: Vec<AggregateSpec>,
+    /// Remove duplicate rows.
+    pub distinct: bool,
+    /// Trailing helper columns added for the merge and hidden from the client.
+    pub hidden_columns: usize,
+}
+
+/// One sort key of a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    /// Result column index.
+    pub column: usize,
+    /// DESC rather than ASC.
+    pub descending: bool,
+}
+
+/// One aggregate column of a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregateSpec {
+    /// Result column index.
+    pub column: usize,
+    /// How per-shard values combine.
+    pub function: AggregateFunction,
+}
+
+/// How per-shard aggregate values combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFunction {
+    /// Sum of per-shard counts.
+    Count,
+    /// Sum of per-shard sums.
+    Sum,
+    /// Minimum of per-shard minimums.
+    Min,
+    /// Maximum of per-shard maximums.
+    Max,
+}
+
+impl MergeSpec {
+    /// Union all: the shards' rows one after another.
+    pub fn concat() -> MergeSpec {
+        MergeSpec::default()
+    }
+
+    /// Whether this is plain concatenation.
+    pub fn is_concat(&self) -> bool {
+        *self == MergeSpec::default()
+    }
+}
+
+/// The route of one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// What the statement is.
+    pub kind: StatementKind,
+    /// Where it runs; empty only for [`StatementKind::Session`].
+    pub targets: Vec<Target>,
+    /// How the targets' results combine.
+    pub combine: Combine,
+    /// For SHOW / DESCRIBE: (physical, logical) table names; the executor
+    /// shows the logical name wherever the result names the physical table.
+    pub rename: Vec<(String, String)>,
+    /// For SHOW TABLES: logical tables to list even if the target does not
+    /// hold a table of that name (sharded tables living elsewhere), and in
+    /// place of their physical tables.
+    pub add_tables: Vec<String>,
+}
+
+impl Plan {
+    /// One (data source, physical SQL) row per target: what `EXPLAIN ROUTE` shows.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        self.targets
+            .iter()
+            .map(|t| (t.data_source.clone(), t.sql.clone()))
+            .collect()
+    }
+}
+
+impl fmt::Display for StatementKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatementKind::Select => f.write_str("select"),
+            StatementKind::Insert => f.write_str("insert"),
+            StatementKind::Update => f.write_str("update"),
+            StatementKind::Delete => f.write_str("delete"),
+            StatementKind::Ddl => f.write_str("ddl"),
+            StatementKind::Show => f.write_str("show"),
+            StatementKind::Explain => f.write_str("explain"),
+            StatementKind::Other => f.write_str("other"),
+            StatementKind::Session(s) => match s {
+                SessionStatement::Set(text) => write!(f, "session set: {text}"),
+                SessionStatement::Begin => f.write_str("session begin"),
+                SessionStatement::Commit => f.write_str("session commit"),
+                SessionStatement::Rollback => f.write_str("session rollback"),
+                SessionStatement::RollbackToSavepoint(n) => {
+                    write!(f, "session rollback to savepoint {n}")
+                }
+                SessionStatement::Savepoint(n) => write!(f, "session savepoint {n}"),
+                SessionStatement::ReleaseSavepoint(n) => {
+                    write!(f, "session release savepoint {n}")
+                }
+                SessionStatement::Use(db) => write!(f, "session use {db}"),
+                SessionStatement::ExplainRoute(sql) => write!(f, "session explain route: {sql}"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Combine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Combine::Single => f.write_str("single"),
+            Combine::SumAffected => f.write_str("sum affected rows"),
+            Combine::AnyOne => f.write_str("any one"),
+            Combine::Merge(m) if m.is_concat() => f.write_str("merge: concatenate"),
+            Combine::Merge(m) => write!(f, "merge: {m:?}"),
+        }
+    }
+}
+
+/// The full description: kind, combine, renames, then one line per target
+/// (`data_source: sql`, with the parameter indexes when not all are used).
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.targets.is_empty() {
+            return writeln!(f, "{}", self.kind);
+        }
+        writeln!(f, "{} ({})", self.kind, self.combine)?;
+        for (physical, logical) in &self.rename {
+            writeln!(f, "rename {physical} -> {logical}")?;
+        }
+        if !self.add_tables.is_empty() {
+            writeln!(f, "add tables {}", self.add_tables.join(", "))?;
+        }
+        for (t, (ds, sql)) in self.targets.iter().zip(self.describe()) {
+            match &t.params {
+                Some(p) => writeln!(f, "{ds}: {sql}  -- params {p:?}")?,
+                None => writeln!(f, "{ds}: {sql}")?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,598 @@
+//! Plan templates: what the router keeps per fingerprint, built on a cache miss.
+//!
+//! [`build`] parses a statement, binds its literals to fingerprint slots,
+//! analyses it against the rules and returns a [`Template`]: either
+//! "pass through unchanged to the default data source", a session command,
+//! a fixed plan, or a [`Routed`] template — the rendered statement with table
+//! and literal slots, each table's placement rule, and the sharding-key
+//! conditions by slot. Nothing in a template depends on literal values, so
+//! [`crate::instantiate`] can derive the plan of any statement with the same
+//! fingerprint from it without parsing. Checks that depend only on the
+//! statement's shape (no WHERE on a sharded UPDATE, a missing sharding
+//! column, …) fail here; checks that depend on values fail when instantiating.
+
+use rules::{Rules, TableRoute};
+use sql::{
+    Analysis, Cond, DdlOp, Fingerprint, InsertKey, KeyOracle, KeyValue, Kind, Naming, Rendered,
+    Session, Show, Statement,
+};
+
+use crate::error::RouteError;
+use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
+use crate::RouterOptions;
+
+/// What the router caches per fingerprint.
+#[derive(Debug)]
+pub(crate) enum Template {
+    /// To the default data source, the statement text unchanged.
+    PassThrough(StatementKind),
+    /// `SET …`: the frontend handles it, with the statement's own text.
+    Set,
+    /// A plan that does not depend on the text (session commands, CREATE DATABASE).
+    Fixed(Plan),
+    /// Routed by the rules.
+    Routed(Box<Routed>),
+}
+
+/// Where one table of a statement lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// A sharded table (the name as in the rule file).
+    Sharded(String),
+    /// A broadcast table (the name as in the rule file).
+    Broadcast(String),
+    /// A single table.
+    Single { data_source: String, table: String },
+    /// Not in the rules: the default data source, the name as written.
+    Default,
+}
+
+/// Reads run on the fewest targets; writes on every copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Read,
+    Write,
+    Ddl,
+}
+
+/// A class of sharded-table occurrences with its key condition.
+#[derive(Debug, Clone)]
+pub(crate) struct Class {
+    /// Table indexes; the first is the leader whose node indexes are used.
+    pub tables: Vec<usize>,
+    pub cond: Cond,
+    /// The rows of an INSERT … SELECT whose key is a literal: every value
+    /// must route exactly (no fallback to every shard).
+    pub strict: bool,
+}
+
+/// A statement routed by the rules.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    pub kind: StatementKind,
+    pub mode: Mode,
+    /// Per table of the analysis.
+    pub places: Vec<Place>,
+    /// Logical names, for messages and renames.
+    pub names: Vec<String>,
+    pub classes: Vec<Class>,
+    pub rendered: Rendered,
+    /// The first construct that needs a merge when the statement spans shards.
+    pub merge_need: Option<String>,
+    pub explain: bool,
+    /// Tables changed.
+    pub written: Vec<usize>,
+    /// Assignments of sharding columns whose new value must stay on the row's shard.
+    pub key_updates: Vec<(usize, usize)>,
+    /// A sharded INSERT … VALUES: the target and each row's key slot.
+    pub insert_rows: Option<(usize, Vec<usize>)>,
+    /// SHOW of one table: its index.
+    pub show_table: Option<usize>,
+    /// SHOW TABLES of the logical schema.
+    pub show_tables: bool,
+}
+
+/// Answers [`KeyOracle`] questions from the rules.
+pub(crate) struct Oracle<'a>(pub &'a Rules);
+
+impl KeyOracle for Oracle<'_> {
+    fn sharding_column(&self, table: &str) -> Option<&str> {
+        self.0.sharded(table).map(|s| s.column())
+    }
+
+    fn are_bound(&self, a: &str, b: &str) -> bool {
+        self.0.are_bound(a, b)
+    }
+}
+
+/// The placement rule of a table named in a statement.
+pub(crate) fn place_of(rules: &Rules, t: &sql::TableRef) -> Place {
+    if t.foreign_schema.is_some() {
+        return Place::Default;
+    }
+    match rules.table_rule(&t.name) {
+        TableRoute::Sharded(s) => Place::Sharded(s.name().to_owned()),
+        TableRoute::Broadcast(_) => Place::Broadcast(rule_name(rules, &t.name)),
+        TableRoute::Single(n) => Place::Single {
+            data_source: n.data_source.clone(),
+            table: n.table.clone(),
+        },
+        TableRoute::Default { .. } => Place::Default,
+    }
+}
+
+/// The rule-file key of a named table (lookups are case-insensitive).
+fn rule_name(rules: &Rules, name: &str) -> String {
+    if rules.tables.contains_key(name) {
+        return name.to_owned();
+    }
+    rules
+        .tables
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .cloned()
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// Whether `name` is a table of the rules (case-insensitively).
+pub(crate) fn is_rule_table(rules: &Rules, name: &str) -> bool {
+    rules.tables.keys().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// Builds the template of `sql` (whose fingerprint is `fp`). Returns it with
+/// whether it may be cached (every literal bound to a slot, or the template
+/// does not use literals).
+pub(crate) fn build(
+    rules: &Rules,
+    options: &RouterOptions,
+    sql: &str,
+    fp: &Fingerprint,
+) -> Result<(Template, bool), RouteError> {
+    let mut statements = match sql::parse(sql) {
+        Ok(s) => s,
+        Err(e) => return unparsed(rules, sql, e),
+    };
+    let mut stmt = match statements.len() {
+        0 => return Err(RouteError::Empty),
+        1 => statements.remove(0),
+        n => {
+            return Err(RouteError::NotSupported(format!(
+                "{n} statements in one query; route them one by one"
+            )))
+        }
+    };
+    let complete = stmt.bind_slots(sql, fp);
+    let analysis = stmt
+        .analyze(&rules.schema.name, &Oracle(rules))
+        .map_err(|e| RouteError::Parse(e.to_string()))?;
+    let template = plan_template(rules, options, &stmt, &analysis)?;
+    let cacheable = match &template {
+        Template::Routed(_) => complete,
+        _ => true,
+    };
+    Ok((template, cacheable))
+}
+
+/// A statement the parser rejects: harmless on the default data source
+/// unless it may name a table of the rules (or the logical schema, when the
+/// default data source's database has another name).
+fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, bool), RouteError> {
+    if rules.tables.is_empty() && default_db_is_schema(rules) {
+        return Ok((Template::PassThrough(StatementKind::Other), true));
+    }
+    let words = sql::identifiers(sql);
+    let first = words.first().map(|w| w.to_ascii_uppercase());
+    let names_rule_table = words.iter().any(|w| {
+        is_rule_table(rules, w)
+            || (!default_db_is_schema(rules) && w.eq_ignore_ascii_case(&rules.schema.name))
+    });
+    if names_rule_table {
+        return Err(RouteError::Parse(err.to_string()));
+    }
+    if !rules.tables.is_empty()
+        && matches!(first.as_deref(), Some("PREPARE" | "EXECUTE" | "DEALLOCATE"))
+    {
+        return Err(RouteError::NotSupported(
+            "SQL-level PREPARE/EXECUTE (use the binary protocol's prepared statements)".into(),
+        ));
+    }
+    Ok((Template::PassThrough(StatementKind::Other), true))
+}
+
+/// Whether the default data source's database has the logical schema's name
+/// (then `bank.t` and `DATABASE()` mean the same on it, unchanged).
+pub(crate) fn default_db_is_schema(rules: &Rules) -> bool {
+    rules
+        .data_source(&rules.schema.default_data_source)
+        .is_some_and(|d| d.database == rules.schema.name)
+}
+
+fn session_plan(s: SessionStatement) -> Plan {
+    Plan {
+        kind: StatementKind::Session(s),
+        targets: Vec::new(),
+        combine: Combine::Single,
+        rename: Vec::new(),
+        add_tables: Vec::new(),
+    }
+}
+
+fn not_supported(what: impl Into<String>) -> RouteError {
+    RouteError::NotSupported(what.into())
+}
+
+fn plan_template(
+    rules: &Rules,
+    options: &RouterOptions,
+    stmt: &Statement,
+    a: &Analysis,
+) -> Result<Template, RouteError> {
+    let places: Vec<Place> = a.tables.iter().map(|t| place_of(rules, t)).collect();
+    let names: Vec<String> = a.tables.iter().map(|t| t.name.clone()).collect();
+    let any_rule_table = places.iter().any(|p| *p != Place::Default);
+    let needs_db_rewrite = (a.schema_qualified || a.database_fn) && !default_db_is_schema(rules);
+    let pass_through = !any_rule_table && !needs_db_rewrite;
+    if let Some(cte) = a.ctes.iter().find(|c| is_rule_table(rules, c)) {
+        return Err(not_supported(format!(
+            "a common table expression named like the table {cte} of the rules"
+        )));
+    }
+    let kind = match &a.kind {
+        Kind::Session(s) => {
+            return Ok(match s {
+                Session::Set => {
+                    if any_rule_table {
+                        return Err(not_supported("SET with a subquery on tables of the rules"));
+                    }
+                    Template::Set
+                }
+                Session::Begin => Template::Fixed(session_plan(SessionStatement::Begin)),
+                Session::Commit => Template::Fixed(session_plan(SessionStatement::Commit)),
+                Session::Rollback => Template::Fixed(session_plan(SessionStatement::Rollback)),
+                Session::RollbackTo(n) => Template::Fixed(session_plan(
+                    SessionStatement::RollbackToSavepoint(n.clone()),
+                )),
+                Session::Savepoint(n) => {
+                    Template::Fixed(session_plan(SessionStatement::Savepoint(n.clone())))
+                }
+                Session::Release(n) => {
+                    Template::Fixed(session_plan(SessionStatement::ReleaseSavepoint(n.clone())))
+                }
+                Session::Use(db) => {
+                    Template::Fixed(session_plan(SessionStatement::Use(db.clone())))
+                }
+            })
+        }
+        Kind::SqlPrepare => {
+            if rules.tables.is_empty() {
+                return Ok(Template::PassThrough(StatementKind::Other));
+            }
+            return Err(not_supported(
+                "SQL-level PREPARE/EXECUTE (use the binary protocol's prepared statements)",
+            ));
+        }
+        Kind::Other(words) => {
+            let text = stmt.to_string();
+            let named = sql::identifiers(&text)
+                .into_iter()
+                .chain(names.iter().cloned())
+                .find(|w| is_rule_table(rules, w));
+            return match named {
+                Some(t) => Err(not_supported(format!("{words} on table {t}"))),
+                None if needs_db_rewrite => Err(not_supported(format!(
+                    "{words} naming the logical schema {}",
+                    rules.schema.name
+                ))),
+                None => Ok(Template::PassThrough(StatementKind::Other)),
+            };
+        }
+        Kind::CreateDatabase {
+            name,
+            if_not_exists,
+        } => {
+            if !name.eq_ignore_ascii_case(&rules.schema.name) {
+                return Ok(Template::PassThrough(StatementKind::Ddl));
+            }
+            return Ok(Template::Fixed(create_databases(rules, *if_not_exists)));
+        }
+        Kind::DropDatabase { name } => {
+            if !name.eq_ignore_ascii_case(&rules.schema.name) {
+                return Ok(Template::PassThrough(StatementKind::Ddl));
+            }
+            return Err(not_supported(format!(
+                "DROP DATABASE of the logical schema {name}; drop the shard databases directly"
+            )));
+        }
+        Kind::Show(Show::Other) => return Ok(Template::PassThrough(StatementKind::Show)),
+        Kind::Show(Show::Tables { schema }) => {
+            let logical = schema
+                .as_ref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(&rules.schema.name));
+            if !logical || (rules.tables.is_empty() && !needs_db_rewrite_show(rules, schema)) {
+                return Ok(Template::PassThrough(StatementKind::Show));
+            }
+            StatementKind::Show
+        }
+        Kind::Show(Show::Table(_)) => {
+            if pass_through {
+                return Ok(Template::PassThrough(StatementKind::Show));
+            }
+            StatementKind::Show
+        }
+        Kind::Query => StatementKind::Select,
+        Kind::Insert(_) => StatementKind::Insert,
+        Kind::Update => StatementKind::Update,
+        Kind::Delete => StatementKind::Delete,
+        Kind::Ddl(_) => StatementKind::Ddl,
+    };
+    let kind = if a.explain {
+        StatementKind::Explain
+    } else {
+        kind
+    };
+    // SHOW TABLES names no table but lists those of the rules.
+    let show_tables = matches!(a.kind, Kind::Show(Show::Tables { .. }));
+    if pass_through && !show_tables {
+        return Ok(Template::PassThrough(kind));
+    }
+    if a.select_into {
+        return Err(not_supported("SELECT … INTO on tables of the rules"));
+    }
+
+    let mut classes: Vec<Class> = a
+        .classes
+        .iter()
+        .map(|c| Class {
+            tables: c.tables.clone(),
+            cond: c.cond.clone(),
+            strict: false,
+        })
+        .collect();
+    let mut mode = match (&a.kind, a.explain) {
+        (_, true) => Mode::Read,
+        (Kind::Query | Kind::Show(_), _) => Mode::Read,
+        (Kind::Ddl(DdlOp::CreateTableAs), _) => Mode::Write,
+        (Kind::Ddl(_), _) => Mode::Ddl,
+        _ => Mode::Write,
+    };
+    let sharded = |i: usize| matches!(places[i], Place::Sharded(_));
+    let rule_table = |i: usize| places[i] != Place::Default;
+    let mut key_updates = Vec::new();
+    let mut insert_rows = None;
+    let mut show_table = None;
+    let mut show_tables = false;
+
+    match &a.kind {
+        Kind::Ddl(op) => {
+            let rules_written: Vec<&str> = a
+                .written
+                .iter()
+                .filter(|&&i| rule_table(i))
+                .map(|&i| names[i].as_str())
+                .collect();
+            match op {
+                DdlOp::View if any_rule_table => {
+                    return Err(not_supported(
+                        "views over tables of the rules (create the view on each shard)",
+                    ))
+                }
+                DdlOp::Rename if !rules_written.is_empty() => {
+                    return Err(not_supported(format!(
+                        "renaming table {} of the rules (change the rule file instead)",
+                        rules_written.join(", ")
+                    )))
+                }
+                DdlOp::CreateTableAs if !rules_written.is_empty() => {
+                    return Err(not_supported(format!(
+                        "CREATE TABLE … SELECT into table {} of the rules",
+                        rules_written.join(", ")
+                    )))
+                }
+                _ => {}
+            }
+            if *op == DdlOp::CreateTableAs {
+                mode = Mode::Write;
+            }
+        }
+        Kind::Insert(ins) => {
+            let t = ins.table;
+            if sharded(t) {
+                let column = rules
+                    .sharded(&names[t])
+                    .map(|s| s.column().to_owned())
+                    .unwrap_or_default();
+                let table = names[t].clone();
+                match &ins.key {
+                    InsertKey::NotSharded => {}
+                    InsertKey::NoColumnList => {
+                        return Err(not_supported(format!(
+                            "INSERT into sharded table {table} without a column list"
+                        )))
+                    }
+                    InsertKey::Missing => {
+                        return Err(RouteError::MissingShardingKey { table, column })
+                    }
+                    InsertKey::Rows(keys) => {
+                        let mut slots = Vec::with_capacity(keys.len());
+                        for k in keys {
+                            slots.push(insert_key_slot(*k, &table, &column)?);
+                        }
+                        if !classes.is_empty() {
+                            return Err(not_supported(
+                                "INSERT … VALUES with a subquery on a sharded table",
+                            ));
+                        }
+                        insert_rows = Some((t, slots));
+                    }
+                    InsertKey::FromClass(c) => {
+                        let class = classes.get_mut(*c).ok_or_else(|| {
+                            RouteError::Internal("INSERT … SELECT class out of range".into())
+                        })?;
+                        let bound = class
+                            .tables
+                            .iter()
+                            .all(|&m| rules.are_bound(&names[t], &names[m]));
+                        if !bound {
+                            return Err(not_supported(format!(
+                                "INSERT … SELECT into {table} from a table not bound to it"
+                            )));
+                        }
+                        class.tables.push(t);
+                    }
+                    InsertKey::Select(KeyValue::Slot(s)) => classes.push(Class {
+                        tables: vec![t],
+                        cond: Cond::In(vec![*s]),
+                        strict: true,
+                    }),
+                    InsertKey::Select(_) => {
+                        return Err(not_supported(format!(
+                            "INSERT … SELECT into {table} whose {column} is neither a literal \
+                             nor the sharding column of a bound table"
+                        )))
+                    }
+                }
+            }
+            for (table, value) in &a.key_updates {
+                if *value != KeyValue::Unchanged {
+                    return Err(key_update_error(rules, &names[*table]));
+                }
+            }
+        }
+        Kind::Update | Kind::Delete => {
+            let statement = if a.kind == Kind::Update {
+                "UPDATE"
+            } else {
+                "DELETE"
+            };
+            if !a.has_where && !options.allow_full_scatter_write {
+                if let Some(&t) = a.written.iter().find(|&&i| sharded(i)) {
+                    return Err(RouteError::FullScatterWrite {
+                        statement,
+                        table: names[t].clone(),
+                    });
+                }
+            }
+            for (table, value) in &a.key_updates {
+                match value {
+                    KeyValue::Unchanged => {}
+                    KeyValue::Slot(s) => key_updates.push((*table, *s)),
+                    _ => return Err(key_update_error(rules, &names[*table])),
+                }
+            }
+        }
+        Kind::Show(Show::Table(t)) => show_table = Some(*t),
+        Kind::Show(Show::Tables { .. }) => show_tables = true,
+        _ => {}
+    }
+
+    // Every copy of a broadcast table must receive the same change, so it
+    // cannot be computed from rows that live on one shard each.
+    if mode != Mode::Read && !classes.is_empty() {
+        if let Some(&b) = a
+            .written
+            .iter()
+            .find(|&&i| matches!(places[i], Place::Broadcast(_)))
+        {
+            return Err(not_supported(format!(
+                "writing broadcast table {} from rows of a sharded table",
+                names[b]
+            )));
+        }
+    }
+
+    let naming: Vec<Naming> = places
+        .iter()
+        .map(|p| match p {
+            Place::Default => Naming::Keep,
+            _ => Naming::Physical,
+        })
+        .collect();
+    let database = a.database_fn.then_some(rules.schema.name.as_str());
+    let rendered = stmt
+        .render(
+            a,
+            &rules.schema.name,
+            &naming,
+            database,
+            insert_rows.is_some(),
+        )
+        .map_err(|e| not_supported(e.to_string()))?;
+    Ok(Template::Routed(Box::new(Routed {
+        kind,
+        mode,
+        places,
+        names,
+        classes,
+        rendered,
+        merge_need: a.merge_needs.first().cloned(),
+        explain: a.explain,
+        written: a.written.clone(),
+        key_updates,
+        insert_rows,
+        show_table,
+        show_tables,
+    })))
+}
+
+fn needs_db_rewrite_show(rules: &Rules, schema: &Option<String>) -> bool {
+    schema.is_some() && !default_db_is_schema(rules)
+}
+
+fn insert_key_slot(k: KeyValue, table: &str, column: &str) -> Result<usize, RouteError> {
+    let (table, column) = (table.to_owned(), column.to_owned());
+    match k {
+        KeyValue::Slot(s) => Ok(s),
+        KeyValue::Null => Err(RouteError::NullShardingKey { table, column }),
+        KeyValue::Default => Err(RouteError::MissingShardingKey { table, column }),
+        KeyValue::Unchanged | KeyValue::Other => Err(RouteError::ShardingValue {
+            table,
+            column,
+            reason: "it is an expression, not a literal or parameter".into(),
+        }),
+    }
+}
+
+fn key_update_error(rules: &Rules, table: &str) -> RouteError {
+    RouteError::ShardingKeyUpdate {
+        table: table.to_owned(),
+        column: rules
+            .sharded(table)
+            .map(|s| s.column().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// `CREATE DATABASE <logical>`: create every data source's database (once
+/// per server and database).
+fn create_databases(rules: &Rules, if_not_exists: bool) -> Plan {
+    let mut seen = Vec::new();
+    let mut targets = Vec::new();
+    for (name, ds) in &rules.data_sources {
+        let key = (ds.address.clone(), ds.database.clone());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        targets.push(Target {
+            data_source: name.clone(),
+            sql: format!(
+                "CREATE DATABASE {}{}",
+                if if_not_exists { "IF NOT EXISTS " } else { "" },
+                sql::quote_ident(&ds.database)
+            ),
+            params: None,
+        });
+    }
+    let combine = if targets.len() == 1 {
+        Combine::Single
+    } else {
+        Combine::SumAffected
+    };
+    Plan {
+        kind: StatementKind::Ddl,
+        targets,
+        combine,
+        rename: Vec::new(),
+        add_tables: Vec::new(),
+    }
+}

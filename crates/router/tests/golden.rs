@@ -1,0 +1,227 @@
+//! Golden tests: `tests/golden/<topic>.txt`, one file per topic.
+//!
+//! A file starts with `# rules: <file in sharding-rules/>` (and optionally
+//! `# options: allow_full_scatter_write`). Each case is a `-- comment` line,
+//! an optional `@params v1, v2, …` line (values bound to `?`: integers,
+//! 'strings', NULL, 1.5), the SQL (one or more lines), a `----` line, and the
+//! expected plan (`Plan`'s Display: kind and combine, renames, one
+//! `data_source: sql` line per target) or `error CODE (SQLSTATE): message`.
+//! Cases are separated by blank lines.
+//!
+//! Every case is routed three ways — uncached, cached (first use), cached
+//! again (a hit) — which must agree. On a mismatch the test prints a diff;
+//! `UPDATE_GOLDEN=1 cargo test -p router --test golden` rewrites the files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use router::{Param, Plan, RouteError, Router, RouterOptions};
+
+struct Case {
+    comment: String,
+    params: Option<String>,
+    sql: String,
+    expected: String,
+}
+
+struct File {
+    header: Vec<String>,
+    cases: Vec<Case>,
+}
+
+fn parse_file(text: &str) -> File {
+    let mut header = Vec::new();
+    let mut cases = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.peek() {
+        if l.starts_with('#') {
+            header.push((*l).to_owned());
+            lines.next();
+        } else {
+            break;
+        }
+    }
+    loop {
+        while lines.peek().is_some_and(|l| l.trim().is_empty()) {
+            lines.next();
+        }
+        let Some(comment) = lines.next() else { break };
+        assert!(
+            comment.starts_with("-- "),
+            "a case must start with '-- ': {comment}"
+        );
+        let mut params = None;
+        if lines.peek().is_some_and(|l| l.starts_with("@params ")) {
+            params = lines.next().map(|l| l["@params ".len()..].to_owned());
+        }
+        let mut sql = Vec::new();
+        for l in lines.by_ref() {
+            if l == "----" {
+                break;
+            }
+            sql.push(l);
+        }
+        let mut expected = Vec::new();
+        while let Some(l) = lines.peek() {
+            if l.trim().is_empty() {
+                break;
+            }
+            expected.push(*l);
+            lines.next();
+        }
+        cases.push(Case {
+            comment: comment.to_owned(),
+            params,
+            sql: sql.join("\n"),
+            expected: expected.join("\n"),
+        });
+    }
+    File { header, cases }
+}
+
+fn render_file(f: &File) -> String {
+    let mut out = String::new();
+    for h in &f.header {
+        let _ = writeln!(out, "{h}");
+    }
+    for c in &f.cases {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", c.comment);
+        if let Some(p) = &c.params {
+            let _ = writeln!(out, "@params {p}");
+        }
+        let _ = writeln!(out, "{}", c.sql);
+        let _ = writeln!(out, "----");
+        let _ = writeln!(out, "{}", c.expected);
+    }
+    out
+}
+
+fn parse_params(text: &str) -> Vec<Param> {
+    text.split(',')
+        .map(str::trim)
+        .map(|v| {
+            if v.eq_ignore_ascii_case("NULL") {
+                Param::Null
+            } else if let Some(s) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                Param::Bytes(s.as_bytes().to_vec())
+            } else if let Ok(i) = v.parse::<i64>() {
+                Param::Int(i)
+            } else if let Ok(u) = v.parse::<u64>() {
+                Param::UInt(u)
+            } else {
+                Param::Double(v.parse().expect("a parameter value"))
+            }
+        })
+        .collect()
+}
+
+fn show(result: &Result<Plan, RouteError>) -> String {
+    match result {
+        Ok(plan) => plan.to_string().trim_end().to_owned(),
+        Err(e) => format!("error {} ({}): {}", e.code(), e.sqlstate(), e.message()),
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn diff(expected: &str, actual: &str) -> String {
+    let mut out = String::new();
+    for l in expected.lines() {
+        if !actual.lines().any(|a| a == l) {
+            let _ = writeln!(out, "  - {l}");
+        }
+    }
+    for l in actual.lines() {
+        if !expected.lines().any(|e| e == l) {
+            let _ = writeln!(out, "  + {l}");
+        }
+    }
+    out
+}
+
+#[test]
+fn golden() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/golden")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no golden files in {}", dir.display());
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for path in paths {
+        let text = std::fs::read_to_string(&path).expect("golden file");
+        let mut file = parse_file(&text);
+        let rules_file = file
+            .header
+            .iter()
+            .find_map(|h| h.strip_prefix("# rules: "))
+            .unwrap_or_else(|| panic!("{}: no '# rules:' header", path.display()))
+            .trim()
+            .to_owned();
+        let allow = file
+            .header
+            .iter()
+            .any(|h| h.contains("allow_full_scatter_write"));
+        let rules = Arc::new(
+            rules::load_file(&repo().join("sharding-rules").join(&rules_file)).expect("rules"),
+        );
+        let options = |cache_capacity| RouterOptions {
+            cache_capacity,
+            allow_full_scatter_write: allow,
+        };
+        let cached = Router::with_options(rules.clone(), options(1024));
+        let uncached = Router::with_options(rules, options(0));
+        for case in &mut file.cases {
+            total += 1;
+            let params = case.params.as_deref().map(parse_params).unwrap_or_default();
+            let first = cached.route(&case.sql, &params);
+            let again = cached.route(&case.sql, &params);
+            let plain = uncached.route(&case.sql, &params);
+            assert_eq!(
+                first,
+                plain,
+                "{}: cached and uncached differ: {}",
+                path.display(),
+                case.sql
+            );
+            assert_eq!(
+                first,
+                again,
+                "{}: cache hit differs: {}",
+                path.display(),
+                case.sql
+            );
+            let actual = show(&first);
+            if actual != case.expected {
+                failures.push(format!(
+                    "{} {}\n{}\n{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default(),
+                    case.comment,
+                    case.sql,
+                    diff(&case.expected, &actual)
+                ));
+                case.expected = actual;
+            }
+        }
+        if update {
+            std::fs::write(&path, render_file(&file)).expect("write golden file");
+        }
+    }
+    if !failures.is_empty() && !update {
+        panic!(
+            "{} of {total} golden cases differ:\n\n{}\nIf the new output is right: UPDATE_GOLDEN=1 cargo test -p router",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}

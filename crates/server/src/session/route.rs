@@ -1,0 +1,544 @@
+//! Running routed statements: the router turns SQL into a [`Plan`]; this module runs it on the
+//! session's backend connections and gives the client one answer.
+//!
+//! - one target: the response is relayed as it arrives (the pass-through hot path sends the
+//!   client's own packet when the SQL is unchanged);
+//! - DML/DDL on several targets: run on each (DML inside one transaction per target unless the
+//!   client's own transaction is open), affected rows summed into one OK;
+//! - a read of a broadcast table: any one copy;
+//! - a plain scatter read: the shards' rows one after another (sorting, limits and aggregates
+//!   across shards are rejected by the router until the merge operators exist);
+//! - session statements (SET, BEGIN/COMMIT/ROLLBACK, savepoints) run on every held connection
+//!   and are replayed on connections acquired later, so all of a session's connections agree.
+
+use bytes::{BufMut, BytesMut};
+use protocol::constants::{com, status};
+use protocol::packets::OkPacket;
+use protocol::response::{
+    drain_after_header, read_result_header, relay_rows, ResponseKind, ResultHeader, RowsEnd,
+};
+use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
+use protocol::stmt::Execute;
+use protocol::ServerError;
+use router::{Combine, Plan, RouteError, SessionStatement, StatementKind, Target};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Flow, Session};
+
+/// The client-facing error for a routing failure.
+pub(super) fn route_error(e: &RouteError) -> ServerError {
+    ServerError::new(e.code(), e.sqlstate(), e.message())
+}
+
+/// The one data source every statement of a multi-statement text goes to, if there is one
+/// and each statement there needs one target only (session statements included: they run on
+/// the default data source like any other statement of the text).
+fn multi_statement_target(snapshot: &crate::Snapshot, text: &str) -> Option<String> {
+    let plans = snapshot.router.route_multi(text).ok()?;
+    if plans.len() < 2 {
+        return None;
+    }
+    let default = &snapshot.rules.schema.default_data_source;
+    let mut target: Option<&str> = None;
+    for plan in &plans {
+        let ds = match (&plan.kind, plan.targets.as_slice()) {
+            (StatementKind::Session(SessionStatement::Set(_)), _) => default.as_str(),
+            (StatementKind::Session(_), _) => return None,
+            (_, [only]) => only.data_source.as_str(),
+            (_, [first, ..]) if plan.combine == Combine::AnyOne => first.data_source.as_str(),
+            _ => return None,
+        };
+        match target {
+            None => target = Some(ds),
+            Some(t) if t == ds => {}
+            Some(_) => return None,
+        }
+    }
+    target.map(str::to_string)
+}
+
+/// What to send each target.
+#[derive(Clone, Copy)]
+pub(super) enum Request<'a> {
+    /// COM_QUERY; `original` is the client's packet, sent as-is when a target's SQL is the
+    /// client's text unchanged.
+    Text { original: &'a [u8], text: &'a str },
+    /// COM_STMT_EXECUTE of a statement the session prepares on each target as needed.
+    Execute { exec: &'a Execute },
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// COM_QUERY.
+    pub(super) async fn query(&mut self, packet: &[u8]) -> Flow {
+        let snapshot = self.ctx.snapshot.load_full();
+        let text = String::from_utf8_lossy(&packet[1..]);
+        let plan = match snapshot.router.route(&text, &[]) {
+            Ok(plan) => plan,
+            Err(e) => {
+                if let Some(data_source) = multi_statement_target(&snapshot, &text) {
+                    return self
+                        .forward_multi(&data_source, packet, &text, &snapshot)
+                        .await;
+                }
+                return self.error(route_error(&e)).await;
+            }
+        };
+        if let StatementKind::Session(statement) = &plan.kind {
+            return self.session_statement(statement, packet, &text).await;
+        }
+        if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
+            return self.run_show(&plan, &text).await;
+        }
+        let request = Request::Text {
+            original: packet,
+            text: &text,
+        };
+        self.run_plan(&plan, request).await
+    }
+
+    /// A multi-statement text whose statements all go to one data source: sent there as one
+    /// text (the client's own packet when no statement needed rewriting), so its results come
+    /// back in order as from a single server.
+    async fn forward_multi(
+        &mut self,
+        data_source: &str,
+        packet: &[u8],
+        text: &str,
+        snapshot: &crate::Snapshot,
+    ) -> Flow {
+        let statements = sql::split(text);
+        let mut physical = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            match snapshot.router.route(statement, &[]) {
+                Ok(plan) => match plan.targets.first() {
+                    Some(t) => physical.push(t.sql.clone()),
+                    None => physical.push(statement.to_string()),
+                },
+                Err(e) => return self.error(route_error(&e)).await,
+            }
+        }
+        let unchanged = physical.iter().zip(&statements).all(|(p, s)| p == s);
+        let request = if unchanged {
+            BytesMut::from(packet)
+        } else {
+            let joined = physical.join(";\n");
+            let mut p = BytesMut::with_capacity(1 + joined.len());
+            p.put_u8(com::QUERY);
+            p.put_slice(joined.as_bytes());
+            p
+        };
+        match self
+            .forward_to(data_source, &request, ResponseKind::Query)
+            .await
+        {
+            Ok(_) => Flow::Continue,
+            Err(flow) => flow,
+        }
+    }
+
+    /// Runs a plan that has targets.
+    pub(super) async fn run_plan(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
+        let kind = match request {
+            Request::Text { .. } => ResponseKind::Query,
+            Request::Execute { exec } => ResponseKind::Execute {
+                cursor: exec.flags != 0,
+            },
+        };
+        match &plan.combine {
+            Combine::Single => self.run_one(&plan.targets[0], request, kind).await,
+            Combine::AnyOne => {
+                // Prefer a copy on a connection the session already holds (its transaction).
+                let target = plan
+                    .targets
+                    .iter()
+                    .find(|t| self.held.iter().any(|h| h.data_source == t.data_source))
+                    .unwrap_or(&plan.targets[0]);
+                self.run_one(target, request, kind).await
+            }
+            Combine::SumAffected => self.run_sum_affected(plan, request).await,
+            Combine::Merge(spec) if spec.is_concat() => self.run_concat(plan, request).await,
+            Combine::Merge(spec) => {
+                self.error(ServerError::not_supported(format!(
+                    "merging {spec:?} across shards"
+                )))
+                .await
+            }
+        }
+    }
+
+    /// Sends one target its request and relays the response.
+    async fn run_one(&mut self, target: &Target, request: Request<'_>, kind: ResponseKind) -> Flow {
+        let index = match self.conn_for(&target.data_source).await {
+            Ok(i) => i,
+            Err(e) => return self.error(e.to_server_error()).await,
+        };
+        let packet = match self.build_request(index, target, request).await {
+            Ok(p) => p,
+            Err(flow) => return flow,
+        };
+        match self.relay_on(index, &packet, kind).await {
+            Ok(_) => Flow::Continue,
+            Err(flow) => flow,
+        }
+    }
+
+    /// The packet for `target` on held connection `index`, preparing the statement there
+    /// first for an execute.
+    async fn build_request(
+        &mut self,
+        index: usize,
+        target: &Target,
+        request: Request<'_>,
+    ) -> Result<BytesMut, Flow> {
+        match request {
+            Request::Text { original, text } => {
+                if target.sql == text {
+                    return Ok(BytesMut::from(original));
+                }
+                let mut p = BytesMut::with_capacity(1 + target.sql.len());
+                p.put_u8(com::QUERY);
+                p.put_slice(target.sql.as_bytes());
+                Ok(p)
+            }
+            Request::Execute { exec } => {
+                let backend_id = match self.held[index].prepare(&target.sql).await {
+                    Ok(id) => id,
+                    Err(e) => return Err(self.fail_backend(index, e).await),
+                };
+                let subset;
+                let exec = match &target.params {
+                    None => exec,
+                    Some(indexes) => {
+                        subset = Execute {
+                            statement_id: exec.statement_id,
+                            flags: exec.flags,
+                            types: indexes
+                                .iter()
+                                .filter_map(|&i| exec.types.get(i).copied())
+                                .collect(),
+                            values: indexes
+                                .iter()
+                                .filter_map(|&i| exec.values.get(i).cloned())
+                                .collect(),
+                        };
+                        &subset
+                    }
+                };
+                let mut p = BytesMut::new();
+                exec.encode(backend_id, &mut p);
+                Ok(p)
+            }
+        }
+    }
+
+    /// DML or DDL on several targets: affected rows summed into one OK. DML runs inside a
+    /// transaction on each target (unless the client's transaction is already open), rolled
+    /// back everywhere if any target fails.
+    async fn run_sum_affected(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
+        let dml = matches!(
+            plan.kind,
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete
+        );
+        let wrap = dml && !self.in_transaction;
+        let mut indexes = Vec::with_capacity(plan.targets.len());
+        for target in &plan.targets {
+            match self.conn_for(&target.data_source).await {
+                Ok(i) => indexes.push(i),
+                Err(e) => return self.error(e.to_server_error()).await,
+            }
+        }
+        let mut begun: Vec<usize> = Vec::new();
+        let mut total = OkPacket::default();
+        let mut failure: Option<ServerError> = None;
+        for (target, &index) in plan.targets.iter().zip(&indexes) {
+            if wrap && !begun.contains(&index) {
+                if let Err(e) = self.held[index].conn.query("BEGIN").await {
+                    failure = Some(e.to_server_error());
+                    break;
+                }
+                begun.push(index);
+            }
+            let packet = match self.build_request(index, target, request).await {
+                Ok(p) => p,
+                Err(flow) => return flow,
+            };
+            let conn = &mut self.held[index].conn;
+            if let Err(e) = conn.send_command(&packet).await {
+                return self.fail_backend(index, e).await;
+            }
+            match conn.read_query_result().await {
+                Ok(result) => {
+                    total.affected_rows += result.ok.affected_rows;
+                    total.warnings = total.warnings.saturating_add(result.ok.warnings);
+                    if total.last_insert_id == 0 {
+                        total.last_insert_id = result.ok.last_insert_id;
+                    }
+                }
+                Err(e @ backend::BackendError::Server { .. }) => {
+                    failure = Some(e.to_server_error());
+                    break;
+                }
+                Err(e) => return self.fail_backend(index, e).await,
+            }
+        }
+        let finish = if failure.is_some() {
+            "ROLLBACK"
+        } else {
+            "COMMIT"
+        };
+        for &index in &begun {
+            if let Err(e) = self.held[index].conn.query(finish).await {
+                // A failed COMMIT after others succeeded cannot be undone without distributed
+                // transactions; report it rather than claim success.
+                failure.get_or_insert(e.to_server_error());
+            }
+        }
+        if let Some(err) = failure {
+            return self.error(err).await;
+        }
+        total.status = self.client_status();
+        self.status = total.status;
+        self.client.write_with(|b| total.encode(0, b));
+        self.flush().await
+    }
+
+    /// A scatter read without ordering: every target's rows, one target after another.
+    ///
+    /// A session has one connection per data source, so targets on the same data source (two
+    /// physical tables in one database) run one after the other on it: the targets go out in
+    /// waves, each wave holding at most one target per data source, and within a wave every
+    /// data source works concurrently.
+    async fn run_concat(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
+        let mut waves: Vec<Vec<&Target>> = Vec::new();
+        for target in &plan.targets {
+            let free = waves
+                .iter()
+                .position(|w| w.iter().all(|t| t.data_source != target.data_source));
+            match free {
+                Some(w) => waves[w].push(target),
+                None => waves.push(vec![target]),
+            }
+        }
+        let deprecate_eof = self.deprecate_eof();
+        let mut warnings: u16 = 0;
+        for (wave_number, wave) in waves.iter().enumerate() {
+            let mut indexes = Vec::with_capacity(wave.len());
+            for target in wave {
+                let index = match self.conn_for(&target.data_source).await {
+                    Ok(i) => i,
+                    Err(e) => return self.error(e.to_server_error()).await,
+                };
+                let packet = match self.build_request(index, target, request).await {
+                    Ok(p) => p,
+                    Err(flow) => return flow,
+                };
+                if let Err(e) = self.held[index].conn.send_command(&packet).await {
+                    return self.fail_backend(index, e).await;
+                }
+                indexes.push(index);
+            }
+            let mut headers = Vec::with_capacity(indexes.len());
+            for &index in &indexes {
+                match read_result_header(self.held[index].conn.packets()).await {
+                    Ok(h) => headers.push(h),
+                    Err(error) => {
+                        let source_name = self.held[index].data_source.clone();
+                        let lost = backend::BackendError::Lost { source_name, error };
+                        return self.backend_lost(index, lost).await;
+                    }
+                }
+            }
+            let failed = headers.iter().find_map(|h| match h {
+                ResultHeader::Err(e) => Some(e.clone()),
+                ResultHeader::Ok(_) => Some(ServerError::not_supported(
+                    "a statement without a result set on several shards",
+                )),
+                ResultHeader::Columns(_) => None,
+            });
+            if let Some(err) = failed {
+                for (h, &index) in headers.iter().zip(&indexes) {
+                    if let Err(error) = drain_after_header(self.held[index].conn.packets(), h).await
+                    {
+                        let source_name = self.held[index].data_source.clone();
+                        let lost = backend::BackendError::Lost { source_name, error };
+                        return self.backend_lost(index, lost).await;
+                    }
+                }
+                // Before the first wave's rows this is the whole answer; later, an error packet in
+                // place of a row ends the result, as a server's mid-result error does.
+                return self.error(err).await;
+            }
+            if wave_number == 0 {
+                let Some(ResultHeader::Columns(columns)) = headers.first() else {
+                    return self
+                        .error(ServerError::internal("scatter without targets"))
+                        .await;
+                };
+                self.client
+                    .write_with(|b| protocol::buf::put_lenenc_int(b, columns.len() as u64));
+                for c in columns {
+                    self.client.write_packet(c);
+                }
+                if !deprecate_eof {
+                    let status = self.client_status();
+                    self.client
+                        .write_with(|b| protocol::packets::encode_eof(0, status, b));
+                }
+            }
+            for (pos, &index) in indexes.iter().enumerate() {
+                let held = &mut self.held[index];
+                match relay_rows(held.conn.packets(), &mut self.client).await {
+                    Ok(RowsEnd::Done(ok)) => warnings = warnings.saturating_add(ok.warnings),
+                    Ok(RowsEnd::Err(err)) => {
+                        // The error ends the result for the client; the other shards' rows
+                        // are read and dropped so their connections stay usable.
+                        self.ctx.metrics.error(err.code);
+                        for &other in &indexes[pos + 1..] {
+                            let conn = self.held[other].conn.packets();
+                            if protocol::response::drain_rows(conn).await.is_err() {
+                                return Flow::Close;
+                            }
+                        }
+                        return self.flush().await;
+                    }
+                    Err(protocol::response::RelayError::Client(_)) => return Flow::Close,
+                    Err(protocol::response::RelayError::Backend(error)) => {
+                        let source_name = held.data_source.clone();
+                        let lost = backend::BackendError::Lost { source_name, error };
+                        return self.backend_lost(index, lost).await;
+                    }
+                }
+            }
+        }
+        let status = self.client_status();
+        write_end_of_rows(&mut self.client, deprecate_eof, warnings, status);
+        self.flush().await
+    }
+
+    /// Status flags for answers the proxy composes: autocommit and whether a transaction is
+    /// open on any held connection.
+    pub(super) fn client_status(&self) -> u16 {
+        let mut flags = self.status & !(status::IN_TRANS | status::MORE_RESULTS_EXISTS);
+        if self.in_transaction || self.held.iter().any(|h| h.conn.in_transaction()) {
+            flags |= status::IN_TRANS;
+        }
+        flags
+    }
+
+    /// SET, transaction control, USE, EXPLAIN ROUTE.
+    async fn session_statement(
+        &mut self,
+        statement: &SessionStatement,
+        packet: &[u8],
+        text: &str,
+    ) -> Flow {
+        match statement {
+            SessionStatement::Use(db) => self.use_database(db).await,
+            SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
+            SessionStatement::Set(_) => {
+                let flow = self.everywhere(packet, text).await;
+                if matches!(flow, Flow::Continue)
+                    && self.last_statement_ok
+                    && !self.replay.iter().any(|s| s == text)
+                {
+                    self.replay.push(text.to_string());
+                }
+                flow
+            }
+            SessionStatement::Begin => {
+                let flow = self.everywhere(packet, text).await;
+                if self.last_statement_ok {
+                    self.in_transaction = true;
+                }
+                flow
+            }
+            SessionStatement::Commit | SessionStatement::Rollback => {
+                let flow = self.everywhere(packet, text).await;
+                self.in_transaction = false;
+                flow
+            }
+            SessionStatement::Savepoint(_)
+            | SessionStatement::ReleaseSavepoint(_)
+            | SessionStatement::RollbackToSavepoint(_) => self.everywhere(packet, text).await,
+        }
+    }
+
+    /// Runs a session statement on every held connection, relaying the answer of one of them:
+    /// the default data source's (acquired if none is held).
+    async fn everywhere(&mut self, packet: &[u8], text: &str) -> Flow {
+        let default = self
+            .ctx
+            .snapshot
+            .load()
+            .rules
+            .schema
+            .default_data_source
+            .clone();
+        self.last_statement_ok = false;
+        let index = match self.conn_for(&default).await {
+            Ok(i) => i,
+            Err(e) => return self.error(e.to_server_error()).await,
+        };
+        let outcome = match self.relay_on(index, packet, ResponseKind::Query).await {
+            Ok(o) => o,
+            Err(flow) => return flow,
+        };
+        if outcome.error.is_some() {
+            return Flow::Continue;
+        }
+        self.last_statement_ok = true;
+        let mut lost = None;
+        for (i, held) in self.held.iter_mut().enumerate() {
+            if held.data_source == default {
+                continue;
+            }
+            match held.conn.query(text).await {
+                Ok(_) | Err(backend::BackendError::Server { .. }) => {}
+                Err(e) => {
+                    lost = Some((i, e));
+                    break;
+                }
+            }
+        }
+        if let Some((i, e)) = lost {
+            return self.backend_lost(i, e).await;
+        }
+        Flow::Continue
+    }
+
+    /// `EXPLAIN ROUTE <statement>`: one row per target.
+    async fn explain_route(&mut self, sql: &str) -> Flow {
+        let plan = match self.ctx.snapshot.load().router.route(sql, &[]) {
+            Ok(plan) => plan,
+            Err(e) => return self.error(route_error(&e)).await,
+        };
+        let rows: Vec<[Option<Vec<u8>>; 2]> = if plan.targets.is_empty() {
+            vec![[
+                Some(b"(proxy)".to_vec()),
+                Some(format!("{}", plan.kind).into_bytes()),
+            ]]
+        } else {
+            plan.describe()
+                .into_iter()
+                .map(|(ds, sql)| [Some(ds.into_bytes()), Some(sql.into_bytes())])
+                .collect()
+        };
+        let columns = [
+            ColumnDef::varchar("data_source", 64),
+            ColumnDef::varchar("sql", 65535),
+        ];
+        let deprecate_eof = self.deprecate_eof();
+        let status = self.client_status();
+        write_text_result(&mut self.client, &columns, rows, deprecate_eof, status);
+        self.flush().await
+    }
+
+    /// A backend error during a multi-target statement: a server error is the client's
+    /// answer; a lost connection ends the session (its state on that backend is gone).
+    async fn fail_backend(&mut self, index: usize, e: backend::BackendError) -> Flow {
+        match e {
+            backend::BackendError::Server { .. } => self.error(e.to_server_error()).await,
+            other => self.backend_lost(index, other).await,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Parsing with sqlparser (MySQL dialect) and binding literals to fingerprint slots.
+//!
+//! [`parse`] turns text into [`Statement`]s with a recursion limit, because the
+//! text comes from untrusted clients. [`Statement::bind_slots`] then replaces
+//! every literal and `?` of the AST by a marker naming its fingerprint slot
+//! (its index in [`crate::Fingerprint::literals`]), so that analysis refers to
+//! values by slot and a rendered statement is a template into which the
+//! literals of any statement with the same fingerprint can be spliced.
+//! Strings are parsed without unescaping, so a literal that stays in the AST
+//! prints back exactly as written.
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{self, Expr, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::{Parser, ParserOptions};
+use sqlparser::tokenizer::Location;
+
+use crate::fingerprint::{Fingerprint, LiteralKind};
+use crate::SqlError;
+
+/// How deeply expressions and subqueries may nest before parsing gives up.
+pub const RECURSION_LIMIT: usize = 64;
+
+/// One parsed SQL statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub(crate) ast: ast::Statement,
+}
+
+/// Parses `sql` (one or more statements separated by `;`) with the MySQL dialect.
+pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
+    let statements = Parser::new(&MySqlDialect {})
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_options(ParserOptions::new().with_unescape(false))
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| SqlError::Parse(e.to_string()))?;
+    Ok(statements
+        .into_iter()
+        .map(|ast| Statement { ast })
+        .collect())
+}
+
+impl Statement {
+    /// The sqlparser AST. Code outside this crate should not need it; it is
+    /// here for tests and diagnostics (and couples the caller to sqlparser).
+    pub fn ast(&self) -> &ast::Statement {
+        &self.ast
+    }
+
+    /// Replaces each literal and placeholder of the AST that is exactly one
+    /// literal of `fp` (same position, same text) by a slot marker. Returns
+    /// whether every literal of `fp` was bound exactly once: only then can a
+    /// rendering of this statement serve as a template for other texts with
+    /// the same fingerprint. Literals that are not bound stay in the AST as
+    /// written.
+    pub fn bind_slots(&mut self, sql: &str, fp: &Fingerprint) -> bool {
+        let mut binder = Binder {
+            sql,
+            fp,
+            lines: line_starts(sql),
+            ascii: sql.is_ascii(),
+            memo: (0, 0, 0),
+            used: vec![0; fp.literals.len()],
+        };
+        let _ = self.ast.visit(&mut binder);
+        binder.used.iter().all(|&n| n == 1)
+    }
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.ast.fmt(f)
+    }
+}
+
+/// Marker text standing for literal slot `slot` in a printed AST.
+pub(crate) fn slot_marker(slot: usize) -> String {
+    format!("\u{0}L{slot}\u{0}")
+}
+
+/// Marker text standing for table `id` in a printed AST.
+pub(crate) fn table_marker(id: usize) -> String {
+    format!("\u{0}T{id}\u{0}")
+}
+
+/// Marker text standing for the rows of an INSERT … VALUES.
+pub(crate) const ROWS_MARKER: &str = "\u{0}R\u{0}";
+
+/// The slot of an expression that is a bound literal (or one wrapped in
+/// parentheses or a character set introducer).
+pub(crate) fn slot_of(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p
+                .strip_prefix("\u{0}L")
+                .and_then(|s| s.strip_suffix('\u{0}'))
+                .and_then(|s| s.parse().ok()),
+            _ => None,
+        },
+        Expr::Nested(e) => slot_of(e),
+        Expr::Prefixed { value, .. } => slot_of(value),
+        _ => None,
+    }
+}
+
+fn line_starts(sql: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    v
+}
+
+struct Binder<'a> {
+    sql: &'a str,
+    fp: &'a Fingerprint,
+    lines: Vec<usize>,
+    /// Columns are counted in characters; in ASCII text they are byte offsets.
+    ascii: bool,
+    /// The last (line, column, byte offset) computed, to walk on from there
+    /// (locations mostly come in text order, so long lines are walked once).
+    memo: (usize, usize, usize),
+    used: Vec<u32>,
+}
+
+impl Binder<'_> {
+    /// The byte offset of a sqlparser location (1-based line, 1-based column in characters).
+    fn offset(&mut self, loc: Location) -> Option<usize> {
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
+        let start = *self.lines.get(line)?;
+        if self.ascii {
+            return Some(start + col).filter(|&o| o <= self.sql.len());
+        }
+        let (mut at_col, mut at) = (0, start);
+        if self.memo.0 == line && self.memo.1 <= col {
+            (at_col, at) = (self.memo.1, self.memo.2);
+        }
+        let rest = self.sql.get(at..)?;
+        let mut chars = rest.chars();
+        let offset = loop {
+            if at_col == col {
+                break at;
+            }
+            match chars.next() {
+                Some(c) => {
+                    at += c.len_utf8();
+                    at_col += 1;
+                }
+                None => return None,
+            }
+        };
+        self.memo = (line, col, offset);
+        Some(offset)
+    }
+
+    /// The slot of the literal spanning exactly `start..end`.
+    fn slot_at(&self, start: usize, end: usize) -> Option<usize> {
+        let i = self
+            .fp
+            .literals
+            .binary_search_by_key(&start, |l| l.start)
+            .ok()?;
+        (self.fp.literals[i].end == end).then_some(i)
+    }
+
+    /// Binds `v` if it is exactly the literal at its span, written as sqlparser prints it.
+    fn bind(&mut self, v: &ValueWithSpan, start: usize, end: usize, sign: &str) -> Option<usize> {
+        let slot = self.slot_at(start, end)?;
+        let lit = self.fp.literals[slot];
+        let text = lit.text(self.sql);
+        let same = match (&v.value, lit.kind) {
+            (Value::Placeholder(p), LiteralKind::Placeholder(_)) => p == "?",
+            (Value::Placeholder(_), _) | (_, LiteralKind::Placeholder(_)) => false,
+            (value, _) => {
+                let printed = value.to_string();
+                text.len() == sign.len() + printed.len()
+                    && text.starts_with(sign)
+                    && text.ends_with(printed.as_str())
+            }
+        };
+        if !same {
+            return None;
+        }
+        self.used[slot] += 1;
+        Some(slot)
+    }
+}
+
+impl VisitorMut for Binder<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `-5` is one literal to the fingerprint but a minus applied to `5` in the AST.
+        if let Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr: inner,
+        } = expr
+        {
+            if let Expr::Value(v) = inner.as_ref() {
+                if let (Some(vs), Some(ve)) = (self.offset(v.span.start), self.offset(v.span.end)) {
+                    if vs > 0 && self.sql.as_bytes().get(vs - 1) == Some(&b'-') {
+                        if let Some(slot) = self.bind(v, vs - 1, ve, "-") {
+                            *expr = Expr::Value(Value::Placeholder(slot_marker(slot)).into());
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+        if matches!(&value.value, Value::Placeholder(p) if p.starts_with('\u{0}')) {
+            return ControlFlow::Continue(());
+        }
+        if let (Some(s), Some(e)) = (self.offset(value.span.start), self.offset(value.span.end)) {
+            if let Some(slot) = self.bind(value, s, e, "") {
+                value.value = Value::Placeholder(slot_marker(slot));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::fingerprint;
+
+    fn bound(sql: &str) -> (String, bool) {
+        let fp = fingerprint(sql);
+        let mut s = parse(sql).unwrap().remove(0);
+        let complete = s.bind_slots(sql, &fp);
+        (s.to_string().replace('\u{0}', "#"), complete)
+    }
+
+    #[test]
+    fn binds_every_literal() {
+        assert_eq!(
+            bound("SELECT * FROM t WHERE a = -5 AND b IN ('x''y', ?) LIMIT 3"),
+            (
+                "SELECT * FROM t WHERE a = #L0# AND b IN (#L1#, #L2#) LIMIT #L3#".to_owned(),
+                true
+            )
+        );
+        assert_eq!(
+            bound("select\n  'é', 2\nfrom t where d = DATE '2020-01-01' and s = _utf8mb4'x'"),
+            (
+                "SELECT #L0#, #L1# FROM t WHERE d = DATE #L2# AND s = _utf8mb4 #L3#".to_owned(),
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn leaves_what_it_cannot_match() {
+        // Adjacent strings are concatenated by the parser: no single literal matches.
+        let (text, complete) = bound("SELECT 'a' 'b'");
+        assert_eq!(text, "SELECT 'ab'");
+        assert!(!complete);
+        // 0x1F prints as X'1F': not the text as written.
+        assert!(!bound("SELECT 0x1F").1);
+    }
+}
