@@ -563,11 +563,15 @@ fn key_update_error(rules: &Rules, table: &str) -> RouteError {
 }
 
 /// `CREATE DATABASE <logical>`: create every data source's database (once
-/// per server and database).
+/// per server and database), except the meta data source's, which holds no
+/// table of the logical schema.
 fn create_databases(rules: &Rules, if_not_exists: bool) -> Plan {
     let mut seen = Vec::new();
     let mut targets = Vec::new();
     for (name, ds) in &rules.data_sources {
+        if rules.proxy.meta_data_source.as_deref() == Some(name.as_str()) {
+            continue;
+        }
         let key = (ds.address.clone(), ds.database.clone());
         if seen.contains(&key) {
             continue;

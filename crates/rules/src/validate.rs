@@ -95,7 +95,12 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     check_users(&mut c, &users);
     check_data_sources(&mut c, &data_sources);
     check_schema(&mut c, &schema, &data_sources);
-    let mut compiled = compile_tables(&mut c, &tables, &data_sources);
+    let mut compiled = compile_tables(
+        &mut c,
+        &tables,
+        &data_sources,
+        proxy.meta_data_source.as_deref(),
+    );
     check_physical_collisions(&mut c, &compiled);
     let groups = compile_binding_groups(&mut c, &binding_groups, &tables, &mut compiled);
     let sequences = compile_sequences(&mut c, &sequences);
@@ -305,6 +310,7 @@ fn compile_tables(
     c: &mut Checker<'_>,
     tables: &BTreeMap<String, TableConfig>,
     sources: &BTreeMap<String, DataSourceConfig>,
+    meta: Option<&str>,
 ) -> BTreeMap<String, TableRule> {
     let mut out = BTreeMap::new();
     let mut lower: HashMap<String, &str> = HashMap::new();
@@ -322,7 +328,7 @@ fn compile_tables(
         let rule = match t.kind.as_deref() {
             Some("sharded") => compile_sharded(c, &at, name, t, sources).map(TableRule::Sharded),
             Some("broadcast") => {
-                compile_broadcast(c, &at, name, t, sources).map(TableRule::Broadcast)
+                compile_broadcast(c, &at, name, t, sources, meta).map(TableRule::Broadcast)
             }
             Some("single") => compile_single(c, &at, name, t, sources).map(TableRule::Single),
             Some(other) => {
@@ -639,6 +645,7 @@ fn compile_broadcast(
     name: &str,
     t: &TableConfig,
     sources: &BTreeMap<String, DataSourceConfig>,
+    meta: Option<&str>,
 ) -> Option<BroadcastTable> {
     let before = c.problems.len();
     forbid_placement_fields(c, at, "kind 'broadcast'", t);
@@ -673,7 +680,13 @@ fn compile_broadcast(
             }
             list.clone()
         }
-        None => sources.keys().cloned().collect(),
+        // Every data source that can hold application tables: the meta data source holds
+        // only the proxy's own state.
+        None => sources
+            .keys()
+            .filter(|ds| Some(ds.as_str()) != meta)
+            .cloned()
+            .collect(),
     };
     (c.problems.len() == before).then(|| BroadcastTable {
         nodes: names

@@ -71,6 +71,7 @@ fn quickstart_layout() {
             ("ds_2", "127.0.0.1:3306", "bank_2"),
             ("ds_3", "127.0.0.1:3306", "bank_3"),
             ("ds_default", "127.0.0.1:3306", "bank"),
+            ("meta", "127.0.0.1:3306", "dbmesh_meta"),
         ]
     );
     for d in r.data_sources.values() {
@@ -100,7 +101,7 @@ fn quickstart_layout() {
     assert!(!r.are_bound("customer", "currency"));
 
     match r.table_rule("currency") {
-        TableRoute::Broadcast(b) => assert_eq!(b.nodes().len(), 5),
+        TableRoute::Broadcast(b) => assert_eq!(b.nodes().len(), 5, "every data source but meta"),
         other => panic!("currency: {other:?}"),
     }
     assert_eq!(
@@ -114,7 +115,7 @@ fn quickstart_layout() {
         }
     );
 
-    assert_eq!(r.proxy.meta_data_source.as_deref(), Some("ds_default"));
+    assert_eq!(r.proxy.meta_data_source.as_deref(), Some("meta"));
     let payment_seq = r
         .sequence_for_column("payment", "payment_id")
         .expect("payment_id is generated");
