@@ -63,6 +63,8 @@ pub struct BackendConn {
     /// Status flags of the last OK/EOF this connection sent.
     pub status: u16,
     pub found_rows: bool,
+    /// The worker event loop whose thread opened this connection (see `pool::set_worker`).
+    pub worker: usize,
     state: SessionState,
     /// False after COM_RESET_CONNECTION: the server's defaults are not tracked, so the next
     /// `sync_state` applies everything.
@@ -159,6 +161,7 @@ impl BackendConn {
                         connection_id: greeting.connection_id,
                         status: ok.status,
                         found_rows: options.found_rows,
+                        worker: 0,
                         state: SessionState {
                             database: None,
                             charset: "utf8mb4",

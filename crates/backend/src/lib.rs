@@ -11,4 +11,4 @@ pub mod pool;
 
 pub use conn::{BackendConn, ConnectOptions, SessionState};
 pub use error::BackendError;
-pub use pool::{Pool, PoolStats, PooledConn};
+pub use pool::{set_worker, Pool, PoolStats, PooledConn};

@@ -17,6 +17,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::conn::{BackendConn, ConnectOptions};
 use crate::BackendError;
 
+thread_local! {
+    /// The worker (event loop) this thread runs, see [`set_worker`].
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tells the pool which worker event loop the calling thread runs. A connection's socket is
+/// registered with the event loop that opened it, so the pool hands a borrower a connection
+/// opened on its own worker when it has one (using another's works, with cross-thread
+/// wake-ups).
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+fn current_worker() -> usize {
+    WORKER.with(|w| w.get())
+}
+
 /// Idle connections older than this are pinged before reuse: the server may have closed them.
 const REVALIDATE_AFTER: Duration = Duration::from_secs(30);
 
@@ -29,13 +46,19 @@ pub struct PoolStats {
     pub max: usize,
 }
 
+struct Idle {
+    conn: BackendConn,
+    worker: usize,
+    since: Instant,
+}
+
 pub struct Pool {
     options: ConnectOptions,
     max: usize,
     acquire_timeout: Duration,
     permits: Arc<Semaphore>,
-    /// Idle connections, by their CLIENT_FOUND_ROWS flag.
-    idle: Mutex<[Vec<(BackendConn, Instant)>; 2]>,
+    /// Idle connections, by their CLIENT_FOUND_ROWS flag, with their worker and idle time.
+    idle: Mutex<[Vec<Idle>; 2]>,
     open: AtomicUsize,
 }
 
@@ -71,7 +94,7 @@ impl Pool {
         }
     }
 
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, [Vec<(BackendConn, Instant)>; 2]> {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, [Vec<Idle>; 2]> {
         // A panic while holding this lock cannot leave the vectors inconsistent.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -92,7 +115,11 @@ impl Pool {
             let candidate = {
                 let mut idle = self.lock_idle();
                 let kind = usize::from(found_rows);
-                let popped = idle[kind].pop();
+                let worker = current_worker();
+                let popped = match idle[kind].iter().rposition(|i| i.worker == worker) {
+                    Some(at) => Some(idle[kind].swap_remove(at)),
+                    None => idle[kind].pop(),
+                };
                 if popped.is_none() && !idle[1 - kind].is_empty() {
                     // Keep the total at most `max`: a connection of the other kind makes room.
                     idle[1 - kind].remove(0);
@@ -101,7 +128,9 @@ impl Pool {
                 popped
             };
             match candidate {
-                Some((mut conn, since)) => {
+                Some(Idle {
+                    mut conn, since, ..
+                }) => {
                     if since.elapsed() > REVALIDATE_AFTER && conn.ping().await.is_err() {
                         self.open.fetch_sub(1, Ordering::Relaxed);
                         continue;
@@ -115,7 +144,8 @@ impl Pool {
                 None => {
                     let mut options = self.options.clone();
                     options.found_rows = found_rows;
-                    let conn = BackendConn::connect(&options).await?;
+                    let mut conn = BackendConn::connect(&options).await?;
+                    conn.worker = current_worker();
                     self.open.fetch_add(1, Ordering::Relaxed);
                     return Ok(PooledConn {
                         conn: Some(conn),
@@ -153,7 +183,12 @@ impl PooledConn {
     pub fn release(mut self) {
         if let Some(conn) = self.conn.take() {
             let kind = usize::from(conn.found_rows);
-            self.pool.lock_idle()[kind].push((conn, Instant::now()));
+            let worker = conn.worker;
+            self.pool.lock_idle()[kind].push(Idle {
+                conn,
+                worker,
+                since: Instant::now(),
+            });
         }
     }
 

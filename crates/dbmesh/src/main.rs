@@ -79,7 +79,10 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
+            // The control runtime: accept loop, admin HTTP, health checks, signals. Client
+            // sessions run on the worker event loops started by `serve`.
             tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()?
                 .block_on(serve(config))
@@ -108,6 +111,10 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
     let listen = rules.proxy.listen.clone();
+    let worker_threads = match rules.proxy.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let admin_listen = rules.proxy.admin_listen.clone();
     let snapshot = Snapshot::build(rules, None);
     let server_version = match &snapshot.rules.proxy.server_version {
@@ -151,9 +158,30 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let health = admin::Health::start(ctx.clone()).await;
     tokio::spawn(admin::serve(admin, ctx.clone(), health, config.clone()));
     tokio::spawn(reload_on_sighup(ctx.clone(), config));
-    server::run(listener, ctx, shutdown_signal()).await;
+    let workers = start_workers(worker_threads)?;
+    server::run(listener, ctx, shutdown_signal(), &workers).await;
     tracing::info!("dbmesh stopped accepting connections");
     Ok(())
+}
+
+/// Starts `count` single-threaded event loops for client sessions, each on its own thread for
+/// the life of the process.
+fn start_workers(count: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
+    (0..count)
+        .map(|index| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("dbmesh-worker-{index}"))
+                .spawn(move || {
+                    backend::set_worker(index + 1);
+                    runtime.block_on(std::future::pending::<()>());
+                })?;
+            Ok(handle)
+        })
+        .collect()
 }
 
 /// Creates every data source's database if missing (the quickstart's embedded default).

@@ -60,6 +60,9 @@ pub struct ProxyConfig {
     pub create_databases: bool,
     /// Seconds an idle client connection is kept. Default 28800 (MySQL's `wait_timeout`).
     pub idle_timeout_secs: u64,
+    /// Threads serving client sessions, each running its own event loop; 0 means one per
+    /// CPU.
+    pub worker_threads: usize,
     /// `[proxy.tls]`: TLS for clients; absent means no TLS.
     pub tls: Option<TlsConfig>,
     /// The data source holding dbmesh's own `meta` tables (sequence blocks, worker-id
@@ -77,6 +80,7 @@ impl Default for ProxyConfig {
             server_version: None,
             create_databases: false,
             idle_timeout_secs: 28_800,
+            worker_threads: 0,
             tls: None,
             meta_data_source: None,
         }
