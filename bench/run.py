@@ -134,6 +134,9 @@ def passthrough_rules(backend_port):
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 max_connections = 4096
+# One event loop: on a small machine shared with the database and sysbench it costs less CPU
+# per statement than one per core (see docs/benchmarks.md).
+worker_threads = 1
 
 [[users]]
 name = "sbtest"

@@ -86,6 +86,10 @@ async fn health_metrics_and_reload() {
         value("dbmesh_backend_connections{data_source=\"main\",state=\"in_use\"}"),
         1.0
     );
+    assert!(
+        value("dbmesh_plan_cache{stat=\"hits\"}") >= 2.0,
+        "repeated statements hit the plan cache"
+    );
     assert_eq!(proxy.http("GET", "/nope").0, 404);
 
     // A bad rule file is rejected with its messages; the old rules stay in force.

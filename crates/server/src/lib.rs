@@ -145,9 +145,11 @@ impl Context {
 
     /// Refreshes the backend-connection gauges (called when metrics are scraped).
     pub fn update_pool_metrics(&self) {
-        for (name, pool) in &self.snapshot.load().pools {
+        let snapshot = self.snapshot.load();
+        for (name, pool) in &snapshot.pools {
             self.metrics.set_backend_connections(name, pool.stats());
         }
+        self.metrics.set_plan_cache(snapshot.router.cache_stats());
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub statement_seconds: Histogram,
     backend_connections: IntGaugeVec,
     pub auth_failures: IntCounter,
+    plan_cache: IntGaugeVec,
 }
 
 impl Metrics {
@@ -73,6 +74,14 @@ impl Metrics {
         .expect("valid metric");
         let auth_failures = IntCounter::new("dbmesh_auth_failures_total", "Failed client logins")
             .expect("valid metric");
+        let plan_cache = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_plan_cache",
+                "Router plan cache of the current rules: hits, misses, entries",
+            ),
+            &["stat"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
@@ -82,6 +91,7 @@ impl Metrics {
             Box::new(statement_seconds.clone()),
             Box::new(backend_connections.clone()),
             Box::new(auth_failures.clone()),
+            Box::new(plan_cache.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -95,6 +105,17 @@ impl Metrics {
             statement_seconds,
             backend_connections,
             auth_failures,
+            plan_cache,
+        }
+    }
+
+    pub fn set_plan_cache(&self, stats: router::CacheStats) {
+        for (stat, value) in [
+            ("hits", stats.hits),
+            ("misses", stats.misses),
+            ("entries", stats.entries as u64),
+        ] {
+            self.plan_cache.with_label_values(&[stat]).set(value as i64);
         }
     }
 

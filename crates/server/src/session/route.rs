@@ -83,6 +83,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return self.error(route_error(&e)).await;
             }
         };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let route: Vec<String> = plan
+                .describe()
+                .into_iter()
+                .map(|(ds, sql)| format!("{ds}: {sql}"))
+                .collect();
+            tracing::Span::current().record(
+                "route",
+                tracing::field::display(format!("{} [{}]", plan.combine, route.join("; "))),
+            );
+        }
         if let StatementKind::Session(statement) = &plan.kind {
             return self.session_statement(statement, packet, &text).await;
         }
