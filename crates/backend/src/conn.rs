@@ -366,15 +366,6 @@ impl BackendConn {
         Ok(())
     }
 
-    /// Records state a relayed command changed on this connection (e.g. COM_INIT_DB).
-    pub fn note_database(&mut self, database: Option<String>) {
-        self.state.database = database;
-    }
-
-    pub fn note_charset(&mut self, charset: &'static str) {
-        self.state.charset = charset;
-    }
-
     /// COM_RESET_CONNECTION: drops user variables, temporary tables, prepared statements and
     /// transactions, so the connection can serve another session.
     pub async fn reset(&mut self) -> Result<(), BackendError> {

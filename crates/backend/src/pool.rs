@@ -163,11 +163,6 @@ impl Pool {
         conn.ping().await?;
         Ok(conn.server_version.clone())
     }
-
-    /// The connect options, e.g. to open a connection outside the pool.
-    pub fn options(&self) -> &ConnectOptions {
-        &self.options
-    }
 }
 
 /// A borrowed connection. Dropping it closes the connection; [`release`](Self::release)
@@ -190,10 +185,6 @@ impl PooledConn {
                 since: Instant::now(),
             });
         }
-    }
-
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
     }
 }
 

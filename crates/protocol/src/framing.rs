@@ -51,10 +51,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         (self.stream, self.rbuf)
     }
 
-    pub fn stream_mut(&mut self) -> &mut S {
-        &mut self.stream
-    }
-
     pub fn seq(&self) -> u8 {
         self.seq
     }

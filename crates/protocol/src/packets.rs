@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::buf::{put_lenenc_bytes, put_lenenc_int, Reader};
+use crate::buf::{put_lenenc_int, Reader};
 use crate::{ProtocolError, ServerError};
 
 pub const OK_HEADER: u8 = 0x00;
@@ -108,11 +108,6 @@ impl ServerError {
             message: String::from_utf8_lossy(r.rest()).into_owned().into(),
         })
     }
-}
-
-/// Encodes a length-encoded string into a fresh payload (used for COM_STATISTICS-like answers).
-pub fn encode_lenenc(out: &mut BytesMut, s: &[u8]) {
-    put_lenenc_bytes(out, s);
 }
 
 #[cfg(test)]

@@ -371,16 +371,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.status = status::AUTOCOMMIT;
     }
 
-    /// Relays a command to the default data source.
-    async fn forward_default(&mut self, packet: &[u8], kind: ResponseKind) -> Flow {
-        let data_source = self
-            .ctx
+    /// The data source of every table the rules do not name.
+    fn default_data_source(&self) -> String {
+        self.ctx
             .snapshot
             .load()
             .rules
             .schema
             .default_data_source
-            .clone();
+            .clone()
+    }
+
+    /// Relays a command to the default data source.
+    async fn forward_default(&mut self, packet: &[u8], kind: ResponseKind) -> Flow {
+        let data_source = self.default_data_source();
         match self.forward_to(&data_source, packet, kind).await {
             Ok(_) => Flow::Continue,
             Err(flow) => flow,

@@ -177,14 +177,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Sends one target its request and relays the response.
-    async fn run_one(&mut self, target: &Target, request: Request<'_>, kind: ResponseKind) -> Flow {
+    /// A connection for `target` and the packet to send it; on failure the client has its
+    /// answer and the returned flow says how the session goes on.
+    async fn target_request(
+        &mut self,
+        target: &Target,
+        request: Request<'_>,
+    ) -> Result<(usize, BytesMut), Flow> {
         let index = match self.conn_for(&target.data_source).await {
             Ok(i) => i,
-            Err(e) => return self.error(e.to_server_error()).await,
+            Err(e) => return Err(self.error(e.to_server_error()).await),
         };
-        let packet = match self.build_request(index, target, request).await {
-            Ok(p) => p,
+        let packet = self.build_request(index, target, request).await?;
+        Ok((index, packet))
+    }
+
+    /// Sends one target its request and relays the response.
+    async fn run_one(&mut self, target: &Target, request: Request<'_>, kind: ResponseKind) -> Flow {
+        let (index, packet) = match self.target_request(target, request).await {
+            Ok(r) => r,
             Err(flow) => return flow,
         };
         match self.relay_on(index, &packet, kind).await {
@@ -335,12 +346,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for (wave_number, wave) in waves.iter().enumerate() {
             let mut indexes = Vec::with_capacity(wave.len());
             for target in wave {
-                let index = match self.conn_for(&target.data_source).await {
-                    Ok(i) => i,
-                    Err(e) => return self.error(e.to_server_error()).await,
-                };
-                let packet = match self.build_request(index, target, request).await {
-                    Ok(p) => p,
+                let (index, packet) = match self.target_request(target, request).await {
+                    Ok(r) => r,
                     Err(flow) => return flow,
                 };
                 if let Err(e) = self.held[index].conn.send_command(&packet).await {
@@ -477,14 +484,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs a session statement on every held connection, relaying the answer of one of them:
     /// the default data source's (acquired if none is held).
     async fn everywhere(&mut self, packet: &[u8], text: &str) -> Flow {
-        let default = self
-            .ctx
-            .snapshot
-            .load()
-            .rules
-            .schema
-            .default_data_source
-            .clone();
+        let default = self.default_data_source();
         self.last_statement_ok = false;
         let index = match self.conn_for(&default).await {
             Ok(i) => i,
