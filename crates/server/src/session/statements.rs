@@ -6,6 +6,7 @@
 //! whichever connection runs them, and executed with the parameters re-encoded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use protocol::constants::com;
@@ -13,6 +14,7 @@ use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
 use router::{Param, StatementKind};
+use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::route::{route_error, Request};
@@ -29,6 +31,8 @@ pub(super) struct Prepared {
     long_data: Vec<Option<Vec<u8>>>,
     /// The one place every execution goes: data source and the backend's statement id.
     fixed: Option<(String, u32)>,
+    /// The rules the route was decided under; after a reload it is decided again.
+    rules: Arc<Rules>,
 }
 
 /// The session's statements by the ids the client knows.
@@ -116,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     types: Vec::new(),
                     long_data: vec![None; params],
                     fixed: fixed.then_some((data_source, info.statement_id)),
+                    rules: snapshot.rules.clone(),
                 },
             );
         }
@@ -124,6 +129,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     pub(super) async fn stmt_execute(&mut self, mut packet: BytesMut) -> Flow {
         let id = statement_id(&packet).unwrap_or(0);
+        let Some(prepared) = self.statements.by_id.get(&id) else {
+            return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
+        };
+        let snapshot = self.ctx.snapshot.load_full();
+        if !Arc::ptr_eq(&prepared.rules, &snapshot.rules) {
+            if let Err(flow) = self.reroute_statement(id, &snapshot).await {
+                return flow;
+            }
+        }
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
         };
@@ -164,6 +178,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return self.error(route_error(&e)).await,
         };
         self.run_plan(&plan, Request::Execute { exec: &exec }).await
+    }
+
+    /// The rules changed since statement `id` was routed: decide its route again (a fixed
+    /// statement may now live elsewhere, or depend on its parameters).
+    async fn reroute_statement(&mut self, id: u32, snapshot: &crate::Snapshot) -> Result<(), Flow> {
+        let Some(prepared) = self.statements.by_id.get(&id) else {
+            return Ok(());
+        };
+        let sql = prepared.sql.clone();
+        let plan = match snapshot.router.route(&sql, &[]) {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.error(route_error(&e)).await),
+        };
+        let fixed = match plan.targets.as_slice() {
+            [only] if !matches!(plan.kind, StatementKind::Session(_)) => {
+                let index = match self.conn_for(&only.data_source).await {
+                    Ok(i) => i,
+                    Err(e) => return Err(self.error(e.to_server_error()).await),
+                };
+                match self.held[index].prepare(&only.sql).await {
+                    Ok(backend_id) => Some((only.data_source.clone(), backend_id)),
+                    Err(e) => return Err(self.error(e.to_server_error()).await),
+                }
+            }
+            _ => None,
+        };
+        if let Some(prepared) = self.statements.by_id.get_mut(&id) {
+            prepared.fixed = fixed;
+            prepared.rules = snapshot.rules.clone();
+        }
+        Ok(())
     }
 
     /// COM_STMT_FETCH and COM_STMT_RESET of a fixed statement are relayed with the backend's
