@@ -13,9 +13,9 @@ use common::{one_backend, Proxy};
 use mysql_async::prelude::*;
 
 fn rules(backend: &testkit::Backend, prefix: &str, ledger_on: &str) -> String {
-    let mut text = format!(
+    let mut text = String::from(
         "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"dbmesh\"\npassword = \"dbmesh\"\n\n\
-         [schema]\nname = \"bank\"\ndefault_data_source = \"ds_a\"\n\n"
+         [schema]\nname = \"bank\"\ndefault_data_source = \"ds_a\"\n\n",
     );
     for ds in ["ds_a", "ds_b"] {
         text += &format!(
