@@ -67,7 +67,7 @@ async fn schema(conn: &mut mysql_async::Conn) {
     )
     .await
     .unwrap();
-    conn.query_drop("CREATE TABLE account (uid BIGINT PRIMARY KEY, name VARCHAR(40))")
+    conn.query_drop("CREATE TABLE account (seq BIGINT AUTO_INCREMENT PRIMARY KEY, uid BIGINT NOT NULL UNIQUE, name VARCHAR(40))")
         .await
         .unwrap();
     conn.query_drop("CREATE TABLE currency (code CHAR(3) PRIMARY KEY, rate DECIMAL(10,4))")
@@ -267,6 +267,22 @@ async fn transactions_span_shards_and_a_failed_split_insert_leaves_nothing() {
     let mut ids = ids;
     ids.sort();
     assert_eq!(ids, vec![1, 2]);
+
+    // LAST_INSERT_ID() after an INSERT that ran on another shard than the default one.
+    conn.query_drop("INSERT INTO account (uid, name) VALUES (5, 'five')")
+        .await
+        .unwrap();
+    let generated = conn.last_insert_id().expect("an AUTO_INCREMENT id");
+    assert!(generated > 0);
+    let lid: u64 = conn
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lid, generated,
+        "the id generated on ds_2, not the default data source's 0"
+    );
 
     // Session variables reach every shard's connection.
     conn.query_drop("SET @marker = 42").await.unwrap();

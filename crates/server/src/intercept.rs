@@ -37,6 +37,9 @@ pub enum Intercepted {
     /// `SELECT DATABASE()` (or `SCHEMA()`), answered with the logical name; carries the
     /// column name as the client wrote it.
     SelectDatabase(String),
+    /// `SELECT LAST_INSERT_ID()`: a routed INSERT may have run on any shard's connection, so
+    /// the session answers from the ids its statements reported.
+    LastInsertId(String),
     /// `SELECT NEXTVAL(seq)`, `SELECT NEXT VALUE FOR seq`, or the range form for batch
     /// loaders `SELECT NEXTVAL(seq, n)`: the next id(s) of a global sequence.
     NextVal {
@@ -60,8 +63,10 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
         if function.eq_ignore_ascii_case(b"nextval") || function.eq_ignore_ascii_case(b"next") {
             return next_value(s, start, function.eq_ignore_ascii_case(b"next"));
         }
-        if !(function.eq_ignore_ascii_case(b"database") || function.eq_ignore_ascii_case(b"schema"))
-        {
+        let database =
+            function.eq_ignore_ascii_case(b"database") || function.eq_ignore_ascii_case(b"schema");
+        let last_insert_id = function.eq_ignore_ascii_case(b"last_insert_id");
+        if !database && !last_insert_id {
             return None;
         }
         s.skip_space();
@@ -74,7 +79,14 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
             return None;
         }
         let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
-        s.end().then_some(Intercepted::SelectDatabase(column))
+        if !s.end() {
+            return None;
+        }
+        Some(if database {
+            Intercepted::SelectDatabase(column)
+        } else {
+            Intercepted::LastInsertId(column)
+        })
     } else if first.eq_ignore_ascii_case(b"show") {
         let what = s.word()?;
         if !(what.eq_ignore_ascii_case(b"databases") || what.eq_ignore_ascii_case(b"schemas")) {
@@ -298,6 +310,11 @@ mod tests {
             Some(Intercepted::SelectDatabase("schema( )".into()))
         );
         assert_eq!(intercept(b"select database() from t"), None);
+        assert_eq!(
+            intercept(b"SELECT LAST_INSERT_ID()"),
+            Some(Intercepted::LastInsertId("LAST_INSERT_ID()".into()))
+        );
+        assert_eq!(intercept(b"SELECT LAST_INSERT_ID(5)"), None);
         assert_eq!(
             intercept(b"SELECT NEXTVAL(payment_seq)"),
             Some(Intercepted::NextVal {

@@ -149,6 +149,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(outcome) => {
                 self.status = outcome.status;
                 conn.status = outcome.status;
+                if outcome.last_insert_id != 0 {
+                    self.last_insert_id = outcome.last_insert_id;
+                }
                 if let Some(err) = &outcome.error {
                     self.ctx.metrics.error(err.code);
                 }

@@ -61,6 +61,8 @@ pub(crate) struct Session<S> {
     in_transaction: bool,
     /// Whether the last session statement succeeded (so it is recorded for replay).
     last_statement_ok: bool,
+    /// The id the last INSERT that generated one reported, whichever connection ran it.
+    last_insert_id: u64,
     /// Status flags to report in locally generated OK packets.
     status: u16,
 }
@@ -90,6 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             replay: Vec::new(),
             in_transaction: false,
             last_statement_ok: false,
+            last_insert_id: 0,
             status: status::AUTOCOMMIT,
             ctx,
         }
@@ -194,6 +197,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.show_databases(like.as_deref()).await
                 }
                 Some(Intercepted::SelectDatabase(column)) => self.select_database(&column).await,
+                Some(Intercepted::LastInsertId(column)) => {
+                    self.select_last_insert_id(&column, &packet).await
+                }
                 Some(Intercepted::NextVal {
                     column,
                     sequence,
@@ -333,6 +339,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         write_text_result(
             &mut self.client,
             &columns,
+            [row],
+            deprecate_eof,
+            self.status,
+        );
+        self.flush().await
+    }
+
+    /// `SELECT LAST_INSERT_ID()`: on a session that only used the default data source, the
+    /// backend's own answer (it also reflects `LAST_INSERT_ID(expr)`); once statements ran on
+    /// other data sources, the id the session's last generating INSERT reported.
+    async fn select_last_insert_id(&mut self, column: &str, packet: &[u8]) -> Flow {
+        let default = self.default_data_source();
+        if self.held.iter().all(|h| h.data_source == default) {
+            return self.forward_default(packet, ResponseKind::Query).await;
+        }
+        let column_def = ColumnDef::unsigned_bigint(column);
+        let row = [Some(self.last_insert_id.to_string().into_bytes())];
+        let deprecate_eof = self.deprecate_eof();
+        write_text_result(
+            &mut self.client,
+            &[column_def],
             [row],
             deprecate_eof,
             self.status,

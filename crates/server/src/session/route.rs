@@ -320,6 +320,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         total.status = self.client_status();
         self.status = total.status;
+        if total.last_insert_id != 0 {
+            self.last_insert_id = total.last_insert_id;
+        }
         self.client.write_with(|b| total.encode(0, b));
         self.flush().await
     }
