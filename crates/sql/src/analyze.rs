@@ -849,42 +849,7 @@ impl Analyzer<'_> {
         let mut outer_on: Vec<&Expr> = Vec::new();
         let mut using: Vec<(usize, usize, Vec<String>)> = Vec::new();
         for twj in from {
-            self.factor(
-                &twj.relation,
-                &mut occ,
-                &mut inner_on,
-                &mut outer_on,
-                &mut using,
-            );
-            for j in &twj.joins {
-                let before = occ.len();
-                self.factor(
-                    &j.relation,
-                    &mut occ,
-                    &mut inner_on,
-                    &mut outer_on,
-                    &mut using,
-                );
-                let (constraint, outer) = join_constraint(&j.join_operator);
-                match constraint {
-                    Some(JoinConstraint::On(e)) => {
-                        if outer {
-                            outer_on.push(e)
-                        } else {
-                            inner_on.push(e)
-                        }
-                    }
-                    Some(JoinConstraint::Using(cols)) => using.push((
-                        before,
-                        occ.len(),
-                        cols.iter()
-                            .filter_map(|c| name_parts(c).last().map(|s| s.to_ascii_lowercase()))
-                            .collect(),
-                    )),
-                    Some(JoinConstraint::Natural) => using.push((before, occ.len(), Vec::new())),
-                    _ => {}
-                }
-            }
+            self.table_with_joins(twj, &mut occ, &mut inner_on, &mut outer_on, &mut using);
         }
         for o in &occ {
             self.handled[o.table] += 1;
@@ -1092,6 +1057,37 @@ impl Analyzer<'_> {
         }
     }
 
+    /// A table and the tables joined to it: their occurrences, and their join conditions
+    /// sorted into inner ON, outer ON and USING/NATURAL column lists.
+    fn table_with_joins<'e>(
+        &mut self,
+        twj: &'e TableWithJoins,
+        occ: &mut Vec<Occurrence>,
+        inner_on: &mut Vec<&'e Expr>,
+        outer_on: &mut Vec<&'e Expr>,
+        using: &mut Vec<(usize, usize, Vec<String>)>,
+    ) {
+        self.factor(&twj.relation, occ, inner_on, outer_on, using);
+        for j in &twj.joins {
+            let before = occ.len();
+            self.factor(&j.relation, occ, inner_on, outer_on, using);
+            let (constraint, outer) = join_constraint(&j.join_operator);
+            match constraint {
+                Some(JoinConstraint::On(e)) if outer => outer_on.push(e),
+                Some(JoinConstraint::On(e)) => inner_on.push(e),
+                Some(JoinConstraint::Using(cols)) => using.push((
+                    before,
+                    occ.len(),
+                    cols.iter()
+                        .filter_map(|c| name_parts(c).last().map(|s| s.to_ascii_lowercase()))
+                        .collect(),
+                )),
+                Some(JoinConstraint::Natural) => using.push((before, occ.len(), Vec::new())),
+                _ => {}
+            }
+        }
+    }
+
     fn factor<'e>(
         &mut self,
         f: &'e TableFactor,
@@ -1113,36 +1109,7 @@ impl Analyzer<'_> {
             }
             TableFactor::NestedJoin {
                 table_with_joins, ..
-            } => {
-                self.factor(&table_with_joins.relation, occ, inner_on, outer_on, using);
-                for j in &table_with_joins.joins {
-                    let before = occ.len();
-                    self.factor(&j.relation, occ, inner_on, outer_on, using);
-                    let (constraint, outer) = join_constraint(&j.join_operator);
-                    match constraint {
-                        Some(JoinConstraint::On(e)) => {
-                            if outer {
-                                outer_on.push(e)
-                            } else {
-                                inner_on.push(e)
-                            }
-                        }
-                        Some(JoinConstraint::Using(cols)) => using.push((
-                            before,
-                            occ.len(),
-                            cols.iter()
-                                .filter_map(|c| {
-                                    name_parts(c).last().map(|s| s.to_ascii_lowercase())
-                                })
-                                .collect(),
-                        )),
-                        Some(JoinConstraint::Natural) => {
-                            using.push((before, occ.len(), Vec::new()))
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            } => self.table_with_joins(table_with_joins, occ, inner_on, outer_on, using),
             // Derived tables and table functions are analysed by the visitor as
             // their own scopes (or not at all: then their tables get no condition).
             _ => {}
