@@ -55,6 +55,7 @@ packages=()
 if [ -z "$external" ] && ! have_mariadbd; then packages+=(mariadb-server); fi
 if ! have mariadb; then packages+=(mariadb-client); fi
 if ! have sysbench; then packages+=(sysbench); fi
+if [ -z "$external" ] && ! have haproxy && [ ! -x /usr/sbin/haproxy ]; then packages+=(haproxy); fi
 if ! have python3; then packages+=(python3 python3-pip); fi
 if [ "${#packages[@]}" -gt 0 ]; then
     step "Installing ${packages[*]} with apt-get"
@@ -176,6 +177,19 @@ step "cargo bench --no-run --workspace (benches must compile)"
 # here (a real `cargo bench` uses the profile from Cargo.toml).
 CARGO_PROFILE_BENCH_LTO=off CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 CARGO_PROFILE_BENCH_DEBUG=0 \
     cargo bench --no-run --workspace || failed_steps+=(benches)
+
+if [ -z "$external" ]; then
+    # The benchmark's smoke mode: a few seconds of sysbench against MariaDB, haproxy and dbmesh
+    # (pass-through and sharded), failing on any error. Numbers are recorded by
+    # `bench/run.sh`, not asserted here; a quick release build without LTO suffices.
+    step "bench/run.py --smoke (sysbench through every target, a few seconds each)"
+    if CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=0 \
+        cargo build --release -p dbmesh; then
+        python3 bench/run.py --smoke || failed_steps+=(bench-smoke)
+    else
+        failed_steps+=(bench-smoke)
+    fi
+fi
 
 if [ "${DBMESH_LINT:-}" = 1 ]; then
     step "cargo fmt --all --check"
