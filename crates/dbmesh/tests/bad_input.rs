@@ -7,15 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err_code, one_backend, passthrough_rules, Proxy, RawClient};
+use common::{err_code, one_backend, passthrough_rules, server_code, Proxy, RawClient};
 use mysql_async::prelude::*;
-
-fn server_code(e: mysql_async::Error) -> (u16, String) {
-    match e {
-        mysql_async::Error::Server(s) => (s.code, s.state),
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
 
 /// A healthy client still gets answers.
 async fn assert_serving(proxy: &Proxy) {

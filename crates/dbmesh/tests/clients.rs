@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{one_backend, passthrough_rules, Proxy, PASSWORD, USER};
+use common::{one_backend, passthrough_rules, server_code, Proxy, PASSWORD, USER};
 use mysql_async::prelude::*;
 
 fn mariadb_cli(port: u16, args: &[&str], sql: &str) -> std::process::Output {
@@ -206,10 +206,10 @@ async fn tls_and_both_auth_plugins() {
             .user(Some("sha2"))
             .pass(Some("bad"))
             .ssl_opts(with_tls.then(|| tls.clone()));
-        match mysql_async::Conn::new(wrong).await.unwrap_err() {
-            mysql_async::Error::Server(s) => assert_eq!(s.code, 1045),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            server_code(mysql_async::Conn::new(wrong).await.unwrap_err()).0,
+            1045
+        );
     }
 
     // The mariadb CLI over TLS.
@@ -236,10 +236,10 @@ async fn tls_can_be_required() {
         &format!("[proxy.tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nrequire = true"),
     );
     let proxy = Proxy::start(&rules);
-    match mysql_async::Conn::new(proxy.opts(None)).await.unwrap_err() {
-        mysql_async::Error::Server(s) => assert_eq!(s.code, 3159),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        server_code(mysql_async::Conn::new(proxy.opts(None)).await.unwrap_err()).0,
+        3159
+    );
     let tls = mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true);
     let mut conn = mysql_async::Conn::new(proxy.opts(None).ssl_opts(Some(tls)))
         .await

@@ -5,16 +5,9 @@
 
 mod common;
 
-use common::{one_backend, passthrough_rules, Proxy};
+use common::{one_backend, passthrough_rules, server_code, Proxy};
 use mysql_async::prelude::*;
 use mysql_async::{Row, Value};
-
-fn server_code(e: mysql_async::Error) -> (u16, String) {
-    match e {
-        mysql_async::Error::Server(s) => (s.code, s.state),
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
 
 const TYPES_DDL: &str = "CREATE TABLE types (
     id INT PRIMARY KEY,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{one_backend, passthrough_rules, Proxy};
+use common::{one_backend, passthrough_rules, server_code, Proxy};
 use mysql_async::prelude::*;
 
 fn rules(backend: &testkit::Backend, db: &str) -> String {
@@ -59,16 +59,11 @@ async fn nextval_is_unique_across_proxies_and_reports_errors() {
         e1, e2,
         "snowflake ids of two proxies (distinct leased worker ids)"
     );
-    match ca
+    let err = ca
         .query_drop("SELECT NEXTVAL(no_such_seq)")
         .await
-        .unwrap_err()
-    {
-        mysql_async::Error::Server(s) => {
-            assert_eq!((s.code, s.state.as_str()), (4091, "42S02"), "{s:?}")
-        }
-        other => panic!("{other:?}"),
-    }
+        .unwrap_err();
+    assert_eq!(server_code(err), (4091, "42S02".into()));
     backend
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();

@@ -355,6 +355,14 @@ impl RawClient {
     }
 }
 
+/// The (code, SQLSTATE) of a server error from `mysql_async`; any other error fails the test.
+pub fn server_code(e: mysql_async::Error) -> (u16, String) {
+    match e {
+        mysql_async::Error::Server(s) => (s.code, s.state),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
 /// The (code, sqlstate) of an ERR packet payload.
 pub fn err_code(payload: &[u8]) -> (u16, String) {
     let e = protocol::ServerError::decode(payload).expect("an ERR packet");
