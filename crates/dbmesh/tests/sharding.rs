@@ -347,9 +347,28 @@ async fn explain_route_and_unsupported_constructs() {
         1235
     );
 
-    // Ordering across shards is not merged yet: a clean 1235, never a partial answer.
+    // Ordering across shards is merged; a construct that cannot be merged is a clean 1235,
+    // never a partial answer.
+    conn.query_drop(
+        "INSERT INTO payment (id, uid, amount) VALUES (901, 1, 5.00), (902, 2, 17.50), \
+         (903, 3, 0.25), (904, 4, 17.50), (905, 5, 99.99), (906, 6, 1.00)",
+    )
+    .await
+    .unwrap();
+    let amounts: Vec<String> = conn
+        .query("SELECT CAST(amount AS CHAR) FROM payment ORDER BY amount DESC, id")
+        .await
+        .unwrap();
+    let mut expected = amounts.clone();
+    expected.sort_by(|a, b| {
+        b.parse::<f64>()
+            .unwrap()
+            .total_cmp(&a.parse::<f64>().unwrap())
+    });
+    assert!(amounts.len() > 1);
+    assert_eq!(amounts, expected);
     let err = conn
-        .query_drop("SELECT * FROM payment ORDER BY amount")
+        .query_drop("SELECT GROUP_CONCAT(id) FROM payment")
         .await
         .unwrap_err();
     assert_eq!(server_code(err), (1235, "42000".into()));

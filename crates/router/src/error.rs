@@ -77,6 +77,22 @@ pub enum RouteError {
         /// Values bound.
         got: usize,
     },
+    /// An INSERT needs ids from the sequence that fills a column of its table;
+    /// [`crate::Router::route_filled`] routes it with them.
+    #[error(
+        "The INSERT into {table} takes {count} id(s) from sequence {sequence} for column \
+         {column}; dbmesh fills them in only when it runs the statement by itself"
+    )]
+    IdsNeeded {
+        /// The sequence, as named in the rule file.
+        sequence: String,
+        /// The logical table.
+        table: String,
+        /// The filled column.
+        column: String,
+        /// Ids needed: one per row that omits the column or gives NULL or 0.
+        count: usize,
+    },
     /// A bug: the router's own invariants do not hold.
     #[error("dbmesh router internal error: {0}")]
     Internal(String),
@@ -90,7 +106,8 @@ impl RouteError {
             RouteError::Empty => 1065,
             RouteError::NotSupported(_)
             | RouteError::ShardingKeyUpdate { .. }
-            | RouteError::ShardingValue { .. } => 1235,
+            | RouteError::ShardingValue { .. }
+            | RouteError::IdsNeeded { .. } => 1235,
             RouteError::MissingShardingKey { .. } => 1364,
             RouteError::NullShardingKey { .. } => 1048,
             RouteError::FullScatterWrite { .. } => 1175,
@@ -106,7 +123,8 @@ impl RouteError {
             | RouteError::Empty
             | RouteError::NotSupported(_)
             | RouteError::ShardingKeyUpdate { .. }
-            | RouteError::ShardingValue { .. } => "42000",
+            | RouteError::ShardingValue { .. }
+            | RouteError::IdsNeeded { .. } => "42000",
             RouteError::NullShardingKey { .. } => "23000",
             RouteError::MissingShardingKey { .. }
             | RouteError::FullScatterWrite { .. }

@@ -14,32 +14,38 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use rules::{PhysicalNode, Rules, ShardValue, ShardedTable};
-use sql::{Cond, Fingerprint, LiteralKind, LiteralValue, Seg};
+use sql::{Cond, Constant, Fingerprint, LiteralKind, LiteralValue, MergeExpr, Operand, Seg};
 
 use crate::error::RouteError;
+use crate::fill::{Ids, RowIds};
 use crate::plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
-use crate::template::{Mode, Place, Routed, Template};
+use crate::template::{MergeTemplate, Mode, Place, Routed, Template};
 
-/// The statement being routed: its text, fingerprint and bound parameters.
+/// The statement being routed: its text, fingerprint, bound parameters, and
+/// the ids a sequence fills in.
 pub(crate) struct Input<'a> {
     pub sql: &'a str,
     pub fp: &'a Fingerprint,
     pub params: &'a [Param],
+    pub ids: Ids<'a>,
 }
 
 /// A sharding value read from the statement.
 #[derive(Debug)]
-enum Val<'a> {
+pub(crate) enum Val<'a> {
     Int(i64),
     UInt(u64),
     Str(Cow<'a, str>),
     Null,
+    /// Not known yet: a `?` without a bound value, or an id a sequence has
+    /// not given yet (COM_STMT_PREPARE).
+    Unbound,
     /// Why the value cannot be used to route.
     Unroutable(String),
 }
 
 impl<'a> Input<'a> {
-    fn value(&self, slot: usize) -> Val<'a> {
+    pub(crate) fn value(&self, slot: usize) -> Val<'a> {
         let Some(lit) = self.fp.literals.get(slot) else {
             return Val::Unroutable("a missing literal".into());
         };
@@ -50,7 +56,7 @@ impl<'a> Input<'a> {
             LiteralValue::Number(t) => Val::Unroutable(format!("the number {t}")),
             LiteralValue::Binary(t) => Val::Unroutable(format!("the binary literal {t}")),
             LiteralValue::Placeholder(k) => match self.params.get(k) {
-                None => Val::Unroutable("an unbound parameter".into()),
+                None => Val::Unbound,
                 Some(Param::Null) => Val::Null,
                 Some(Param::Int(v)) => Val::Int(*v),
                 Some(Param::UInt(v)) => Val::UInt(*v),
@@ -71,7 +77,7 @@ fn shard_value<'v>(v: &'v Val<'_>) -> Option<ShardValue<'v>> {
         Val::Int(i) => Some(ShardValue::Int(*i)),
         Val::UInt(u) => Some(ShardValue::UInt(*u)),
         Val::Str(s) => Some(ShardValue::Str(s)),
-        Val::Null | Val::Unroutable(_) => None,
+        Val::Null | Val::Unbound | Val::Unroutable(_) => None,
     }
 }
 
@@ -402,6 +408,11 @@ pub(crate) fn instantiate(
 fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     let rt = ctx.rt;
     let n = rt.places.len();
+    let row_ids = rt
+        .fill
+        .as_ref()
+        .map(|f| crate::fill::assign(f, input))
+        .transpose()?;
     let mut any_one = false;
     let placed: Vec<Placed> = if rt.show_tables {
         vec![Placed {
@@ -412,7 +423,7 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     } else if let Some(t) = rt.show_table {
         show_target(ctx, t)?
     } else if let Some((t, slots)) = &rt.insert_rows {
-        insert_targets(ctx, *t, slots, input)?
+        insert_targets(ctx, *t, slots, input, row_ids.as_ref())?
     } else if rt.mode == Mode::Ddl {
         ddl_targets(ctx)?
     } else if !rt.classes.is_empty() {
@@ -443,6 +454,7 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         }
     }
 
+    let mut merge: Option<(&MergeTemplate, Option<u64>)> = None;
     let combine = match (rt.mode, placed.len()) {
         (_, 0) => return Err(RouteError::Internal("no target".into())),
         (_, 1) => Combine::Single,
@@ -456,7 +468,26 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
             if let Some(need) = &rt.merge_need {
                 return Err(RouteError::NotSupported(format!("{need} across shards")));
             }
-            Combine::Merge(MergeSpec::concat())
+            if rt.rows_not_sharded {
+                return Err(RouteError::NotSupported(
+                    "a SELECT on several shards whose rows do not each come from a sharded table \
+                     (a broadcast table outside an inner join with one, or sharded tables only \
+                     in subqueries or on the outer side of a LEFT JOIN): each shard would return \
+                     them again"
+                        .into(),
+                ));
+            }
+            match &rt.merge {
+                None => Combine::Merge(Box::default()),
+                Some(Err(what)) => {
+                    return Err(RouteError::NotSupported(format!("{what} across shards")))
+                }
+                Some(Ok(m)) => {
+                    let (spec, limit) = merge_spec(m, input)?;
+                    merge = Some((m, limit));
+                    Combine::Merge(Box::new(spec))
+                }
+            }
         }
         (_, k) => {
             if let Some(need) = &rt.merge_need {
@@ -476,6 +507,8 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         .iter()
         .filter(|l| matches!(l.kind, LiteralKind::Placeholder(_)))
         .count();
+    let rendered = merge.map_or(&rt.rendered, |(m, _)| &m.rendered);
+    let shard_limit = merge.and_then(|(_, limit)| limit);
     let mut targets = Vec::with_capacity(placed.len());
     for p in &placed {
         let names: Vec<Option<Cow<'_, str>>> = p
@@ -485,27 +518,63 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
             .collect();
         let mut out = String::with_capacity(input.sql.len() + 16);
         let mut used = Vec::new();
-        splice(&rt.rendered.head, &names, input, &mut out, &mut used)?;
-        if let Some(rows) = &p.rows {
-            for (k, &r) in rows.iter().enumerate() {
-                if k > 0 {
-                    out.push_str(", ");
-                }
-                let row = rt
-                    .rendered
-                    .rows
-                    .get(r)
-                    .ok_or_else(|| RouteError::Internal("row out of range".into()))?;
-                splice(row, &names, input, &mut out, &mut used)?;
+        // Head and tail hold the one row of an INSERT … SET.
+        let first_row = row_ids.as_ref().map(|ids| (ids, 0));
+        splice(
+            &rendered.head,
+            &names,
+            input,
+            &mut out,
+            &mut used,
+            shard_limit,
+            first_row,
+        )?;
+        // Without a split, a target gets every row.
+        let every_row: Vec<usize>;
+        let rows = match &p.rows {
+            Some(rows) => rows,
+            None => {
+                every_row = (0..rendered.rows.len()).collect();
+                &every_row
             }
+        };
+        for (k, &r) in rows.iter().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            let row = rendered
+                .rows
+                .get(r)
+                .ok_or_else(|| RouteError::Internal("row out of range".into()))?;
+            let fill = row_ids.as_ref().map(|ids| (ids, r));
+            splice(row, &names, input, &mut out, &mut used, shard_limit, fill)?;
         }
-        splice(&rt.rendered.tail, &names, input, &mut out, &mut used)?;
+        splice(
+            &rendered.tail,
+            &names,
+            input,
+            &mut out,
+            &mut used,
+            shard_limit,
+            first_row,
+        )?;
         let all = used.len() == total_params && used.iter().enumerate().all(|(i, &k)| i == k);
         targets.push(Target {
             data_source: p.ds.clone(),
             sql: out,
             params: (!all).then_some(used),
         });
+    }
+
+    let mut combine = combine;
+    if let (Some((m, _)), Combine::Merge(spec)) = (merge, &mut combine) {
+        let first = targets.first().cloned();
+        targets = union_per_data_source(targets, spec, shard_limit, total_params);
+        if targets.len() < placed.len() {
+            spec.metadata_probe = first
+                .map(|t| metadata_probe(t, m, shard_limit))
+                .transpose()?;
+        }
     }
 
     let (rename, add_tables) = if rt.show_tables {
@@ -533,18 +602,30 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     })
 }
 
-/// Writes segments with table names and literal texts filled in; records
-/// the parameter indexes of the placeholders written.
+/// Writes segments with table names, literal texts, the shards' row limit and
+/// the ids of row `fill.1` filled in; records the parameter indexes of the
+/// placeholders written.
 fn splice(
     segs: &[Seg],
     names: &[Option<Cow<'_, str>>],
     input: &Input<'_>,
     out: &mut String,
     used: &mut Vec<usize>,
+    shard_limit: Option<u64>,
+    fill: Option<(&RowIds, usize)>,
 ) -> Result<(), RouteError> {
     for s in segs {
         match s {
+            Seg::Limit => match shard_limit {
+                Some(n) => out.push_str(&n.to_string()),
+                None => return Err(RouteError::Internal("no shard limit".into())),
+            },
+            Seg::Generated => match fill {
+                Some((ids, row)) => ids.write_generated(row, out, used)?,
+                None => return Err(RouteError::Internal("a generated id was not filled".into())),
+            },
             Seg::Text(t) => out.push_str(t),
+            Seg::Slot(i) if fill.is_some_and(|(ids, _)| ids.write_slot(*i, out, used)) => {}
             Seg::Slot(i) => {
                 let lit = input
                     .fp
@@ -586,9 +667,14 @@ fn class_targets(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Vec<Placed>, RouteE
             let mut nodes = Vec::new();
             if let Cond::In(slots) = &c.cond {
                 for &s in slots {
-                    nodes.push(insert_node(ctx, first, &input.value(s))?);
+                    match insert_node(ctx, first, &input.value(s))? {
+                        Some(i) => nodes.push(i),
+                        None => nodes.extend(leader.data_nodes()),
+                    }
                 }
             }
+            nodes.sort_unstable();
+            nodes.dedup();
             sets.push(nodes);
         } else {
             sets.push(eval(&c.cond, leader, input));
@@ -785,8 +871,9 @@ fn ddl_targets(ctx: &Ctx<'_>) -> Result<Vec<Placed>, RouteError> {
     Ok(placed)
 }
 
-/// The node an INSERT row goes to.
-fn insert_node(ctx: &Ctx<'_>, table: usize, v: &Val<'_>) -> Result<usize, RouteError> {
+/// The node an INSERT row goes to; `None` when its key is not known yet
+/// (COM_STMT_PREPARE), so it may go to any node.
+fn insert_node(ctx: &Ctx<'_>, table: usize, v: &Val<'_>) -> Result<Option<usize>, RouteError> {
     let t = ctx.sharded(table)?;
     let err = |reason: String| RouteError::ShardingValue {
         table: ctx.rt.names[table].clone(),
@@ -799,25 +886,43 @@ fn insert_node(ctx: &Ctx<'_>, table: usize, v: &Val<'_>) -> Result<usize, RouteE
             column: t.column().to_owned(),
         }),
         Val::Unroutable(why) => Err(err(format!("it is {why}"))),
+        Val::Unbound => Ok(None),
         v => {
             let sv = shard_value(v).ok_or_else(|| err("it is not a value".into()))?;
-            t.shard_index(&sv).map_err(|e| err(e.to_string()))
+            t.shard_index(&sv).map(Some).map_err(|e| err(e.to_string()))
         }
     }
 }
 
 /// INSERT … VALUES into a sharded table: rows grouped by node, in node order.
+/// A row is routed by its key slot's value or by the id filled in for it.
 fn insert_targets(
     ctx: &Ctx<'_>,
     table: usize,
-    slots: &[usize],
+    slots: &[Option<usize>],
     input: &Input<'_>,
+    ids: Option<&RowIds>,
 ) -> Result<Vec<Placed>, RouteError> {
     let n = ctx.rt.places.len();
     let mut by_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut anywhere = Vec::new();
     for (row, &slot) in slots.iter().enumerate() {
-        let node = insert_node(ctx, table, &input.value(slot))?;
-        by_node.entry(node).or_default().push(row);
+        let value = match (ids, slot) {
+            (Some(ids), slot) => ids.key(row, slot, input),
+            (None, Some(s)) => input.value(s),
+            (None, None) => Val::Unbound,
+        };
+        match insert_node(ctx, table, &value)? {
+            Some(node) => by_node.entry(node).or_default().push(row),
+            None => anywhere.push(row),
+        }
+    }
+    if !anywhere.is_empty() {
+        for node in ctx.sharded(table)?.data_nodes() {
+            let rows = by_node.entry(node).or_default();
+            rows.extend(&anywhere);
+            rows.sort_unstable();
+        }
     }
     // `INSERT … SET` has one row and no VALUES to split.
     let split = !ctx.rt.rendered.rows.is_empty();
@@ -880,6 +985,199 @@ fn show_tables_view(ctx: &Ctx<'_>) -> (Vec<(String, String)>, Vec<String>) {
         }
     }
     (rename, ctx.rules.tables.keys().cloned().collect())
+}
+
+/// The merge of a statement: the shape with its literals resolved, the LIMIT
+/// after merging, and the rows each shard returns (offset + count).
+fn merge_spec(
+    m: &MergeTemplate,
+    input: &Input<'_>,
+) -> Result<(MergeSpec, Option<u64>), RouteError> {
+    let mut shape = m.shape.clone();
+    if let Some(h) = &mut shape.having {
+        resolve(h, input)?;
+    }
+    if let Some(agg) = &mut shape.aggregation {
+        for (_, role) in &mut agg.roles {
+            if let sql::Role::Computed(e) = role {
+                resolve(e, input)?;
+            }
+        }
+    }
+    let count = |o: &Option<Operand>| -> Result<Option<u64>, RouteError> {
+        let Some(o) = o else { return Ok(None) };
+        let c = match o {
+            Operand::Const(c) => c.clone(),
+            Operand::Slot(s) => constant(*s, input)?,
+        };
+        match c {
+            Constant::Int(i) if i >= 0 => Ok(Some(i as u64)),
+            Constant::UInt(u) => Ok(Some(u)),
+            other => Err(RouteError::NotSupported(format!(
+                "LIMIT {other:?} (a row count must be a non-negative integer)"
+            ))),
+        }
+    };
+    let (limit, offset) = match &m.limit {
+        None => (None, 0),
+        Some(l) => (count(&l.count)?, count(&l.offset)?.unwrap_or(0)),
+    };
+    let shard_limit = limit
+        .filter(|_| m.shard_limit)
+        .map(|n| n.saturating_add(offset));
+    Ok((
+        MergeSpec {
+            shape,
+            offset,
+            limit,
+            metadata_probe: None,
+        },
+        shard_limit,
+    ))
+}
+
+/// Replaces the slots of a merge expression by the statement's values.
+fn resolve(e: &mut MergeExpr, input: &Input<'_>) -> Result<(), RouteError> {
+    match e {
+        MergeExpr::Column(_) => {}
+        MergeExpr::Value(o) => {
+            if let Operand::Slot(s) = o {
+                *o = Operand::Const(constant(*s, input)?);
+            }
+        }
+        MergeExpr::Not(x) | MergeExpr::Negate(x) | MergeExpr::IsNull(x, _) => resolve(x, input)?,
+        MergeExpr::Binary(l, _, r) => {
+            resolve(l, input)?;
+            resolve(r, input)?;
+        }
+        MergeExpr::Between {
+            expr, low, high, ..
+        } => {
+            resolve(expr, input)?;
+            resolve(low, input)?;
+            resolve(high, input)?;
+        }
+        MergeExpr::InList { expr, list, .. } => {
+            resolve(expr, input)?;
+            for x in list {
+                resolve(x, input)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of a literal slot (or of the parameter bound to it).
+fn constant(slot: usize, input: &Input<'_>) -> Result<Constant, RouteError> {
+    let lit = input
+        .fp
+        .literals
+        .get(slot)
+        .ok_or_else(|| RouteError::Internal(format!("literal slot {slot} missing")))?;
+    Ok(match lit.value(input.sql) {
+        LiteralValue::Int(v) => Constant::Int(v),
+        LiteralValue::UInt(v) => Constant::UInt(v),
+        LiteralValue::Number(t) => Constant::Number(t.to_owned()),
+        LiteralValue::Str(s) => Constant::Str(s.into_owned().into_bytes()),
+        LiteralValue::Binary(t) => {
+            return Err(RouteError::NotSupported(format!(
+                "the binary literal {t} in an expression the proxy evaluates"
+            )))
+        }
+        LiteralValue::Placeholder(k) => match input.params.get(k) {
+            None => {
+                return Err(RouteError::NotSupported(
+                    "an unbound parameter in an expression the proxy evaluates".into(),
+                ))
+            }
+            Some(Param::Null) => Constant::Null,
+            Some(Param::Int(v)) => Constant::Int(*v),
+            Some(Param::UInt(v)) => Constant::UInt(*v),
+            Some(Param::Double(v)) => Constant::Number(format!("{v:e}")),
+            Some(Param::Bytes(b)) => Constant::Str(b.clone()),
+        },
+    })
+}
+
+/// One target per data source: the parts of a merged SELECT that run on the
+/// same data source (several physical tables there) become one `UNION ALL`,
+/// ordered and limited like each part, so that one connection per data source
+/// streams them and the server merges them.
+fn union_per_data_source(
+    targets: Vec<Target>,
+    spec: &MergeSpec,
+    shard_limit: Option<u64>,
+    total_params: usize,
+) -> Vec<Target> {
+    let mut groups: Vec<Vec<Target>> = Vec::new();
+    for t in targets {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].data_source == t.data_source)
+        {
+            Some(g) => g.push(t),
+            None => groups.push(vec![t]),
+        }
+    }
+    // DISTINCT parts are deduplicated together, or a LIMIT would keep duplicates.
+    let union = if spec.shape.distinct && spec.shape.aggregation.is_none() {
+        " UNION "
+    } else {
+        " UNION ALL "
+    };
+    groups
+        .into_iter()
+        .map(|mut parts| {
+            if parts.len() == 1 {
+                return parts.remove(0);
+            }
+            let mut sql = String::new();
+            let mut params = Vec::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(union);
+                }
+                sql.push('(');
+                sql.push_str(&p.sql);
+                sql.push(')');
+                match &p.params {
+                    Some(list) => params.extend_from_slice(list),
+                    None => params.extend(0..total_params),
+                }
+            }
+            sql.push_str(&spec.shape.shard_order_clause());
+            if let Some(n) = shard_limit {
+                sql.push_str(&format!(" LIMIT {n}"));
+            }
+            let all =
+                params.len() == total_params && params.iter().enumerate().all(|(i, &k)| i == k);
+            Target {
+                data_source: parts[0].data_source.clone(),
+                sql,
+                params: (!all).then_some(params),
+            }
+        })
+        .collect()
+}
+
+/// `part` (one shard's statement) returning no rows: the same metadata, at no cost.
+fn metadata_probe(
+    part: Target,
+    m: &MergeTemplate,
+    shard_limit: Option<u64>,
+) -> Result<Target, RouteError> {
+    let sql = match shard_limit.filter(|_| m.shard_limit) {
+        // The part ends with its `LIMIT n` (locking clauses are not merged).
+        Some(n) => {
+            let limit = format!(" LIMIT {n}");
+            let head = part.sql.strip_suffix(&limit).ok_or_else(|| {
+                RouteError::NotSupported("a clause after LIMIT in a merged SELECT".into())
+            })?;
+            format!("{head} LIMIT 0")
+        }
+        None => format!("{} LIMIT 0", part.sql),
+    };
+    Ok(Target { sql, ..part })
 }
 
 #[cfg(test)]

@@ -24,11 +24,15 @@
 //! broadcast tables are read from one copy and written to all, single tables
 //! go to their data source, and anything the router cannot place with
 //! certainty is refused with a MySQL error ([`RouteError`]) naming the
-//! construct — never sent to a default shard. Modules: `template` (miss path),
-//! `instantiate` (values → plan), `cache`, `plan`, `error`.
+//! construct — never sent to a default shard. An INSERT into a table whose
+//! column a sequence fills gets its ids from the caller before routing
+//! ([`Router::route_filled`]), so an id can itself be the sharding key.
+//! Modules: `template` (miss path), `instantiate` (values → plan), `fill`
+//! (sequence ids), `cache`, `plan`, `error`.
 
 mod cache;
 mod error;
+mod fill;
 mod instantiate;
 mod plan;
 mod template;
@@ -39,12 +43,14 @@ use std::sync::Arc;
 use rules::Rules;
 
 pub use error::RouteError;
-pub use plan::{
-    AggregateFunction, AggregateSpec, Combine, MergeSpec, Param, Plan, SessionStatement, SortKey,
-    StatementKind, Target,
+pub use fill::{IdStyle, PrepareRoute};
+pub use plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
+pub use sql::{
+    Aggregation, BinOp, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role, SortKey,
 };
 
 use cache::ClockCache;
+use fill::Ids;
 use instantiate::{instantiate, Input};
 use template::Template;
 
@@ -128,15 +134,52 @@ impl Router {
     /// placeholders (prepared statements, at EXECUTE); empty for COM_QUERY
     /// text, in which case placeholders route like unknown values.
     /// Text holding several statements is refused; see [`Router::route_multi`].
+    /// An INSERT that needs ids from a sequence (it omits the column the
+    /// sequence fills, or gives NULL or 0) fails with [`RouteError::IdsNeeded`]:
+    /// take the ids and call [`Router::route_filled`].
     pub fn route(&self, sql: &str, params: &[Param]) -> Result<Plan, RouteError> {
+        self.route_with(sql, params, Ids::None)
+            .map(|(plan, _)| plan)
+    }
+
+    /// Routes an INSERT with the ids a sequence fills into it: one per row
+    /// that needs one, in row order — as many as [`RouteError::IdsNeeded`]
+    /// asked for — written into the physical statements as `style` says.
+    /// When the filled column is the sharding key, each row goes to the shard
+    /// of its id.
+    pub fn route_filled(
+        &self,
+        sql: &str,
+        params: &[Param],
+        ids: &[u64],
+        style: IdStyle,
+    ) -> Result<Plan, RouteError> {
+        self.route_with(sql, params, Ids::Given(ids, style))
+            .map(|(plan, _)| plan)
+    }
+
+    /// Where COM_STMT_PREPARE prepares a statement: see [`PrepareRoute`].
+    pub fn route_for_prepare(&self, sql: &str) -> Result<PrepareRoute, RouteError> {
+        let (plan, fills_ids) = self.route_with(sql, &[], Ids::Prepare)?;
+        Ok(PrepareRoute { plan, fills_ids })
+    }
+
+    /// Routes a statement; also says whether a sequence fills ids into it.
+    fn route_with(
+        &self,
+        sql: &str,
+        params: &[Param],
+        ids: Ids<'_>,
+    ) -> Result<(Plan, bool), RouteError> {
         if let Some(inner) = sql::strip_leading_words(sql, &["EXPLAIN", "ROUTE"]) {
-            return Ok(Plan {
+            let plan = Plan {
                 kind: StatementKind::Session(SessionStatement::ExplainRoute(inner.to_owned())),
                 targets: Vec::new(),
                 combine: Combine::Single,
                 rename: Vec::new(),
                 add_tables: Vec::new(),
-            });
+            };
+            return Ok((plan, false));
         }
         let fp = sql::fingerprint(sql);
         let placeholders = fp
@@ -154,21 +197,24 @@ impl Router {
             sql,
             fp: &fp,
             params,
+            ids,
         };
         let cacheable = self.options.cache_capacity > 0 && fp.text.len() <= MAX_CACHED_FINGERPRINT;
         if cacheable {
-            if let Some(t) = self.cache.get(&fp.text) {
+            if let Some(t) = self.cache.get(&fp.text).filter(|t| t.fits(sql, &fp)) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return instantiate(&self.rules, &t, &input);
+                let plan = instantiate(&self.rules, &t, &input)?;
+                return Ok((plan, t.fills_ids()));
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let (template, complete) = template::build(&self.rules, &self.options, sql, &fp)?;
         let plan = instantiate(&self.rules, &template, &input);
+        let fills_ids = template.fills_ids();
         if cacheable && complete {
             self.cache.insert(fp.text.clone(), Arc::new(template));
         }
-        plan
+        plan.map(|plan| (plan, fills_ids))
     }
 
     /// Routes each statement of a multi-statement text (split at `;` outside

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use sql::MergeShape;
+
 /// A value bound to a `?` placeholder of a prepared statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
@@ -95,59 +97,24 @@ pub enum Combine {
     /// rows, run any one of them (the first unless a transaction is pinned to another).
     AnyOne,
     /// A read spread over several shards: merge the rows as described.
-    Merge(MergeSpec),
+    Merge(Box<MergeSpec>),
 }
 
-/// How rows from several shards are merged. Only concatenation is produced
-/// today; sort keys, limits, grouping and aggregates are filled in by the
-/// scatter-gather work (statements needing them are rejected until then).
+/// How rows from several shards are merged: the shape (sort keys, grouping,
+/// aggregates, HAVING, DISTINCT, hidden helper columns) with the statement's
+/// literal values resolved, and the LIMIT applied after merging.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergeSpec {
-    /// Sort keys (a k-way merge of the shards' sorted streams); empty: no order.
-    pub order_by: Vec<SortKey>,
+    pub shape: MergeShape,
     /// Rows to skip after merging.
     pub offset: u64,
     /// Rows to return after the offset; `None`: all.
     pub limit: Option<u64>,
-    /// Result columns to group by (indexes into the shards' result columns).
-    pub group_by: Vec<usize>,
-    /// Aggregates to combine across shards.
-    pub aggregates: Vec<AggregateSpec>,
-    /// Remove duplicate rows.
-    pub distinct: bool,
-    /// Trailing helper columns added for the merge and hidden from the client.
-    pub hidden_columns: usize,
-}
-
-/// One sort key of a merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SortKey {
-    /// Result column index.
-    pub column: usize,
-    /// DESC rather than ASC.
-    pub descending: bool,
-}
-
-/// One aggregate column of a merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AggregateSpec {
-    /// Result column index.
-    pub column: usize,
-    /// How per-shard values combine.
-    pub function: AggregateFunction,
-}
-
-/// How per-shard aggregate values combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AggregateFunction {
-    /// Sum of per-shard counts.
-    Count,
-    /// Sum of per-shard sums.
-    Sum,
-    /// Minimum of per-shard minimums.
-    Min,
-    /// Maximum of per-shard maximums.
-    Max,
+    /// When some data source runs a UNION ALL of its tables (whose column
+    /// metadata differs from a plain SELECT's: CHAR becomes VARCHAR, string
+    /// columns get 39 decimals): one part with `LIMIT 0`, run first for the
+    /// metadata the client must see.
+    pub metadata_probe: Option<Target>,
 }
 
 impl MergeSpec {
@@ -190,6 +157,50 @@ impl Plan {
     }
 }
 
+/// A compact description for `EXPLAIN ROUTE` and the golden tests.
+impl fmt::Display for MergeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = &self.shape;
+        let mut parts = Vec::new();
+        if let Some(a) = &shape.aggregation {
+            parts.push(format!("group by {:?}", a.group_by));
+            for (col, role) in &a.roles {
+                parts.push(format!("{col:?} {role:?}"));
+            }
+            if !a.distinct_keys.is_empty() {
+                parts.push(format!("distinct keys {:?}", a.distinct_keys));
+            }
+        }
+        if let Some(h) = &shape.having {
+            parts.push(format!("having {h:?}"));
+        }
+        if shape.distinct {
+            parts.push("distinct".into());
+        }
+        if !shape.order_by.is_empty() {
+            let keys: Vec<String> = shape
+                .order_by
+                .iter()
+                .map(|k| format!("{:?}{}", k.column, if k.descending { " desc" } else { "" }))
+                .collect();
+            parts.push(format!("order by {}", keys.join(", ")));
+        }
+        if self.offset > 0 {
+            parts.push(format!("offset {}", self.offset));
+        }
+        if let Some(n) = self.limit {
+            parts.push(format!("limit {n}"));
+        }
+        if shape.hidden > 0 {
+            parts.push(format!("{} hidden", shape.hidden));
+        }
+        if let Some(p) = &self.metadata_probe {
+            parts.push(format!("metadata from {}: {}", p.data_source, p.sql));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 impl fmt::Display for StatementKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -227,7 +238,7 @@ impl fmt::Display for Combine {
             Combine::SumAffected => f.write_str("sum affected rows"),
             Combine::AnyOne => f.write_str("any one"),
             Combine::Merge(m) if m.is_concat() => f.write_str("merge: concatenate"),
-            Combine::Merge(m) => write!(f, "merge: {m:?}"),
+            Combine::Merge(m) => write!(f, "merge: {m}"),
         }
     }
 }

@@ -18,6 +18,7 @@ use sql::{
 };
 
 use crate::error::RouteError;
+use crate::fill::{self, FillSpec};
 use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
 use crate::RouterOptions;
 
@@ -77,19 +78,89 @@ pub(crate) struct Routed {
     pub names: Vec<String>,
     pub classes: Vec<Class>,
     pub rendered: Rendered,
-    /// The first construct that needs a merge when the statement spans shards.
+    /// The first construct that cannot be merged when the statement spans shards.
     pub merge_need: Option<String>,
+    /// For a SELECT whose top level needs a merge when it spans shards: what
+    /// shards run and how results merge, or the construct that cannot be merged.
+    pub merge: Option<Result<MergeTemplate, String>>,
+    /// See [`sql::Analysis::rows_not_sharded`].
+    pub rows_not_sharded: bool,
     pub explain: bool,
     /// Tables changed.
     pub written: Vec<usize>,
     /// Assignments of sharding columns whose new value must stay on the row's shard.
     pub key_updates: Vec<(usize, usize)>,
-    /// A sharded INSERT … VALUES: the target and each row's key slot.
-    pub insert_rows: Option<(usize, Vec<usize>)>,
+    /// A sharded INSERT … VALUES: the target and each row's key slot (`None`
+    /// for a row whose key the sequence filling it always generates).
+    pub insert_rows: Option<(usize, Vec<Option<usize>>)>,
+    /// An INSERT into a table whose column a sequence fills.
+    pub fill: Option<FillSpec>,
     /// SHOW of one table: its index.
     pub show_table: Option<usize>,
     /// SHOW TABLES of the logical schema.
     pub show_tables: bool,
+}
+
+/// A SELECT rewritten for merging ([`Statement::select_merge`]), rendered.
+#[derive(Debug)]
+pub(crate) struct MergeTemplate {
+    pub rendered: Rendered,
+    pub shape: sql::MergeShape,
+    pub limit: Option<sql::LimitOperands>,
+    /// Literal texts read as column positions, which the shape depends on.
+    pub positions: Vec<(usize, String)>,
+    /// The shards' statement limits their rows ([`sql::Seg::Limit`]).
+    pub shard_limit: bool,
+}
+
+fn merge_template(
+    stmt: &Statement,
+    a: &Analysis,
+    schema: &str,
+    naming: &[Naming],
+    database: Option<&str>,
+    slots: &Slots<'_>,
+) -> Result<MergeTemplate, String> {
+    let slot_integer = |slot: usize| -> Option<u64> {
+        let lit = slots.fp.literals.get(slot)?;
+        (lit.kind == sql::LiteralKind::Int)
+            .then(|| lit.text(slots.sql).parse().ok())
+            .flatten()
+    };
+    let m = stmt.select_merge(&slot_integer)?;
+    let rendered = m
+        .statement
+        .render(a, schema, naming, database, false)
+        .map_err(|e| e.to_string())?;
+    let positions = m
+        .position_slots
+        .iter()
+        .map(|&s| (s, slots.text(s).unwrap_or_default().to_owned()))
+        .collect();
+    Ok(MergeTemplate {
+        rendered,
+        shape: m.shape,
+        limit: m.limit,
+        positions,
+        shard_limit: m.shard_limit,
+    })
+}
+
+impl Template {
+    /// Whether this template, built from another statement with the same
+    /// fingerprint, applies to `sql`: a merge shape read column positions
+    /// (`ORDER BY 2`) from literals, which must be the same.
+    pub(crate) fn fits(&self, sql: &str, fp: &Fingerprint) -> bool {
+        match self {
+            Template::Routed(rt) => match &rt.merge {
+                Some(Ok(m)) => m.positions.iter().all(|(slot, text)| {
+                    fp.literals.get(*slot).map(|l| l.text(sql)) == Some(text.as_str())
+                }),
+                _ => true,
+            },
+            _ => true,
+        }
+    }
 }
 
 /// Answers [`KeyOracle`] questions from the rules.
@@ -165,7 +236,7 @@ pub(crate) fn build(
     let analysis = stmt
         .analyze(&rules.schema.name, &Oracle(rules))
         .map_err(|e| RouteError::Parse(e.to_string()))?;
-    let template = plan_template(rules, options, &stmt, &analysis)?;
+    let template = plan_template(rules, options, &stmt, &analysis, &Slots { sql, fp })?;
     let cacheable = match &template {
         Template::Routed(_) => complete,
         _ => true,
@@ -177,13 +248,15 @@ pub(crate) fn build(
 /// unless it may name a table of the rules (or the logical schema, when the
 /// default data source's database has another name).
 fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, bool), RouteError> {
-    if rules.tables.is_empty() && default_db_is_schema(rules) {
+    if rules.tables.is_empty() && default_db_is_schema(rules) && !has_fill_tables(rules) {
         return Ok((Template::PassThrough(StatementKind::Other), true));
     }
     let words = sql::identifiers(sql);
     let first = words.first().map(|w| w.to_ascii_uppercase());
+    // A table a sequence fills must not get rows past the filling either.
     let names_rule_table = words.iter().any(|w| {
         is_rule_table(rules, w)
+            || rules.sequence_for_table(w).is_some()
             || (!default_db_is_schema(rules) && w.eq_ignore_ascii_case(&rules.schema.name))
     });
     if names_rule_table {
@@ -197,6 +270,11 @@ fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, b
         ));
     }
     Ok((Template::PassThrough(StatementKind::Other), true))
+}
+
+/// Whether a sequence fills a column of some table.
+fn has_fill_tables(rules: &Rules) -> bool {
+    rules.sequences.values().any(|s| s.fills.is_some())
 }
 
 /// Whether the default data source's database has the logical schema's name
@@ -221,17 +299,31 @@ fn not_supported(what: impl Into<String>) -> RouteError {
     RouteError::NotSupported(what.into())
 }
 
+/// The literal texts of the statement a template is built from.
+struct Slots<'a> {
+    sql: &'a str,
+    fp: &'a Fingerprint,
+}
+
+impl Slots<'_> {
+    fn text(&self, slot: usize) -> Option<&str> {
+        self.fp.literals.get(slot).map(|l| l.text(self.sql))
+    }
+}
+
 fn plan_template(
     rules: &Rules,
     options: &RouterOptions,
     stmt: &Statement,
     a: &Analysis,
+    slots: &Slots<'_>,
 ) -> Result<Template, RouteError> {
     let places: Vec<Place> = a.tables.iter().map(|t| place_of(rules, t)).collect();
     let names: Vec<String> = a.tables.iter().map(|t| t.name.clone()).collect();
     let any_rule_table = places.iter().any(|p| *p != Place::Default);
     let needs_db_rewrite = (a.schema_qualified || a.database_fn) && !default_db_is_schema(rules);
-    let pass_through = !any_rule_table && !needs_db_rewrite;
+    let fill = fill::spec(rules, stmt, a)?;
+    let pass_through = !any_rule_table && !needs_db_rewrite && fill.is_none();
     if let Some(cte) = a.ctes.iter().find(|c| is_rule_table(rules, c)) {
         return Err(not_supported(format!(
             "a common table expression named like the table {cte} of the rules"
@@ -409,14 +501,16 @@ fn plan_template(
                             "INSERT into sharded table {table} without a column list"
                         )))
                     }
-                    InsertKey::Missing => {
-                        return Err(RouteError::MissingShardingKey { table, column })
-                    }
-                    InsertKey::Rows(keys) => {
-                        let mut slots = Vec::with_capacity(keys.len());
-                        for k in keys {
-                            slots.push(insert_key_slot(*k, &table, &column)?);
-                        }
+                    InsertKey::Missing | InsertKey::Rows(_) => {
+                        // A sequence filling the key gives the rows that need one an id.
+                        let slots = match (&ins.key, fill.as_ref().filter(|f| f.fills(&column))) {
+                            (_, Some(f)) => f.key_slots()?,
+                            (InsertKey::Rows(keys), None) => keys
+                                .iter()
+                                .map(|&k| insert_key_slot(k, &table, &column).map(Some))
+                                .collect::<Result<_, _>>()?,
+                            _ => return Err(RouteError::MissingShardingKey { table, column }),
+                        };
                         if !classes.is_empty() {
                             return Err(not_supported(
                                 "INSERT … VALUES with a subquery on a sharded table",
@@ -508,16 +602,25 @@ fn plan_template(
         })
         .collect();
     let database = a.database_fn.then_some(rules.schema.name.as_str());
-    let rendered = stmt
+    // Rows are rendered one by one when they may go to different shards or get ids.
+    let rendered = fill
+        .as_ref()
+        .map(|f| stmt.with_generated(&f.column))
+        .as_ref()
+        .unwrap_or(stmt)
         .render(
             a,
             &rules.schema.name,
             &naming,
             database,
-            insert_rows.is_some(),
+            insert_rows.is_some() || fill.is_some(),
         )
         .map_err(|e| not_supported(e.to_string()))?;
+    let merge = (mode == Mode::Read && !a.top_merge_needs.is_empty() && !a.explain)
+        .then(|| merge_template(stmt, a, &rules.schema.name, &naming, database, slots));
     Ok(Template::Routed(Box::new(Routed {
+        merge,
+        rows_not_sharded: a.rows_not_sharded,
         kind,
         mode,
         places,
@@ -529,6 +632,7 @@ fn plan_template(
         written: a.written.clone(),
         key_updates,
         insert_rows,
+        fill,
         show_table,
         show_tables,
     })))
@@ -538,7 +642,7 @@ fn needs_db_rewrite_show(rules: &Rules, schema: &Option<String>) -> bool {
     schema.is_some() && !default_db_is_schema(rules)
 }
 
-fn insert_key_slot(k: KeyValue, table: &str, column: &str) -> Result<usize, RouteError> {
+pub(crate) fn insert_key_slot(k: KeyValue, table: &str, column: &str) -> Result<usize, RouteError> {
     let (table, column) = (table.to_owned(), column.to_owned());
     match k {
         KeyValue::Slot(s) => Ok(s),

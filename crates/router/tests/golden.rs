@@ -3,9 +3,13 @@
 //! A file starts with `# rules: <file in sharding-rules/>` (and optionally
 //! `# options: allow_full_scatter_write`). Each case is a `-- comment` line,
 //! an optional `@params v1, v2, …` line (values bound to `?`: integers,
-//! 'strings', NULL, 1.5), the SQL (one or more lines), a `----` line, and the
-//! expected plan (`Plan`'s Display: kind and combine, renames, one
-//! `data_source: sql` line per target) or `error CODE (SQLSTATE): message`.
+//! 'strings', NULL, 1.5), an optional `@ids n1, n2, …` line (ids a sequence
+//! fills in: routed with `Router::route_filled`, as literals, or as extra
+//! parameters when `@params` is given) or `@prepare` line (routed with
+//! `Router::route_for_prepare`; `fills ids` is printed when the statement is
+//! routed again at each execution), the SQL (one or more lines), a `----`
+//! line, and the expected plan (`Plan`'s Display: kind and combine, renames,
+//! one `data_source: sql` line per target) or `error CODE (SQLSTATE): message`.
 //! Cases are separated by blank lines.
 //!
 //! Every case is routed three ways — uncached, cached (first use), cached
@@ -16,11 +20,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use router::{Param, Plan, RouteError, Router, RouterOptions};
+use router::{IdStyle, Param, Plan, RouteError, Router, RouterOptions};
 
 struct Case {
     comment: String,
     params: Option<String>,
+    /// `@ids …` (the text after it) or `@prepare` (empty).
+    fill: Option<(&'static str, String)>,
     sql: String,
     expected: String,
 }
@@ -55,6 +61,14 @@ fn parse_file(text: &str) -> File {
         if lines.peek().is_some_and(|l| l.starts_with("@params ")) {
             params = lines.next().map(|l| l["@params ".len()..].to_owned());
         }
+        let mut fill = None;
+        for directive in ["@ids ", "@prepare"] {
+            if lines.peek().is_some_and(|l| l.starts_with(directive)) {
+                fill = lines
+                    .next()
+                    .map(|l| (directive, l[directive.len()..].to_owned()));
+            }
+        }
         let mut sql = Vec::new();
         for l in lines.by_ref() {
             if l == "----" {
@@ -73,6 +87,7 @@ fn parse_file(text: &str) -> File {
         cases.push(Case {
             comment: comment.to_owned(),
             params,
+            fill,
             sql: sql.join("\n"),
             expected: expected.join("\n"),
         });
@@ -90,6 +105,9 @@ fn render_file(f: &File) -> String {
         let _ = writeln!(out, "{}", c.comment);
         if let Some(p) = &c.params {
             let _ = writeln!(out, "@params {p}");
+        }
+        if let Some((directive, rest)) = &c.fill {
+            let _ = writeln!(out, "{directive}{rest}");
         }
         let _ = writeln!(out, "{}", c.sql);
         let _ = writeln!(out, "----");
@@ -121,6 +139,30 @@ fn show(result: &Result<Plan, RouteError>) -> String {
     match result {
         Ok(plan) => plan.to_string().trim_end().to_owned(),
         Err(e) => format!("error {} ({}): {}", e.code(), e.sqlstate(), e.message()),
+    }
+}
+
+/// Routes a case the way its directives say; the output to compare.
+fn route(router: &Router, case: &Case) -> String {
+    let params = case.params.as_deref().map(parse_params).unwrap_or_default();
+    match &case.fill {
+        None => show(&router.route(&case.sql, &params)),
+        Some(("@prepare", _)) => match router.route_for_prepare(&case.sql) {
+            Ok(r) if r.fills_ids => format!("{}\nfills ids", show(&Ok(r.plan))),
+            Ok(r) => show(&Ok(r.plan)),
+            Err(e) => show(&Err(e)),
+        },
+        Some((_, ids)) => {
+            let ids: Vec<u64> = ids
+                .split(',')
+                .map(|v| v.trim().parse().expect("an id"))
+                .collect();
+            let style = match case.params {
+                Some(_) => IdStyle::Param,
+                None => IdStyle::Literal,
+            };
+            show(&router.route_filled(&case.sql, &params, &ids, style))
+        }
     }
 }
 
@@ -181,10 +223,9 @@ fn golden() {
         let uncached = Router::with_options(rules, options(0));
         for case in &mut file.cases {
             total += 1;
-            let params = case.params.as_deref().map(parse_params).unwrap_or_default();
-            let first = cached.route(&case.sql, &params);
-            let again = cached.route(&case.sql, &params);
-            let plain = uncached.route(&case.sql, &params);
+            let first = route(&cached, case);
+            let again = route(&cached, case);
+            let plain = route(&uncached, case);
             assert_eq!(
                 first,
                 plain,
@@ -199,7 +240,7 @@ fn golden() {
                 path.display(),
                 case.sql
             );
-            let actual = show(&first);
+            let actual = first;
             if actual != case.expected {
                 failures.push(format!(
                     "{} {}\n{}\n{}",

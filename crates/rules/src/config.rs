@@ -68,6 +68,12 @@ pub struct ProxyConfig {
     /// The data source holding dbmesh's own `meta` tables (sequence blocks, worker-id
     /// leases). Required once a segment sequence or a leased snowflake worker id is configured.
     pub meta_data_source: Option<String>,
+    /// Bytes of GROUP BY / DISTINCT state one statement merged across shards may hold;
+    /// past it the statement fails with error 1038. Default 64 MiB.
+    pub merge_memory_limit: usize,
+    /// Largest OFFSET of a statement merged across shards (each shard returns offset +
+    /// count rows, so the cost grows with it); past it error 1235. Default 1000000.
+    pub max_merge_offset: u64,
 }
 
 impl Default for ProxyConfig {
@@ -83,6 +89,8 @@ impl Default for ProxyConfig {
             worker_threads: 0,
             tls: None,
             meta_data_source: None,
+            merge_memory_limit: 64 * 1024 * 1024,
+            max_merge_offset: 1_000_000,
         }
     }
 }

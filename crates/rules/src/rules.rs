@@ -97,6 +97,16 @@ impl Rules {
         })
     }
 
+    /// The sequence that fills a column of logical table `table` (matched ASCII
+    /// case-insensitively); validation allows at most one per table.
+    pub fn sequence_for_table(&self, table: &str) -> Option<&SequenceRule> {
+        self.sequences.values().find(|s| {
+            s.fills
+                .as_ref()
+                .is_some_and(|f| f.table.eq_ignore_ascii_case(table))
+        })
+    }
+
     /// The data source named `name`.
     pub fn data_source(&self, name: &str) -> Option<&DataSourceConfig> {
         self.data_sources.get(name)

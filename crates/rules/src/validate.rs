@@ -909,9 +909,9 @@ fn compile_sequences(
 ) -> BTreeMap<String, SequenceRule> {
     let mut out = BTreeMap::new();
     let mut lower: HashMap<String, &str> = HashMap::new();
-    // (table, column), lower-cased: MySQL column names are case-insensitive, and table
-    // names are looked up case-insensitively.
-    let mut filled: HashMap<(String, String), &str> = HashMap::new();
+    // Table → (column, sequence), lower-cased: MySQL column names are case-insensitive,
+    // and table names are looked up case-insensitively. One filled column per table.
+    let mut filled: HashMap<String, (&str, &str)> = HashMap::new();
     for (name, sc) in sequences {
         let at = format!("sequences.{name}");
         let before = c.problems.len();
@@ -934,14 +934,24 @@ fn compile_sequences(
                         );
                     }
                 }
-                let key = (table.to_lowercase(), column.to_lowercase());
-                if let Some(other) = filled.get(&key) {
-                    c.err(
-                        format!("{at}.column"),
-                        format!("column {table}.{column} is already filled by sequence '{other}'"),
-                    );
-                } else {
-                    filled.insert(key, name);
+                match filled.get(&table.to_lowercase()) {
+                    Some((filled_column, other)) if filled_column.eq_ignore_ascii_case(column) => c
+                        .err(
+                            format!("{at}.column"),
+                            format!(
+                                "column {table}.{column} is already filled by sequence '{other}'"
+                            ),
+                        ),
+                    Some((filled_column, other)) => c.err(
+                        format!("{at}.table"),
+                        format!(
+                            "table {table} already has column {filled_column} filled by \
+                             sequence '{other}'; a table has at most one filled column"
+                        ),
+                    ),
+                    None => {
+                        filled.insert(table.to_lowercase(), (column.as_str(), name));
+                    }
                 }
                 Some(ColumnRef {
                     table: table.clone(),

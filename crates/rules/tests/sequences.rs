@@ -173,6 +173,17 @@ fn one_column_one_sequence() {
 }
 
 #[test]
+fn one_filled_column_per_table() {
+    assert_eq!(
+        problems(
+            "[sequences.a]\nkind = \"segment\"\ntable = \"payment\"\ncolumn = \"payment_id\"\n\
+             [sequences.b]\nkind = \"snowflake\"\ntable = \"Payment\"\ncolumn = \"trace_id\"\n"
+        ),
+        ["sequences.b.table: table Payment already has column payment_id filled by sequence 'a'; a table has at most one filled column"]
+    );
+}
+
+#[test]
 fn table_and_column_go_together() {
     assert_eq!(
         problems(

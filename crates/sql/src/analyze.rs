@@ -24,6 +24,7 @@ use sqlparser::ast::{
     TableFactor, TableObject, TableWithJoins, Use, Value, Visit, Visitor,
 };
 
+use crate::fill::{insert_column, is_column};
 use crate::parse::{slot_of, Statement};
 use crate::SqlError;
 
@@ -250,10 +251,19 @@ pub struct Analysis {
     pub written: Vec<usize>,
     /// Every occurrence of a sharded table is in exactly one class.
     pub classes: Vec<KeyClass>,
-    /// Constructs whose result depends on seeing all rows at once (ORDER BY,
-    /// LIMIT, GROUP BY, aggregates, DISTINCT, UNION, …): running such a
-    /// statement on several shards needs a merge.
+    /// Constructs inside subqueries, CTEs, INSERT … SELECT or window functions
+    /// whose result depends on seeing all rows at once: such a statement cannot
+    /// run on several shards (its per-shard parts would be wrong).
     pub merge_needs: Vec<String>,
+    /// The same constructs at the top level of a SELECT (ORDER BY, LIMIT,
+    /// GROUP BY, aggregates, DISTINCT, UNION, …): the proxy may merge them
+    /// across shards ([`Statement::select_merge`] decides).
+    pub top_merge_needs: Vec<String>,
+    /// A top-level SELECT whose rows do not each include a row of a sharded
+    /// table (only broadcast/single tables in its FROM, or sharded tables only
+    /// on the NULL-extended side of outer joins or in subqueries): run on
+    /// several shards, its rows would repeat once per shard.
+    pub rows_not_sharded: bool,
     /// An UPDATE/DELETE with a WHERE clause.
     pub has_where: bool,
     /// Assignments to sharding columns: (table index, new value).
@@ -268,7 +278,7 @@ pub struct Analysis {
     pub ctes: Vec<String>,
 }
 
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "COUNT",
     "SUM",
     "AVG",
@@ -362,6 +372,10 @@ impl Statement {
             written: Vec::new(),
             classes: Vec::new(),
             merge_needs: Vec::new(),
+            top_merge_needs: Vec::new(),
+            rows_not_sharded: false,
+            top_query: matches!(self.ast, ast::Statement::Query(_)),
+            query_depth: 0,
             occurrences: Vec::new(),
             handled: Vec::new(),
             key_updates: Vec::new(),
@@ -395,6 +409,8 @@ impl Statement {
         a.add_unanalysed_occurrences();
         let mut merge_needs = std::mem::take(&mut a.merge_needs);
         merge_needs.dedup();
+        let mut top_merge_needs = std::mem::take(&mut a.top_merge_needs);
+        top_merge_needs.dedup();
         Ok(Analysis {
             kind,
             explain,
@@ -402,6 +418,8 @@ impl Statement {
             written: a.written,
             classes: a.classes,
             merge_needs,
+            top_merge_needs,
+            rows_not_sharded: a.rows_not_sharded,
             has_where: a.has_where,
             key_updates: a.key_updates,
             schema_qualified: a.schema_qualified,
@@ -439,6 +457,12 @@ struct Analyzer<'a> {
     written: Vec<usize>,
     classes: Vec<KeyClass>,
     merge_needs: Vec<String>,
+    top_merge_needs: Vec<String>,
+    rows_not_sharded: bool,
+    /// The statement is a query (not INSERT … SELECT, EXPLAIN, …).
+    top_query: bool,
+    /// How many queries enclose the node being visited.
+    query_depth: usize,
     /// Per table: occurrences seen as relations by the visitor.
     occurrences: Vec<usize>,
     /// Per table: occurrences analysed (in a FROM clause or as a DML/DDL target).
@@ -456,6 +480,16 @@ struct Analyzer<'a> {
 }
 
 impl Analyzer<'_> {
+    /// Records a construct that needs a merge across shards: one of the
+    /// top-level query's own, or one the proxy cannot merge.
+    fn need(&mut self, what: String) {
+        if self.top_query && self.query_depth == 1 {
+            self.top_merge_needs.push(what);
+        } else {
+            self.merge_needs.push(what);
+        }
+    }
+
     /// The table a relation name refers to (adding it to the list), or `None` for a CTE.
     fn table_of(&mut self, name: &ObjectName) -> Option<usize> {
         let id = match classify_name(name, self.schema)? {
@@ -763,67 +797,23 @@ impl Analyzer<'_> {
         self.handled[table] += 1;
         self.mark_written(table);
         let key_col = self.key_of(table);
-        let columns: Vec<String> = ins
-            .columns
-            .iter()
-            .map(|c| {
-                name_parts(c)
-                    .last()
-                    .map(|s| s.to_ascii_lowercase())
-                    .unwrap_or_default()
-            })
-            .collect();
-        let key_pos = key_col
-            .as_ref()
-            .and_then(|k| columns.iter().position(|c| c == k));
-        let mut rows = 0;
-        let key = match (&ins.source, &key_col) {
-            (None, key_col) => {
-                rows = 1;
-                match key_col {
-                    None => InsertKey::NotSharded,
-                    Some(k) => ins
-                        .assignments
-                        .iter()
-                        .find(|a| assigned_column(&a.target).as_deref() == Some(k.as_str()))
-                        .map_or(InsertKey::Missing, |a| {
-                            InsertKey::Rows(vec![key_value(&a.value, k)])
-                        }),
-                }
-            }
-            (Some(q), key_col) => match q.body.as_ref() {
-                SetExpr::Values(v) => {
-                    rows = v.rows.len();
-                    match (key_col, key_pos) {
-                        (None, _) => InsertKey::NotSharded,
-                        (Some(_), _) if columns.is_empty() => InsertKey::NoColumnList,
-                        (Some(_), None) => InsertKey::Missing,
-                        (Some(k), Some(p)) => InsertKey::Rows(
-                            v.rows
-                                .iter()
-                                .map(|r| {
-                                    r.content
-                                        .get(p)
-                                        .map_or(KeyValue::Other, |e| key_value(e, k))
-                                })
-                                .collect(),
-                        ),
-                    }
-                }
-                body => match (key_col, key_pos) {
-                    (None, _) => InsertKey::NotSharded,
-                    (Some(_), _) if columns.is_empty() => InsertKey::NoColumnList,
-                    (Some(_), None) => InsertKey::Missing,
-                    (Some(_), Some(p)) => match body {
-                        SetExpr::Select(sel) if q.with.is_none() => {
-                            self.insert_source = Some((&**sel as *const Select, p, table));
-                            InsertKey::Select(KeyValue::Other)
-                        }
-                        _ => InsertKey::Select(KeyValue::Other),
-                    },
-                },
+        let rows = match &ins.source {
+            None => 1,
+            Some(q) => match q.body.as_ref() {
+                SetExpr::Values(v) => v.rows.len(),
+                _ => 0,
             },
         };
+        let key = match &key_col {
+            None => InsertKey::NotSharded,
+            Some(k) => insert_column(ins, k),
+        };
+        if let (InsertKey::Select(_), Some(q), Some(k)) = (&key, &ins.source, &key_col) {
+            let key_pos = ins.columns.iter().position(|c| is_column(c, k));
+            if let (SetExpr::Select(sel), Some(p), None) = (q.body.as_ref(), key_pos, &q.with) {
+                self.insert_source = Some((&**sel as *const Select, p, table));
+            }
+        }
         if let Some(OnInsert::DuplicateKeyUpdate(assignments)) = &ins.on {
             if let Some(k) = &key_col {
                 for a in assignments {
@@ -1059,6 +1049,49 @@ impl Analyzer<'_> {
 
     /// A table and the tables joined to it: their occurrences, and their join conditions
     /// sorted into inner ON, outer ON and USING/NATURAL column lists.
+    /// Whether every row of `twj` includes a row of a sharded table (one that
+    /// is not NULL-extended by an outer join).
+    fn required_sharded(&self, twj: &TableWithJoins) -> bool {
+        let mut required = self.factor_sharded(&twj.relation);
+        for j in &twj.joins {
+            let here = self.factor_sharded(&j.relation);
+            required = match &j.join_operator {
+                JoinOperator::Left(_)
+                | JoinOperator::LeftOuter(_)
+                | JoinOperator::LeftSemi(_)
+                | JoinOperator::LeftAnti(_) => required,
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => here,
+                JoinOperator::FullOuter(_) => false,
+                _ => required || here,
+            };
+        }
+        required
+    }
+
+    /// Whether a FROM item's rows come from a sharded table.
+    fn factor_sharded(&self, f: &TableFactor) -> bool {
+        match f {
+            TableFactor::Table { name, .. } => match classify_name(name, self.schema) {
+                Some(NameTarget::Logical(t, _)) => self.oracle.sharding_column(t).is_some(),
+                _ => false,
+            },
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.required_sharded(table_with_joins),
+            TableFactor::Derived { subquery, .. } => {
+                let mut sharded = false;
+                let _ = ast::visit_relations(subquery.as_ref(), |r| {
+                    if let Some(NameTarget::Logical(t, _)) = classify_name(r, self.schema) {
+                        sharded |= self.oracle.sharding_column(t).is_some();
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                sharded
+            }
+            _ => false,
+        }
+    }
+
     fn table_with_joins<'e>(
         &mut self,
         twj: &'e TableWithJoins,
@@ -1126,40 +1159,48 @@ impl Visitor for Analyzer<'_> {
                 self.ctes.insert(cte.alias.name.value.to_ascii_lowercase());
             }
         }
+        self.query_depth += 1;
         if q.order_by.is_some() {
-            self.merge_needs.push("ORDER BY".into());
+            self.need("ORDER BY".into());
         }
         if q.limit_clause.is_some() {
-            self.merge_needs.push("LIMIT".into());
+            self.need("LIMIT".into());
         }
         if q.fetch.is_some() {
-            self.merge_needs.push("FETCH".into());
+            self.need("FETCH".into());
         }
         if let SetExpr::SetOperation { op, .. } = q.body.as_ref() {
-            self.merge_needs.push(op.to_string());
+            self.need(op.to_string());
         }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<SqlError> {
+        self.query_depth -= 1;
         ControlFlow::Continue(())
     }
 
     fn pre_visit_select(&mut self, s: &Select) -> ControlFlow<SqlError> {
         match &s.distinct {
             Some(ast::Distinct::Distinct) | Some(ast::Distinct::On(_)) => {
-                self.merge_needs.push("DISTINCT".into())
+                self.need("DISTINCT".into())
             }
             _ => {}
         }
         match &s.group_by {
-            GroupByExpr::All(_) => self.merge_needs.push("GROUP BY".into()),
-            GroupByExpr::Expressions(v, _) if !v.is_empty() => {
-                self.merge_needs.push("GROUP BY".into())
-            }
+            GroupByExpr::All(_) => self.need("GROUP BY".into()),
+            GroupByExpr::Expressions(v, _) if !v.is_empty() => self.need("GROUP BY".into()),
             _ => {}
         }
         if s.having.is_some() {
-            self.merge_needs.push("HAVING".into());
+            self.need("HAVING".into());
         }
         if s.into.is_some() {
             self.select_into = true;
+        }
+        if self.top_query && self.query_depth == 1 && !s.from.is_empty() {
+            let driven = s.from.iter().any(|twj| self.required_sharded(twj));
+            self.rows_not_sharded |= !driven;
         }
         let from: Vec<&TableWithJoins> = s.from.iter().collect();
         let scope = self.scope(&from, s.selection.as_ref());
@@ -1197,8 +1238,7 @@ impl Visitor for Analyzer<'_> {
             if f.over.is_some() {
                 self.merge_needs.push(format!("window function {name}()"));
             } else if AGGREGATES.contains(&name.as_str()) {
-                self.merge_needs
-                    .push(format!("aggregate function {name}()"));
+                self.need(format!("aggregate function {name}()"));
             }
         }
         ControlFlow::Continue(())
@@ -1489,7 +1529,7 @@ fn flip(op: &BinaryOperator) -> BinaryOperator {
 }
 
 /// The value an expression gives a sharding column named `key`.
-fn key_value(e: &Expr, key: &str) -> KeyValue {
+pub(crate) fn key_value(e: &Expr, key: &str) -> KeyValue {
     if let Some(slot) = slot_of(e) {
         return KeyValue::Slot(slot);
     }
@@ -1523,7 +1563,7 @@ fn key_value(e: &Expr, key: &str) -> KeyValue {
 }
 
 /// The column an assignment sets (last name part, lowercase).
-fn assigned_column(target: &AssignmentTarget) -> Option<String> {
+pub(crate) fn assigned_column(target: &AssignmentTarget) -> Option<String> {
     match target {
         AssignmentTarget::ColumnName(n) => name_parts(n).last().map(|s| s.to_ascii_lowercase()),
         AssignmentTarget::Tuple(_) => None,

@@ -16,8 +16,10 @@
 //! about text.
 
 mod analyze;
+mod fill;
 mod fingerprint;
 mod lexer;
+mod merge;
 mod parse;
 mod rewrite;
 
@@ -25,8 +27,13 @@ pub use analyze::{
     Analysis, Cond, DdlOp, Insert, InsertKey, KeyClass, KeyOracle, KeyValue, Kind, Session, Show,
     TableRef,
 };
+pub use fill::InsertColumn;
 pub use fingerprint::{fingerprint, unquote, Fingerprint, Literal, LiteralKind, LiteralValue};
 pub use lexer::{identifiers, split, strip_leading_words};
+pub use merge::{
+    Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,
+    Role, SelectMerge, SortKey,
+};
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use rewrite::{Naming, Rendered, Seg};
 

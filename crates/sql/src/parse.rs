@@ -86,8 +86,14 @@ pub(crate) fn table_marker(id: usize) -> String {
     format!("\u{0}T{id}\u{0}")
 }
 
+/// Marker text standing for the per-shard row count of a merged SELECT's LIMIT.
+pub(crate) const LIMIT_MARKER: &str = "\u{0}M\u{0}";
+
 /// Marker text standing for the rows of an INSERT … VALUES.
 pub(crate) const ROWS_MARKER: &str = "\u{0}R\u{0}";
+
+/// Marker text standing for the value a sequence generates for an INSERT row.
+pub(crate) const GENERATED_MARKER: &str = "\u{0}G\u{0}";
 
 /// The slot of an expression that is a bound literal (or one wrapped in
 /// parentheses or a character set introducer).

@@ -43,6 +43,12 @@ pub enum Seg {
     Slot(usize),
     /// The physical name of this table (index into [`Analysis::tables`]).
     Table(usize),
+    /// The id a sequence generates for the INSERT row this segment belongs to
+    /// (see [`Statement::with_generated`]).
+    Generated,
+    /// The row count each shard returns for a merged SELECT with LIMIT (the
+    /// statement's offset plus count).
+    Limit,
 }
 
 /// A statement rendered as a template.
@@ -149,6 +155,8 @@ fn segments(text: &str) -> Result<Vec<Seg>, SqlError> {
         let seg = match piece.split_at_checked(1) {
             Some(("L", n)) => number(n).map(Seg::Slot),
             Some(("T", n)) => number(n).map(Seg::Table),
+            Some(("G", "")) => Some(Seg::Generated),
+            Some(("M", "")) => Some(Seg::Limit),
             _ => None,
         };
         match seg {
@@ -525,6 +533,7 @@ mod tests {
                 Seg::Text(t) => out.push_str(t),
                 Seg::Slot(n) => out.push_str(fp.literals[*n].text(sql)),
                 Seg::Table(t) => out.push_str(&format!("{}_7", a.tables[*t].name)),
+                Seg::Generated | Seg::Limit => panic!("no {s:?} in these statements"),
             }
         }
         let reparsed = parse(&out).unwrap().remove(0);

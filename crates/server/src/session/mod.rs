@@ -7,6 +7,8 @@
 //! ([`statements`]).
 
 mod backends;
+mod fill;
+mod merge;
 mod route;
 mod show;
 mod statements;
@@ -63,6 +65,9 @@ pub(crate) struct Session<S> {
     last_statement_ok: bool,
     /// The id the last INSERT that generated one reported, whichever connection ran it.
     last_insert_id: u64,
+    /// `LAST_INSERT_ID()` is answered from `last_insert_id` even while only the default data
+    /// source was used: the proxy filled ids from a sequence, which no backend knows of.
+    answers_last_insert_id: bool,
     /// Status flags to report in locally generated OK packets.
     status: u16,
 }
@@ -93,6 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             in_transaction: false,
             last_statement_ok: false,
             last_insert_id: 0,
+            answers_last_insert_id: false,
             status: status::AUTOCOMMIT,
             ctx,
         }
@@ -305,13 +311,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `SELECT NEXTVAL(seq)` / `NEXT VALUE FOR seq`: one id; `NEXTVAL(seq, n)`: a block of
     /// `n` consecutive ids as (first, last).
     async fn next_value(&mut self, column: &str, sequence: &str, count: Option<u64>) -> Flow {
-        let sequences = match &self.ctx.sequences {
-            Ok(s) => s.clone(),
-            Err(why) => {
-                let err =
-                    ServerError::internal(format!("dbmesh: sequences are unavailable: {why}"));
-                return self.error(err).await;
-            }
+        let sequences = match self.sequences() {
+            Ok(s) => s,
+            Err(err) => return self.error(err).await,
         };
         let (columns, row) = match count {
             None => match sequences.next(sequence).await {
@@ -348,10 +350,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// `SELECT LAST_INSERT_ID()`: on a session that only used the default data source, the
     /// backend's own answer (it also reflects `LAST_INSERT_ID(expr)`); once statements ran on
-    /// other data sources, the id the session's last generating INSERT reported.
+    /// other data sources or the proxy filled ids from a sequence, the id the session's last
+    /// generating INSERT reported (the first filled id of a filled INSERT).
     async fn select_last_insert_id(&mut self, column: &str, packet: &[u8]) -> Flow {
         let default = self.default_data_source();
-        if self.held.iter().all(|h| h.data_source == default) {
+        if !self.answers_last_insert_id && self.held.iter().all(|h| h.data_source == default) {
             return self.forward_default(packet, ResponseKind::Query).await;
         }
         let column_def = ColumnDef::unsigned_bigint(column);

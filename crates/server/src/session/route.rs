@@ -6,8 +6,9 @@
 //! - DML/DDL on several targets: run on each (DML inside one transaction per target unless the
 //!   client's own transaction is open), affected rows summed into one OK;
 //! - a read of a broadcast table: any one copy;
-//! - a plain scatter read: the shards' rows one after another (sorting, limits and aggregates
-//!   across shards are rejected by the router until the merge operators exist);
+//! - a plain scatter read: the shards' rows one after another;
+//! - a read with ORDER BY, LIMIT, aggregates, GROUP BY or DISTINCT across shards: merged
+//!   ([`super::merge`]);
 //! - session statements (SET, BEGIN/COMMIT/ROLLBACK, savepoints) run on every held connection
 //!   and are replayed on connections acquired later, so all of a session's connections agree.
 
@@ -20,9 +21,10 @@ use protocol::response::{
 use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
 use protocol::stmt::Execute;
 use protocol::ServerError;
-use router::{Combine, Plan, RouteError, SessionStatement, StatementKind, Target};
+use router::{Combine, IdStyle, Plan, RouteError, SessionStatement, StatementKind, Target};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::fill::IdRequest;
 use super::{Flow, Session};
 
 /// The client-facing error for a routing failure.
@@ -74,6 +76,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let text = String::from_utf8_lossy(&packet[1..]);
         let plan = match snapshot.router.route(&text, &[]) {
             Ok(plan) => plan,
+            Err(RouteError::IdsNeeded {
+                sequence, count, ..
+            }) => {
+                let request = IdRequest {
+                    sequence: &sequence,
+                    count,
+                };
+                return self.query_filled(&snapshot, packet, &text, request).await;
+            }
             Err(e) => {
                 if let Some(data_source) = multi_statement_target(&snapshot, &text) {
                     return self
@@ -166,20 +177,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .unwrap_or(&plan.targets[0]);
                 self.run_one(target, request, kind).await
             }
-            Combine::SumAffected => self.run_sum_affected(plan, request).await,
+            Combine::SumAffected => self.run_sum_affected(plan, request, None).await,
             Combine::Merge(spec) if spec.is_concat() => self.run_concat(plan, request).await,
-            Combine::Merge(spec) => {
-                self.error(ServerError::not_supported(format!(
-                    "merging {spec:?} across shards"
-                )))
-                .await
-            }
+            Combine::Merge(spec) => self.run_merge(plan, spec, request).await,
         }
     }
 
     /// A connection for `target` and the packet to send it; on failure the client has its
     /// answer and the returned flow says how the session goes on.
-    async fn target_request(
+    pub(super) async fn target_request(
         &mut self,
         target: &Target,
         request: Request<'_>,
@@ -253,15 +259,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// DML or DDL on several targets: affected rows summed into one OK. DML runs inside a
-    /// transaction on each target (unless the client's transaction is already open), rolled
-    /// back everywhere if any target fails.
-    async fn run_sum_affected(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
+    /// DML or DDL on one or more targets: affected rows summed into one OK, whose last insert
+    /// id is `insert_id` when given (the first id a sequence filled in). DML on several targets
+    /// runs inside a transaction on each (unless the client's transaction is already open),
+    /// rolled back everywhere if any target fails.
+    pub(super) async fn run_sum_affected(
+        &mut self,
+        plan: &Plan,
+        request: Request<'_>,
+        insert_id: Option<u64>,
+    ) -> Flow {
         let dml = matches!(
             plan.kind,
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete
         );
-        let wrap = dml && !self.in_transaction;
+        let wrap = dml && !self.in_transaction && plan.targets.len() > 1;
         let mut indexes = Vec::with_capacity(plan.targets.len());
         for target in &plan.targets {
             match self.conn_for(&target.data_source).await {
@@ -320,6 +332,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         total.status = self.client_status();
         self.status = total.status;
+        if let Some(id) = insert_id {
+            total.last_insert_id = id;
+        }
         if total.last_insert_id != 0 {
             self.last_insert_id = total.last_insert_id;
         }
@@ -522,8 +537,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// `EXPLAIN ROUTE <statement>`: one row per target.
     async fn explain_route(&mut self, sql: &str) -> Flow {
-        let plan = match self.ctx.snapshot.load().router.route(sql, &[]) {
+        let snapshot = self.ctx.snapshot.load_full();
+        let plan = match snapshot.router.route(sql, &[]) {
             Ok(plan) => plan,
+            // Shown with real ids (taken and then skipped, a gap like any unused id).
+            Err(RouteError::IdsNeeded {
+                sequence, count, ..
+            }) => {
+                let request = IdRequest {
+                    sequence: &sequence,
+                    count,
+                };
+                match self
+                    .route_filling(&snapshot, sql, &[], request, IdStyle::Literal)
+                    .await
+                {
+                    Ok((plan, _)) => plan,
+                    Err(e) => return self.error(e).await,
+                }
+            }
             Err(e) => return self.error(route_error(&e)).await,
         };
         let rows: Vec<[Option<Vec<u8>>; 2]> = if plan.targets.is_empty() {
@@ -549,7 +581,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// A backend error during a multi-target statement: a server error is the client's
     /// answer; a lost connection ends the session (its state on that backend is gone).
-    async fn fail_backend(&mut self, index: usize, e: backend::BackendError) -> Flow {
+    pub(super) async fn fail_backend(&mut self, index: usize, e: backend::BackendError) -> Flow {
         match e {
             backend::BackendError::Server { .. } => self.error(e.to_server_error()).await,
             other => self.backend_lost(index, other).await,

@@ -13,10 +13,11 @@ use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
-use router::{Param, StatementKind};
+use router::{Param, RouteError, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::fill::IdRequest;
 use super::route::{route_error, Request};
 use super::{Flow, Session};
 
@@ -80,9 +81,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
         // Routed without parameter values: a statement whose target depends on them gets
-        // every candidate target here, so exactly one target means a fixed route.
-        let plan = match snapshot.router.route(&sql, &[]) {
-            Ok(plan) => plan,
+        // every candidate target here, so exactly one target means a fixed route — unless a
+        // sequence fills ids into it at each execution.
+        let (plan, fills_ids) = match snapshot.router.route_for_prepare(&sql) {
+            Ok(r) => (r.plan, r.fills_ids),
             Err(e) => return self.error(route_error(&e)).await,
         };
         let default = snapshot.rules.schema.default_data_source.clone();
@@ -92,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             _ => (default, sql.clone()),
         };
-        let fixed = plan.targets.len() <= 1;
+        let fixed = plan.targets.len() <= 1 && !fills_ids;
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
         let index = match self.conn_for(&data_source).await {
@@ -175,6 +177,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let params: Vec<Param> = exec.values.iter().map(to_param).collect();
         let plan = match self.ctx.snapshot.load().router.route(&sql, &params) {
             Ok(plan) => plan,
+            Err(RouteError::IdsNeeded {
+                sequence, count, ..
+            }) => {
+                let request = IdRequest {
+                    sequence: &sequence,
+                    count,
+                };
+                return self.execute_filled(&exec, &sql, &params, request).await;
+            }
             Err(e) => return self.error(route_error(&e)).await,
         };
         self.run_plan(&plan, Request::Execute { exec: &exec }).await
@@ -187,12 +198,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         };
         let sql = prepared.sql.clone();
-        let plan = match snapshot.router.route(&sql, &[]) {
-            Ok(plan) => plan,
+        let route = match snapshot.router.route_for_prepare(&sql) {
+            Ok(route) => route,
             Err(e) => return Err(self.error(route_error(&e)).await),
         };
+        let plan = route.plan;
         let fixed = match plan.targets.as_slice() {
-            [only] if !matches!(plan.kind, StatementKind::Session(_)) => {
+            [only] if !matches!(plan.kind, StatementKind::Session(_)) && !route.fills_ids => {
                 let index = match self.conn_for(&only.data_source).await {
                     Ok(i) => i,
                     Err(e) => return Err(self.error(e.to_server_error()).await),

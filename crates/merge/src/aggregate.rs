@@ -1,0 +1,376 @@
+//! GROUP BY and aggregates across shards: partial groups from every shard are
+//! combined in a hash table (bounded by the memory limit), then finished
+//! (AVG, DISTINCT aggregates, expressions), filtered by HAVING, deduplicated,
+//! sorted and limited.
+
+use std::collections::{HashMap, HashSet};
+
+use router::{Aggregation, Col, DistinctFn, MergeSpec, Role};
+
+use crate::decimal::Decimal;
+use crate::eval::{arithmetic, eval, truth};
+use crate::row::{encode_row, OutCell, Row};
+use crate::value::{compare, group_key, to_f64, Kind, Value};
+use crate::{Layout, MergeError};
+
+/// The running combination of one role column in one group.
+#[derive(Debug)]
+enum Acc {
+    Count(i128),
+    Sum(Value),
+    /// The best value so far and its encoded cell.
+    Extreme(Option<(Value, Vec<u8>)>),
+    /// Distinct argument tuples (normalised) and, for one argument, its value.
+    Distinct(HashMap<Vec<u8>, Value>),
+    /// Derived when the group is finished (AVG, expressions).
+    Derived,
+}
+
+struct Group {
+    first: Row,
+    accs: Vec<Acc>,
+}
+
+/// Combines partial groups.
+pub(crate) struct Aggregator<'a> {
+    layout: &'a Layout,
+    agg: &'a Aggregation,
+    /// Role per column index (`None`: keeps the group's first value).
+    roles: Vec<Option<&'a Role>>,
+    group_cols: Vec<usize>,
+    groups: HashMap<Vec<u8>, usize>,
+    list: Vec<Group>,
+    memory: usize,
+    limit: usize,
+}
+
+impl<'a> Aggregator<'a> {
+    pub(crate) fn new(layout: &'a Layout, agg: &'a Aggregation, limit: usize) -> Self {
+        let mut roles = vec![None; layout.columns.len()];
+        for (col, role) in &agg.roles {
+            if let Some(slot) = roles.get_mut(layout.index(*col)) {
+                *slot = Some(role);
+            }
+        }
+        Aggregator {
+            group_cols: agg.group_by.iter().map(|c| layout.index(*c)).collect(),
+            layout,
+            agg,
+            roles,
+            groups: HashMap::new(),
+            list: Vec::new(),
+            memory: 0,
+            limit,
+        }
+    }
+
+    pub(crate) fn add(&mut self, row: Row) -> Result<(), MergeError> {
+        let mut key = Vec::new();
+        for &c in &self.group_cols {
+            group_key(self.layout.kinds[c], &row.value(c, self.layout), &mut key);
+        }
+        let index = match self.groups.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.memory += key.len() * 2 + row.footprint() + self.roles.len() * 48 + 64;
+                self.check_memory()?;
+                let accs = self.roles.iter().map(|r| new_acc(*r)).collect();
+                self.groups.insert(key, self.list.len());
+                self.list.push(Group {
+                    first: row.clone(),
+                    accs,
+                });
+                self.list.len() - 1
+            }
+        };
+        let layout = self.layout;
+        let group = &mut self.list[index];
+        for (c, role) in self.roles.iter().enumerate() {
+            let Some(role) = role else { continue };
+            let acc = &mut group.accs[c];
+            match (role, acc) {
+                (Role::Count, Acc::Count(n)) => {
+                    if let Value::Int(v) = row.value(c, layout) {
+                        *n += v;
+                    }
+                }
+                (Role::Sum, Acc::Sum(total)) => {
+                    let v = row.value(c, layout);
+                    if v != Value::Null {
+                        *total = if *total == Value::Null {
+                            v
+                        } else {
+                            add(std::mem::replace(total, Value::Null), v)?
+                        };
+                    }
+                }
+                (Role::Min | Role::Max, Acc::Extreme(best)) => {
+                    let v = row.value(c, layout);
+                    if v == Value::Null {
+                        continue;
+                    }
+                    let better = match best {
+                        None => true,
+                        Some((b, _)) => {
+                            let o = compare(layout.kinds[c], &v, b);
+                            if matches!(role, Role::Min) {
+                                o.is_lt()
+                            } else {
+                                o.is_gt()
+                            }
+                        }
+                    };
+                    if better {
+                        let encoded = row.encoded(c).unwrap_or_default().to_vec();
+                        *best = Some((v, encoded));
+                    }
+                }
+                (Role::Distinct { args, .. }, Acc::Distinct(seen)) => {
+                    let mut key = Vec::new();
+                    let mut value = Value::Null;
+                    let mut has_null = false;
+                    for a in args {
+                        let i = layout.index(*a);
+                        let v = row.value(i, layout);
+                        has_null |= v == Value::Null;
+                        group_key(layout.kinds[i], &v, &mut key);
+                        value = v;
+                    }
+                    if !has_null && !seen.contains_key(&key) {
+                        self.memory += key.len() * 2 + 64;
+                        seen.insert(key, value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.check_memory()
+    }
+
+    fn check_memory(&self) -> Result<(), MergeError> {
+        if self.memory > self.limit {
+            return Err(MergeError::MemoryLimit(self.limit));
+        }
+        Ok(())
+    }
+
+    /// The finished groups after HAVING, DISTINCT, ORDER BY and LIMIT, encoded.
+    pub(crate) fn finish(mut self, spec: &MergeSpec) -> Result<Vec<Vec<u8>>, MergeError> {
+        let layout = self.layout;
+        let scalar = self.agg.group_by.is_empty();
+        let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(self.list.len().max(1));
+        if scalar && self.list.is_empty() {
+            // Aggregates over no rows: one row, COUNT 0 and everything else NULL.
+            let row: Vec<Finished> = self
+                .roles
+                .iter()
+                .map(|r| match r {
+                    Some(Role::Count) => Finished::Value(Value::Int(0)),
+                    Some(Role::Distinct {
+                        function: DistinctFn::Count,
+                        ..
+                    }) => Finished::Value(Value::Int(0)),
+                    _ => Finished::Value(Value::Null),
+                })
+                .collect();
+            finished.push(self.derive(row)?);
+        }
+        let groups = std::mem::take(&mut self.list);
+        for group in groups {
+            let mut row = Vec::with_capacity(self.roles.len());
+            for (c, acc) in group.accs.into_iter().enumerate() {
+                row.push(match acc {
+                    Acc::Count(n) => Finished::Value(Value::Int(n)),
+                    Acc::Sum(v) => Finished::Value(v),
+                    Acc::Extreme(None) => Finished::Value(Value::Null),
+                    Acc::Extreme(Some((v, encoded))) => Finished::Encoded(v, encoded),
+                    Acc::Distinct(seen) => {
+                        Finished::Value(fold_distinct(self.roles[c], seen, layout, c)?)
+                    }
+                    Acc::Derived => Finished::Value(Value::Null),
+                });
+            }
+            for (c, cell) in row.iter_mut().enumerate() {
+                if self.roles[c].is_none() {
+                    *cell = match group.first.encoded(c) {
+                        Some(e) => Finished::Encoded(group.first.value(c, layout), e.to_vec()),
+                        None => Finished::Value(Value::Null),
+                    };
+                }
+            }
+            finished.push(self.derive(row)?);
+        }
+        let shape = &spec.shape;
+        let value_of = |row: &[Finished], c: Col| {
+            row.get(layout.index(c))
+                .map_or(Value::Null, Finished::value)
+        };
+        if let Some(h) = &shape.having {
+            let mut kept = Vec::with_capacity(finished.len());
+            for row in finished {
+                if truth(&eval(h, &|c| value_of(&row, c))?) == Some(true) {
+                    kept.push(row);
+                }
+            }
+            finished = kept;
+        }
+        if shape.distinct {
+            let mut seen = HashSet::new();
+            finished.retain(|row| {
+                let mut key = Vec::new();
+                for (c, cell) in row.iter().take(layout.visible).enumerate() {
+                    group_key(layout.kinds[c], &cell.value(), &mut key);
+                }
+                seen.insert(key)
+            });
+        }
+        // Without ORDER BY, MariaDB returns groups in group-key order.
+        let keys: Vec<(usize, bool)> = if shape.order_by.is_empty() {
+            self.group_cols
+                .iter()
+                .map(|&c| (c, false))
+                .take_while(|&(c, _)| crate::value::sortable(&layout.columns[c]))
+                .collect()
+        } else {
+            shape
+                .order_by
+                .iter()
+                .map(|k| (layout.index(k.column), k.descending))
+                .collect()
+        };
+        if !keys.is_empty() {
+            finished.sort_by(|a, b| {
+                for &(c, desc) in &keys {
+                    let o = compare(layout.kinds[c], &a[c].value(), &b[c].value());
+                    let o = if desc { o.reverse() } else { o };
+                    if o.is_ne() {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+        }
+        let skip = usize::try_from(spec.offset).unwrap_or(usize::MAX);
+        let take = spec
+            .limit
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut out = Vec::new();
+        for row in finished.into_iter().skip(skip).take(take) {
+            let cells: Vec<OutCell<'_>> = row
+                .iter()
+                .map(|f| match f {
+                    Finished::Encoded(_, e) => OutCell::Encoded(e),
+                    Finished::Value(v) => OutCell::Value(v.clone()),
+                })
+                .collect();
+            let mut payload = Vec::new();
+            encode_row(layout, &cells, &mut payload)?;
+            out.push(payload);
+        }
+        Ok(out)
+    }
+
+    /// Fills the derived columns (AVG, expressions) of a finished row.
+    fn derive(&self, mut row: Vec<Finished>) -> Result<Vec<Finished>, MergeError> {
+        let layout = self.layout;
+        for (c, role) in self.roles.iter().enumerate() {
+            if let Some(Role::Avg { sum, count }) = role {
+                let s = row[layout.index(*sum)].value();
+                let n = row[layout.index(*count)].value();
+                row[c] = Finished::Value(average(s, n, layout.kinds[c], layout.scale(c))?);
+            }
+        }
+        for (c, role) in self.roles.iter().enumerate() {
+            if let Some(Role::Computed(e)) = role {
+                let v = eval(e, &|col| {
+                    row.get(layout.index(col))
+                        .map_or(Value::Null, Finished::value)
+                })?;
+                row[c] = Finished::Value(v);
+            }
+        }
+        Ok(row)
+    }
+}
+
+fn new_acc(role: Option<&Role>) -> Acc {
+    match role {
+        Some(Role::Count) => Acc::Count(0),
+        Some(Role::Sum) => Acc::Sum(Value::Null),
+        Some(Role::Min | Role::Max) => Acc::Extreme(None),
+        Some(Role::Distinct { .. }) => Acc::Distinct(HashMap::new()),
+        Some(Role::Avg { .. } | Role::Computed(_)) | None => Acc::Derived,
+    }
+}
+
+/// A cell of a finished group.
+#[derive(Debug, Clone)]
+enum Finished {
+    Value(Value),
+    /// A value kept with its encoding (group keys, MIN/MAX).
+    Encoded(Value, Vec<u8>),
+}
+
+impl Finished {
+    fn value(&self) -> Value {
+        match self {
+            Finished::Value(v) | Finished::Encoded(v, _) => v.clone(),
+        }
+    }
+}
+
+/// The sum of two partial sums.
+fn add(a: Value, b: Value) -> Result<Value, MergeError> {
+    arithmetic(a, router::BinOp::Plus, b)
+}
+
+/// `sum / count` typed as the AVG column: DECIMAL to its scale, DOUBLE otherwise.
+fn average(sum: Value, count: Value, kind: Kind, scale: u32) -> Result<Value, MergeError> {
+    let n = match count {
+        Value::Int(n) if n > 0 => n,
+        _ => return Ok(Value::Null),
+    };
+    Ok(match (kind, sum) {
+        (_, Value::Null) => Value::Null,
+        (Kind::Decimal, Value::Int(s)) => Decimal::from_int(s)
+            .checked_div(Decimal::from_int(n), scale)?
+            .map_or(Value::Null, Value::Decimal),
+        (Kind::Decimal, Value::Decimal(s)) => s
+            .checked_div(Decimal::from_int(n), scale)?
+            .map_or(Value::Null, Value::Decimal),
+        (_, s) => Value::Double(to_f64(&s) / n as f64),
+    })
+}
+
+/// COUNT/SUM/AVG over the distinct values of a group.
+fn fold_distinct(
+    role: Option<&Role>,
+    seen: HashMap<Vec<u8>, Value>,
+    layout: &Layout,
+    c: usize,
+) -> Result<Value, MergeError> {
+    let Some(Role::Distinct { function, .. }) = role else {
+        return Ok(Value::Null);
+    };
+    let count = seen.len() as i128;
+    if *function == DistinctFn::Count {
+        return Ok(Value::Int(count));
+    }
+    let mut total = Value::Null;
+    for v in seen.into_values() {
+        // Strings and temporal values add as numbers, as SUM() reads them.
+        let v = match v {
+            Value::Bytes(b) => Value::Double(to_f64(&Value::Bytes(b))),
+            other => other,
+        };
+        total = if total == Value::Null {
+            v
+        } else {
+            add(total, v)?
+        };
+    }
+    match function {
+        DistinctFn::Sum => Ok(total),
+        _ => average(total, Value::Int(count), layout.kinds[c], layout.scale(c)),
+    }
+}

@@ -1,0 +1,442 @@
+//! The merge operators over in-memory shards: ties, NULLs, empty shards, one shard, all
+//! empty, aggregates, DISTINCT, HAVING, LIMIT, both protocols.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use merge::{merge, Layout, Limits, MergeError, Shards, Sink};
+use protocol::constants::{column_flag, column_type};
+use protocol::resultset::{encode_text_row, ColumnDef};
+use router::{
+    Aggregation, BinOp, Col, Constant, MergeExpr, MergeShape, MergeSpec, Operand, Role, SortKey,
+};
+
+struct Mem(Vec<VecDeque<Vec<u8>>>);
+
+impl Shards for Mem {
+    type Error = Infallible;
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    async fn next_row(&mut self, shard: usize) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self.0[shard].pop_front())
+    }
+}
+
+#[derive(Default)]
+struct Out(Vec<Vec<u8>>);
+
+impl Sink for Out {
+    type Error = Infallible;
+    async fn row(&mut self, payload: &[u8]) -> Result<(), Infallible> {
+        self.0.push(payload.to_vec());
+        Ok(())
+    }
+}
+
+fn col(name: &str, ty: u8, decimals: u8) -> ColumnDef {
+    ColumnDef {
+        column_type: ty,
+        decimals,
+        flags: if ty == column_type::VAR_STRING {
+            0
+        } else {
+            column_flag::NUM
+        },
+        ..ColumnDef::varchar(name, 20)
+    }
+}
+
+fn text_row(cells: &[Option<&str>]) -> Vec<u8> {
+    let mut b = bytes::BytesMut::new();
+    encode_text_row(cells.iter().map(|c| c.map(str::as_bytes)), &mut b);
+    b.to_vec()
+}
+
+/// Decodes text rows back to strings (NULL as "NULL").
+fn decode(rows: &[Vec<u8>], width: usize) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            for _ in 0..width {
+                if r[pos] == 0xfb {
+                    out.push("NULL".to_string());
+                    pos += 1;
+                } else {
+                    let len = r[pos] as usize;
+                    out.push(String::from_utf8(r[pos + 1..pos + 1 + len].to_vec()).unwrap());
+                    pos += 1 + len;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+fn run(
+    spec: &MergeSpec,
+    layout: &Layout,
+    shards: Vec<Vec<Vec<Option<&str>>>>,
+) -> Result<Vec<Vec<String>>, MergeError> {
+    let mut mem = Mem(shards
+        .into_iter()
+        .map(|rows| rows.iter().map(|r| text_row(r)).collect())
+        .collect());
+    let mut out = Out::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(merge(
+        spec,
+        layout,
+        Limits { memory: 1 << 20 },
+        &mut mem,
+        &mut out,
+    ))
+    .map_err(|e| match e {
+        merge::Failure::Merge(m) => m,
+        merge::Failure::Io(never) => match never {},
+    })?;
+    Ok(decode(&out.0, layout.visible))
+}
+
+fn sorted(keys: &[(Col, bool)]) -> MergeSpec {
+    MergeSpec {
+        shape: MergeShape {
+            order_by: keys
+                .iter()
+                .map(|&(column, descending)| SortKey { column, descending })
+                .collect(),
+            ..MergeShape::default()
+        },
+        ..MergeSpec::default()
+    }
+}
+
+#[test]
+fn k_way_merge_orders_nulls_first_and_case_insensitively_with_ties_kept() {
+    let layout = Layout::new(
+        vec![
+            col("name", column_type::VAR_STRING, 0),
+            col("id", column_type::LONG, 0),
+        ],
+        0,
+        false,
+    )
+    .unwrap();
+    let spec = sorted(&[(Col::Item(0), false), (Col::Item(1), false)]);
+    let got = run(
+        &spec,
+        &layout,
+        vec![
+            vec![
+                vec![None, Some("9")],
+                vec![Some("alice"), Some("1")],
+                vec![Some("Bob"), Some("4")],
+            ],
+            vec![],
+            vec![
+                vec![Some("ALICE"), Some("2")],
+                vec![Some("bob"), Some("3")],
+                vec![Some("carol"), Some("5")],
+            ],
+        ],
+    )
+    .unwrap();
+    let names: Vec<String> = got.iter().map(|r| format!("{}:{}", r[0], r[1])).collect();
+    assert_eq!(
+        names,
+        ["NULL:9", "alice:1", "ALICE:2", "bob:3", "Bob:4", "carol:5"]
+    );
+}
+
+#[test]
+fn descending_numeric_sort_with_offset_and_limit_and_hidden_key() {
+    // Visible id; hidden amount (DECIMAL) sorted DESC.
+    let layout = Layout::new(
+        vec![
+            col("id", column_type::LONG, 0),
+            col("__h", column_type::NEWDECIMAL, 2),
+        ],
+        1,
+        false,
+    )
+    .unwrap();
+    let mut spec = sorted(&[(Col::Hidden(0), true)]);
+    spec.shape.hidden = 1;
+    spec.offset = 1;
+    spec.limit = Some(2);
+    let got = run(
+        &spec,
+        &layout,
+        vec![
+            vec![
+                vec![Some("1"), Some("100.50")],
+                vec![Some("2"), Some("9.99")],
+            ],
+            vec![
+                vec![Some("3"), Some("20.00")],
+                vec![Some("4"), Some("-5.00")],
+            ],
+        ],
+    )
+    .unwrap();
+    assert_eq!(got, vec![vec!["3".to_string()], vec!["2".to_string()]]);
+}
+
+#[test]
+fn all_shards_empty_gives_no_rows_and_one_shard_passes_through() {
+    let layout = Layout::new(vec![col("id", column_type::LONG, 0)], 0, false).unwrap();
+    let spec = sorted(&[(Col::Item(0), false)]);
+    assert!(run(&spec, &layout, vec![vec![], vec![]])
+        .unwrap()
+        .is_empty());
+    let got = run(&spec, &layout, vec![vec![vec![Some("1")], vec![Some("2")]]]).unwrap();
+    assert_eq!(got.len(), 2);
+}
+
+fn aggregation(group_by: Vec<Col>, roles: Vec<(Col, Role)>) -> MergeSpec {
+    MergeSpec {
+        shape: MergeShape {
+            aggregation: Some(Aggregation {
+                group_by,
+                roles,
+                distinct_keys: Vec::new(),
+            }),
+            ..MergeShape::default()
+        },
+        ..MergeSpec::default()
+    }
+}
+
+#[test]
+fn scalar_aggregates_over_no_rows_give_count_zero_and_null_sum() {
+    let layout = Layout::new(
+        vec![
+            col("c", column_type::LONGLONG, 0),
+            col("s", column_type::NEWDECIMAL, 2),
+        ],
+        0,
+        false,
+    )
+    .unwrap();
+    let spec = aggregation(
+        vec![],
+        vec![(Col::Item(0), Role::Count), (Col::Item(1), Role::Sum)],
+    );
+    // Every shard answers one row; none has data.
+    let got = run(
+        &spec,
+        &layout,
+        vec![vec![vec![Some("0"), None]], vec![vec![Some("0"), None]]],
+    )
+    .unwrap();
+    assert_eq!(got, vec![vec!["0".to_string(), "NULL".to_string()]]);
+    // DISTINCT aggregates group the shards by their argument: no rows at all.
+    let got = run(&spec, &layout, vec![vec![], vec![]]).unwrap();
+    assert_eq!(got, vec![vec!["0".to_string(), "NULL".to_string()]]);
+}
+
+#[test]
+fn groups_combine_across_shards_with_avg_min_max_and_having() {
+    // city, COUNT(*), AVG(x) [decimals 4], MIN(x), hidden SUM(x), hidden COUNT(x).
+    let layout = Layout::new(
+        vec![
+            col("city", column_type::VAR_STRING, 0),
+            col("n", column_type::LONGLONG, 0),
+            col("a", column_type::NEWDECIMAL, 4),
+            col("m", column_type::LONG, 0),
+            col("s", column_type::NEWDECIMAL, 0),
+            col("c", column_type::LONGLONG, 0),
+        ],
+        2,
+        false,
+    )
+    .unwrap();
+    let mut spec = aggregation(
+        vec![Col::Item(0)],
+        vec![
+            (Col::Item(1), Role::Count),
+            (
+                Col::Item(2),
+                Role::Avg {
+                    sum: Col::Hidden(0),
+                    count: Col::Hidden(1),
+                },
+            ),
+            (Col::Item(3), Role::Min),
+            (Col::Hidden(0), Role::Sum),
+            (Col::Hidden(1), Role::Count),
+        ],
+    );
+    spec.shape.hidden = 2;
+    spec.shape.having = Some(MergeExpr::Binary(
+        Box::new(MergeExpr::Column(Col::Item(1))),
+        BinOp::Gt,
+        Box::new(MergeExpr::Value(Operand::Const(Constant::Int(1)))),
+    ));
+    let got = run(
+        &spec,
+        &layout,
+        vec![
+            vec![
+                vec![
+                    Some("oslo"),
+                    Some("2"),
+                    Some("1.5000"),
+                    Some("1"),
+                    Some("3"),
+                    Some("2"),
+                ],
+                vec![
+                    Some("rome"),
+                    Some("1"),
+                    Some("7.0000"),
+                    Some("7"),
+                    Some("7"),
+                    Some("1"),
+                ],
+            ],
+            vec![vec![
+                Some("Oslo"),
+                Some("1"),
+                Some("-4.0000"),
+                Some("-4"),
+                Some("-4"),
+                Some("1"),
+            ]],
+        ],
+    )
+    .unwrap();
+    // oslo: count 3, avg (3 - 4) / 3, min -4; rome filtered by HAVING count > 1.
+    assert_eq!(
+        got,
+        vec![vec![
+            "oslo".to_string(),
+            "3".into(),
+            "-0.3333".into(),
+            "-4".into()
+        ]]
+    );
+}
+
+#[test]
+fn count_distinct_counts_values_once_across_shards() {
+    let layout = Layout::new(
+        vec![
+            col("n", column_type::LONGLONG, 0),
+            col("x", column_type::VAR_STRING, 0),
+        ],
+        1,
+        false,
+    )
+    .unwrap();
+    let mut spec = aggregation(
+        vec![],
+        vec![(
+            Col::Item(0),
+            Role::Distinct {
+                function: router::DistinctFn::Count,
+                args: vec![Col::Hidden(0)],
+            },
+        )],
+    );
+    spec.shape.hidden = 1;
+    let got = run(
+        &spec,
+        &layout,
+        vec![
+            vec![
+                vec![Some("1"), Some("a")],
+                vec![Some("1"), Some("b")],
+                vec![Some("0"), None],
+            ],
+            vec![vec![Some("1"), Some("A ")], vec![Some("1"), Some("c")]],
+        ],
+    )
+    .unwrap();
+    assert_eq!(got, vec![vec!["3".to_string()]]);
+}
+
+#[test]
+fn distinct_streams_and_the_memory_bound_is_enforced() {
+    let layout = Layout::new(vec![col("x", column_type::LONG, 0)], 0, false).unwrap();
+    let spec = MergeSpec {
+        shape: MergeShape {
+            distinct: true,
+            ..MergeShape::default()
+        },
+        ..MergeSpec::default()
+    };
+    let got = run(
+        &spec,
+        &layout,
+        vec![
+            vec![vec![Some("1")], vec![Some("2")]],
+            vec![vec![Some("2")], vec![Some("3")]],
+        ],
+    )
+    .unwrap();
+    assert_eq!(got.len(), 3);
+    let many: Vec<Vec<Option<String>>> = (0..100_000).map(|i| vec![Some(i.to_string())]).collect();
+    let rows: Vec<Vec<Option<&str>>> = many
+        .iter()
+        .map(|r| r.iter().map(|c| c.as_deref()).collect())
+        .collect();
+    assert_eq!(
+        run(&spec, &layout, vec![rows]).unwrap_err(),
+        MergeError::MemoryLimit(1 << 20)
+    );
+}
+
+#[test]
+fn binary_rows_merge_and_keep_their_encoding() {
+    let layout = Layout::new(
+        vec![
+            col("id", column_type::LONGLONG, 0),
+            col("d", column_type::DOUBLE, 0),
+        ],
+        1,
+        true,
+    )
+    .unwrap();
+    let mut spec = sorted(&[(Col::Hidden(0), false)]);
+    spec.shape.hidden = 1;
+    let row = |id: i64, d: Option<f64>| {
+        let mut r = vec![0u8, if d.is_none() { 0b1000 } else { 0 }];
+        r.extend_from_slice(&id.to_le_bytes());
+        if let Some(d) = d {
+            r.extend_from_slice(&d.to_le_bytes());
+        }
+        r
+    };
+    let mut mem = Mem(vec![
+        VecDeque::from([row(1, None), row(2, Some(0.5))]),
+        VecDeque::from([row(3, Some(-1.0)), row(4, Some(2.0))]),
+    ]);
+    let mut out = Out::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(merge(
+        &spec,
+        &layout,
+        Limits { memory: 1 << 20 },
+        &mut mem,
+        &mut out,
+    ))
+    .ok()
+    .unwrap();
+    let ids: Vec<i64> = out
+        .0
+        .iter()
+        .map(|r| {
+            assert_eq!(r.len(), 2 + 8, "one column: header, 1-byte bitmap, BIGINT");
+            i64::from_le_bytes(r[2..10].try_into().unwrap())
+        })
+        .collect();
+    assert_eq!(ids, [1, 3, 2, 4]);
+}

@@ -1,0 +1,852 @@
+//! Rewriting a top-level SELECT so that its per-shard results can be merged
+//! into the answer one database would give.
+//!
+//! [`Statement::select_merge`] takes a bound statement (literals are slot
+//! markers) and returns the statement each shard runs plus a [`MergeShape`]:
+//! which result columns are sort keys, group keys and aggregates, and how the
+//! proxy combines them. The rules, by construct:
+//! - ORDER BY: shards sort (the clause is kept); keys not in the select list
+//!   become hidden trailing columns; the proxy k-way merges.
+//! - LIMIT n OFFSET m: shards get `LIMIT m+n` ([`crate::Seg::Limit`]); the
+//!   proxy skips and takes after merging.
+//! - Aggregates and GROUP BY: shards group as written (no HAVING, ORDER BY,
+//!   LIMIT or DISTINCT); the proxy combines partial groups. COUNT and SUM
+//!   add up, MIN/MAX compare; AVG keeps its own column (for its metadata) and
+//!   adds hidden SUM and COUNT; COUNT/SUM/AVG(DISTINCT x) add `x` to the
+//!   shards' GROUP BY and count or add the distinct values; expressions over
+//!   aggregates (`SUM(a) / COUNT(*)`) and HAVING are evaluated by the proxy.
+//! - DISTINCT: shards deduplicate, the proxy again (after aggregation, if any).
+//!
+//! Anything else is refused with the construct's name (the router turns that
+//! into error 1235), never merged approximately.
+
+use sqlparser::ast::{
+    self, BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, OrderByKind, Query, SelectItem, SetExpr,
+    UnaryOperator, Value,
+};
+
+use crate::analyze::name_parts;
+use crate::parse::{slot_of, Statement, LIMIT_MARKER};
+
+/// A column of the shards' result. The select list may hold wildcards whose
+/// width is known only from the result's metadata, hence the three forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Col {
+    /// The i-th column (no wildcard before it).
+    Item(usize),
+    /// The k-th visible column counted from the last one (0 = last).
+    ItemFromEnd(usize),
+    /// The j-th hidden helper column, after the visible ones.
+    Hidden(usize),
+}
+
+impl Col {
+    /// The column's index in a result with `visible` columns before the hidden ones.
+    pub fn index(self, visible: usize) -> usize {
+        match self {
+            Col::Item(i) => i,
+            Col::ItemFromEnd(k) => visible - 1 - k,
+            Col::Hidden(j) => visible + j,
+        }
+    }
+}
+
+/// One sort key of a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    pub column: Col,
+    pub descending: bool,
+}
+
+/// A literal of a merge expression: a fingerprint slot until the router
+/// resolves it with the statement's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operand {
+    Slot(usize),
+    Const(Constant),
+}
+
+/// A constant value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constant {
+    Null,
+    Int(i64),
+    UInt(u64),
+    /// A decimal or floating-point number as written (`1.5`, `2e3`).
+    Number(String),
+    /// A string (unescaped).
+    Str(Vec<u8>),
+}
+
+/// Binary operators the proxy evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Eq,
+    NotEq,
+    NullSafeEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    And,
+    Or,
+    Xor,
+    Plus,
+    Minus,
+    Multiply,
+    Divide,
+    IntDivide,
+    Modulo,
+}
+
+/// An expression over merged columns (HAVING, expressions over aggregates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeExpr {
+    Column(Col),
+    Value(Operand),
+    Not(Box<MergeExpr>),
+    Negate(Box<MergeExpr>),
+    IsNull(Box<MergeExpr>, bool),
+    Binary(Box<MergeExpr>, BinOp, Box<MergeExpr>),
+    Between {
+        expr: Box<MergeExpr>,
+        negated: bool,
+        low: Box<MergeExpr>,
+        high: Box<MergeExpr>,
+    },
+    InList {
+        expr: Box<MergeExpr>,
+        negated: bool,
+        list: Vec<MergeExpr>,
+    },
+}
+
+/// How a DISTINCT aggregate folds its distinct values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistinctFn {
+    Count,
+    Sum,
+    Avg,
+}
+
+/// How one column of a grouped result is combined across shards. Columns
+/// without a role keep the first value seen in their group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Sum of per-shard counts.
+    Count,
+    /// Sum of per-shard sums (NULL when every part is NULL).
+    Sum,
+    Min,
+    Max,
+    /// SUM / COUNT from two hidden columns; the column keeps AVG's metadata.
+    Avg {
+        sum: Col,
+        count: Col,
+    },
+    /// Folds the distinct non-NULL values of `args` (hidden group keys of the shards).
+    Distinct {
+        function: DistinctFn,
+        args: Vec<Col>,
+    },
+    /// Evaluated over the merged group.
+    Computed(MergeExpr),
+}
+
+/// Grouping and aggregation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregation {
+    /// The group keys; empty: aggregates over all rows, exactly one result row.
+    pub group_by: Vec<Col>,
+    /// Columns combined by a [`Role`].
+    pub roles: Vec<(Col, Role)>,
+    /// Group keys the shards get beyond the statement's (DISTINCT aggregates'
+    /// arguments): rows of one merged group may differ in them.
+    pub distinct_keys: Vec<Col>,
+}
+
+/// How shard results combine into one answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MergeShape {
+    /// Trailing helper columns the client does not see.
+    pub hidden: usize,
+    /// Final order. Without aggregation the shards return rows in this order.
+    pub order_by: Vec<SortKey>,
+    pub aggregation: Option<Aggregation>,
+    /// Filter after aggregation.
+    pub having: Option<MergeExpr>,
+    /// Remove duplicate rows (over the visible columns).
+    pub distinct: bool,
+}
+
+/// LIMIT and OFFSET of the statement, by slot or as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitOperands {
+    pub count: Option<Operand>,
+    pub offset: Option<Operand>,
+}
+
+/// The result of [`Statement::select_merge`].
+#[derive(Debug, Clone)]
+pub struct SelectMerge {
+    /// What each shard runs (render it like any statement).
+    pub statement: Statement,
+    pub shape: MergeShape,
+    pub limit: Option<LimitOperands>,
+    /// Each shard's result is limited (the statement has [`crate::Seg::Limit`]).
+    pub shard_limit: bool,
+    /// Slots read as column positions (`ORDER BY 2`): the shape holds only
+    /// for statements with the same literal text in these slots.
+    pub position_slots: Vec<usize>,
+}
+
+const HIDDEN_PREFIX: &str = "__dbmesh_";
+
+impl Statement {
+    /// The per-shard statement and merge shape of a top-level SELECT; `Err`
+    /// names the first construct that cannot be merged. `slot_integer` gives
+    /// the value of an integer literal slot (ORDER BY / GROUP BY positions).
+    pub fn select_merge(
+        &self,
+        slot_integer: &dyn Fn(usize) -> Option<u64>,
+    ) -> Result<SelectMerge, String> {
+        let ast::Statement::Query(query) = &self.ast else {
+            return Err("a statement that is not a SELECT".into());
+        };
+        let mut query: Query = (**query).clone();
+        let limit = limit_operands(&query)?;
+        if query.fetch.is_some() {
+            return Err("FETCH".into());
+        }
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return Err(format!("{} of several shards", set_name(&query.body)));
+        };
+        if select
+            .select_modifiers
+            .as_ref()
+            .is_some_and(|m| m.sql_calc_found_rows)
+        {
+            return Err("SQL_CALC_FOUND_ROWS".into());
+        }
+        if matches!(select.distinct, Some(ast::Distinct::On(_))) {
+            return Err("DISTINCT ON".into());
+        }
+        let mut b = Builder::new(&select.projection, slot_integer);
+        let group_exprs = match &select.group_by {
+            GroupByExpr::All(_) => return Err("GROUP BY ALL".into()),
+            GroupByExpr::Expressions(v, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err("GROUP BY … WITH ROLLUP".into());
+                }
+                v.clone()
+            }
+        };
+        let order: Vec<(Expr, bool)> = match &query.order_by {
+            None => Vec::new(),
+            Some(o) => match &o.kind {
+                OrderByKind::All(_) => return Err("ORDER BY ALL".into()),
+                OrderByKind::Expressions(list) => list
+                    .iter()
+                    .map(|e| match e.options.sort {
+                        Some(ast::OrderBySort::Using(_)) => Err("ORDER BY … USING".to_string()),
+                        _ if e.options.nulls_first.is_some() => {
+                            Err("ORDER BY … NULLS FIRST/LAST".to_string())
+                        }
+                        Some(ast::OrderBySort::Desc) => Ok((e.expr.clone(), true)),
+                        _ => Ok((e.expr.clone(), false)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+        };
+        let aggregated = !group_exprs.is_empty()
+            || select
+                .projection
+                .iter()
+                .any(|i| item_expr(i).is_some_and(has_aggregate))
+            || select.having.as_ref().is_some_and(has_aggregate)
+            || order.iter().any(|(e, _)| has_aggregate(e));
+        let distinct = matches!(select.distinct, Some(ast::Distinct::Distinct));
+
+        let mut shape = MergeShape {
+            distinct,
+            ..MergeShape::default()
+        };
+        if aggregated {
+            let mut agg = Aggregation {
+                group_by: Vec::new(),
+                roles: Vec::new(),
+                distinct_keys: Vec::new(),
+            };
+            for g in &group_exprs {
+                let col = b.group_key(g)?;
+                agg.group_by.push(col);
+            }
+            for i in 0..select.projection.len() {
+                let Some(e) = item_expr(&select.projection[i]) else {
+                    continue;
+                };
+                if !has_aggregate(e) {
+                    continue;
+                }
+                let Some(col) = b.item_col(i) else {
+                    return Err("aggregates after a wildcard in the select list".into());
+                };
+                let role = b.role(e)?;
+                agg.roles.push((col, role));
+            }
+            let having = match select.having.take() {
+                Some(h) => Some(b.merge_expr(&h)?),
+                None => None,
+            };
+            for (e, desc) in &order {
+                let column = b.order_key(e, true)?;
+                shape.order_by.push(SortKey {
+                    column,
+                    descending: *desc,
+                });
+            }
+            agg.roles.append(&mut b.hidden_roles);
+            agg.distinct_keys = b.distinct_keys.clone();
+            let mut keys = group_exprs.clone();
+            keys.extend(b.distinct_exprs.iter().cloned());
+            select.group_by = GroupByExpr::Expressions(keys, Vec::new());
+            select.distinct = None;
+            query.order_by = None;
+            query.limit_clause = None;
+            shape.having = having;
+            shape.aggregation = Some(agg);
+        } else {
+            for (e, desc) in &order {
+                let column = b.order_key(e, false)?;
+                // Unions of shards' parts order by position or hidden alias
+                // ([`MergeShape::shard_order_clause`]); a column after a wildcard has neither.
+                let column = match column {
+                    Col::ItemFromEnd(k) => {
+                        let i = b.exprs.len() - 1 - k;
+                        let expr = b.exprs[i].clone().ok_or("ORDER BY a wildcard")?;
+                        b.add_hidden(&expr)
+                    }
+                    c => c,
+                };
+                if distinct && matches!(column, Col::Hidden(_)) {
+                    return Err(
+                        "SELECT DISTINCT ordered by an expression not in its select list".into(),
+                    );
+                }
+                shape.order_by.push(SortKey {
+                    column,
+                    descending: *desc,
+                });
+            }
+            if limit.as_ref().is_some_and(|l| l.count.is_some()) {
+                query.limit_clause = Some(LimitClause::LimitOffset {
+                    limit: Some(Expr::Value(
+                        Value::Placeholder(LIMIT_MARKER.to_owned()).into(),
+                    )),
+                    offset: None,
+                    limit_by: Vec::new(),
+                });
+            } else {
+                query.limit_clause = None;
+            }
+        }
+        shape.hidden = b.hidden.len();
+        select
+            .projection
+            .extend(
+                b.hidden
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::new(format!("{HIDDEN_PREFIX}{j}")),
+                    }),
+            );
+        let shard_limit = query.limit_clause.is_some();
+        let position_slots = b.position_slots;
+        Ok(SelectMerge {
+            position_slots,
+            statement: Statement {
+                ast: ast::Statement::Query(Box::new(query)),
+            },
+            shape,
+            limit,
+            shard_limit,
+        })
+    }
+}
+
+impl MergeShape {
+    /// The ORDER BY that sorts a union of shard parts like each part (the
+    /// sort keys by position or hidden column alias), or nothing when the
+    /// proxy sorts after aggregating.
+    pub fn shard_order_clause(&self) -> String {
+        if self.order_by.is_empty() || self.aggregation.is_some() {
+            return String::new();
+        }
+        let keys: Vec<String> = self
+            .order_by
+            .iter()
+            .map(|k| {
+                let col = match k.column {
+                    Col::Item(i) => (i + 1).to_string(),
+                    Col::Hidden(j) => format!("{HIDDEN_PREFIX}{j}"),
+                    // Not produced for unaggregated sorts (see `select_merge`).
+                    Col::ItemFromEnd(_) => "NULL".to_owned(),
+                };
+                if k.descending {
+                    col + " DESC"
+                } else {
+                    col
+                }
+            })
+            .collect();
+        format!(" ORDER BY {}", keys.join(", "))
+    }
+}
+
+fn set_name(body: &SetExpr) -> String {
+    match body {
+        SetExpr::SetOperation { op, .. } => op.to_string(),
+        SetExpr::Query(_) => "a parenthesized query".into(),
+        SetExpr::Values(_) => "VALUES".into(),
+        _ => "this query form".into(),
+    }
+}
+
+fn limit_operands(q: &Query) -> Result<Option<LimitOperands>, String> {
+    let (count, offset) = match &q.limit_clause {
+        None => return Ok(None),
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
+            if !limit_by.is_empty() {
+                return Err("LIMIT BY".into());
+            }
+            (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(limit), Some(offset)),
+    };
+    Ok(Some(LimitOperands {
+        count: count.map(operand).transpose()?,
+        offset: offset.map(operand).transpose()?,
+    }))
+}
+
+/// A literal (bound to a slot, or as written) as an operand.
+fn operand(e: &Expr) -> Result<Operand, String> {
+    if let Some(slot) = slot_of(e) {
+        return Ok(Operand::Slot(slot));
+    }
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Null => Ok(Operand::Const(Constant::Null)),
+            Value::Number(n, _) => Ok(Operand::Const(match n.parse::<i64>() {
+                Ok(i) => Constant::Int(i),
+                Err(_) => match n.parse::<u64>() {
+                    Ok(u) => Constant::UInt(u),
+                    Err(_) => Constant::Number(n.clone()),
+                },
+            })),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                Ok(Operand::Const(Constant::Str(s.clone().into_bytes())))
+            }
+            Value::Boolean(b) => Ok(Operand::Const(Constant::Int(i64::from(*b)))),
+            other => Err(format!("the literal {other}")),
+        },
+        Expr::Nested(inner) => operand(inner),
+        other => Err(format!("the expression {other}")),
+    }
+}
+
+/// The expression of a select item (`None` for wildcards).
+fn item_expr(item: &SelectItem) -> Option<&Expr> {
+    match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    }
+}
+
+/// The aggregate functions the proxy can combine, by upper-case name.
+const MERGEABLE: &[&str] = &["COUNT", "SUM", "MIN", "MAX", "AVG"];
+
+/// The upper-case name of an aggregate call (not windowed), if `e` is one.
+fn aggregate_name(e: &Expr) -> Option<String> {
+    let Expr::Function(f) = e else { return None };
+    if f.over.is_some() {
+        return None;
+    }
+    let name = name_parts(&f.name).last()?.to_ascii_uppercase();
+    crate::analyze::AGGREGATES
+        .contains(&name.as_str())
+        .then_some(name)
+}
+
+fn has_aggregate(e: &Expr) -> bool {
+    use std::ops::ControlFlow;
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x: &Expr| {
+        if aggregate_name(x).is_some() {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// Text for comparing expressions: case-insensitive, as MySQL compares column names.
+fn key_text(e: &Expr) -> String {
+    e.to_string().to_ascii_lowercase()
+}
+
+/// Collects hidden columns and resolves references to the select list.
+struct Builder<'a> {
+    slot_integer: &'a dyn Fn(usize) -> Option<u64>,
+    position_slots: Vec<usize>,
+    /// Per select item: its alias (lowercase) and expression text.
+    aliases: Vec<Option<String>>,
+    texts: Vec<Option<String>>,
+    exprs: Vec<Option<Expr>>,
+    /// Whether a wildcard precedes / follows item i.
+    wildcard_before: Vec<bool>,
+    wildcard_after: Vec<bool>,
+    hidden: Vec<Expr>,
+    hidden_roles: Vec<(Col, Role)>,
+    /// DISTINCT aggregate arguments added to the shards' GROUP BY.
+    distinct_exprs: Vec<Expr>,
+    distinct_keys: Vec<Col>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(items: &[SelectItem], slot_integer: &'a dyn Fn(usize) -> Option<u64>) -> Builder<'a> {
+        let n = items.len();
+        let is_wild = |i: &SelectItem| item_expr(i).is_none();
+        let mut wildcard_before = vec![false; n];
+        let mut wildcard_after = vec![false; n];
+        for i in 1..n {
+            wildcard_before[i] = wildcard_before[i - 1] || is_wild(&items[i - 1]);
+        }
+        for i in (0..n.saturating_sub(1)).rev() {
+            wildcard_after[i] = wildcard_after[i + 1] || is_wild(&items[i + 1]);
+        }
+        Builder {
+            slot_integer,
+            position_slots: Vec::new(),
+            aliases: items
+                .iter()
+                .map(|i| match i {
+                    SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                    _ => None,
+                })
+                .collect(),
+            texts: items.iter().map(|i| item_expr(i).map(key_text)).collect(),
+            exprs: items.iter().map(|i| item_expr(i).cloned()).collect(),
+            wildcard_before,
+            wildcard_after,
+            hidden: Vec::new(),
+            hidden_roles: Vec::new(),
+            distinct_exprs: Vec::new(),
+            distinct_keys: Vec::new(),
+        }
+    }
+
+    fn item_col(&self, i: usize) -> Option<Col> {
+        if !self.wildcard_before[i] {
+            Some(Col::Item(i))
+        } else if !self.wildcard_after[i] {
+            Some(Col::ItemFromEnd(self.exprs.len() - 1 - i))
+        } else {
+            None
+        }
+    }
+
+    /// The select item `e` refers to: a position (`ORDER BY 2`), an alias, or
+    /// the same expression.
+    fn find_item(&mut self, e: &Expr, by_position: bool) -> Result<Option<usize>, String> {
+        if by_position {
+            let position = match (slot_of(e), e) {
+                (Some(slot), _) => {
+                    let p = (self.slot_integer)(slot);
+                    if p.is_some() {
+                        self.position_slots.push(slot);
+                    }
+                    p
+                }
+                (None, Expr::Value(v)) => match &v.value {
+                    Value::Number(n, _) => n.parse::<u64>().ok(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(pos) = position {
+                return match usize::try_from(pos) {
+                    Ok(p) if p >= 1 && p <= self.exprs.len() => Ok(Some(p - 1)),
+                    _ => Err(format!("column position {pos}")),
+                };
+            }
+        }
+        if let Expr::Identifier(id) = e {
+            let name = id.value.to_lowercase();
+            if let Some(i) = self
+                .aliases
+                .iter()
+                .position(|a| a.as_deref() == Some(&name))
+            {
+                return Ok(Some(i));
+            }
+        }
+        let text = key_text(e);
+        Ok(self
+            .texts
+            .iter()
+            .position(|t| t.as_deref() == Some(text.as_str())))
+    }
+
+    fn add_hidden(&mut self, e: &Expr) -> Col {
+        let text = key_text(e);
+        if let Some(j) = self.hidden.iter().position(|h| key_text(h) == text) {
+            return Col::Hidden(j);
+        }
+        self.hidden.push(e.clone());
+        Col::Hidden(self.hidden.len() - 1)
+    }
+
+    /// The column of a GROUP BY key (a position is written as a number literal,
+    /// which binding left unslotted only if it could not bind: accept both).
+    fn group_key(&mut self, e: &Expr) -> Result<Col, String> {
+        if has_aggregate(e) {
+            return Err("an aggregate in GROUP BY".into());
+        }
+        let found = self.find_item(e, true)?;
+        Ok(match found.and_then(|i| self.item_col(i)) {
+            Some(c) => c,
+            None => match found {
+                Some(i) => {
+                    let expr = self.exprs[i].clone().ok_or("GROUP BY a wildcard")?;
+                    self.add_hidden(&expr)
+                }
+                None => self.add_hidden(e),
+            },
+        })
+    }
+
+    fn order_key(&mut self, e: &Expr, aggregated: bool) -> Result<Col, String> {
+        if let Some(i) = self.find_item(e, true)? {
+            if let Some(c) = self.item_col(i) {
+                return Ok(c);
+            }
+            let expr = self.exprs[i].clone().ok_or("ORDER BY a wildcard")?;
+            return self.hidden_value(&expr, aggregated);
+        }
+        self.hidden_value(e, aggregated)
+    }
+
+    /// A hidden column computing `e`; in an aggregated query, with the role
+    /// its aggregates need.
+    fn hidden_value(&mut self, e: &Expr, aggregated: bool) -> Result<Col, String> {
+        if aggregated && has_aggregate(e) {
+            let before = self.hidden.len();
+            let col = self.add_hidden(e);
+            if self.hidden.len() > before {
+                let role = self.role(e)?;
+                self.hidden_roles.push((col, role));
+            }
+            return Ok(col);
+        }
+        Ok(self.add_hidden(e))
+    }
+
+    /// How a select-list expression containing aggregates is combined.
+    fn role(&mut self, e: &Expr) -> Result<Role, String> {
+        // Recursion through expressions: bounded by the parser's recursion limit.
+        let e = strip_nested(e);
+        let Some(name) = aggregate_name(e) else {
+            return Ok(Role::Computed(self.merge_expr(e)?));
+        };
+        let Expr::Function(f) = e else {
+            return Err(format!("aggregate function {name}()"));
+        };
+        if !MERGEABLE.contains(&name.as_str()) {
+            return Err(format!("aggregate function {name}()"));
+        }
+        let FunctionArguments::List(list) = &f.args else {
+            return Err(format!("aggregate function {name}() without arguments"));
+        };
+        if !list.clauses.is_empty() || f.filter.is_some() || !f.within_group.is_empty() {
+            return Err(format!("aggregate function {name}() with clauses"));
+        }
+        let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+        let mut args = Vec::with_capacity(list.args.len());
+        for a in &list.args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {
+                    if has_aggregate(x) {
+                        return Err(format!("nested aggregate in {name}()"));
+                    }
+                    args.push(x.clone());
+                }
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if name == "COUNT" && !distinct => {
+                }
+                _ => return Err(format!("the arguments of {name}()")),
+            }
+        }
+        if distinct && name != "MIN" && name != "MAX" {
+            let function = match name.as_str() {
+                "COUNT" => DistinctFn::Count,
+                "SUM" => DistinctFn::Sum,
+                _ => DistinctFn::Avg,
+            };
+            let mut cols = Vec::with_capacity(args.len());
+            for a in &args {
+                let col = self.add_hidden(a);
+                if !self.distinct_keys.contains(&col) {
+                    self.distinct_keys.push(col);
+                    self.distinct_exprs.push(a.clone());
+                }
+                cols.push(col);
+            }
+            return Ok(Role::Distinct {
+                function,
+                args: cols,
+            });
+        }
+        Ok(match name.as_str() {
+            "COUNT" => Role::Count,
+            "SUM" => Role::Sum,
+            "MIN" => Role::Min,
+            "MAX" => Role::Max,
+            _ => {
+                let [arg] = args.as_slice() else {
+                    return Err("AVG() with several arguments".into());
+                };
+                let sum = self.hidden_call("SUM", arg);
+                let count = self.hidden_call("COUNT", arg);
+                Role::Avg { sum, count }
+            }
+        })
+    }
+
+    /// A hidden `FUNC(arg)` column combined as that function.
+    fn hidden_call(&mut self, func: &str, arg: &Expr) -> Col {
+        let call = Expr::Function(ast::Function {
+            name: ast::ObjectName::from(vec![Ident::new(func)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg.clone()))],
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        });
+        let before = self.hidden.len();
+        let col = self.add_hidden(&call);
+        if self.hidden.len() > before {
+            let role = if func == "SUM" {
+                Role::Sum
+            } else {
+                Role::Count
+            };
+            self.hidden_roles.push((col, role));
+        }
+        col
+    }
+
+    /// An expression evaluated by the proxy over merged columns.
+    fn merge_expr(&mut self, e: &Expr) -> Result<MergeExpr, String> {
+        let e = strip_nested(e);
+        if slot_of(e).is_some() || matches!(e, Expr::Value(_)) {
+            return Ok(MergeExpr::Value(operand(e)?));
+        }
+        if let Some(i) = self.find_item(e, false)? {
+            if let Some(c) = self.item_col(i) {
+                if aggregate_name(e).is_some() || !has_aggregate(e) {
+                    return Ok(MergeExpr::Column(c));
+                }
+            }
+        }
+        if aggregate_name(e).is_some() {
+            return Ok(MergeExpr::Column(self.hidden_value(e, true)?));
+        }
+        let boxed = |b: &mut Self, x: &Expr| b.merge_expr(x).map(Box::new);
+        Ok(match e {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                MergeExpr::Column(self.add_hidden(e))
+            }
+            Expr::UnaryOp { op, expr } => match op {
+                UnaryOperator::Not => MergeExpr::Not(boxed(self, expr)?),
+                UnaryOperator::Minus => MergeExpr::Negate(boxed(self, expr)?),
+                UnaryOperator::Plus => self.merge_expr(expr)?,
+                other => return Err(format!("the operator {other} over merged rows")),
+            },
+            Expr::IsNull(x) => MergeExpr::IsNull(boxed(self, x)?, false),
+            Expr::IsNotNull(x) => MergeExpr::IsNull(boxed(self, x)?, true),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => MergeExpr::Between {
+                expr: boxed(self, expr)?,
+                negated: *negated,
+                low: boxed(self, low)?,
+                high: boxed(self, high)?,
+            },
+            Expr::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                ..
+            } => MergeExpr::InList {
+                expr: boxed(self, expr)?,
+                negated: *negated,
+                list: list
+                    .iter()
+                    .map(|x| self.merge_expr(x))
+                    .collect::<Result<_, _>>()?,
+            },
+            Expr::BinaryOp { left, op, right } => {
+                let op = match op {
+                    BinaryOperator::Eq => BinOp::Eq,
+                    BinaryOperator::NotEq => BinOp::NotEq,
+                    BinaryOperator::Spaceship => BinOp::NullSafeEq,
+                    BinaryOperator::Lt => BinOp::Lt,
+                    BinaryOperator::LtEq => BinOp::LtEq,
+                    BinaryOperator::Gt => BinOp::Gt,
+                    BinaryOperator::GtEq => BinOp::GtEq,
+                    BinaryOperator::And => BinOp::And,
+                    BinaryOperator::Or => BinOp::Or,
+                    BinaryOperator::Xor => BinOp::Xor,
+                    BinaryOperator::Plus => BinOp::Plus,
+                    BinaryOperator::Minus => BinOp::Minus,
+                    BinaryOperator::Multiply => BinOp::Multiply,
+                    BinaryOperator::Divide => BinOp::Divide,
+                    BinaryOperator::MyIntegerDivide => BinOp::IntDivide,
+                    BinaryOperator::Modulo => BinOp::Modulo,
+                    other => return Err(format!("the operator {other} over merged rows")),
+                };
+                MergeExpr::Binary(boxed(self, left)?, op, boxed(self, right)?)
+            }
+            other if !has_aggregate(other) => MergeExpr::Column(self.add_hidden(other)),
+            Expr::Function(f) => {
+                let name = name_parts(&f.name).join(".").to_ascii_uppercase();
+                return Err(format!("the function {name}() over aggregates"));
+            }
+            _ => return Err("this kind of expression over aggregates".into()),
+        })
+    }
+}
+
+fn strip_nested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip_nested(inner),
+        other => other,
+    }
+}
