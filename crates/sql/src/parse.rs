@@ -12,12 +12,15 @@
 use std::fmt;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{self, Expr, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    self, Expr, Spanned, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut,
+};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::Location;
 
 use crate::fingerprint::{Fingerprint, LiteralKind};
+use crate::lexer::{Lexer, Tok};
 use crate::SqlError;
 
 /// How deeply expressions and subqueries may nest before parsing gives up.
@@ -65,8 +68,135 @@ impl Statement {
             memo: (0, 0, 0),
             used: vec![0; fp.literals.len()],
         };
+        let names = select_item_names(&self.ast, &mut binder);
         let _ = self.ast.visit(&mut binder);
+        apply_item_names(&mut self.ast, names);
         binder.used.iter().all(|&n| n == 1)
+    }
+}
+
+/// The select items a server names by their text: expressions that are not
+/// a column, a literal or a wildcard (`count( * )` is named `count( * )`).
+/// Rewriting prints them anew (`count(*)`), so they get their original text
+/// as an alias — with slot markers in place of literals, so that a template
+/// names them after each statement's own literals. Items holding a string
+/// literal or a `?` keep the printed name (the alias could not quote every
+/// value; a parameter must appear once).
+fn select_item_names(ast: &ast::Statement, binder: &mut Binder<'_>) -> Vec<(usize, String)> {
+    let ast::Statement::Query(q) = ast else {
+        return Vec::new();
+    };
+    let ast::SetExpr::Select(select) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for (i, item) in select.projection.iter().enumerate() {
+        let ast::SelectItem::UnnamedExpr(e) = item else {
+            continue;
+        };
+        if matches!(
+            e,
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_)
+        ) || matches!(e, Expr::UnaryOp { expr, .. } if matches!(**expr, Expr::Value(_)))
+        {
+            continue;
+        }
+        // The parser's spans of calls stop before their arguments: only the start is used,
+        // the end is found by reading the text.
+        let Some(start) = binder.offset(e.span().start) else {
+            continue;
+        };
+        let Some(end) = item_end(binder.sql, start) else {
+            continue;
+        };
+        let Some(text) = binder.sql.get(start..end) else {
+            continue;
+        };
+        // A server keeps at most 255 characters of an expression's text as its name.
+        if text.is_empty() || text.chars().count() > 255 || text.contains('\u{0}') {
+            continue;
+        }
+        let mut name = String::with_capacity(text.len());
+        let mut at = start;
+        let mut string_literal = false;
+        for (slot, lit) in binder.fp.literals.iter().enumerate() {
+            if lit.start < start || lit.end > end {
+                continue;
+            }
+            string_literal |= matches!(lit.kind, LiteralKind::Str | LiteralKind::Placeholder(_));
+            name.push_str(&binder.sql[at..lit.start]);
+            name.push_str(&slot_marker(slot));
+            at = lit.end;
+        }
+        if string_literal {
+            continue;
+        }
+        name.push_str(&binder.sql[at..end]);
+        names.push((i, name));
+    }
+    names
+}
+
+/// Where the select item starting at `start` ends: before the first comma,
+/// closing parenthesis or clause keyword outside its parentheses.
+fn item_end(sql: &str, start: usize) -> Option<usize> {
+    let rest = sql.get(start..)?;
+    let mut lexer = Lexer::new(rest);
+    let mut depth = 0usize;
+    let mut end = 0;
+    while let Some(t) = lexer.next_token() {
+        match t.kind {
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') if depth == 0 => break,
+            Tok::Punct(b')') => depth -= 1,
+            Tok::Punct(b',') | Tok::Semicolon if depth == 0 => break,
+            Tok::Word if depth == 0 => {
+                let word = rest.get(t.start..t.end).unwrap_or("");
+                if ITEM_END_WORDS.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        end = t.end;
+    }
+    (end > 0).then_some(start + end)
+}
+
+/// Words that end a select list (or an unaliased item in it).
+const ITEM_END_WORDS: &[&str] = &[
+    "FROM",
+    "INTO",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "WINDOW",
+    "FOR",
+    "LOCK",
+    "AS",
+];
+
+fn apply_item_names(ast: &mut ast::Statement, names: Vec<(usize, String)>) {
+    let ast::Statement::Query(q) = ast else {
+        return;
+    };
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    for (i, name) in names {
+        if let Some(item) = select.projection.get_mut(i) {
+            if let ast::SelectItem::UnnamedExpr(e) = item {
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr: e.clone(),
+                    alias: ast::Ident::with_quote('`', name),
+                };
+            }
+        }
     }
 }
 

@@ -563,7 +563,7 @@ mod tests {
             ),
             (
                 "WITH c AS (SELECT * FROM payment) SELECT c.uid, DATABASE() FROM c",
-                "WITH c AS (SELECT * FROM payment_7) SELECT c.uid, 'bank' FROM c",
+                "WITH c AS (SELECT * FROM payment_7) SELECT c.uid, 'bank' AS `DATABASE()` FROM c",
             ),
             (
                 "INSERT INTO payment (uid, amount) VALUES (1, -2.5) ON DUPLICATE KEY UPDATE payment.amount = 3",
