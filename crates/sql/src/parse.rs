@@ -112,6 +112,15 @@ fn select_item_names(ast: &ast::Statement, binder: &mut Binder<'_>) -> Vec<(usiz
         let Some(text) = binder.sql.get(start..end) else {
             continue;
         };
+        // Spans are approximate (a CAST's starts at its operand): the text must be the item.
+        let reparsed = Parser::new(&MySqlDialect {})
+            .with_recursion_limit(RECURSION_LIMIT)
+            .with_options(ParserOptions::new().with_unescape(false))
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_expr());
+        if !reparsed.is_ok_and(|r| r.to_string() == e.to_string()) {
+            continue;
+        }
         // A server keeps at most 255 characters of an expression's text as its name.
         if text.is_empty() || text.chars().count() > 255 || text.contains('\u{0}') {
             continue;
