@@ -13,6 +13,8 @@ use std::cmp::Ordering;
 use protocol::constants::{column_flag, column_type};
 use protocol::resultset::ColumnDef;
 
+use rules::collation::fold_char;
+
 use crate::decimal::Decimal;
 
 /// A value read from a cell or computed by the merge.
@@ -264,23 +266,6 @@ fn compare_text(a: &[u8], b: &[u8], fold: bool, pad: bool) -> Ordering {
     }
     let (sa, sb) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
     sa.chars().map(fold_char).cmp(sb.chars().map(fold_char))
-}
-
-/// The sort weight of a character in a case- and accent-insensitive collation
-/// (Latin letters lose their accents, as in `utf8mb4_general_ci`).
-fn fold_char(c: char) -> char {
-    let base = match c {
-        'À'..='Å' | 'à'..='å' => 'A',
-        'Ç' | 'ç' => 'C',
-        'È'..='Ë' | 'è'..='ë' => 'E',
-        'Ì'..='Ï' | 'ì'..='ï' => 'I',
-        'Ñ' | 'ñ' => 'N',
-        'Ò'..='Ö' | 'Ø' | 'ò'..='ö' | 'ø' => 'O',
-        'Ù'..='Ü' | 'ù'..='ü' => 'U',
-        'Ý' | 'ý' | 'ÿ' => 'Y',
-        other => other,
-    };
-    base.to_uppercase().next().unwrap_or(base)
 }
 
 /// Bytes equal for values that GROUP BY and DISTINCT treat as equal.

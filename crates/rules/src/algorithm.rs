@@ -50,7 +50,7 @@ impl ColumnType {
             (ColumnType::Int, ShardValue::Str(s)) => parse_int(s)
                 .map(Key::Int)
                 .ok_or_else(|| RuleError::NotAnInteger(s.to_owned())),
-            (ColumnType::String, ShardValue::Str(s)) => Ok(Key::Str(s.trim_end_matches(' '))),
+            (ColumnType::String, ShardValue::Str(s)) => Ok(Key::Str(crate::collation::fold(s))),
             (ColumnType::String, ShardValue::Int(v)) => {
                 Err(RuleError::IntegerForStringColumn(i128::from(v)))
             }
@@ -97,10 +97,11 @@ impl<'a> From<&'a str> for ShardValue<'a> {
 }
 
 /// A value in canonical form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Key<'a> {
     Int(i128),
-    Str(&'a str),
+    /// Folded as `_ci` collations compare ([`crate::collation::fold`]).
+    Str(std::borrow::Cow<'a, str>),
 }
 
 impl Key<'_> {
@@ -203,7 +204,7 @@ fn int_key(key: Key<'_>) -> Result<i128, RuleError> {
     match key {
         Key::Int(v) => Ok(v),
         // Validation only allows integer columns here; kept an error, not a panic.
-        Key::Str(s) => Err(RuleError::NotAnInteger(s.to_owned())),
+        Key::Str(s) => Err(RuleError::NotAnInteger(s.into_owned())),
     }
 }
 
@@ -229,7 +230,7 @@ pub(crate) fn slice_of(key: Key<'_>) -> Result<u8, RuleError> {
                 [.., t, u] if t.is_ascii_digit() && u.is_ascii_digit() => {
                     Ok((t - b'0') * 10 + (u - b'0'))
                 }
-                _ => Err(RuleError::NoSliceDigits(s.to_owned())),
+                _ => Err(RuleError::NoSliceDigits(s.into_owned())),
             }
         }
     }
@@ -475,8 +476,10 @@ mod tests {
         fn k(v: ShardValue<'_>) -> Result<Key<'_>, RuleError> {
             ColumnType::String.key(&v)
         }
-        assert_eq!(k(ShardValue::Str("U12  ")), Ok(Key::Str("U12")));
-        assert_eq!(k(ShardValue::Str(" U12")), Ok(Key::Str(" U12")));
+        assert_eq!(k(ShardValue::Str("U12  ")), Ok(Key::Str("U12".into())));
+        // Equal under a `_ci` collation: one key.
+        assert_eq!(k(ShardValue::Str("u12")), Ok(Key::Str("U12".into())));
+        assert_eq!(k(ShardValue::Str(" U12")), Ok(Key::Str(" U12".into())));
         assert_eq!(
             k(ShardValue::Int(7)),
             Err(RuleError::IntegerForStringColumn(7))
@@ -523,12 +526,12 @@ mod tests {
         assert_eq!(slice_of(Key::Int(7)), Ok(7));
         assert_eq!(slice_of(Key::Int(123_456_789)), Ok(89));
         assert_eq!(slice_of(Key::Int(-1)), Err(RuleError::NegativeUid(-1)));
-        assert_eq!(slice_of(Key::Str("7")), Ok(7));
-        assert_eq!(slice_of(Key::Str("U2024000123")), Ok(23));
-        assert_eq!(slice_of(Key::Str("00")), Ok(0));
+        assert_eq!(slice_of(Key::Str("7".into())), Ok(7));
+        assert_eq!(slice_of(Key::Str("U2024000123".into())), Ok(23));
+        assert_eq!(slice_of(Key::Str("00".into())), Ok(0));
         for bad in ["", "A7", "12X", "-5", "x"] {
             assert_eq!(
-                slice_of(Key::Str(bad)),
+                slice_of(Key::Str(bad.into())),
                 Err(RuleError::NoSliceDigits(bad.to_owned())),
                 "{bad}"
             );

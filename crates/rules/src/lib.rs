@@ -64,6 +64,7 @@
 //! (compiled sequence rules), `rules` (the snapshot), `error`.
 
 mod algorithm;
+pub mod collation;
 mod config;
 mod error;
 mod expr;

@@ -231,6 +231,6 @@ impl ShardedTable {
 fn int_of(value: &ShardValue<'_>) -> Result<i128, RuleError> {
     match ColumnType::Int.key(value)? {
         Key::Int(v) => Ok(v),
-        Key::Str(s) => Err(RuleError::NotAnInteger(s.to_owned())),
+        Key::Str(s) => Err(RuleError::NotAnInteger(s.into_owned())),
     }
 }
