@@ -373,6 +373,21 @@ async fn explain_route_and_unsupported_constructs() {
         .unwrap_err();
     assert_eq!(server_code(err), (1235, "42000".into()));
 
+    // One shard failing fails the merged statement with its error, naming the data source;
+    // the connection stays usable.
+    c.direct(3, "ALTER TABLE payment_1 ADD COLUMN extra INT");
+    let err = conn
+        .query_drop("SELECT extra FROM payment ORDER BY id")
+        .await
+        .unwrap_err();
+    let mysql_async::Error::Server(e) = err else {
+        panic!("expected a server error, got {err:?}")
+    };
+    assert_eq!(e.code, 1054, "{}", e.message);
+    assert!(e.message.contains("(on data source ds_"), "{}", e.message);
+    let one: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1));
+
     // The CLI's explain shows the same route.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbmesh"))
         .args(["explain", "--config"])
