@@ -569,7 +569,7 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     let mut combine = combine;
     if let (Some((m, _)), Combine::Merge(spec)) = (merge, &mut combine) {
         let first = targets.first().cloned();
-        targets = union_per_data_source(targets, spec, shard_limit, total_params);
+        targets = union_per_data_source(targets, spec, shard_limit, total_params)?;
         if targets.len() < placed.len() {
             spec.metadata_probe = first
                 .map(|t| metadata_probe(t, m, shard_limit))
@@ -1108,7 +1108,7 @@ fn union_per_data_source(
     spec: &MergeSpec,
     shard_limit: Option<u64>,
     total_params: usize,
-) -> Vec<Target> {
+) -> Result<Vec<Target>, RouteError> {
     let mut groups: Vec<Vec<Target>> = Vec::new();
     for t in targets {
         match groups
@@ -1125,7 +1125,11 @@ fn union_per_data_source(
     } else {
         " UNION ALL "
     };
-    groups
+    let order = spec
+        .shape
+        .shard_order_clause()
+        .ok_or_else(|| RouteError::Internal("a sort key without a position".into()))?;
+    Ok(groups
         .into_iter()
         .map(|mut parts| {
             if parts.len() == 1 {
@@ -1145,7 +1149,7 @@ fn union_per_data_source(
                     None => params.extend(0..total_params),
                 }
             }
-            sql.push_str(&spec.shape.shard_order_clause());
+            sql.push_str(&order);
             if let Some(n) = shard_limit {
                 sql.push_str(&format!(" LIMIT {n}"));
             }
@@ -1157,7 +1161,7 @@ fn union_per_data_source(
                 params: (!all).then_some(params),
             }
         })
-        .collect()
+        .collect::<Vec<_>>())
 }
 
 /// `part` (one shard's statement) returning no rows: the same metadata, at no cost.

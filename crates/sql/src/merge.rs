@@ -380,29 +380,22 @@ impl Statement {
 impl MergeShape {
     /// The ORDER BY that sorts a union of shard parts like each part (the
     /// sort keys by position or hidden column alias), or nothing when the
-    /// proxy sorts after aggregating.
-    pub fn shard_order_clause(&self) -> String {
+    /// proxy sorts after aggregating; `None` when a key has neither.
+    pub fn shard_order_clause(&self) -> Option<String> {
         if self.order_by.is_empty() || self.aggregation.is_some() {
-            return String::new();
+            return Some(String::new());
         }
-        let keys: Vec<String> = self
-            .order_by
-            .iter()
-            .map(|k| {
-                let col = match k.column {
-                    Col::Item(i) => (i + 1).to_string(),
-                    Col::Hidden(j) => format!("{HIDDEN_PREFIX}{j}"),
-                    // Not produced for unaggregated sorts (see `select_merge`).
-                    Col::ItemFromEnd(_) => "NULL".to_owned(),
-                };
-                if k.descending {
-                    col + " DESC"
-                } else {
-                    col
-                }
-            })
-            .collect();
-        format!(" ORDER BY {}", keys.join(", "))
+        let mut keys = Vec::with_capacity(self.order_by.len());
+        for k in &self.order_by {
+            let col = match k.column {
+                Col::Item(i) => (i + 1).to_string(),
+                Col::Hidden(j) => format!("{HIDDEN_PREFIX}{j}"),
+                // Not produced for unaggregated sorts (see `select_merge`).
+                Col::ItemFromEnd(_) => return None,
+            };
+            keys.push(if k.descending { col + " DESC" } else { col });
+        }
+        Some(format!(" ORDER BY {}", keys.join(", ")))
     }
 }
 
