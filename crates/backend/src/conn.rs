@@ -1,5 +1,6 @@
 //! One connection from dbmesh to a backend server, playing the client role of the protocol.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -54,6 +55,21 @@ pub struct SessionState {
     pub multi_statements: bool,
 }
 
+/// Statements a connection keeps prepared for whichever sessions borrow it. Past this many, the
+/// cache is emptied (the statements closed) before the next prepare, so a pool of `max`
+/// connections keeps at most `max` × this many statements on the server, whose own limit
+/// (`max_prepared_stmt_count`, 16382 by default) is global.
+const MAX_PREPARED: usize = 128;
+
+/// Records a session statement (`SET …`) in an ordered list of those in force: a repeated
+/// statement moves to the end, since the last one run decides the value. Sessions and
+/// connections record with the same rule, so a connection carries exactly a session's
+/// settings when the two lists are equal.
+pub fn record_setting(settings: &mut Vec<String>, statement: &str) {
+    settings.retain(|s| s != statement);
+    settings.push(statement.to_string());
+}
+
 /// An authenticated backend connection plus what it is known to carry.
 pub struct BackendConn {
     pub(crate) conn: PacketConn<TcpStream>,
@@ -69,6 +85,12 @@ pub struct BackendConn {
     /// False after COM_RESET_CONNECTION: the server's defaults are not tracked, so the next
     /// `sync_state` applies everything.
     state_known: bool,
+    /// Session statements run on this connection since it was opened or reset, in the order
+    /// of [`record_setting`].
+    settings: Vec<String>,
+    /// Statements prepared on this connection: physical SQL → the server's statement id. It
+    /// stays with the connection, so any session that borrows it reuses them.
+    prepared: HashMap<String, u32>,
 }
 
 impl BackendConn {
@@ -168,6 +190,8 @@ impl BackendConn {
                             multi_statements: true,
                         },
                         state_known: true,
+                        settings: Vec::new(),
+                        prepared: HashMap::new(),
                     });
                 }
                 Some(ERR_HEADER) => {
@@ -327,8 +351,17 @@ impl BackendConn {
         }
     }
 
-    /// Brings this connection to `want`, issuing only the statements for what differs.
-    pub async fn sync_state(&mut self, want: &SessionState) -> Result<(), BackendError> {
+    /// Brings this connection to `want` and `settings` (a session's list kept with
+    /// [`record_setting`]), issuing only the statements for what differs. Settings are only
+    /// ever added: a connection carrying settings the session lacks is reset first.
+    pub async fn sync_state(
+        &mut self,
+        want: &SessionState,
+        settings: &[String],
+    ) -> Result<(), BackendError> {
+        if !settings.starts_with(&self.settings) {
+            self.reset().await?;
+        }
         let all = !self.state_known;
         if all || self.state.charset != want.charset {
             self.query(&format!("SET NAMES {}", want.charset)).await?;
@@ -363,22 +396,72 @@ impl BackendConn {
             self.state.multi_statements = want.multi_statements;
         }
         self.state_known = true;
+        for statement in &settings[self.settings.len()..] {
+            self.query(statement).await?;
+            self.settings.push(statement.clone());
+        }
         Ok(())
+    }
+
+    /// Notes a session statement the borrower ran on this connection itself.
+    pub fn note_setting(&mut self, statement: &str) {
+        record_setting(&mut self.settings, statement);
     }
 
     /// COM_RESET_CONNECTION: drops user variables, temporary tables, prepared statements and
     /// transactions, so the connection can serve another session.
     pub async fn reset(&mut self) -> Result<(), BackendError> {
         self.send_command(&[com::RESET_CONNECTION]).await?;
-        self.read_query_result().await?;
         self.state_known = false;
+        self.settings.clear();
+        self.prepared.clear();
+        self.read_query_result().await?;
         Ok(())
+    }
+
+    /// The server's id for `sql` on this connection, preparing it on first use.
+    pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
+        if let Some(&id) = self.prepared.get(sql) {
+            return Ok(id);
+        }
+        let id = self.prepare_new(sql).await?;
+        self.note_prepared(sql, id);
+        Ok(id)
+    }
+
+    /// Records a statement prepared by a relayed COM_STMT_PREPARE. A statement the cache
+    /// held for the same SQL is closed, and the cache emptied when full.
+    pub fn note_prepared(&mut self, sql: &str, id: u32) {
+        if self.prepared.len() >= MAX_PREPARED {
+            let ids: Vec<u32> = self.prepared.drain().map(|(_, id)| id).collect();
+            ids.into_iter().for_each(|id| self.write_close(id));
+        }
+        if let Some(old) = self.prepared.insert(sql.to_string(), id) {
+            self.write_close(old);
+        }
+    }
+
+    /// Closes the statement prepared for `sql`, if any (COM_STMT_CLOSE has no response).
+    pub async fn close_prepared(&mut self, sql: &str) -> Result<(), BackendError> {
+        if let Some(id) = self.prepared.remove(sql) {
+            self.write_close(id);
+        }
+        self.conn.flush().await.map_err(|e| self.lost(e))
+    }
+
+    /// Buffers a COM_STMT_CLOSE; it goes out with the next command.
+    fn write_close(&mut self, id: u32) {
+        self.conn.set_seq(0);
+        self.conn.write_with(|b| {
+            b.put_u8(com::STMT_CLOSE);
+            b.put_u32_le(id);
+        });
     }
 
     /// COM_STMT_PREPARE for the proxy's own use: returns the backend's statement id after
     /// reading the whole response (parameter and column definitions, no EOFs: this connection
     /// negotiated CLIENT_DEPRECATE_EOF).
-    pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
+    async fn prepare_new(&mut self, sql: &str) -> Result<u32, BackendError> {
         self.send_command_with(|b| {
             b.put_u8(com::STMT_PREPARE);
             b.put_slice(sql.as_bytes());

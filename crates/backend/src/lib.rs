@@ -2,13 +2,14 @@
 //!
 //! [`conn::BackendConn`] is one authenticated connection that knows the session state it
 //! currently carries (database, character set, multi-statement option), so a borrower applies
-//! only the differences. [`pool::Pool`] hands connections out with a bounded size and a fair,
+//! only the differences, and which statements it has prepared, so any session borrowing it
+//! reuses them. [`pool::Pool`] hands connections out with a bounded size and a fair,
 //! bounded wait. Nothing here knows about SQL semantics or sharding.
 
 pub mod conn;
 pub mod error;
 pub mod pool;
 
-pub use conn::{BackendConn, ConnectOptions, SessionState};
+pub use conn::{record_setting, BackendConn, ConnectOptions, SessionState};
 pub use error::BackendError;
 pub use pool::{set_worker, Pool, PoolStats, PooledConn};

@@ -111,6 +111,16 @@ impl Pool {
                     waited_ms: started.elapsed().as_millis() as u64,
                 })?
                 .expect("the pool never closes its semaphore");
+        self.checkout(permit, found_rows).await
+    }
+
+    /// A connection for the holder of `permit`: an idle one (of the same worker if possible),
+    /// or a new one.
+    async fn checkout(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        found_rows: bool,
+    ) -> Result<PooledConn, BackendError> {
         loop {
             let candidate = {
                 let mut idle = self.lock_idle();
@@ -157,11 +167,32 @@ impl Pool {
         }
     }
 
-    /// Opens and closes one connection: the health check.
-    pub async fn check(&self) -> Result<String, BackendError> {
-        let mut conn = BackendConn::connect(&self.options).await?;
-        conn.ping().await?;
-        Ok(conn.server_version.clone())
+    /// The health check, within the pool's bound: pings an idle connection (or a new one when
+    /// none is idle) and returns the server's version. Idle connections that fail the ping
+    /// (the server restarted) are closed and the next one tried. `None` when every connection
+    /// is in use or awaited: the data source is serving them, and a check must not take one
+    /// more.
+    pub async fn check(self: &Arc<Self>) -> Result<Option<String>, BackendError> {
+        let mut failure = None;
+        for _ in 0..=self.stats().idle {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return Ok(None);
+            };
+            let found_rows = {
+                let idle = self.lock_idle();
+                idle[0].is_empty() && !idle[1].is_empty()
+            };
+            let mut conn = self.checkout(permit, found_rows).await?;
+            match conn.ping().await {
+                Ok(()) => {
+                    let version = conn.server_version.clone();
+                    conn.release();
+                    return Ok(Some(version));
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.expect("at least one connection was tried"))
     }
 }
 

@@ -119,13 +119,16 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let snapshot = Snapshot::build(rules, None);
     let server_version = match &snapshot.rules.proxy.server_version {
         Some(v) => v.clone(),
-        None => match snapshot.default_pool().check().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "default data source unreachable at start; announcing a generic version");
-                "8.0.36-dbmesh".to_string()
+        None => {
+            let generic = || "8.0.36-dbmesh".to_string();
+            match snapshot.default_pool().check().await {
+                Ok(v) => v.unwrap_or_else(generic),
+                Err(e) => {
+                    tracing::warn!(error = %e, "default data source unreachable at start; announcing a generic version");
+                    generic()
+                }
             }
-        },
+        }
     };
     let sequences = if snapshot.rules.sequences.is_empty() {
         Err("no [sequences] in the rule file".to_string())

@@ -84,10 +84,13 @@ async fn health_metrics_and_reload() {
     assert_eq!(value("dbmesh_errors_total{code=\"1146\"}"), 1.0);
     assert_eq!(value("dbmesh_client_connections "), 1.0);
     assert!(value("dbmesh_statement_duration_seconds_count") >= 4.0);
+    // One pooled connection served the session's statements (and the health checks); the
+    // idle session holds none of it.
     assert_eq!(
-        value("dbmesh_backend_connections{data_source=\"main\",state=\"in_use\"}"),
+        value("dbmesh_backend_connections{data_source=\"main\",state=\"open\"}"),
         1.0
     );
+    assert_eq!(value("dbmesh_session_pinned{reason=\"transaction\"}"), 0.0);
     assert!(
         value("dbmesh_plan_cache{stat=\"hits\"}") >= 2.0,
         "repeated statements hit the plan cache"

@@ -7,6 +7,8 @@ use prometheus::{
 };
 use protocol::constants::com;
 
+use crate::session::{PinReason, Pins};
+
 pub struct Metrics {
     registry: Registry,
     pub client_connections: IntGauge,
@@ -19,6 +21,8 @@ pub struct Metrics {
     backend_connections: IntGaugeVec,
     pub auth_failures: IntCounter,
     plan_cache: IntGaugeVec,
+    /// Sessions keeping their backend connections now, indexed like `PinReason::ALL`.
+    session_pinned: Vec<IntGauge>,
 }
 
 impl Metrics {
@@ -82,6 +86,18 @@ impl Metrics {
             &["stat"],
         )
         .expect("valid metric");
+        let session_pinned_vec = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_session_pinned",
+                "Sessions keeping their backend connections between statements, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let session_pinned = PinReason::ALL
+            .iter()
+            .map(|r| session_pinned_vec.with_label_values(&[r.label()]))
+            .collect();
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
@@ -92,6 +108,7 @@ impl Metrics {
             Box::new(backend_connections.clone()),
             Box::new(auth_failures.clone()),
             Box::new(plan_cache.clone()),
+            Box::new(session_pinned_vec),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -106,6 +123,18 @@ impl Metrics {
             backend_connections,
             auth_failures,
             plan_cache,
+            session_pinned,
+        }
+    }
+
+    /// A session's pins changed from `before` to `after`.
+    pub(crate) fn set_pinned(&self, before: Pins, after: Pins) {
+        for (reason, gauge) in PinReason::ALL.iter().zip(&self.session_pinned) {
+            match (before & reason.bit() != 0, after & reason.bit() != 0) {
+                (false, true) => gauge.inc(),
+                (true, false) => gauge.dec(),
+                _ => {}
+            }
         }
     }
 

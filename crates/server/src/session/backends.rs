@@ -1,8 +1,7 @@
-//! The backend connections a session holds: one per data source it has used, acquired on first
-//! use, brought to the session's state, and kept until the session ends (resetting them before
-//! they return to the pool). Relaying a command to one of them lives here too.
-
-use std::collections::HashMap;
+//! The backend connections a session holds: at most one per data source, acquired on first use
+//! and brought to the session's state. Between statements they go back to the pool unless
+//! something pins them to the session ([`super::pin`]); pinned connections are reset before
+//! they return to the pool. Relaying a command to one of them lives here too.
 
 use backend::{BackendError, PooledConn, SessionState};
 use protocol::constants::caps;
@@ -16,30 +15,6 @@ use super::{Flow, Session};
 pub(super) struct Held {
     pub data_source: String,
     pub conn: PooledConn,
-    /// Statements the session prepared on this connection: physical SQL → backend id.
-    prepared: HashMap<String, u32>,
-}
-
-impl Held {
-    /// The backend's id for `sql` on this connection, preparing it on first use.
-    pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
-        if let Some(&id) = self.prepared.get(sql) {
-            return Ok(id);
-        }
-        let id = self.conn.prepare(sql).await?;
-        self.prepared.insert(sql.to_string(), id);
-        Ok(id)
-    }
-
-    /// Forgets a statement the client closed.
-    pub fn forget_prepared(&mut self, id: u32) {
-        self.prepared.retain(|_, v| *v != id);
-    }
-
-    /// Records a statement prepared by a relayed COM_STMT_PREPARE.
-    pub fn note_prepared(&mut self, sql: &str, id: u32) {
-        self.prepared.insert(sql.to_string(), id);
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -85,28 +60,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .await?;
                 // A new connection joins the session: same state, same session variables,
                 // same open transaction as the connections the session already holds.
-                conn.sync_state(&want).await?;
-                for statement in &self.replay {
-                    conn.query(statement).await?;
-                }
+                conn.sync_state(&want, &self.replay).await?;
                 if self.in_transaction {
                     conn.query("BEGIN").await?;
                 }
                 self.held.push(Held {
                     data_source: data_source.to_string(),
                     conn,
-                    prepared: HashMap::new(),
                 });
                 return Ok(self.held.len() - 1);
             }
         };
-        if let Err(e) = self.held[index].conn.sync_state(&want).await {
+        if let Err(e) = self.held[index].conn.sync_state(&want, &self.replay).await {
             if !matches!(e, BackendError::Server { .. }) {
                 self.held.swap_remove(index);
             }
             return Err(e);
         }
         Ok(index)
+    }
+
+    /// Returns every held connection to its pool as it is: the statement is over and nothing
+    /// pins them, so they carry only state the next borrower's `sync_state` accounts for.
+    pub(super) fn release_unpinned(&mut self) {
+        for held in self.held.drain(..) {
+            held.conn.release();
+        }
     }
 
     /// Resets every held connection and returns it to its pool (or closes it if the reset
@@ -141,14 +120,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         kind: ResponseKind,
     ) -> Result<RelayOutcome, Flow> {
         let deprecate_eof = self.deprecate_eof();
+        // Errors, statement OKs and COM_STATISTICS carry no status flags.
+        let reports_status = !matches!(kind, ResponseKind::Prepare { .. } | ResponseKind::Raw);
         let conn = &mut self.held[index].conn;
         if let Err(e) = conn.send_command(packet).await {
             return Err(self.backend_lost(index, e).await);
         }
         match relay_response(conn.packets(), &mut self.client, kind, deprecate_eof).await {
             Ok(outcome) => {
-                self.status = outcome.status;
-                conn.status = outcome.status;
+                if reports_status && outcome.error.is_none() {
+                    self.status = outcome.status;
+                    conn.status = outcome.status;
+                }
                 if outcome.last_insert_id != 0 {
                     self.last_insert_id = outcome.last_insert_id;
                 }

@@ -1,14 +1,16 @@
 //! One client session: reads commands, answers what concerns the logical schema itself, and
 //! relays the rest to backend connections.
 //!
-//! A session holds the backend connections it has used ([`backends`]) until it ends, so user
-//! variables, transactions and prepared statements behave as on a direct connection; they are
-//! reset before they return to the pool. Prepared statements belong to the session
-//! ([`statements`]).
+//! A session borrows backend connections ([`backends`]) for one statement, or for as long as
+//! something pins them ([`pin`]: a transaction, user variables, temporary tables, locks…), so
+//! many sessions share a few connections while behaving as on a direct connection. Prepared
+//! statements belong to the session ([`statements`]); each connection keeps those it has
+//! prepared, for whichever session borrows it.
 
 mod backends;
 mod fill;
 mod merge;
+mod pin;
 mod route;
 mod show;
 mod statements;
@@ -32,6 +34,7 @@ use crate::intercept::{
     intercept, like_matches, physical_database, visible_databases, Intercepted,
 };
 use crate::Context;
+pub(crate) use pin::{PinReason, Pins};
 
 /// What the command loop does after a command.
 enum Flow {
@@ -70,6 +73,10 @@ pub(crate) struct Session<S> {
     answers_last_insert_id: bool,
     /// Status flags to report in locally generated OK packets.
     status: u16,
+    /// Why the held connections must stay with the session, besides an open transaction.
+    pins: Pins,
+    /// The pins last counted in the `dbmesh_session_pinned` metric, transaction included.
+    counted_pins: Pins,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -100,6 +107,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             last_insert_id: 0,
             answers_last_insert_id: false,
             status: status::AUTOCOMMIT,
+            pins: 0,
+            counted_pins: 0,
             ctx,
         }
     }
@@ -185,12 +194,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Flow::Close = flow {
                 break;
             }
+            self.settle();
         }
         self.finish().await;
     }
 
-    /// Returns the backend connection to the pool if it can be cleaned, else closes it.
+    /// After a command: counts the session's pins and, when nothing pins the held
+    /// connections, gives them back to the pool.
+    fn settle(&mut self) {
+        let mut pins = self.pins;
+        if self.client_status() & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0 {
+            pins |= PinReason::Transaction.bit();
+        }
+        if pins != self.counted_pins {
+            self.ctx.metrics.set_pinned(self.counted_pins, pins);
+            self.counted_pins = pins;
+        }
+        if pins == 0 {
+            self.release_unpinned();
+        }
+    }
+
+    /// Returns the backend connections to the pool if they can be cleaned, else closes them.
     async fn finish(&mut self) {
+        self.ctx.metrics.set_pinned(self.counted_pins, 0);
         self.release_all().await;
         self.client.shutdown().await;
     }
@@ -348,13 +375,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.flush().await
     }
 
-    /// `SELECT LAST_INSERT_ID()`: on a session that only used the default data source, the
-    /// backend's own answer (it also reflects `LAST_INSERT_ID(expr)`); once statements ran on
-    /// other data sources or the proxy filled ids from a sequence, the id the session's last
-    /// generating INSERT reported (the first filled id of a filled INSERT).
+    /// `SELECT LAST_INSERT_ID()`: the id the session's last generating INSERT reported (the
+    /// first filled id of a filled INSERT), whichever connection ran it. After
+    /// `LAST_INSERT_ID(expr)` (which pins the connection) on a session that only used the
+    /// default data source, the backend's own answer.
     async fn select_last_insert_id(&mut self, column: &str, packet: &[u8]) -> Flow {
         let default = self.default_data_source();
-        if !self.answers_last_insert_id && self.held.iter().all(|h| h.data_source == default) {
+        if !self.answers_last_insert_id
+            && self.pins & PinReason::LastInsertId.bit() != 0
+            && self.held.iter().all(|h| h.data_source == default)
+        {
             return self.forward_default(packet, ResponseKind::Query).await;
         }
         let column_def = ColumnDef::unsigned_bigint(column);
@@ -399,6 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.replay.clear();
         self.in_transaction = false;
         self.status = status::AUTOCOMMIT;
+        self.pins = 0;
     }
 
     /// The data source of every table the rules do not name.

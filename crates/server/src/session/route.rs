@@ -25,6 +25,7 @@ use router::{Combine, IdStyle, Plan, RouteError, SessionStatement, StatementKind
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::fill::IdRequest;
+use super::pin;
 use super::{Flow, Session};
 
 /// The client-facing error for a routing failure.
@@ -74,6 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn query(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
         let text = String::from_utf8_lossy(&packet[1..]);
+        self.pins = pin::scan(&text).apply(self.pins);
         let plan = match snapshot.router.route(&text, &[]) {
             Ok(plan) => plan,
             Err(RouteError::IdsNeeded {
@@ -130,12 +132,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Flow {
         let statements = sql::split(text);
         let mut physical = Vec::with_capacity(statements.len());
+        let mut settings = Vec::new();
         for statement in &statements {
             match snapshot.router.route(statement, &[]) {
-                Ok(plan) => match plan.targets.first() {
-                    Some(t) => physical.push(t.sql.clone()),
-                    None => physical.push(statement.to_string()),
-                },
+                Ok(plan) => {
+                    if let StatementKind::Session(SessionStatement::Set(_)) = plan.kind {
+                        settings.push(*statement);
+                    }
+                    match plan.targets.first() {
+                        Some(t) => physical.push(t.sql.clone()),
+                        None => physical.push(statement.to_string()),
+                    }
+                }
                 Err(e) => return self.error(route_error(&e)).await,
             }
         }
@@ -149,12 +157,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             p.put_slice(joined.as_bytes());
             p
         };
-        match self
+        let outcome = match self
             .forward_to(data_source, &request, ResponseKind::Query)
             .await
         {
-            Ok(_) => Flow::Continue,
-            Err(flow) => flow,
+            Ok(outcome) => outcome,
+            Err(flow) => return flow,
+        };
+        if settings.is_empty() {
+            return Flow::Continue;
+        }
+        let Some(index) = self.held.iter().position(|h| h.data_source == data_source) else {
+            return Flow::Continue;
+        };
+        if outcome.error.is_some() {
+            // Which of the text's SET statements ran is unknown: the connection's state is
+            // not tracked any more, so it must not serve anyone else.
+            self.held.swap_remove(index);
+            return Flow::Continue;
+        }
+        for statement in settings {
+            self.record_setting(statement);
+        }
+        Flow::Continue
+    }
+
+    /// A session statement (`SET …`) ran on every held connection: later connections replay it.
+    fn record_setting(&mut self, statement: &str) {
+        backend::record_setting(&mut self.replay, statement);
+        for held in &mut self.held {
+            held.conn.note_setting(statement);
         }
     }
 
@@ -229,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(p)
             }
             Request::Execute { exec } => {
-                let backend_id = match self.held[index].prepare(&target.sql).await {
+                let backend_id = match self.held[index].conn.prepare(&target.sql).await {
                     Ok(id) => id,
                     Err(e) => return Err(self.fail_backend(index, e).await),
                 };
@@ -473,11 +505,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
                 let flow = self.everywhere(packet, text).await;
-                if matches!(flow, Flow::Continue)
-                    && self.last_statement_ok
-                    && !self.replay.iter().any(|s| s == text)
-                {
-                    self.replay.push(text.to_string());
+                if matches!(flow, Flow::Continue) && self.last_statement_ok {
+                    self.record_setting(text);
                 }
                 flow
             }

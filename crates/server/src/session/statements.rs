@@ -1,14 +1,16 @@
 //! Prepared statements belong to the session, not to a backend connection: the client sees
 //! statement ids the proxy hands out. A statement whose route does not depend on its
-//! parameters is *fixed*: it is prepared on its one target and executions are relayed with
-//! only the statement id patched, so the binary protocol's hot path decodes no parameters.
-//! Other statements are routed at each execution with the bound values, prepared lazily on
-//! whichever connection runs them, and executed with the parameters re-encoded.
+//! parameters is *fixed*: it has one target and executions are relayed with only the
+//! statement id patched, so the binary protocol's hot path decodes no parameters. Other
+//! statements are routed at each execution with the bound values and executed with the
+//! parameters re-encoded. Either way the session knows a statement by its physical SQL: the
+//! connection that runs it (borrowed from the pool, possibly used by other sessions since)
+//! knows which statements it has prepared and prepares the SQL if it has not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
@@ -18,6 +20,7 @@ use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::fill::IdRequest;
+use super::pin::{self, Effects, PinReason};
 use super::route::{route_error, Request};
 use super::{Flow, Session};
 
@@ -30,8 +33,10 @@ pub(super) struct Prepared {
     types: Vec<ParamType>,
     /// Values sent with COM_STMT_SEND_LONG_DATA since the last execute.
     long_data: Vec<Option<Vec<u8>>>,
-    /// The one place every execution goes: data source and the backend's statement id.
-    fixed: Option<(String, u32)>,
+    /// The one place every execution goes: data source and physical SQL.
+    fixed: Option<(String, String)>,
+    /// What executing it does to the session's pins.
+    effects: Effects,
     /// The rules the route was decided under; after a reload it is decided again.
     rules: Arc<Rules>,
 }
@@ -64,6 +69,41 @@ fn unknown_statement(id: u32, command: u8) -> ServerError {
 fn statement_id(packet: &[u8]) -> Option<u32> {
     let b = packet.get(1..5)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Makes a fixed statement's execute carry its parameter types: the backend statement may be
+/// freshly prepared on the connection this execute borrowed, or shared with sessions that
+/// bound other types, so the types bound by an earlier execute cannot be relied on. Types the
+/// client sends are remembered in `types` for the executes that omit them.
+fn bind_types(packet: &mut BytesMut, params: usize, types: &mut Vec<ParamType>) {
+    if params == 0 {
+        return;
+    }
+    // Command, statement id, flags, iteration count, null bitmap, then the bound flag.
+    let at = 10 + params.div_ceil(8);
+    match packet.get(at) {
+        Some(1) => {
+            if let Some(raw) = packet.get(at + 1..at + 1 + 2 * params) {
+                types.clear();
+                types.extend(raw.chunks(2).map(|t| ParamType {
+                    column_type: t[0],
+                    unsigned: t[1] & 0x80 != 0,
+                }));
+            }
+        }
+        Some(0) if types.len() == params => {
+            let mut bound = BytesMut::with_capacity(packet.len() + 2 * params);
+            bound.put_slice(&packet[..at]);
+            bound.put_u8(1);
+            for t in types.iter() {
+                bound.put_u8(t.column_type);
+                bound.put_u8(if t.unsigned { 0x80 } else { 0 });
+            }
+            bound.put_slice(&packet[at + 1..]);
+            *packet = bound;
+        }
+        _ => {}
+    }
 }
 
 fn to_param(v: &ParamValue) -> Param {
@@ -112,8 +152,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(flow) => return flow,
         };
         if let Some(info) = outcome.prepared {
-            self.held[index].note_prepared(&physical_sql, info.statement_id);
+            self.held[index]
+                .conn
+                .note_prepared(&physical_sql, info.statement_id);
             let params = usize::from(info.params);
+            let effects = pin::scan(&sql);
             self.statements.by_id.insert(
                 client_statement_id,
                 Prepared {
@@ -121,7 +164,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     params,
                     types: Vec::new(),
                     long_data: vec![None; params],
-                    fixed: fixed.then_some((data_source, info.statement_id)),
+                    fixed: fixed.then_some((data_source, physical_sql)),
+                    effects,
                     rules: snapshot.rules.clone(),
                 },
             );
@@ -143,11 +187,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
         };
-        if let Some((data_source, backend_id)) = prepared.fixed.clone() {
-            let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
+        let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
+        let mut effects = prepared.effects;
+        if cursor {
+            effects = Effects::set(PinReason::Cursor).then(effects);
+        }
+        self.pins = Effects::clear(PinReason::LongData)
+            .then(effects)
+            .apply(self.pins);
+        if let Some((data_source, sql)) = prepared.fixed.clone() {
+            bind_types(&mut packet, prepared.params, &mut prepared.types);
+            let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
+                Ok(r) => r,
+                Err(e) => return self.error(e.to_server_error()).await,
+            };
             packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
             return match self
-                .forward_to(&data_source, &packet, ResponseKind::Execute { cursor })
+                .relay_on(index, &packet, ResponseKind::Execute { cursor })
                 .await
             {
                 Ok(_) => Flow::Continue,
@@ -205,14 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let plan = route.plan;
         let fixed = match plan.targets.as_slice() {
             [only] if !matches!(plan.kind, StatementKind::Session(_)) && !route.fills_ids => {
-                let index = match self.conn_for(&only.data_source).await {
-                    Ok(i) => i,
-                    Err(e) => return Err(self.error(e.to_server_error()).await),
-                };
-                match self.held[index].prepare(&only.sql).await {
-                    Ok(backend_id) => Some((only.data_source.clone(), backend_id)),
-                    Err(e) => return Err(self.error(e.to_server_error()).await),
-                }
+                Some((only.data_source.clone(), only.sql.clone()))
             }
             _ => None,
         };
@@ -221,6 +270,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             prepared.rules = snapshot.rules.clone();
         }
         Ok(())
+    }
+
+    /// A connection to `data_source` and the id `sql` has there, prepared now if it has none.
+    /// A connection lost while preparing is dropped.
+    async fn fixed_on(
+        &mut self,
+        data_source: &str,
+        sql: &str,
+    ) -> Result<(usize, u32), backend::BackendError> {
+        let index = self.conn_for(data_source).await?;
+        match self.held[index].conn.prepare(sql).await {
+            Ok(id) => Ok((index, id)),
+            Err(e) => {
+                if !matches!(e, backend::BackendError::Server { .. }) {
+                    self.held.swap_remove(index);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// COM_STMT_FETCH and COM_STMT_RESET of a fixed statement are relayed with the backend's
@@ -233,9 +301,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         prepared.long_data.iter_mut().for_each(|d| *d = None);
         match prepared.fixed.clone() {
-            Some((data_source, backend_id)) => {
+            Some((data_source, sql)) => {
+                let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
+                    Ok(r) => r,
+                    Err(e) => return self.error(e.to_server_error()).await,
+                };
                 packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-                match self.forward_to(&data_source, &packet, kind).await {
+                match self.relay_on(index, &packet, kind).await {
                     Ok(_) => Flow::Continue,
                     Err(flow) => flow,
                 }
@@ -257,10 +329,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return Flow::Continue;
         };
-        if let Some((data_source, backend_id)) = prepared.fixed.clone() {
-            packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-            return match self.conn_for(&data_source).await {
-                Ok(index) => self.send_on(index, &packet).await,
+        if let Some((data_source, sql)) = prepared.fixed.clone() {
+            // The data waits in the backend's statement until the execute: nobody else may
+            // use that connection meanwhile.
+            self.pins = Effects::set(PinReason::LongData).apply(self.pins);
+            return match self.fixed_on(&data_source, &sql).await {
+                Ok((index, backend_id)) => {
+                    packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+                    self.send_on(index, &packet).await
+                }
                 Err(_) => Flow::Continue,
             };
         }
@@ -288,17 +365,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.remove(&id) else {
             return Flow::Continue;
         };
-        // Routed statements stay prepared on their connections (keyed by SQL, shared by
-        // statements with the same text) until the session ends.
-        let Some((data_source, backend_id)) = prepared.fixed else {
+        // Statements stay prepared on their connections (keyed by SQL, shared by every
+        // session that borrows the connection) until the connection's cache is full or it is
+        // reset; a fixed statement is closed now if the session still holds its connection.
+        let Some((data_source, sql)) = prepared.fixed else {
             return Flow::Continue;
         };
         let Some(index) = self.held.iter().position(|h| h.data_source == data_source) else {
             return Flow::Continue;
         };
-        self.held[index].forget_prepared(backend_id);
-        let mut close = [com::STMT_CLOSE, 0, 0, 0, 0];
-        close[1..5].copy_from_slice(&backend_id.to_le_bytes());
-        self.send_on(index, &close).await
+        if let Err(e) = self.held[index].conn.close_prepared(&sql).await {
+            return self.backend_lost(index, e).await;
+        }
+        Flow::Continue
     }
 }

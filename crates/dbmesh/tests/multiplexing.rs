@@ -1,0 +1,539 @@
+//! Connection multiplexing through the real proxy: thousands of client sessions on a small
+//! backend pool, session state that travels with the session, and the situations that pin a
+//! backend connection to a session (each test fails if the connection were released).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{one_backend, passthrough_rules, server_code, Backend, Proxy};
+use mysql_async::prelude::*;
+
+/// A proxy on one data source whose pool holds at most `max` connections.
+fn proxy_with_pool(backend: &Backend, physical: &str, max: usize) -> Proxy {
+    let rules = passthrough_rules(backend, "bank", physical, "worker_threads = 1")
+        + &format!("\n[data_sources.main.pool]\nmax = {max}\nacquire_timeout_ms = 30000\n");
+    Proxy::start(&rules)
+}
+
+/// A direct connection to the backend, for looking at what the proxy does there.
+async fn direct(backend: &Backend) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(backend.host())
+        .tcp_port(backend.port())
+        .prefer_socket(false)
+        .user(Some(backend.user()))
+        .pass(Some(backend.password()));
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("direct connection")
+}
+
+/// The proxy's connections on the backend: those with the data source's database selected.
+async fn backend_connections(direct: &mut mysql_async::Conn, physical: &str) -> u64 {
+    direct
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ?",
+            (physical,),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// How many client connections this test may open: `wanted`, or fewer when the open-files
+/// limit (raised to its hard limit first, with `prlimit`) cannot hold the clients' sockets and
+/// the proxy's. The proxy inherits the limit.
+fn client_budget(wanted: usize) -> usize {
+    let soft_and_hard = || -> (usize, usize) {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let line = limits.lines().find(|l| l.starts_with("Max open files"));
+        let mut fields = line
+            .into_iter()
+            .flat_map(|l| l.split_whitespace().skip(3))
+            .map(|v| v.parse().unwrap_or(usize::MAX));
+        (fields.next().unwrap_or(1024), fields.next().unwrap_or(1024))
+    };
+    let (soft, hard) = soft_and_hard();
+    if soft < hard {
+        let _ = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={hard}:{hard}"))
+            .status();
+    }
+    let (soft, _) = soft_and_hard();
+    let budget = wanted.min(soft.saturating_sub(200));
+    if budget < wanted {
+        println!("open-files limit {soft}: running {budget} clients instead of {wanted}");
+    }
+    budget
+}
+
+/// Opens `n` client sessions, a bounded number of logins at a time.
+async fn open_clients(proxy: &Proxy, n: usize) -> Vec<mysql_async::Conn> {
+    let logins = Arc::new(tokio::sync::Semaphore::new(128));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let opts = proxy.opts(Some("bank"));
+            let logins = logins.clone();
+            tokio::spawn(async move {
+                let _permit = logins.acquire().await.unwrap();
+                mysql_async::Conn::new(opts)
+                    .await
+                    .expect("login through dbmesh")
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    conns
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_sessions_share_sixteen_backend_connections() {
+    let clients = client_budget(5000);
+    let backend = one_backend();
+    let db = testkit::unique_name("mux");
+    let proxy = proxy_with_pool(&backend, &db, 16);
+    let mut setup = proxy.conn(Some("bank")).await;
+    setup
+        .query_drop("CREATE TABLE hits (id BIGINT PRIMARY KEY, n INT)")
+        .await
+        .unwrap();
+    drop(setup);
+
+    let started = Instant::now();
+    let conns = open_clients(&proxy, clients).await;
+    let connected = started.elapsed();
+
+    // Watch the backend while the load runs.
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (peak, done, db) = (peak.clone(), done.clone(), db.clone());
+        let mut watch = direct(&backend).await;
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let now = backend_connections(&mut watch, &db).await;
+                peak.fetch_max(now, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let load_started = Instant::now();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            tokio::spawn(async move {
+                let id = i as i64;
+                conn.exec_drop("INSERT INTO hits VALUES (?, ?)", (id, 1))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("UPDATE hits SET n = n + 1 WHERE id = {id}"))
+                    .await
+                    .unwrap();
+                let n: i64 = conn
+                    .exec_first("SELECT n FROM hits WHERE id = ?", (id,))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(n, 2);
+                conn
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        conns.push(t.await.unwrap());
+    }
+    let load = load_started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+
+    let mut check = direct(&backend).await;
+    let rows: i64 = check
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.hits WHERE n = 2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows, clients as i64);
+    let peak = peak.load(Ordering::Relaxed);
+    println!(
+        "{clients} sessions: logins {connected:?}, {} statements in {load:?}, \
+         at most {peak} backend connections",
+        clients * 3
+    );
+    assert!(peak <= 16, "{peak} backend connections for a pool of 16");
+    assert!(peak >= 1, "the watcher saw the proxy's connections");
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    assert!(
+        metrics.contains("dbmesh_session_pinned{reason=\"transaction\"} 0"),
+        "{metrics}"
+    );
+    for conn in conns {
+        conn.disconnect().await.unwrap();
+    }
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_cost_little_memory_and_no_backend_connection() {
+    let clients = client_budget(5000);
+    let backend = one_backend();
+    let db = testkit::unique_name("idle");
+    let proxy = proxy_with_pool(&backend, &db, 16);
+    let mut first = proxy.conn(Some("bank")).await;
+    first.query_drop("SELECT 1").await.unwrap();
+    let (before, _) = proxy.memory_kib();
+
+    let mut conns = open_clients(&proxy, clients).await;
+    for conn in &mut conns {
+        conn.query_drop("SELECT 1").await.unwrap();
+    }
+    // Let freed buffers settle before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (after, _) = proxy.memory_kib();
+    let per_client = after.saturating_sub(before) as f64 / clients as f64;
+    let mut watch = direct(&backend).await;
+    let backend_count = backend_connections(&mut watch, &db).await;
+    println!(
+        "{clients} idle sessions: RSS {before} KiB -> {after} KiB, {per_client:.1} KiB per idle \
+         session, {backend_count} backend connections"
+    );
+    assert!(backend_count <= 16, "{backend_count} backend connections");
+    assert!(per_client <= 64.0, "{per_client:.1} KiB per idle session");
+    for conn in conns {
+        conn.disconnect().await.unwrap();
+    }
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// Two sessions with different character sets, sql_mode and time zones, interleaved on the
+/// one backend connection a pool of 1 has: each sees its own settings, and a third session
+/// with none sees the server's defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_travels_with_the_session() {
+    let backend = one_backend();
+    let db = testkit::unique_name("state");
+    let proxy = proxy_with_pool(&backend, &db, 1);
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = proxy.conn(Some("bank")).await;
+    let mut plain = proxy.conn(Some("bank")).await;
+    a.query_drop("SET NAMES latin1").await.unwrap();
+    b.query_drop("SET NAMES utf8mb4").await.unwrap();
+    a.query_drop("SET sql_mode = 'PIPES_AS_CONCAT'")
+        .await
+        .unwrap();
+    b.query_drop("SET sql_mode = ''").await.unwrap();
+    a.query_drop("SET time_zone = '+05:00'").await.unwrap();
+    b.query_drop("SET time_zone = '-03:00'").await.unwrap();
+    let defaults: (String, String) = plain
+        .query_first("SELECT @@sql_mode, @@time_zone")
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..3 {
+        let row: (String, String, String, String) = a
+            .query_first(
+                "SELECT @@character_set_client, 'x' || 'y', @@time_zone, \
+                 DATE_FORMAT(FROM_UNIXTIME(0), '%H')",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row,
+            ("latin1".into(), "xy".into(), "+05:00".into(), "05".into())
+        );
+        let row: (String, String, String, String) = b
+            .query_first(
+                "SELECT @@character_set_client, 'x' || 'y', @@time_zone, \
+                 DATE_FORMAT(FROM_UNIXTIME(0), '%H')",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row,
+            ("utf8mb4".into(), "0".into(), "-03:00".into(), "21".into())
+        );
+        let now: (String, String) = plain
+            .query_first("SELECT @@sql_mode, @@time_zone")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now, defaults);
+    }
+
+    // Prepared statements follow their session onto the shared connection.
+    let sa = a.prep("SELECT ? + 1").await.unwrap();
+    let sb = b.prep("SELECT CONCAT(?, '!')").await.unwrap();
+    for i in 0..3 {
+        let x: i64 = a.exec_first(&sa, (i,)).await.unwrap().unwrap();
+        assert_eq!(x, i + 1);
+        let s: String = b.exec_first(&sb, ("hi",)).await.unwrap().unwrap();
+        assert_eq!(s, "hi!");
+    }
+    a.close(sa).await.unwrap();
+    let s: String = b.exec_first(&sb, ("again",)).await.unwrap().unwrap();
+    assert_eq!(s, "again!");
+    let same = b.prep("SELECT ? + 1").await.unwrap();
+    let x: i64 = b.exec_first(&same, (41,)).await.unwrap().unwrap();
+    assert_eq!(x, 42);
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// Sessions `a` (the one whose state matters) and `other` through a proxy whose pool has 2
+/// connections, with tables `t` and `u`.
+struct Pair {
+    backend: Backend,
+    db: String,
+    proxy: Proxy,
+    a: mysql_async::Conn,
+    other: mysql_async::Conn,
+}
+
+impl Pair {
+    async fn new() -> Pair {
+        let backend = one_backend();
+        let db = testkit::unique_name("pin");
+        let proxy = proxy_with_pool(&backend, &db, 2);
+        let mut a = proxy.conn(Some("bank")).await;
+        a.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+            .await
+            .unwrap();
+        a.query_drop("CREATE TABLE u (id INT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let other = proxy.conn(Some("bank")).await;
+        Pair {
+            backend,
+            db,
+            proxy,
+            a,
+            other,
+        }
+    }
+
+    /// The other session takes a connection and keeps it (its transaction pins it): the idle
+    /// one `a` would have released if it were not pinned. `a` then runs on its own connection
+    /// only if it kept it.
+    async fn interleave(&mut self) {
+        self.other.query_drop("BEGIN").await.unwrap();
+        self.other.query_drop("SELECT 1").await.unwrap();
+    }
+
+    async fn end_interleave(&mut self) {
+        self.other.query_drop("COMMIT").await.unwrap();
+    }
+
+    /// `dbmesh_session_pinned{reason}`.
+    fn pinned(&self, reason: &str) -> i64 {
+        let (_, metrics) = self.proxy.http("GET", "/metrics");
+        let key = format!("dbmesh_session_pinned{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+    }
+
+    async fn count(&mut self) -> i64 {
+        self.a
+            .query_first("SELECT COUNT(*) FROM t")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = self
+            .backend
+            .sql(&format!("DROP DATABASE IF EXISTS `{}`", self.db));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_transaction_rows_are_seen_inside_only() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("BEGIN").await.unwrap();
+    p.a.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    assert_eq!(p.pinned("transaction"), 1);
+    p.interleave().await;
+    let outside: i64 = p
+        .other
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((p.count().await, outside), (1, 0));
+    p.end_interleave().await;
+    p.a.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(p.count().await, 0);
+    assert_eq!(p.pinned("transaction"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_autocommit_off_keeps_the_transaction() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("SET autocommit = 0").await.unwrap();
+    p.a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    p.interleave().await;
+    assert_eq!(p.count().await, 1);
+    p.end_interleave().await;
+    p.a.query_drop("ROLLBACK").await.unwrap();
+    p.a.query_drop("SET autocommit = 1").await.unwrap();
+    assert_eq!(p.count().await, 0);
+    assert_eq!(p.pinned("transaction"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_user_variables() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("SET @x = 42").await.unwrap();
+    p.a.query_drop("SELECT 7 INTO @y").await.unwrap();
+    p.interleave().await;
+    let vars: (i64, i64) = p.a.query_first("SELECT @x, @y").await.unwrap().unwrap();
+    assert_eq!(vars, (42, 7));
+    assert_eq!(p.pinned("user_variables"), 1);
+    p.end_interleave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_temporary_tables() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("CREATE TEMPORARY TABLE scratch (v INT)")
+        .await
+        .unwrap();
+    p.a.query_drop("INSERT INTO scratch VALUES (5)")
+        .await
+        .unwrap();
+    p.interleave().await;
+    let v: i64 =
+        p.a.query_first("SELECT v FROM scratch")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(v, 5);
+    assert_eq!(p.pinned("temporary_tables"), 1);
+    p.end_interleave().await;
+}
+
+/// Only the connection holding a named lock can release it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_get_lock() {
+    let mut p = Pair::new().await;
+    let lock = p.db.clone();
+    let got: i64 =
+        p.a.query_first(format!("SELECT GET_LOCK('{lock}', 0)"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(got, 1);
+    p.interleave().await;
+    let released: i64 =
+        p.a.query_first(format!("SELECT RELEASE_LOCK('{lock}')"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(p.pinned("get_lock"), 1);
+    p.end_interleave().await;
+}
+
+/// Under LOCK TABLES, a table not locked cannot be read on the locking connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_lock_tables_until_unlock() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("LOCK TABLES t READ").await.unwrap();
+    p.interleave().await;
+    let err = p.a.query_drop("SELECT * FROM u").await.unwrap_err();
+    assert_eq!(server_code(err).0, 1100, "table u was not locked");
+    assert_eq!(p.pinned("lock_tables"), 1);
+    p.end_interleave().await;
+    p.a.query_drop("UNLOCK TABLES").await.unwrap();
+    assert_eq!(p.pinned("lock_tables"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_found_rows_until_read() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("INSERT INTO t VALUES (1), (2), (3), (4), (5)")
+        .await
+        .unwrap();
+    let _: Vec<i64> =
+        p.a.query("SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1")
+            .await
+            .unwrap();
+    assert_eq!(p.pinned("found_rows"), 1);
+    p.interleave().await;
+    let found: i64 =
+        p.a.query_first("SELECT FOUND_ROWS()")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(found, 5);
+    assert_eq!(p.pinned("found_rows"), 0);
+    p.end_interleave().await;
+}
+
+/// `LAST_INSERT_ID(expr)` in a SELECT: only its connection knows the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_last_insert_id_expr() {
+    let mut p = Pair::new().await;
+    let _: Option<i64> = p.a.query_first("SELECT LAST_INSERT_ID(77)").await.unwrap();
+    p.interleave().await;
+    let id: i64 =
+        p.a.query_first("SELECT LAST_INSERT_ID()")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(id, 77);
+    assert_eq!(p.pinned("last_insert_id"), 1);
+    p.end_interleave().await;
+}
+
+/// Every step of an XA branch runs on the connection that started it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_xa_until_commit() {
+    let mut p = Pair::new().await;
+    let xid = p.db.clone();
+    p.a.query_drop(format!("XA START '{xid}'")).await.unwrap();
+    p.a.query_drop("INSERT INTO u VALUES (9)").await.unwrap();
+    p.a.query_drop(format!("XA END '{xid}'")).await.unwrap();
+    p.interleave().await;
+    p.a.query_drop(format!("XA PREPARE '{xid}'")).await.unwrap();
+    p.a.query_drop(format!("XA COMMIT '{xid}'")).await.unwrap();
+    p.end_interleave().await;
+    assert_eq!(p.pinned("xa"), 0);
+}
+
+/// Parameter data sent with COM_STMT_SEND_LONG_DATA waits in the backend's statement: the
+/// connection stays with the session until the execute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_long_data_until_execute() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .unwrap();
+    let stmt = p.a.prep("INSERT INTO blobs VALUES (?, ?)").await.unwrap();
+    // mysql_async sends values above its long-data threshold with COM_STMT_SEND_LONG_DATA.
+    let big = vec![b'z'; 4 << 20];
+    p.a.exec_drop(&stmt, (1, big.clone())).await.unwrap();
+    let len: i64 =
+        p.a.query_first("SELECT LENGTH(b) FROM blobs WHERE id = 1")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(len, big.len() as i64);
+    assert_eq!(p.pinned("long_data"), 0);
+}

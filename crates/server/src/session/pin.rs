@@ -1,0 +1,318 @@
+//! Pinning: what keeps a session's backend connections out of the pool between statements.
+//!
+//! A session borrows connections per statement (or per transaction) and gives them back when
+//! the statement is over. Some state lives on a backend connection where the proxy cannot track
+//! or replay it — user variables, temporary tables, table and named locks, the row count
+//! `FOUND_ROWS()` reads, cursors, XA, SQL-level prepared statements, `LAST_INSERT_ID(expr)` —
+//! and while any of it may exist the session keeps its connections. Statements are recognised
+//! conservatively by their words (outside string literals and comments): a false match only
+//! costs multiplexing, a missed one would give wrong results.
+
+/// Why a session keeps its backend connections; each is a label of `dbmesh_session_pinned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PinReason {
+    /// BEGIN, or autocommit off, or the backend reports a transaction open.
+    Transaction,
+    UserVariables,
+    TemporaryTables,
+    LockTables,
+    GetLock,
+    /// `SQL_CALC_FOUND_ROWS`, until `FOUND_ROWS()` reads it.
+    FoundRows,
+    /// A cursor opened by COM_STMT_EXECUTE, or `HANDLER`.
+    Cursor,
+    /// COM_STMT_SEND_LONG_DATA sent parameter data the next execute consumes.
+    LongData,
+    Xa,
+    /// `LAST_INSERT_ID(expr)`: the backend's value is no longer what the session tracks.
+    LastInsertId,
+    /// `PREPARE` / `EXECUTE` in SQL.
+    SqlPrepare,
+    /// `CALL`: a procedure may leave any of the above behind.
+    Call,
+}
+
+impl PinReason {
+    pub(crate) const ALL: [PinReason; 12] = [
+        PinReason::Transaction,
+        PinReason::UserVariables,
+        PinReason::TemporaryTables,
+        PinReason::LockTables,
+        PinReason::GetLock,
+        PinReason::FoundRows,
+        PinReason::Cursor,
+        PinReason::LongData,
+        PinReason::Xa,
+        PinReason::LastInsertId,
+        PinReason::SqlPrepare,
+        PinReason::Call,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            PinReason::Transaction => "transaction",
+            PinReason::UserVariables => "user_variables",
+            PinReason::TemporaryTables => "temporary_tables",
+            PinReason::LockTables => "lock_tables",
+            PinReason::GetLock => "get_lock",
+            PinReason::FoundRows => "found_rows",
+            PinReason::Cursor => "cursor",
+            PinReason::LongData => "long_data",
+            PinReason::Xa => "xa",
+            PinReason::LastInsertId => "last_insert_id",
+            PinReason::SqlPrepare => "sql_prepare",
+            PinReason::Call => "call",
+        }
+    }
+
+    /// This reason's bit in a [`Pins`] set.
+    pub(crate) fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of reasons, one bit each.
+pub(crate) type Pins = u16;
+
+/// What a statement does to the session's pins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Effects {
+    set: Pins,
+    clear: Pins,
+}
+
+impl Effects {
+    pub fn set(reason: PinReason) -> Effects {
+        Effects {
+            set: reason.bit(),
+            clear: 0,
+        }
+    }
+
+    pub fn clear(reason: PinReason) -> Effects {
+        Effects {
+            set: 0,
+            clear: reason.bit(),
+        }
+    }
+
+    /// These effects followed by `next`'s.
+    pub fn then(self, next: Effects) -> Effects {
+        Effects {
+            set: (self.set & !next.clear) | next.set,
+            clear: (self.clear & !next.set) | next.clear,
+        }
+    }
+
+    /// `pins` after the statement.
+    pub fn apply(self, pins: Pins) -> Pins {
+        (pins & !self.clear) | self.set
+    }
+}
+
+/// One lexical item of a statement, as far as pinning cares.
+#[derive(Debug, PartialEq, Eq)]
+enum Item<'a> {
+    /// A bare word.
+    Word(&'a str),
+    /// `@name` (a user variable; `@@name` system variables are skipped).
+    UserVariable,
+    Punct(u8),
+}
+
+/// Splits `sql` into items, dropping string literals, quoted identifiers and comments. The
+/// content of `/*! … */` comments is code on MySQL, so it is scanned.
+fn items(sql: &str) -> Vec<Item<'_>> {
+    let b = sql.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 2;
+                    } else if b[i] == c {
+                        i += 1;
+                        // A doubled quote is an escaped quote, not the end.
+                        if b.get(i) != Some(&c) {
+                            break;
+                        }
+                        i += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'#' => {
+                i = b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |p| i + p)
+            }
+            b'-' if b.get(i + 1) == Some(&b'-')
+                && b.get(i + 2).is_none_or(|x| x.is_ascii_whitespace()) =>
+            {
+                i = b[i..]
+                    .iter()
+                    .position(|&x| x == b'\n')
+                    .map_or(b.len(), |p| i + p)
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') && b.get(i + 2) == Some(&b'!') => {
+                i += 3;
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2)
+            }
+            b'@' if b.get(i + 1) == Some(&b'@') => {
+                i += 2;
+                while b.get(i).is_some_and(|&x| word(x) || x == b'.') {
+                    i += 1;
+                }
+            }
+            b'@' => {
+                out.push(Item::UserVariable);
+                i += 1;
+            }
+            _ if word(c) => {
+                let start = i;
+                while b.get(i).is_some_and(|&x| word(x)) {
+                    i += 1;
+                }
+                out.push(Item::Word(&sql[start..i]));
+            }
+            _ if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                out.push(Item::Punct(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The pin effects of a statement text (several statements when separated by `;`).
+pub(super) fn scan(sql: &str) -> Effects {
+    let items = items(sql);
+    let mut effects = Effects::default();
+    let mut add = |e: Effects| effects = effects.then(e);
+    let is_word = |item: Option<&Item>, w: &str| matches!(item, Some(Item::Word(x)) if x.eq_ignore_ascii_case(w));
+    for statement in items.split(|item| *item == Item::Punct(b';')) {
+        let first = statement.first();
+        let second = statement.get(1);
+        let has = |w: &str| statement.iter().any(|item| is_word(Some(item), w));
+        if is_word(first, "LOCK") || (is_word(first, "FLUSH") && has("LOCK")) {
+            add(Effects::set(PinReason::LockTables));
+        }
+        if is_word(first, "UNLOCK") {
+            add(Effects::clear(PinReason::LockTables));
+        }
+        if is_word(first, "CREATE") && has("TEMPORARY") {
+            add(Effects::set(PinReason::TemporaryTables));
+        }
+        if is_word(first, "XA") {
+            if is_word(second, "COMMIT") || is_word(second, "ROLLBACK") {
+                add(Effects::clear(PinReason::Xa));
+            } else {
+                add(Effects::set(PinReason::Xa));
+            }
+        }
+        if ["PREPARE", "EXECUTE", "DEALLOCATE"]
+            .iter()
+            .any(|w| is_word(first, w))
+        {
+            add(Effects::set(PinReason::SqlPrepare));
+        }
+        if is_word(first, "CALL") {
+            add(Effects::set(PinReason::Call));
+        }
+        if is_word(first, "HANDLER") {
+            add(Effects::set(PinReason::Cursor));
+        }
+        for (at, item) in statement.iter().enumerate() {
+            let call = statement.get(at + 1) == Some(&Item::Punct(b'('));
+            match item {
+                Item::UserVariable => add(Effects::set(PinReason::UserVariables)),
+                Item::Word(w) if w.eq_ignore_ascii_case("SQL_CALC_FOUND_ROWS") => {
+                    add(Effects::set(PinReason::FoundRows))
+                }
+                Item::Word(w) if w.eq_ignore_ascii_case("FOUND_ROWS") && call => {
+                    add(Effects::clear(PinReason::FoundRows))
+                }
+                Item::Word(w) if w.eq_ignore_ascii_case("GET_LOCK") && call => {
+                    add(Effects::set(PinReason::GetLock))
+                }
+                Item::Word(w)
+                    if w.eq_ignore_ascii_case("LAST_INSERT_ID")
+                        && call
+                        && statement.get(at + 2) != Some(&Item::Punct(b')')) =>
+                {
+                    add(Effects::set(PinReason::LastInsertId))
+                }
+                _ => {}
+            }
+        }
+    }
+    effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pins_after(statements: &[&str]) -> Vec<&'static str> {
+        let pins = statements.iter().fold(0, |p, s| scan(s).apply(p));
+        PinReason::ALL
+            .iter()
+            .filter(|r| pins & r.bit() != 0)
+            .map(|r| r.label())
+            .collect()
+    }
+
+    #[test]
+    fn each_situation_pins_and_plain_statements_do_not() {
+        let cases: &[(&str, &[&str])] = &[
+            ("SELECT * FROM t WHERE a = 'x@y.com' -- @z", &[]),
+            ("SELECT @@session.sql_mode, @@time_zone", &[]),
+            ("SELECT 'GET_LOCK(' , `found_rows`", &[]),
+            ("SET @x = 1", &["user_variables"]),
+            ("SELECT a INTO @x FROM t", &["user_variables"]),
+            ("/*!40101 SET @OLD = @@X */", &["user_variables"]),
+            ("create temporary table t (a int)", &["temporary_tables"]),
+            ("LOCK TABLES t WRITE", &["lock_tables"]),
+            ("FLUSH TABLES WITH READ LOCK", &["lock_tables"]),
+            ("SELECT GET_LOCK('a', 1)", &["get_lock"]),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+                &["found_rows"],
+            ),
+            ("XA START 'x'", &["xa"]),
+            (
+                "UPDATE t SET id = LAST_INSERT_ID(id + 1)",
+                &["last_insert_id"],
+            ),
+            ("SELECT LAST_INSERT_ID()", &[]),
+            ("PREPARE s FROM 'SELECT 1'", &["sql_prepare"]),
+            ("HANDLER t OPEN", &["cursor"]),
+            ("CALL p()", &["call"]),
+            ("SELECT 1; LOCK TABLE t READ", &["lock_tables"]),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(pins_after(&[sql]), *want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn releasing_statements_unpin() {
+        assert!(pins_after(&["LOCK TABLES t READ", "UNLOCK TABLES"]).is_empty());
+        assert!(pins_after(&["SELECT SQL_CALC_FOUND_ROWS 1", "SELECT FOUND_ROWS()"]).is_empty());
+        assert!(pins_after(&["XA START 'x'", "XA END 'x'", "XA COMMIT 'x' ONE PHASE"]).is_empty());
+        assert!(pins_after(&["SELECT SQL_CALC_FOUND_ROWS 1; SELECT FOUND_ROWS()"]).is_empty());
+    }
+}
