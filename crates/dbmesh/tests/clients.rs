@@ -249,3 +249,52 @@ async fn tls_can_be_required() {
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();
 }
+
+/// 256 sysbench threads share a pool of 16 backend connections: transactions complete
+/// (deadlocks, which sysbench retries, are the only errors it tolerates) and the backend never
+/// sees more than 16 connections of the proxy.
+#[test]
+fn sysbench_256_threads_through_a_16_connection_pool() {
+    let backend = one_backend();
+    let db = testkit::unique_name("sb256");
+    let rules = passthrough_rules(&backend, "sbtest", &db, "")
+        + "\n[data_sources.main.pool]\nmax = 16\nacquire_timeout_ms = 30000\n";
+    let proxy = Proxy::start(&rules);
+    sysbench(proxy.port, &["oltp_read_write", "prepare"]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let count_sql =
+        format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{db}'");
+    let (out, peak) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut peak = 0usize;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = backend.sql(&count_sql).unwrap_or_default();
+                peak = peak.max(n.trim().parse().unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        let out = sysbench(
+            proxy.port,
+            &["--threads=256", "--time=5", "oltp_read_write", "run"],
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, watcher.join().unwrap())
+    });
+    assert!(!out.contains("FATAL"), "{out}");
+    let transactions: u64 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("transactions:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(transactions > 0, "{out}");
+    assert!(
+        peak > 0 && peak <= 16,
+        "{peak} backend connections for a pool of 16"
+    );
+    println!(
+        "256 threads, pool 16: {transactions} transactions in 5 s, peak {peak} backend connections"
+    );
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
