@@ -335,6 +335,18 @@ impl Pair {
     }
 
     /// `dbmesh_session_pinned{reason}`.
+    /// Waits for the gauge to show `want` sessions pinned for `reason`: a session counts its
+    /// pins after it has answered, so the answer can arrive first.
+    fn assert_pinned(&self, reason: &str, want: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut got = self.pinned(reason);
+        while got != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            got = self.pinned(reason);
+        }
+        assert_eq!(got, want, "sessions pinned for {reason}");
+    }
+
     fn pinned(&self, reason: &str) -> i64 {
         let (_, metrics) = self.proxy.http("GET", "/metrics");
         let key = format!("dbmesh_session_pinned{{reason=\"{reason}\"}} ");
@@ -367,7 +379,7 @@ async fn pin_transaction_rows_are_seen_inside_only() {
     let mut p = Pair::new().await;
     p.a.query_drop("BEGIN").await.unwrap();
     p.a.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
-    assert_eq!(p.pinned("transaction"), 1);
+    p.assert_pinned("transaction", 1);
     p.interleave().await;
     let outside: i64 = p
         .other
@@ -379,7 +391,7 @@ async fn pin_transaction_rows_are_seen_inside_only() {
     p.end_interleave().await;
     p.a.query_drop("ROLLBACK").await.unwrap();
     assert_eq!(p.count().await, 0);
-    assert_eq!(p.pinned("transaction"), 0);
+    p.assert_pinned("transaction", 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +405,7 @@ async fn pin_autocommit_off_keeps_the_transaction() {
     p.a.query_drop("ROLLBACK").await.unwrap();
     p.a.query_drop("SET autocommit = 1").await.unwrap();
     assert_eq!(p.count().await, 0);
-    assert_eq!(p.pinned("transaction"), 0);
+    p.assert_pinned("transaction", 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,7 +416,7 @@ async fn pin_user_variables() {
     p.interleave().await;
     let vars: (i64, i64) = p.a.query_first("SELECT @x, @y").await.unwrap().unwrap();
     assert_eq!(vars, (42, 7));
-    assert_eq!(p.pinned("user_variables"), 1);
+    p.assert_pinned("user_variables", 1);
     p.end_interleave().await;
 }
 
@@ -424,7 +436,7 @@ async fn pin_temporary_tables() {
             .unwrap()
             .unwrap();
     assert_eq!(v, 5);
-    assert_eq!(p.pinned("temporary_tables"), 1);
+    p.assert_pinned("temporary_tables", 1);
     p.end_interleave().await;
 }
 
@@ -446,7 +458,7 @@ async fn pin_get_lock() {
             .unwrap()
             .unwrap();
     assert_eq!(released, 1);
-    assert_eq!(p.pinned("get_lock"), 1);
+    p.assert_pinned("get_lock", 1);
     p.end_interleave().await;
 }
 
@@ -458,10 +470,10 @@ async fn pin_lock_tables_until_unlock() {
     p.interleave().await;
     let err = p.a.query_drop("SELECT * FROM u").await.unwrap_err();
     assert_eq!(server_code(err).0, 1100, "table u was not locked");
-    assert_eq!(p.pinned("lock_tables"), 1);
+    p.assert_pinned("lock_tables", 1);
     p.end_interleave().await;
     p.a.query_drop("UNLOCK TABLES").await.unwrap();
-    assert_eq!(p.pinned("lock_tables"), 0);
+    p.assert_pinned("lock_tables", 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +486,7 @@ async fn pin_found_rows_until_read() {
         p.a.query("SELECT SQL_CALC_FOUND_ROWS id FROM t LIMIT 1")
             .await
             .unwrap();
-    assert_eq!(p.pinned("found_rows"), 1);
+    p.assert_pinned("found_rows", 1);
     p.interleave().await;
     let found: i64 =
         p.a.query_first("SELECT FOUND_ROWS()")
@@ -482,7 +494,7 @@ async fn pin_found_rows_until_read() {
             .unwrap()
             .unwrap();
     assert_eq!(found, 5);
-    assert_eq!(p.pinned("found_rows"), 0);
+    p.assert_pinned("found_rows", 0);
     p.end_interleave().await;
 }
 
@@ -498,7 +510,7 @@ async fn pin_last_insert_id_expr() {
             .unwrap()
             .unwrap();
     assert_eq!(id, 77);
-    assert_eq!(p.pinned("last_insert_id"), 1);
+    p.assert_pinned("last_insert_id", 1);
     p.end_interleave().await;
 }
 
@@ -514,7 +526,7 @@ async fn pin_xa_until_commit() {
     p.a.query_drop(format!("XA PREPARE '{xid}'")).await.unwrap();
     p.a.query_drop(format!("XA COMMIT '{xid}'")).await.unwrap();
     p.end_interleave().await;
-    assert_eq!(p.pinned("xa"), 0);
+    p.assert_pinned("xa", 0);
 }
 
 /// Parameter data sent with COM_STMT_SEND_LONG_DATA waits in the backend's statement: the
@@ -535,5 +547,5 @@ async fn pin_long_data_until_execute() {
             .unwrap()
             .unwrap();
     assert_eq!(len, big.len() as i64);
-    assert_eq!(p.pinned("long_data"), 0);
+    p.assert_pinned("long_data", 0);
 }

@@ -38,7 +38,9 @@ impl OkPacket {
     pub fn decode(payload: &[u8]) -> Result<OkPacket, ProtocolError> {
         let mut r = Reader::new(payload);
         let header = r.u8()?;
-        if header == EOF_HEADER && payload.len() < 9 {
+        // A classic EOF is 5 bytes; the OK-style terminator of CLIENT_DEPRECATE_EOF (also 0xFE,
+        // at least 7 bytes) has the OK layout, warnings after the status.
+        if header == EOF_HEADER && payload.len() < 7 {
             let warnings = r.u16()?;
             let status = r.u16()?;
             return Ok(OkPacket {
@@ -144,6 +146,12 @@ mod tests {
         let d = OkPacket::decode(&eof).unwrap();
         assert_eq!((d.warnings, d.status), (3, 0x22));
         assert!(is_terminator(&eof));
+        // The OK-style terminator of CLIENT_DEPRECATE_EOF: 0xFE, then the OK layout. Its
+        // warnings used to be read from the affected-rows bytes and lost.
+        let terminator = [0xfe, 0, 0, 0x22, 0, 2, 0];
+        let d = OkPacket::decode(&terminator).unwrap();
+        assert_eq!((d.warnings, d.status), (2, 0x22));
+        assert!(is_terminator(&terminator));
     }
 
     #[test]
