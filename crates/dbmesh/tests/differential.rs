@@ -1011,21 +1011,7 @@ fn data_statements(reversed: bool) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 
 fn shop_rules(servers: &[testkit::Backend], dbs: &[String]) -> String {
-    let mut rules = format!(
-        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n\n\
-         [schema]\nname = \"{LOGICAL_DB}\"\ndefault_data_source = \"ds_0\"\n\n",
-        common::USER,
-        common::PASSWORD
-    );
-    for (i, db) in dbs.iter().enumerate() {
-        let server = &servers[i / 2];
-        rules += &format!(
-            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
-            server.address(),
-            server.user(),
-            server.password()
-        );
-    }
+    let mut rules = common::four_data_sources(servers, LOGICAL_DB, dbs);
     for t in ["users", "orders", "refunds"] {
         rules += &format!(
             "[tables.{t}]\nkind = \"sharded\"\ncolumn = \"user_id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..3}}.{t}_{{0..1}}\"\n\n"
@@ -1445,21 +1431,7 @@ async fn a_big_scatter_order_by_limit_merges_in_flat_memory() {
     let prefix = testkit::unique_name("big");
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
     let scratch = format!("{prefix}_expected");
-    let mut rules = format!(
-        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n\n\
-         [schema]\nname = \"big\"\ndefault_data_source = \"ds_0\"\n\n",
-        common::USER,
-        common::PASSWORD
-    );
-    for (i, db) in dbs.iter().enumerate() {
-        let server = &servers[i / 2];
-        rules += &format!(
-            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
-            server.address(),
-            server.user(),
-            server.password()
-        );
-    }
+    let mut rules = common::four_data_sources(&servers, "big", &dbs);
     rules += "[tables.t]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}\"\n";
     let proxy = Proxy::start(&rules);
     let ddl = "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, payload VARCHAR(16) NOT NULL) \

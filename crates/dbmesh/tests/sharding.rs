@@ -20,19 +20,7 @@ fn cluster() -> Cluster {
     let servers = testkit::backends(2).expect("two MariaDB servers");
     let prefix = testkit::unique_name("shard");
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
-    let mut rules = String::from(
-        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"dbmesh\"\npassword = \"dbmesh\"\n\n\
-         [schema]\nname = \"bank\"\ndefault_data_source = \"ds_0\"\n\n",
-    );
-    for (i, db) in dbs.iter().enumerate() {
-        let server = &servers[i / 2];
-        rules += &format!(
-            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
-            server.address(),
-            server.user(),
-            server.password()
-        );
-    }
+    let mut rules = common::four_data_sources(&servers, "bank", &dbs);
     rules += "[tables.payment]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.payment_{0..1}\"\n\n\
               [tables.account]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.account_{0..1}\"\n\n\
               [[binding_groups]]\ntables = [\"payment\", \"account\"]\n\n\

@@ -1,29 +1,20 @@
 //! Merge throughput: a 4-shard k-way sort merge and a 4-shard group-aggregate,
 //! text protocol, rows already in memory (the network is not measured).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use merge::{merge, Layout, Limits, Shards, Sink};
-use protocol::constants::{column_flag, column_type};
-use protocol::resultset::{encode_text_row, ColumnDef};
+use merge::{merge, Layout, Limits, Sink};
+use protocol::constants::column_type;
 use router::{Aggregation, Col, MergeShape, MergeSpec, Role, SortKey};
+use support::{col, text_row, Mem};
 
 const SHARDS: usize = 4;
 const ROWS: usize = 25_000;
-
-struct Mem(Vec<VecDeque<Vec<u8>>>);
-
-impl Shards for Mem {
-    type Error = Infallible;
-    fn count(&self) -> usize {
-        self.0.len()
-    }
-    async fn next_row(&mut self, shard: usize) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(self.0[shard].pop_front())
-    }
-}
 
 struct Count(u64);
 
@@ -32,19 +23,6 @@ impl Sink for Count {
     async fn row(&mut self, payload: &[u8]) -> Result<(), Infallible> {
         self.0 += payload.len() as u64;
         Ok(())
-    }
-}
-
-fn col(name: &str, ty: u8, decimals: u8) -> ColumnDef {
-    ColumnDef {
-        column_type: ty,
-        decimals,
-        flags: if ty == column_type::VAR_STRING {
-            0
-        } else {
-            column_flag::NUM
-        },
-        ..ColumnDef::varchar(name, 20)
     }
 }
 
@@ -57,16 +35,7 @@ fn shards() -> Vec<VecDeque<Vec<u8>>> {
                     let id = (i * SHARDS + s).to_string();
                     let name = format!("user{}", i % 500);
                     let amount = format!("{}.{:02}", i % 1000, i % 100);
-                    let mut b = bytes::BytesMut::new();
-                    encode_text_row(
-                        [
-                            Some(id.as_bytes()),
-                            Some(name.as_bytes()),
-                            Some(amount.as_bytes()),
-                        ],
-                        &mut b,
-                    );
-                    b.to_vec()
+                    text_row(&[Some(&id), Some(&name), Some(&amount)])
                 })
                 .collect()
         })

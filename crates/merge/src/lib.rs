@@ -290,7 +290,7 @@ impl Output<'_> {
             self.skip -= 1;
             return Ok(true);
         }
-        sink.row(&row.visible_payload(self.layout))
+        sink.row(&row.into_visible_payload(self.layout))
             .await
             .map_err(Failure::Io)?;
         self.written += 1;

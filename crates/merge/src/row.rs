@@ -121,10 +121,11 @@ impl Row {
         self.data.len() + self.cells.len() * 16 + 48
     }
 
-    /// The row as the client sees it: without the hidden columns.
-    pub fn visible_payload(&self, layout: &Layout) -> Vec<u8> {
+    /// The row as the client sees it: without the hidden columns (the packet itself when
+    /// there are none).
+    pub fn into_visible_payload(self, layout: &Layout) -> Vec<u8> {
         if layout.visible == self.cells.len() {
-            return self.data.clone();
+            return self.data;
         }
         let cells: Vec<OutCell<'_>> = (0..layout.visible)
             .map(|i| self.encoded(i).map_or(OutCell::Null, OutCell::Encoded))

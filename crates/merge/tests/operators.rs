@@ -3,27 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use merge::{merge, Layout, Limits, MergeError, Shards, Sink};
-use protocol::constants::{column_flag, column_type};
-use protocol::resultset::{encode_text_row, ColumnDef};
+use merge::{merge, Layout, Limits, MergeError, Sink};
+use protocol::constants::column_type;
 use router::{
     Aggregation, BinOp, Col, Constant, MergeExpr, MergeShape, MergeSpec, Operand, Role, SortKey,
 };
-
-struct Mem(Vec<VecDeque<Vec<u8>>>);
-
-impl Shards for Mem {
-    type Error = Infallible;
-    fn count(&self) -> usize {
-        self.0.len()
-    }
-    async fn next_row(&mut self, shard: usize) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(self.0[shard].pop_front())
-    }
-}
+use support::{col, text_row, Mem};
 
 #[derive(Default)]
 struct Out(Vec<Vec<u8>>);
@@ -34,25 +24,6 @@ impl Sink for Out {
         self.0.push(payload.to_vec());
         Ok(())
     }
-}
-
-fn col(name: &str, ty: u8, decimals: u8) -> ColumnDef {
-    ColumnDef {
-        column_type: ty,
-        decimals,
-        flags: if ty == column_type::VAR_STRING {
-            0
-        } else {
-            column_flag::NUM
-        },
-        ..ColumnDef::varchar(name, 20)
-    }
-}
-
-fn text_row(cells: &[Option<&str>]) -> Vec<u8> {
-    let mut b = bytes::BytesMut::new();
-    encode_text_row(cells.iter().map(|c| c.map(str::as_bytes)), &mut b);
-    b.to_vec()
 }
 
 /// Decodes text rows back to strings (NULL as "NULL").
