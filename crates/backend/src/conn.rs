@@ -10,6 +10,7 @@ use protocol::constants::{caps, com, status};
 use protocol::framing::PacketConn;
 use protocol::handshake::{decode_auth_switch, Greeting, HandshakeResponse};
 use protocol::packets::{is_err, is_terminator, OkPacket, EOF_HEADER, ERR_HEADER, OK_HEADER};
+use protocol::resultset::ColumnDef;
 use protocol::{ProtocolError, ServerError};
 use tokio::net::TcpStream;
 
@@ -247,6 +248,20 @@ impl BackendConn {
         self.status & status::IN_TRANS != 0
     }
 
+    /// Whether an idle connection is known to be unusable: the server closed it (it was
+    /// killed, restarted, or timed the connection out) or sent something nobody asked for
+    /// (a shutdown notice). Costs no system call unless the socket has signalled readability.
+    pub fn peer_closed(&self) -> bool {
+        if self.conn.has_unread() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        match self.conn.stream().try_read(&mut probe) {
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+
     /// The framed connection, for relaying a response.
     pub fn packets(&mut self) -> &mut PacketConn<TcpStream> {
         &mut self.conn
@@ -313,8 +328,11 @@ impl BackendConn {
                     let columns = Reader::new(&packet)
                         .lenenc_int()
                         .map_err(|e| self.lost(e))?;
+                    result.columns.clear();
                     for _ in 0..columns {
-                        self.read_one().await?;
+                        let definition = self.read_one().await?;
+                        let column = ColumnDef::decode(&definition).map_err(|e| self.lost(e))?;
+                        result.columns.push(column.name);
                     }
                     loop {
                         let row = self.read_one().await?;
@@ -500,7 +518,20 @@ impl BackendConn {
 #[derive(Debug, Default)]
 pub struct QueryResult {
     pub ok: OkPacket,
+    /// Column names of the (last) result set.
+    pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl QueryResult {
+    /// The value of column `name` in row `row`; `None` for NULL or a missing column.
+    pub fn value(&self, row: usize, name: &str) -> Option<&str> {
+        let at = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        self.rows.get(row)?.get(at)?.as_deref()
+    }
 }
 
 fn decode_text_row(payload: &[u8], columns: u64) -> Result<Vec<Option<String>>, ProtocolError> {

@@ -4,12 +4,17 @@
 //! currently carries (database, character set, multi-statement option), so a borrower applies
 //! only the differences, and which statements it has prepared, so any session borrowing it
 //! reuses them. [`pool::Pool`] hands connections out with a bounded size and a fair,
-//! bounded wait. Nothing here knows about SQL semantics or sharding.
+//! bounded wait. [`cluster::Cluster`] is a data source's primary and replicas, with the health
+//! each server was last seen in. Nothing here knows about SQL semantics or sharding.
 
+pub mod cluster;
 pub mod conn;
 pub mod error;
+pub mod gtid;
 pub mod pool;
 
-pub use conn::{record_setting, BackendConn, ConnectOptions, SessionState};
+pub use cluster::{Cluster, ReplicaChoice, Server, ServerStats};
+pub use conn::{record_setting, BackendConn, ConnectOptions, QueryResult, SessionState};
 pub use error::BackendError;
+pub use gtid::{Gtid, Position};
 pub use pool::{set_worker, Pool, PoolStats, PooledConn};

@@ -83,6 +83,19 @@ impl Pool {
         &self.options.address
     }
 
+    /// How this pool's connections are opened.
+    pub fn options(&self) -> ConnectOptions {
+        self.options.clone()
+    }
+
+    /// Closes every idle connection: the server is gone or restarted, so they are dead.
+    pub fn discard_idle(&self) {
+        let mut idle = self.lock_idle();
+        let closed: usize = idle.iter().map(Vec::len).sum();
+        idle.iter_mut().for_each(Vec::clear);
+        self.open.fetch_sub(closed, Ordering::Relaxed);
+    }
+
     pub fn stats(&self) -> PoolStats {
         let idle = self.lock_idle().iter().map(Vec::len).sum();
         let open = self.open.load(Ordering::Relaxed);
@@ -141,7 +154,9 @@ impl Pool {
                 Some(Idle {
                     mut conn, since, ..
                 }) => {
-                    if since.elapsed() > REVALIDATE_AFTER && conn.ping().await.is_err() {
+                    if conn.peer_closed()
+                        || (since.elapsed() > REVALIDATE_AFTER && conn.ping().await.is_err())
+                    {
                         self.open.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
@@ -165,6 +180,16 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// A connection if one can be had without waiting: `None` when every connection the
+    /// pool may open is in use (or awaited).
+    pub async fn try_acquire(
+        self: &Arc<Self>,
+        found_rows: bool,
+    ) -> Option<Result<PooledConn, BackendError>> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.checkout(permit, found_rows).await)
     }
 
     /// The health check, within the pool's bound: pings an idle connection (or a new one when

@@ -1,58 +1,20 @@
-//! The admin HTTP listener: `GET /health`, `GET /metrics` (Prometheus) and `POST /reload`.
+//! The admin HTTP listener: `GET /health`, `GET /metrics` (Prometheus), `POST /reload` and
+//! `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data source's primary).
 //! A deliberately tiny HTTP/1.1 server: one request per connection, no keep-alive.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use server::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// How often the data sources are probed for `/health`.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The latest health verdict: `None` when every data source answered, else the reasons.
-pub struct Health {
-    problems: Mutex<Option<Vec<String>>>,
-}
-
-impl Health {
-    /// Runs a first check (so `/health` never answers before it knows), then keeps checking
-    /// in the background.
-    pub async fn start(ctx: Arc<Context>) -> Arc<Health> {
-        let health = Arc::new(Health {
-            problems: Mutex::new(check_all(&ctx).await),
-        });
-        let h = health.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEALTH_INTERVAL).await;
-                let verdict = check_all(&ctx).await;
-                *h.problems.lock().unwrap_or_else(|p| p.into_inner()) = verdict;
-            }
-        });
-        health
-    }
-
-    fn verdict(&self) -> Option<Vec<String>> {
-        self.problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-/// Checks every data source concurrently; `None` when all answer.
-async fn check_all(ctx: &Context) -> Option<Vec<String>> {
-    let mut checks = tokio::task::JoinSet::new();
-    for pool in ctx.snapshot.load().pools.values() {
-        let pool = pool.clone();
-        checks.spawn(async move { pool.check().await.err().map(|e| e.to_string()) });
-    }
-    let mut problems: Vec<String> = checks.join_all().await.into_iter().flatten().collect();
-    problems.sort();
-    (!problems.is_empty()).then_some(problems)
+/// Starts the backend health checker after one first round, so `/health` never answers
+/// before it knows.
+pub async fn start_health_checks(ctx: Arc<Context>) {
+    server::health::check_backends(&ctx).await;
+    server::health::spawn_health_checks(ctx);
 }
 
 /// Validates the rule file as `dbmesh check` does and swaps it in.
@@ -62,29 +24,21 @@ pub async fn reload(ctx: &Context, config: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, health: Arc<Health>, config: PathBuf) {
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, config: PathBuf) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (ctx, health, config) = (ctx.clone(), health.clone(), config.clone());
+        let (ctx, config) = (ctx.clone(), config.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                handle(stream, &ctx, &health, &config),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx, &config)).await;
         });
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    ctx: &Context,
-    health: &Health,
-    config: &Path,
-) -> std::io::Result<()> {
+async fn handle(mut stream: TcpStream, ctx: &Context, config: &Path) -> std::io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
     while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
@@ -98,14 +52,24 @@ async fn handle(
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (code, content_type, body) = match (method, path) {
-        ("GET", "/health") => match health.verdict() {
-            None => (200, "text/plain", "ok\n".to_string()),
-            Some(problems) => (
-                503,
-                "text/plain",
-                format!("unhealthy\n{}\n", problems.join("\n")),
-            ),
-        },
+        ("GET", "/health") => {
+            let verdict = server::health::verdict(ctx);
+            let mut lines = verdict.primaries_down.clone();
+            lines.extend(verdict.replicas_out.iter().cloned());
+            match (verdict.primaries_down.is_empty(), lines.is_empty()) {
+                (true, true) => (200, "text/plain", "ok\n".to_string()),
+                (true, false) => (
+                    200,
+                    "text/plain",
+                    format!("degraded\n{}\n", lines.join("\n")),
+                ),
+                (false, _) => (
+                    503,
+                    "text/plain",
+                    format!("unhealthy\n{}\n", lines.join("\n")),
+                ),
+            }
+        }
         ("GET", "/metrics") => {
             ctx.update_pool_metrics();
             (200, "text/plain; version=0.0.4", ctx.metrics.render())
@@ -118,11 +82,30 @@ async fn handle(
                 format!("reload rejected; the previous rules stay in force\n{e}\n"),
             ),
         },
+        ("POST", p) if p.starts_with("/primary?") => {
+            let param = |name: &str| {
+                p["/primary?".len()..]
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (data_source, address) = (param("data_source"), param("address"));
+            match ctx.switch_primary(&data_source, &address).await {
+                Ok(()) => (
+                    200,
+                    "text/plain",
+                    format!("data source '{data_source}' now writes to {address}\n"),
+                ),
+                Err(e) => (409, "text/plain", format!("primary not switched: {e}\n")),
+            }
+        }
         _ => (404, "text/plain", "not found\n".to_string()),
     };
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
+        409 => "Conflict",
         503 => "Service Unavailable",
         _ => "Not Found",
     };

@@ -158,8 +158,8 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         listener.local_addr()?,
         admin.local_addr()?
     );
-    let health = admin::Health::start(ctx.clone()).await;
-    tokio::spawn(admin::serve(admin, ctx.clone(), health, config.clone()));
+    admin::start_health_checks(ctx.clone()).await;
+    tokio::spawn(admin::serve(admin, ctx.clone(), config.clone()));
     tokio::spawn(reload_on_sighup(ctx.clone(), config));
     let workers = start_workers(worker_threads)?;
     server::run(listener, ctx, shutdown_signal(), &workers).await;

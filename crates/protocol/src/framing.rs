@@ -55,6 +55,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         self.seq
     }
 
+    /// The stream, e.g. to check an idle connection without reading from it.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    /// True when bytes are buffered that nobody consumed.
+    pub fn has_unread(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
     pub fn set_seq(&mut self, seq: u8) {
         self.seq = seq;
     }

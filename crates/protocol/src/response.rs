@@ -56,6 +56,8 @@ pub struct RelayOutcome {
     /// Affected rows and last insert id of the last OK seen.
     pub affected_rows: u64,
     pub last_insert_id: u64,
+    /// Warning count of the last OK/EOF seen.
+    pub warnings: u16,
     /// The error the backend answered with, if any.
     pub error: Option<ServerError>,
     /// For COM_STMT_PREPARE: the backend's statement id, parameter and column counts.
@@ -299,6 +301,7 @@ where
     fn forward_terminator(&mut self) -> Result<(), RelayError> {
         let ok = OkPacket::decode(self.backend.frame()).map_err(RelayError::Backend)?;
         self.outcome.status = ok.status;
+        self.outcome.warnings = ok.warnings;
         if self.client_deprecate_eof {
             self.forward();
         } else {
@@ -312,6 +315,7 @@ where
         self.outcome.status = ok.status;
         self.outcome.affected_rows = ok.affected_rows;
         self.outcome.last_insert_id = ok.last_insert_id;
+        self.outcome.warnings = ok.warnings;
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub struct RuleFile {
     /// `[sequences.<name>]`: global id generators, optionally filling a table's column.
     #[serde(default)]
     pub sequences: BTreeMap<String, SequenceConfig>,
+    /// `[replication]`: health checks of primaries and replicas, and how reads use replicas.
+    #[serde(default)]
+    pub replication: ReplicationConfig,
 }
 
 /// `[proxy]`: what the proxy listens on and its limits.
@@ -155,9 +158,76 @@ pub struct DataSourceConfig {
     pub password: String,
     /// The database on that server; every physical table of this data source lives in it.
     pub database: String,
-    /// `[data_sources.<name>.pool]`: connection pool limits.
+    /// `[data_sources.<name>.pool]`: connection pool limits (each replica has a pool of the
+    /// same limits).
     #[serde(default)]
     pub pool: PoolConfig,
+    /// `[[data_sources.<name>.replicas]]`: servers replicating this one (the primary); reads
+    /// that may see slightly old data go to them.
+    #[serde(default)]
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `[[data_sources.<name>.replicas]]`: one replica of a data source's primary. It is reached
+/// with the primary's user, password and database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// `host:port` of the replica.
+    pub address: String,
+    /// Share of the data source's replica reads, relative to the other replicas. Default 1;
+    /// 0 keeps the replica out of reads (a standby for failover).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// How reads after a session's own write find a replica that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadYourWrites {
+    /// Wait on a replica for the write's GTID (`MASTER_GTID_WAIT`) up to `gtid_wait_ms`,
+    /// else read from the primary; a server without GTIDs falls back to `window`.
+    Gtid,
+    /// Read from the primary for `read_your_writes_window_ms` after each write.
+    Window,
+}
+
+/// `[replication]`: backend health checks and the read/write split.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// How often every primary and replica is checked, in milliseconds. Default 1000.
+    pub health_check_interval_ms: u64,
+    /// How long one check (connect, ping, replication status) may take. Default 1000.
+    pub health_check_timeout_ms: u64,
+    /// A replica further behind its primary than this (`Seconds_Behind_Master`) gets no
+    /// reads. Default 5.
+    pub max_replica_lag_secs: u64,
+    /// Default `gtid`.
+    pub read_your_writes: ReadYourWrites,
+    /// How long a read after the session's write may wait for a replica to apply it before
+    /// it goes to the primary, in milliseconds. Default 50.
+    pub gtid_wait_ms: u64,
+    /// With `read_your_writes = "window"` (or without GTIDs): reads go to the primary for
+    /// this long after the session's last write, in milliseconds. Default 1000.
+    pub read_your_writes_window_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            health_check_interval_ms: 1_000,
+            health_check_timeout_ms: 1_000,
+            max_replica_lag_secs: 5,
+            read_your_writes: ReadYourWrites::Gtid,
+            gtid_wait_ms: 50,
+            read_your_writes_window_ms: 1_000,
+        }
+    }
 }
 
 impl fmt::Debug for UserConfig {

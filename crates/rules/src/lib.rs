@@ -80,8 +80,9 @@ pub use algorithm::{
     Algorithm, ColumnType, HashRing, ShardValue, SliceMap, DEFAULT_VIRTUAL_NODES, SLICES,
 };
 pub use config::{
-    AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig, RuleFile,
-    SchemaConfig, SequenceConfig, TableConfig, TlsConfig, UserConfig,
+    AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig, ReadYourWrites,
+    ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig, SequenceConfig, TableConfig,
+    TlsConfig, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};

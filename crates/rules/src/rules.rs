@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::algorithm::Algorithm;
-use crate::config::{DataSourceConfig, ProxyConfig, SchemaConfig, UserConfig};
+use crate::config::{DataSourceConfig, ProxyConfig, ReplicationConfig, SchemaConfig, UserConfig};
 use crate::error::ConfigError;
 use crate::sequence::SequenceRule;
 use crate::table::{PhysicalNode, ShardedTable, TableRoute, TableRule};
@@ -33,6 +33,8 @@ pub struct Rules {
     pub binding_groups: Vec<BindingGroup>,
     /// `[sequences.<name>]`, compiled; keys as written in the file.
     pub sequences: BTreeMap<String, SequenceRule>,
+    /// `[replication]`.
+    pub replication: ReplicationConfig,
 }
 
 /// Sharded tables that route equal keys to the same data source, so joins on

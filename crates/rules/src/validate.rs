@@ -12,8 +12,8 @@ use std::path::Path;
 
 use crate::algorithm::{Algorithm, ColumnType, HashRing, SliceMap, DEFAULT_VIRTUAL_NODES};
 use crate::config::{
-    BindingGroupConfig, DataSourceConfig, ProxyConfig, RuleFile, SchemaConfig, SequenceConfig,
-    TableConfig, UserConfig,
+    BindingGroupConfig, DataSourceConfig, ProxyConfig, ReplicationConfig, RuleFile, SchemaConfig,
+    SequenceConfig, TableConfig, UserConfig,
 };
 use crate::error::{ConfigError, Problem};
 use crate::expr;
@@ -90,10 +90,12 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
         tables,
         binding_groups,
         sequences,
+        replication,
     } = file;
     check_proxy(&mut c, &mut proxy);
     check_users(&mut c, &users);
     check_data_sources(&mut c, &data_sources);
+    check_replication(&mut c, &replication);
     check_schema(&mut c, &schema, &data_sources);
     let mut compiled = compile_tables(
         &mut c,
@@ -117,6 +119,7 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
         tables: compiled,
         binding_groups: groups,
         sequences,
+        replication,
     })
 }
 
@@ -283,6 +286,30 @@ fn check_data_sources(c: &mut Checker<'_>, sources: &BTreeMap<String, DataSource
                 format!("{at}.pool.acquire_timeout_ms"),
                 "must be at least 1",
             );
+        }
+        for (i, replica) in ds.replicas.iter().enumerate() {
+            let field = format!("{at}.replicas[{i}].address");
+            if let Err(e) = check_address(&replica.address, false) {
+                c.err(field, e);
+            } else if replica.address == ds.address {
+                c.err(field, "same address as the data source's primary");
+            } else if ds.replicas[..i]
+                .iter()
+                .any(|r| r.address == replica.address)
+            {
+                c.err(field, format!("'{}' is listed twice", replica.address));
+            }
+        }
+    }
+}
+
+fn check_replication(c: &mut Checker<'_>, r: &ReplicationConfig) {
+    for (field, value) in [
+        ("health_check_interval_ms", r.health_check_interval_ms),
+        ("health_check_timeout_ms", r.health_check_timeout_ms),
+    ] {
+        if value == 0 {
+            c.err(format!("replication.{field}"), "must be at least 1");
         }
     }
 }

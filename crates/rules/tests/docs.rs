@@ -44,6 +44,8 @@ fn every_field_is_documented() {
         format!("[proxy.tls]\ncert = \"c\"\nkey = \"k\"\nprobe = 1\n{MINIMAL}"),
         format!("{MINIMAL}[data_sources.e]\naddress = \"h:1\"\nuser = \"r\"\ndatabase = \"x\"\nprobe = 1\n"),
         format!("{MINIMAL}[data_sources.d.pool]\nprobe = 1\n"),
+        format!("{MINIMAL}[[data_sources.d.replicas]]\naddress = \"h:2\"\nprobe = 1\n"),
+        format!("[replication]\nprobe = 1\n{MINIMAL}"),
         format!("{MINIMAL}[tables.t]\nprobe = 1\n"),
         format!("{MINIMAL}[[binding_groups]]\ntables = []\nprobe = 1\n"),
         format!("{MINIMAL}[sequences.s]\nprobe = 1\n"),
@@ -79,6 +81,8 @@ fn every_field_is_documented() {
         "single",
         "segment",
         "snowflake",
+        "\"gtid\"",
+        "\"window\"",
     ] {
         assert!(docs.contains(value), "{value} undocumented");
     }

@@ -429,7 +429,7 @@ fn unknown_fields_are_errors() {
     assert_eq!(
         parse(&text).expect_err("invalid").to_string(),
         "sharding-rules/x.toml: line 15, column 1: unknown field `databse`, expected one of \
-         `address`, `user`, `password`, `database`, `pool`"
+         `address`, `user`, `password`, `database`, `pool`, `replicas`"
     );
     let text = format!("{USERS}{SOURCES}[tables.t]\nkind = \"single\"\ndata_source = \"ds_0\"\nshard_key = \"uid\"\n");
     assert_eq!(
@@ -501,4 +501,51 @@ fn lookups_are_case_insensitive() {
     assert!(matches!(r.table_rule("PAYMENT"), TableRoute::Sharded(t) if t.name() == "payment"));
     assert_eq!(r.logical_name_of("ds_1", "payment"), Some("payment"));
     assert_eq!(r.logical_name_of("ds_2", "payment"), None);
+}
+
+#[test]
+fn replicas_and_replication_settings() {
+    let replicas = r#"
+[replication]
+health_check_interval_ms = 0
+read_your_writes = "gtid"
+[[data_sources.ds_0.replicas]]
+address = "127.0.0.1:3306"
+[[data_sources.ds_0.replicas]]
+address = "127.0.0.1:3307"
+weight = 0
+[[data_sources.ds_0.replicas]]
+address = "127.0.0.1:3307"
+[[data_sources.ds_0.replicas]]
+address = "replica"
+"#;
+    assert_eq!(
+        problems(replicas),
+        [
+            "sharding-rules/x.toml: data_sources.ds_0.replicas[0].address: same address as the data source's primary",
+            "sharding-rules/x.toml: data_sources.ds_0.replicas[2].address: '127.0.0.1:3307' is listed twice",
+            "sharding-rules/x.toml: data_sources.ds_0.replicas[3].address: bad address 'replica' (expected host:port)",
+            "sharding-rules/x.toml: replication.health_check_interval_ms: must be at least 1",
+        ]
+    );
+    let valid = parse(&format!(
+        "{USERS}{SOURCES}[[data_sources.ds_1.replicas]]\naddress = \"10.0.0.2:3306\"\n"
+    ))
+    .expect("valid");
+    let ds = &valid.data_sources["ds_1"];
+    assert_eq!(
+        (ds.replicas[0].address.as_str(), ds.replicas[0].weight),
+        ("10.0.0.2:3306", 1)
+    );
+    assert_eq!(valid.replication, rules::ReplicationConfig::default());
+    let typo = parse(&format!(
+        "{USERS}{SOURCES}[replication]\nread_your_write = \"gtid\"\n"
+    ))
+    .expect_err("unknown field");
+    assert!(typo.to_string().contains("read_your_write"), "{typo}");
+    let bad_mode = parse(&format!(
+        "{USERS}{SOURCES}[replication]\nread_your_writes = \"eventually\"\n"
+    ))
+    .expect_err("unknown mode");
+    assert!(bad_mode.to_string().contains("eventually"), "{bad_mode}");
 }

@@ -4,6 +4,7 @@
 //! the snapshot they started with.
 
 mod handshake;
+pub mod health;
 mod intercept;
 pub mod metrics;
 mod session;
@@ -11,11 +12,11 @@ pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use backend::{ConnectOptions, Pool};
+use backend::{Cluster, ConnectOptions, Pool, Server};
 use router::Router;
 use rules::{DataSourceConfig, Rules};
 use sequence::Sequences;
@@ -31,57 +32,81 @@ pub const PLAN_CACHE_CAPACITY: usize = 4096;
 /// How long a backend connect (TCP + login) may take.
 pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One version of the rules with the pools that serve them.
+/// One version of the rules with the servers that serve them.
 pub struct Snapshot {
     pub rules: Arc<Rules>,
-    pub pools: BTreeMap<String, Arc<Pool>>,
+    /// Each data source's primary and replicas, by data source name.
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Routes statements by these rules; its plan cache lives and dies with the snapshot.
     pub router: Router,
 }
 
 impl Snapshot {
-    /// Builds pools for `rules`, reusing those of `previous` whose data source is unchanged so
-    /// a reload keeps warm connections.
+    /// Builds the data sources' servers for `rules`, reusing those of `previous` that are
+    /// reached the same way, so a reload keeps warm connections and known health.
     pub fn build(rules: Rules, previous: Option<&Snapshot>) -> Snapshot {
-        let pools = rules
+        let reuse = |name: &str, address: &str, ds: &DataSourceConfig| -> Arc<Server> {
+            let old = previous.and_then(|p| {
+                let old_ds = p.rules.data_sources.get(name)?;
+                let cluster = p.clusters.get(name)?;
+                if !same_connections(old_ds, ds) {
+                    return None;
+                }
+                cluster
+                    .servers()
+                    .find(|(s, _)| s.address() == address)
+                    .map(|(s, _)| s.clone())
+            });
+            old.unwrap_or_else(|| {
+                let mut options = connect_options(name, ds);
+                options.address = address.to_string();
+                Server::new(Pool::new(
+                    options,
+                    ds.pool.max,
+                    Duration::from_millis(ds.pool.acquire_timeout_ms),
+                ))
+            })
+        };
+        let clusters = rules
             .data_sources
             .iter()
             .map(|(name, ds)| {
-                let reused = previous.and_then(|p| {
-                    let old = p.rules.data_sources.get(name)?;
-                    same_data_source(old, ds)
-                        .then(|| p.pools.get(name).cloned())
-                        .flatten()
-                });
-                let pool = reused.unwrap_or_else(|| {
-                    Pool::new(
-                        connect_options(name, ds),
-                        ds.pool.max,
-                        Duration::from_millis(ds.pool.acquire_timeout_ms),
-                    )
-                });
-                (name.clone(), pool)
+                let primary = reuse(name, &ds.address, ds);
+                let replicas = ds
+                    .replicas
+                    .iter()
+                    .map(|r| (reuse(name, &r.address, ds), r.weight))
+                    .collect();
+                let cluster = Cluster::new(
+                    name.clone(),
+                    primary,
+                    replicas,
+                    rules.replication.max_replica_lag_secs,
+                );
+                (name.clone(), Arc::new(cluster))
             })
             .collect();
         let rules = Arc::new(rules);
         Snapshot {
             router: Router::new(rules.clone(), PLAN_CACHE_CAPACITY),
             rules,
-            pools,
+            clusters,
         }
     }
 
-    /// The pool of the data source that holds every table without a rule.
+    /// The primary's pool of the data source that holds every table without a rule.
     pub fn default_pool(&self) -> &Arc<Pool> {
-        self.pools
+        self.clusters
             .get(&self.rules.schema.default_data_source)
             .expect("validation guarantees the default data source exists")
+            .primary()
+            .pool()
     }
 }
 
-fn same_data_source(a: &DataSourceConfig, b: &DataSourceConfig) -> bool {
-    a.address == b.address
-        && a.user == b.user
+/// Whether connections opened for `a` serve `b` as well (same login, database and limits).
+fn same_connections(a: &DataSourceConfig, b: &DataSourceConfig) -> bool {
+    a.user == b.user
         && a.password == b.password
         && a.database == b.database
         && a.pool.max == b.pool.max
@@ -114,6 +139,9 @@ pub struct Context {
     pub sequences: Result<Arc<Sequences>, String>,
     next_connection_id: AtomicU32,
     connection_slots: Arc<Semaphore>,
+    /// Data sources switched to a new primary by the admin (data source → address), applied
+    /// to every rule set loaded until the rule file itself names that primary.
+    primary_overrides: Mutex<BTreeMap<String, String>>,
 }
 
 impl Context {
@@ -133,21 +161,82 @@ impl Context {
             sequences,
             next_connection_id: AtomicU32::new(1),
             connection_slots: Arc::new(Semaphore::new(max)),
+            primary_overrides: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Swaps in new rules; statements in flight finish on the old snapshot.
-    pub fn reload(&self, rules: Rules) {
+    /// Swaps in new rules (with the admin's primary switches); statements in flight finish
+    /// on the old snapshot.
+    pub fn reload(&self, mut rules: Rules) {
+        let mut overrides = self.lock_overrides();
+        overrides.retain(|name, address| {
+            let Some(ds) = rules.data_sources.get_mut(name) else {
+                return false;
+            };
+            if ds.address == *address {
+                // The rule file names the new primary now; nothing left to override.
+                return false;
+            }
+            ds.replicas.retain(|r| r.address != *address);
+            ds.address = address.clone();
+            true
+        });
         let previous = self.snapshot.load_full();
         self.snapshot
             .store(Arc::new(Snapshot::build(rules, Some(&previous))));
     }
 
+    fn lock_overrides(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.primary_overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `address` the primary of `data_source` (after a failover the DBA performed):
+    /// writes go there from the next statement on, and the old primary gets no more
+    /// statements (it may have diverged). Refused unless the server answers and is writable
+    /// (`@@read_only` off), so writes never go to a replica that was not promoted.
+    pub async fn switch_primary(&self, data_source: &str, address: &str) -> Result<(), String> {
+        let rules = self.snapshot.load().rules.clone();
+        let ds = rules
+            .data_sources
+            .get(data_source)
+            .ok_or_else(|| format!("no data source '{data_source}'"))?;
+        let mut options = connect_options(data_source, ds);
+        options.address = address.to_string();
+        let mut conn = backend::BackendConn::connect(&options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let read_only = conn
+            .query("SELECT @@global.read_only")
+            .await
+            .map_err(|e| e.to_string())?;
+        if read_only
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .flatten()
+            != Some("0".into())
+        {
+            return Err(format!(
+                "{address} is read-only: promote it first (STOP SLAVE; SET GLOBAL read_only = OFF)"
+            ));
+        }
+        self.lock_overrides()
+            .insert(data_source.to_string(), address.to_string());
+        self.reload(Rules::clone(&rules));
+        tracing::warn!(data_source, address, "primary switched by the admin");
+        Ok(())
+    }
+
     /// Refreshes the backend-connection gauges (called when metrics are scraped).
     pub fn update_pool_metrics(&self) {
         let snapshot = self.snapshot.load();
-        for (name, pool) in &snapshot.pools {
-            self.metrics.set_backend_connections(name, pool.stats());
+        for (name, cluster) in &snapshot.clusters {
+            self.metrics
+                .set_backend_connections(name, cluster.primary().pool().stats());
+            self.metrics.set_servers(cluster);
         }
         self.metrics.set_plan_cache(snapshot.router.cache_stats());
     }

@@ -23,7 +23,16 @@ pub struct Metrics {
     plan_cache: IntGaugeVec,
     /// Sessions keeping their backend connections now, indexed like `PinReason::ALL`.
     session_pinned: Vec<IntGauge>,
+    /// Per server (primary or replica): state, lag, statements, errors, connections.
+    server_up: IntGaugeVec,
+    server_lag: IntGaugeVec,
+    server_queries: IntCounterVec,
+    server_errors: IntCounterVec,
+    server_connections: IntGaugeVec,
 }
+
+/// The labels identifying one server.
+const SERVER_LABELS: [&str; 3] = ["data_source", "role", "address"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -98,6 +107,36 @@ impl Metrics {
             .iter()
             .map(|r| session_pinned_vec.with_label_values(&[r.label()]))
             .collect();
+        let server_gauge = |name: &str, help: &str, extra: &[&str]| {
+            let labels: Vec<&str> = SERVER_LABELS.iter().chain(extra).copied().collect();
+            IntGaugeVec::new(Opts::new(name, help), &labels).expect("valid metric")
+        };
+        let server_counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &SERVER_LABELS).expect("valid metric")
+        };
+        let server_up = server_gauge(
+            "dbmesh_backend_up",
+            "1 while the server is in service, 0 after a failed check or use",
+            &[],
+        );
+        let server_lag = server_gauge(
+            "dbmesh_backend_replication_lag_seconds",
+            "Replicas: Seconds_Behind_Master at the last check; -1 when replication is stopped or unknown",
+            &[],
+        );
+        let server_queries = server_counter(
+            "dbmesh_backend_queries_total",
+            "Statements sent to the server",
+        );
+        let server_errors = server_counter(
+            "dbmesh_backend_errors_total",
+            "Failed health checks and failed uses of the server",
+        );
+        let server_connections = server_gauge(
+            "dbmesh_backend_server_connections",
+            "Connections of each server's pool by state",
+            &["state"],
+        );
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
@@ -109,6 +148,11 @@ impl Metrics {
             Box::new(auth_failures.clone()),
             Box::new(plan_cache.clone()),
             Box::new(session_pinned_vec),
+            Box::new(server_up.clone()),
+            Box::new(server_lag.clone()),
+            Box::new(server_queries.clone()),
+            Box::new(server_errors.clone()),
+            Box::new(server_connections.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -124,6 +168,45 @@ impl Metrics {
             auth_failures,
             plan_cache,
             session_pinned,
+            server_up,
+            server_lag,
+            server_queries,
+            server_errors,
+            server_connections,
+        }
+    }
+
+    /// Refreshes the per-server families from a data source's servers.
+    pub fn set_servers(&self, cluster: &backend::Cluster) {
+        for (server, replica) in cluster.servers() {
+            let role = if replica { "replica" } else { "primary" };
+            let labels = [cluster.name(), role, server.address()];
+            let stats = server.stats();
+            self.server_up
+                .with_label_values(&labels)
+                .set(i64::from(stats.up));
+            if replica {
+                let lag = stats.lag_secs.map_or(-1, |l| l as i64);
+                self.server_lag.with_label_values(&labels).set(lag);
+            }
+            for (counter, total) in [
+                (&self.server_queries, stats.queries),
+                (&self.server_errors, stats.errors),
+            ] {
+                let counter = counter.with_label_values(&labels);
+                // Counters only go up; a server rebuilt by a reload starts again from zero.
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            let pool = server.pool().stats();
+            for (state, value) in [
+                ("open", pool.open),
+                ("idle", pool.idle),
+                ("in_use", pool.in_use),
+            ] {
+                self.server_connections
+                    .with_label_values(&[cluster.name(), role, server.address(), state])
+                    .set(value as i64);
+            }
         }
     }
 

@@ -82,6 +82,16 @@ pub enum FixtureError {
         address: String,
     },
 
+    /// Replication between fixture servers did not reach the wanted state (threads running,
+    /// replica caught up) in time; `reason` includes the replica's `SHOW SLAVE STATUS` errors.
+    #[error("replication on {address}: {reason}")]
+    Replication {
+        /// `host:port` of the replica.
+        address: String,
+        /// What was waited for and what the replica reported.
+        reason: String,
+    },
+
     /// `DBMESH_TEST_BACKENDS` names fewer servers than a test needs.
     #[error("the test needs {wanted} backends but DBMESH_TEST_BACKENDS names {available}")]
     NotEnoughBackends {

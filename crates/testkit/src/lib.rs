@@ -10,7 +10,8 @@
 //! killed. [`MariaDb::kill`], [`MariaDb::stop`] and [`MariaDb::restart`] (same data dir and
 //! port) let tests crash and revive backends, and [`MariaDbBuilder::arg`] passes extra
 //! `mariadbd` options (`--log-bin`, `--server-id=N`, `--gtid-domain-id=N`, `--read-only`) for
-//! replication setups.
+//! replication setups. [`ReplicaSet`] (module [`replication`]) starts a primary with GTID
+//! replicas, already replicating, for tests of read/write splitting and replica failures.
 //!
 //! # Running against servers you already have
 //!
@@ -55,6 +56,7 @@ mod backend;
 mod error;
 mod mariadb;
 mod process;
+pub mod replication;
 mod template;
 mod tools;
 
@@ -67,6 +69,7 @@ pub use backend::{
 pub use error::FixtureError;
 pub use mariadb::{MariaDb, MariaDbBuilder, HOST};
 pub use process::pid_exists;
+pub use replication::{ReplicaSet, APP_USER};
 
 /// A database or table name no other test, test process or earlier run uses:
 /// `<prefix>_<pid>_<counter>_<random>`. Keep `prefix` short (names are limited to 64 chars).

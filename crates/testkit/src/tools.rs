@@ -68,6 +68,16 @@ pub(crate) struct Target<'a> {
 /// The statements go through standard input, so their size is not limited by the maximum length
 /// of a command-line argument.
 pub(crate) fn run_sql(target: &Target<'_>, statements: &str) -> Result<String, FixtureError> {
+    run_sql_with(target, &[], statements)
+}
+
+/// [`run_sql`] with extra client options, which come after (and so override) the default
+/// ones, e.g. `--column-names`.
+pub(crate) fn run_sql_with(
+    target: &Target<'_>,
+    extra_args: &[&str],
+    statements: &str,
+) -> Result<String, FixtureError> {
     let client = find_program(&["mariadb", "mysql"])?;
     let mut cmd = Command::new(&client);
     cmd.arg("--no-defaults");
@@ -91,6 +101,7 @@ pub(crate) fn run_sql(target: &Target<'_>, statements: &str) -> Result<String, F
             "--connect-timeout=10",
             "--default-character-set=utf8mb4",
         ])
+        .args(extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

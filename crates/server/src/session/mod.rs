@@ -7,6 +7,7 @@
 //! statements belong to the session ([`statements`]); each connection keeps those it has
 //! prepared, for whichever session borrows it.
 
+mod access;
 mod backends;
 mod fill;
 mod merge;
@@ -77,6 +78,10 @@ pub(crate) struct Session<S> {
     pins: Pins,
     /// The pins last counted in the `dbmesh_session_pinned` metric, transaction included.
     counted_pins: Pins,
+    /// How the current statement may use primaries and replicas.
+    access: access::Access,
+    /// The session's last write per data source with replicas, which its reads must see.
+    writes: Vec<backends::Write>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -109,6 +114,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             status: status::AUTOCOMMIT,
             pins: 0,
             counted_pins: 0,
+            access: access::Access::PrimaryRead,
+            writes: Vec::new(),
             ctx,
         }
     }
@@ -194,6 +201,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Flow::Close = flow {
                 break;
             }
+            if self.has_unnoted_writes() {
+                self.note_writes().await;
+            }
             self.settle();
         }
         self.finish().await;
@@ -202,8 +212,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// After a command: counts the session's pins and, when nothing pins the held
     /// connections, gives them back to the pool.
     fn settle(&mut self) {
+        self.access = access::Access::PrimaryRead;
         let mut pins = self.pins;
-        if self.client_status() & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0 {
+        if self.in_transaction_now() {
             pins |= PinReason::Transaction.bit();
         }
         if pins != self.counted_pins {
@@ -212,6 +223,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if pins == 0 {
             self.release_unpinned();
+        }
+    }
+
+    /// A transaction is open, or autocommit is off (so the next statement opens one).
+    fn in_transaction_now(&self) -> bool {
+        self.client_status() & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+    }
+
+    /// `access` as far as the session allows: inside a transaction, or while connections are
+    /// pinned (their state lives on the primary's connection), reads stay on the primary.
+    fn effective_access(&self, access: access::Access) -> access::Access {
+        if access == access::Access::ReplicaRead && (self.pins != 0 || self.in_transaction_now()) {
+            access::Access::PrimaryRead
+        } else {
+            access
         }
     }
 

@@ -110,19 +110,21 @@ impl Effects {
     }
 }
 
-/// One lexical item of a statement, as far as pinning cares.
+/// One lexical item of a statement, as far as pinning (and the read/write split) cares.
 #[derive(Debug, PartialEq, Eq)]
-enum Item<'a> {
+pub(super) enum Item<'a> {
     /// A bare word.
     Word(&'a str),
-    /// `@name` (a user variable; `@@name` system variables are skipped).
+    /// `@name` (a user variable).
     UserVariable,
+    /// `@@name` (a system variable), with its scope if written: `session.read_only`.
+    SystemVariable(&'a str),
     Punct(u8),
 }
 
 /// Splits `sql` into items, dropping string literals, quoted identifiers and comments. The
 /// content of `/*! … */` comments is code on MySQL, so it is scanned.
-fn items(sql: &str) -> Vec<Item<'_>> {
+pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
     let b = sql.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
     let mut out = Vec::new();
@@ -172,9 +174,11 @@ fn items(sql: &str) -> Vec<Item<'_>> {
             }
             b'@' if b.get(i + 1) == Some(&b'@') => {
                 i += 2;
+                let start = i;
                 while b.get(i).is_some_and(|&x| word(x) || x == b'.') {
                     i += 1;
                 }
+                out.push(Item::SystemVariable(&sql[start..i]));
             }
             b'@' => {
                 out.push(Item::UserVariable);

@@ -12,6 +12,7 @@
 //! - session statements (SET, BEGIN/COMMIT/ROLLBACK, savepoints) run on every held connection
 //!   and are replayed on connections acquired later, so all of a session's connections agree.
 
+use backend::BackendError;
 use bytes::{BufMut, BytesMut};
 use protocol::constants::{com, status};
 use protocol::packets::OkPacket;
@@ -24,6 +25,7 @@ use protocol::ServerError;
 use router::{Combine, IdStyle, Plan, RouteError, SessionStatement, StatementKind, Target};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::access::{self, Access};
 use super::fill::IdRequest;
 use super::pin;
 use super::{Flow, Session};
@@ -85,6 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     sequence: &sequence,
                     count,
                 };
+                self.access = Access::Write;
                 return self.query_filled(&snapshot, packet, &text, request).await;
             }
             Err(e) => {
@@ -107,6 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 tracing::field::display(format!("{} [{}]", plan.combine, route.join("; "))),
             );
         }
+        self.access = self.effective_access(access::classify(&plan.kind, &text));
         if let StatementKind::Session(statement) = &plan.kind {
             return self.session_statement(statement, packet, &text).await;
         }
@@ -130,6 +134,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         text: &str,
         snapshot: &crate::Snapshot,
     ) -> Flow {
+        // Several statements in one text run on the primary, as writes.
+        self.access = Access::Write;
         let statements = sql::split(text);
         let mut physical = Vec::with_capacity(statements.len());
         let mut settings = Vec::new();
@@ -222,34 +228,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         target: &Target,
         request: Request<'_>,
     ) -> Result<(usize, BytesMut), Flow> {
-        let index = match self.conn_for(&target.data_source).await {
-            Ok(i) => i,
-            Err(e) => return Err(self.error(e.to_server_error()).await),
-        };
-        let packet = self.build_request(index, target, request).await?;
-        Ok((index, packet))
+        loop {
+            let index = match self.conn_for(&target.data_source).await {
+                Ok(i) => i,
+                Err(e) => return Err(self.error(e.to_server_error()).await),
+            };
+            match self.build_request(index, target, request).await {
+                Ok(packet) => return Ok((index, packet)),
+                Err(Some(flow)) => return Err(flow),
+                // A replica failed while the statement was prepared there; it is out now.
+                Err(None) => continue,
+            }
+        }
     }
 
-    /// Sends one target its request and relays the response.
+    /// Sends one target its request and relays the response; a read that a failing replica
+    /// did not answer runs once more elsewhere.
     async fn run_one(&mut self, target: &Target, request: Request<'_>, kind: ResponseKind) -> Flow {
-        let (index, packet) = match self.target_request(target, request).await {
-            Ok(r) => r,
-            Err(flow) => return flow,
-        };
-        match self.relay_on(index, &packet, kind).await {
-            Ok(_) => Flow::Continue,
-            Err(flow) => flow,
+        loop {
+            let (index, packet) = match self.target_request(target, request).await {
+                Ok(r) => r,
+                Err(flow) => return flow,
+            };
+            match self.relay_read(index, &packet, kind).await {
+                Ok(_) => return Flow::Continue,
+                Err(Some(flow)) => return flow,
+                // The replica is out now, so the next attempt goes elsewhere.
+                Err(None) => continue,
+            }
         }
     }
 
     /// The packet for `target` on held connection `index`, preparing the statement there
-    /// first for an execute.
+    /// first for an execute. `Err(None)`: a replica failed and is out; try again.
     async fn build_request(
         &mut self,
         index: usize,
         target: &Target,
         request: Request<'_>,
-    ) -> Result<BytesMut, Flow> {
+    ) -> Result<BytesMut, Option<Flow>> {
         match request {
             Request::Text { original, text } => {
                 if target.sql == text {
@@ -263,7 +280,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Request::Execute { exec } => {
                 let backend_id = match self.held[index].conn.prepare(&target.sql).await {
                     Ok(id) => id,
-                    Err(e) => return Err(self.fail_backend(index, e).await),
+                    Err(e) => {
+                        if self.on_replica(index) && !matches!(e, BackendError::Server { .. }) {
+                            self.replica_failed(index, &e);
+                            return Err(None);
+                        }
+                        return Err(Some(self.fail_backend(index, e).await));
+                    }
                 };
                 let subset;
                 let exec = match &target.params {
@@ -326,7 +349,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             let packet = match self.build_request(index, target, request).await {
                 Ok(p) => p,
-                Err(flow) => return flow,
+                // Writes use the primary, so there is nothing to retry.
+                Err(flow) => return flow.unwrap_or(Flow::Close),
             };
             let conn = &mut self.held[index].conn;
             if let Err(e) = conn.send_command(&packet).await {

@@ -19,6 +19,7 @@ use router::{Param, RouteError, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::access::{self, Access};
 use super::fill::IdRequest;
 use super::pin::{self, Effects, PinReason};
 use super::route::{route_error, Request};
@@ -37,6 +38,8 @@ pub(super) struct Prepared {
     fixed: Option<(String, String)>,
     /// What executing it does to the session's pins.
     effects: Effects,
+    /// Whether executions may read from a replica, as far as the statement's text tells.
+    access: Access,
     /// The rules the route was decided under; after a reload it is decided again.
     rules: Arc<Rules>,
 }
@@ -157,6 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .note_prepared(&physical_sql, info.statement_id);
             let params = usize::from(info.params);
             let effects = pin::scan(&sql);
+            let access = access::classify(&plan.kind, &sql);
             self.statements.by_id.insert(
                 client_statement_id,
                 Prepared {
@@ -166,6 +170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     long_data: vec![None; params],
                     fixed: fixed.then_some((data_source, physical_sql)),
                     effects,
+                    access,
                     rules: snapshot.rules.clone(),
                 },
             );
@@ -188,6 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
         };
         let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
+        let access = prepared.access;
         let mut effects = prepared.effects;
         if cursor {
             effects = Effects::set(PinReason::Cursor).then(effects);
@@ -195,20 +201,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.pins = Effects::clear(PinReason::LongData)
             .then(effects)
             .apply(self.pins);
-        if let Some((data_source, sql)) = prepared.fixed.clone() {
-            bind_types(&mut packet, prepared.params, &mut prepared.types);
-            let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
-                Ok(r) => r,
-                Err(e) => return self.error(e.to_server_error()).await,
-            };
-            packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-            return match self
-                .relay_on(index, &packet, ResponseKind::Execute { cursor })
-                .await
-            {
-                Ok(_) => Flow::Continue,
-                Err(flow) => flow,
-            };
+        let (fixed, params) = (prepared.fixed.clone(), prepared.params);
+        if let Some((data_source, sql)) = fixed {
+            bind_types(&mut packet, params, &mut prepared.types);
+            self.access = self.effective_access(access);
+            // A read that a failing replica did not answer runs once more elsewhere (the
+            // replica is out by then).
+            loop {
+                let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
+                    Ok(r) => r,
+                    Err(e) => return self.error(e.to_server_error()).await,
+                };
+                packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+                match self
+                    .relay_read(index, &packet, ResponseKind::Execute { cursor })
+                    .await
+                {
+                    Ok(_) => return Flow::Continue,
+                    Err(Some(flow)) => return flow,
+                    Err(None) => continue,
+                }
+            }
         }
         let exec = match Execute::decode(
             &packet,
@@ -231,6 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         prepared.long_data.iter_mut().for_each(|d| *d = None);
         let sql = prepared.sql.clone();
         let params: Vec<Param> = exec.values.iter().map(to_param).collect();
+        self.access = self.effective_access(access);
         let plan = match self.ctx.snapshot.load().router.route(&sql, &params) {
             Ok(plan) => plan,
             Err(RouteError::IdsNeeded {
@@ -240,6 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     sequence: &sequence,
                     count,
                 };
+                self.access = Access::Write;
                 return self.execute_filled(&exec, &sql, &params, request).await;
             }
             Err(e) => return self.error(route_error(&e)).await,
@@ -273,20 +288,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// A connection to `data_source` and the id `sql` has there, prepared now if it has none.
-    /// A connection lost while preparing is dropped.
+    /// A connection lost while preparing is dropped; when it was a replica's, the replica is
+    /// out and another server is tried.
     async fn fixed_on(
         &mut self,
         data_source: &str,
         sql: &str,
     ) -> Result<(usize, u32), backend::BackendError> {
-        let index = self.conn_for(data_source).await?;
-        match self.held[index].conn.prepare(sql).await {
-            Ok(id) => Ok((index, id)),
-            Err(e) => {
-                if !matches!(e, backend::BackendError::Server { .. }) {
+        loop {
+            let index = self.conn_for(data_source).await?;
+            match self.held[index].conn.prepare(sql).await {
+                Ok(id) => return Ok((index, id)),
+                Err(e @ backend::BackendError::Server { .. }) => return Err(e),
+                Err(e) if self.on_replica(index) => self.replica_failed(index, &e),
+                Err(e) => {
                     self.held.swap_remove(index);
+                    return Err(e);
                 }
-                Err(e)
             }
         }
     }

@@ -1,0 +1,411 @@
+//! A data source's servers: one primary and its replicas, each a [`Server`] (a pool plus what
+//! the health checker and the sessions last learnt about it).
+//!
+//! Reads that may go to a replica ask [`Cluster::pick_replica`]; everything else uses the
+//! primary. A server is taken out when a check fails or a session's use of it fails, and put
+//! back by the next successful check. A replica gets reads only while both replication threads
+//! run and it lags at most `max_replica_lag_secs`.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::gtid::{Gtid, Position};
+use crate::pool::Pool;
+use crate::BackendError;
+
+/// One backend server with its pool and health.
+pub struct Server {
+    pool: Arc<Pool>,
+    up: AtomicBool,
+    /// Replicas: both replication threads were running at the last check.
+    replicating: AtomicBool,
+    /// Replicas: `Seconds_Behind_Master` at the last check; -1 when unknown.
+    lag_secs: AtomicI64,
+    /// Replicas: what it is known to have applied (from checks, and from sessions' waits).
+    applied: Mutex<Position>,
+    queries: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What the metrics endpoint shows of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    pub up: bool,
+    pub replicating: bool,
+    /// Seconds behind the primary; `None` when unknown (not a replica, or replication stopped).
+    pub lag_secs: Option<u64>,
+    pub queries: u64,
+    pub errors: u64,
+}
+
+impl Server {
+    /// A server reached through `pool`, assumed up until a check or a use says otherwise.
+    pub fn new(pool: Arc<Pool>) -> Arc<Server> {
+        Arc::new(Server {
+            pool,
+            up: AtomicBool::new(true),
+            replicating: AtomicBool::new(false),
+            lag_secs: AtomicI64::new(-1),
+            applied: Mutex::new(Position::default()),
+            queries: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    pub fn address(&self) -> &str {
+        self.pool.address()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Counts one statement sent to this server.
+    pub fn note_query(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session could not use this server (connect refused, connection lost): it gets no
+    /// more reads until a check finds it healthy, and its idle connections are closed.
+    pub fn mark_down(&self, error: &BackendError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(data_source = self.pool.name(), address = self.address(), %error, "backend taken out");
+        }
+        self.pool.discard_idle();
+    }
+
+    /// Whether this replica is known to have applied `gtid`.
+    pub fn has_applied(&self, gtid: &Gtid) -> bool {
+        self.lock_applied().covers(gtid)
+    }
+
+    /// Records that this replica has applied `gtid` (a session waited for it there).
+    pub fn note_applied(&self, gtid: &Gtid) {
+        self.lock_applied().advance(gtid);
+    }
+
+    fn lock_applied(&self) -> std::sync::MutexGuard<'_, Position> {
+        // A panic while holding the lock cannot leave a position half-updated.
+        self.applied.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let lag = self.lag_secs.load(Ordering::Relaxed);
+        ServerStats {
+            up: self.is_up(),
+            replicating: self.replicating.load(Ordering::Relaxed),
+            lag_secs: u64::try_from(lag).ok(),
+            queries: self.queries.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn readable(&self, max_lag_secs: u64) -> bool {
+        let stats = self.stats();
+        stats.up && stats.replicating && stats.lag_secs.is_some_and(|lag| lag <= max_lag_secs)
+    }
+
+    /// One health check, bounded by `timeout`: a ping, and for a replica its replication
+    /// state. Updates what sessions see and logs changes. The check borrows a connection
+    /// within the pool's bound, so it never opens more than `pool.max`; when every
+    /// connection is in use the server is evidently serving, and the check is skipped.
+    pub async fn check(&self, replica: bool, timeout: Duration) {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(timeout, self.probe(replica)).await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        };
+        match result {
+            Ok(Probe::Busy) => {}
+            Ok(Probe::Alive(status)) => {
+                if let Some(status) = status {
+                    self.replicating.store(status.running, Ordering::Relaxed);
+                    self.lag_secs.store(status.lag_secs, Ordering::Relaxed);
+                    self.lock_applied().clone_from(&status.applied);
+                }
+                if !self.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        data_source = self.pool.name(),
+                        address = self.address(),
+                        "backend healthy again, back in service"
+                    );
+                }
+            }
+            Err(reason) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.replicating.store(false, Ordering::Relaxed);
+                self.lag_secs.store(-1, Ordering::Relaxed);
+                if self.up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        data_source = self.pool.name(),
+                        address = self.address(),
+                        reason,
+                        check_ms = started.elapsed().as_millis() as u64,
+                        "backend failed its health check, taken out"
+                    );
+                }
+                self.pool.discard_idle();
+            }
+        }
+    }
+
+    async fn probe(&self, replica: bool) -> Result<Probe, String> {
+        let Some(conn) = self.pool.try_acquire(false).await else {
+            return Ok(Probe::Busy);
+        };
+        let mut conn = conn.map_err(|e| e.to_string())?;
+        if !replica {
+            conn.ping().await.map_err(|e| e.to_string())?;
+            conn.release();
+            return Ok(Probe::Alive(None));
+        }
+        let status = conn
+            .query("SHOW SLAVE STATUS")
+            .await
+            .map_err(|e| e.to_string())?;
+        // SHOW SLAVE STATUS has the I/O thread's GTID position, not the applied one.
+        let applied = conn
+            .query("SELECT @@global.gtid_slave_pos")
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.release();
+        let applied = applied
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .flatten();
+        Ok(Probe::Alive(Some(ReplicationStatus::new(
+            &status,
+            applied.as_deref().unwrap_or(""),
+        ))))
+    }
+}
+
+/// What a check found.
+enum Probe {
+    /// Every pooled connection is in use: nothing learnt, nothing changed.
+    Busy,
+    /// The server answered; a replica's replication state.
+    Alive(Option<ReplicationStatus>),
+}
+
+/// A replica's `SHOW SLAVE STATUS`, as far as routing cares.
+struct ReplicationStatus {
+    running: bool,
+    lag_secs: i64,
+    applied: Position,
+}
+
+impl ReplicationStatus {
+    /// From `SHOW SLAVE STATUS` and `@@gtid_slave_pos`.
+    fn new(status: &crate::conn::QueryResult, gtid_slave_pos: &str) -> ReplicationStatus {
+        let yes = |column| status.value(0, column) == Some("Yes");
+        let running = yes("Slave_IO_Running") && yes("Slave_SQL_Running");
+        ReplicationStatus {
+            running,
+            lag_secs: status
+                .value(0, "Seconds_Behind_Master")
+                .and_then(|s| s.parse().ok())
+                .filter(|_| running)
+                .unwrap_or(-1),
+            applied: Position::parse(gtid_slave_pos),
+        }
+    }
+}
+
+/// A replica chosen for a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaChoice {
+    /// Index into [`Cluster::replicas`].
+    pub index: usize,
+    /// The replica is known to have applied the write the read must see (or there is none);
+    /// otherwise the reader waits for it there.
+    pub has_write: bool,
+}
+
+/// One data source: its primary and replicas.
+pub struct Cluster {
+    name: String,
+    primary: Arc<Server>,
+    replicas: Vec<(Arc<Server>, u32)>,
+    max_lag_secs: u64,
+    /// Advances with every replica read, spreading reads by weight.
+    turn: AtomicUsize,
+}
+
+impl Cluster {
+    /// `replicas` with their weights.
+    pub fn new(
+        name: String,
+        primary: Arc<Server>,
+        replicas: Vec<(Arc<Server>, u32)>,
+        max_lag_secs: u64,
+    ) -> Cluster {
+        Cluster {
+            name,
+            primary,
+            replicas,
+            max_lag_secs,
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn primary(&self) -> &Arc<Server> {
+        &self.primary
+    }
+
+    pub fn has_replicas(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    pub fn replica(&self, index: usize) -> &Arc<Server> {
+        &self.replicas[index].0
+    }
+
+    /// The replicas with their weights, in rule-file order.
+    pub fn replicas(&self) -> impl Iterator<Item = (&Arc<Server>, u32)> {
+        self.replicas.iter().map(|(s, w)| (s, *w))
+    }
+
+    /// A replica for a read, by weight among those that are up, replicating and not lagging,
+    /// leaving out the indexes set in `skip` (tried already); with whether it is known to
+    /// have applied `write`. `None`: read from the primary.
+    pub fn pick_replica(&self, skip: u64, write: Option<&Gtid>) -> Option<ReplicaChoice> {
+        let eligible = |i: usize, server: &Server, weight: u32| {
+            weight > 0 && skip & (1 << i.min(63)) == 0 && server.readable(self.max_lag_secs)
+        };
+        let total: u64 = self
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, (s, w))| eligible(*i, s, *w))
+            .map(|(_, (_, w))| u64::from(*w))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = self.turn.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        for (index, (server, weight)) in self.replicas.iter().enumerate() {
+            if !eligible(index, server, *weight) {
+                continue;
+            }
+            if ticket < u64::from(*weight) {
+                return Some(ReplicaChoice {
+                    index,
+                    has_write: write.is_none_or(|gtid| server.has_applied(gtid)),
+                });
+            }
+            ticket -= u64::from(*weight);
+        }
+        None
+    }
+
+    /// Every server with whether it is a replica, for the health checker.
+    pub fn servers(&self) -> impl Iterator<Item = (&Arc<Server>, bool)> {
+        std::iter::once((&self.primary, false)).chain(self.replicas.iter().map(|(s, _)| (s, true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnectOptions;
+
+    fn server(address: &str) -> Arc<Server> {
+        let options = ConnectOptions {
+            source_name: "ds".into(),
+            address: address.into(),
+            user: "u".into(),
+            password: String::new(),
+            database: None,
+            found_rows: false,
+            connect_timeout: Duration::from_secs(1),
+        };
+        Server::new(Pool::new(options, 1, Duration::from_secs(1)))
+    }
+
+    fn healthy(s: &Server, lag: i64, applied: &str) {
+        s.replicating.store(true, Ordering::Relaxed);
+        s.lag_secs.store(lag, Ordering::Relaxed);
+        *s.lock_applied() = Position::parse(applied);
+    }
+
+    fn cluster(weights: &[u32]) -> Cluster {
+        let replicas = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (server(&format!("r{i}:1")), *w))
+            .collect();
+        Cluster::new("ds".into(), server("p:1"), replicas, 5)
+    }
+
+    fn counts(c: &Cluster, reads: usize, write: Option<&Gtid>) -> Vec<usize> {
+        let mut counts = vec![0; c.replicas.len()];
+        for _ in 0..reads {
+            counts[c.pick_replica(0, write).expect("a replica").index] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn reads_spread_by_weight_over_healthy_replicas_only() {
+        let c = cluster(&[1, 3, 0]);
+        for (s, _) in c.replicas() {
+            healthy(s, 0, "0-1-10");
+        }
+        assert_eq!(counts(&c, 400, None), vec![100, 300, 0]);
+        c.replica(1).mark_down(&BackendError::Unreachable {
+            source_name: "ds".into(),
+            address: "r1:1".into(),
+            reason: "test".into(),
+        });
+        assert_eq!(counts(&c, 10, None), vec![10, 0, 0]);
+        assert_eq!(
+            c.pick_replica(1, None),
+            None,
+            "the only one left was skipped"
+        );
+    }
+
+    #[test]
+    fn lagging_or_stopped_replicas_get_no_reads() {
+        let c = cluster(&[1, 1]);
+        healthy(c.replica(0), 6, "");
+        healthy(c.replica(1), 5, "");
+        assert_eq!(counts(&c, 4, None), vec![0, 4]);
+        c.replica(1).replicating.store(false, Ordering::Relaxed);
+        assert_eq!(c.pick_replica(0, None), None);
+    }
+
+    #[test]
+    fn a_choice_says_whether_the_replica_is_known_to_have_the_write() {
+        let c = cluster(&[1, 1]);
+        healthy(c.replica(0), 0, "0-1-9");
+        healthy(c.replica(1), 0, "0-1-10");
+        let write = Gtid::parse("0-1-10").unwrap();
+        assert_eq!(
+            counts(&c, 4, Some(&write)),
+            vec![2, 2],
+            "weights still decide"
+        );
+        let first = c.pick_replica(0, Some(&write)).unwrap();
+        let second = c.pick_replica(0, Some(&write)).unwrap();
+        let known = |choice: ReplicaChoice| (choice.index, choice.has_write);
+        assert_eq!([known(first), known(second)], [(0, false), (1, true)]);
+        c.replica(0).note_applied(&write);
+        assert!(c.pick_replica(0, Some(&write)).unwrap().has_write);
+        assert!(c.pick_replica(0, Some(&write)).unwrap().has_write);
+    }
+}

@@ -1,0 +1,672 @@
+//! Read/write splitting and backend high availability against real MariaDB GTID replication
+//! (testkit's `ReplicaSet`): reads spread over replicas by weight, writes only on primaries,
+//! read-your-writes, lagging or stopped replicas out of reads, a replica killed under sysbench
+//! load, and the admin's primary switch. The proxy logs in as `testkit::APP_USER`, which the
+//! replicas' `read_only` refuses writes, so a write sent to a replica would fail loudly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proxy, PASSWORD, USER};
+use mysql_async::prelude::*;
+use testkit::replication::{ReplicaSet, APP_USER};
+use testkit::MariaDb;
+
+/// Statements per server, from the proxy's `dbmesh_backend_queries_total`, by address.
+fn queries_by_server(proxy: &Proxy) -> BTreeMap<String, u64> {
+    metric_by_server(proxy, "dbmesh_backend_queries_total")
+}
+
+fn metric_by_server(proxy: &Proxy, name: &str) -> BTreeMap<String, u64> {
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| {
+            let address = l.split("address=\"").nth(1)?.split('"').next()?;
+            let value = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((address.to_string(), value as u64))
+        })
+        .collect()
+}
+
+/// How many statements each server got between two readings.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, server: &MariaDb) -> u64 {
+    let key = server.address();
+    after.get(&key).copied().unwrap_or(0) - before.get(&key).copied().unwrap_or(0)
+}
+
+/// A server's global status counter (e.g. `Com_select`), read directly.
+fn status(server: &MariaDb, name: &str) -> u64 {
+    server
+        .sql(&format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+        .expect("SHOW GLOBAL STATUS")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("status {name}"))
+}
+
+fn data_source(name: &str, set: &ReplicaSet, db: &str, weights: &[u32]) -> String {
+    let mut text = format!(
+        "[data_sources.{name}]\naddress = \"{}\"\nuser = \"{APP_USER}\"\ndatabase = \"{db}\"\n",
+        set.primary().address()
+    );
+    for (i, weight) in weights.iter().enumerate() {
+        text += &format!(
+            "[[data_sources.{name}.replicas]]\naddress = \"{}\"\nweight = {weight}\n",
+            set.replica(i).address()
+        );
+    }
+    text
+}
+
+const HEAD: &str = "[proxy]\ncreate_databases = true\n\n\
+    [replication]\nhealth_check_interval_ms = 200\nhealth_check_timeout_ms = 500\nmax_replica_lag_secs = 5\n\n";
+
+fn users() -> String {
+    format!("[[users]]\nname = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n")
+}
+
+/// Waits until `/health` says every server is in service.
+fn wait_all_in_service(proxy: &Proxy) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = proxy.http("GET", "/health");
+        if code == 200 && body.trim() == "ok" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "servers never all in service: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `/health` mentions `text` (a server taken out), returning how long it took.
+fn wait_health_mentions(proxy: &Proxy, text: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (_, body) = proxy.http("GET", "/health");
+        if body.contains(text) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "health never mentioned {text:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn start_sets(sets: usize, replicas: usize) -> Option<Vec<ReplicaSet>> {
+    match ReplicaSet::start_many(sets, replicas) {
+        Ok(s) => Some(s),
+        Err(e) if e.is_unsupported() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("replica sets: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_by_weight_and_writes_to_the_primary() {
+    let Some(mut sets) = start_sets(1, 2) else {
+        return;
+    };
+    let set = sets.remove(0);
+    let db = testkit::unique_name("rw");
+    let rules = format!(
+        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n{}",
+        users(),
+        data_source("main", &set, &db, &[1, 3])
+    );
+    let proxy = Proxy::start(&rules);
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    for id in 0..20 {
+        conn.exec_drop("INSERT INTO t VALUES (?, 0)", (id,))
+            .await
+            .unwrap();
+    }
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    set.wait_caught_up(1, Duration::from_secs(10)).unwrap();
+    wait_all_in_service(&proxy);
+
+    // Reads spread 1:3 over the replicas; the primary serves none of them.
+    let selects_on_primary = status(set.primary(), "Com_select");
+    let before = queries_by_server(&proxy);
+    for i in 0..400 {
+        let n: i64 = conn
+            .query_first(format!("SELECT COUNT(*) FROM t WHERE id >= {}", i % 7))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 20 - i64::from(i % 7));
+    }
+    let after = queries_by_server(&proxy);
+    let (r0, r1) = (
+        delta(&before, &after, set.replica(0)),
+        delta(&before, &after, set.replica(1)),
+    );
+    eprintln!("400 reads: replica 0 (weight 1) {r0}, replica 1 (weight 3) {r1}");
+    assert_eq!(r0 + r1, 400);
+    assert!(
+        (80..=120).contains(&r0),
+        "replica 0 got {r0} of 400: {}",
+        proxy.http("GET", "/metrics").1
+    );
+    assert_eq!(delta(&before, &after, set.primary()), 0);
+    assert_eq!(status(set.primary(), "Com_select"), selects_on_primary);
+
+    // Locking reads, reads in a transaction, side effects and the hint use the primary.
+    let mut locker = proxy.conn(Some("bank")).await;
+    let before = queries_by_server(&proxy);
+    conn.query_drop("SELECT * FROM t WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    conn.query_drop("/* dbmesh:primary */ SELECT * FROM t WHERE id = 1")
+        .await
+        .unwrap();
+    // A named lock pins the session to its primary connection, so even its plain reads
+    // stay there afterwards.
+    locker
+        .query_drop("SELECT GET_LOCK('rw_test', 0)")
+        .await
+        .unwrap();
+    locker.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
+    drop(locker);
+    let mut tx = conn.start_transaction(Default::default()).await.unwrap();
+    tx.query_drop("SELECT * FROM t WHERE id = 2").await.unwrap();
+    tx.commit().await.unwrap();
+    let after = queries_by_server(&proxy);
+    assert_eq!(delta(&before, &after, set.replica(0)), 0);
+    assert_eq!(delta(&before, &after, set.replica(1)), 0);
+    assert!(delta(&before, &after, set.primary()) >= 5);
+
+    // Read-your-writes: each write is seen by the very next read of the same session, most of
+    // those reads still served by a replica (which waits for the write's GTID).
+    let before = queries_by_server(&proxy);
+    for id in 100..300 {
+        conn.exec_drop("INSERT INTO t VALUES (?, ?)", (id, id))
+            .await
+            .unwrap();
+        let seen: Option<i64> = conn
+            .exec_first("SELECT v FROM t WHERE id = ?", (id,))
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(i64::from(id)), "row {id} written then read");
+        conn.query_drop(format!("UPDATE t SET v = v + 1 WHERE id = {id}"))
+            .await
+            .unwrap();
+        let seen: Option<i64> = conn
+            .query_first(format!("SELECT v FROM t WHERE id = {id}"))
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(i64::from(id) + 1), "row {id} updated then read");
+    }
+    let after = queries_by_server(&proxy);
+    let on_replicas =
+        delta(&before, &after, set.replica(0)) + delta(&before, &after, set.replica(1));
+    eprintln!(
+        "read-your-writes: {on_replicas} of 400 reads right after a write served by replicas"
+    );
+    assert!(on_replicas > 0, "reads after writes never used a replica");
+
+    // Replicas that apply everything a second late (MASTER_DELAY) but count as healthy: a
+    // read right after the session's write must still see it (the replica's wait for the
+    // write's GTID times out, so the read goes to the primary), while the replica itself
+    // does not have the row yet.
+    for i in 0..2 {
+        set.replica(i)
+            .sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 1; START SLAVE")
+            .unwrap();
+    }
+    wait_all_in_service(&proxy);
+    for id in 1000..1010 {
+        conn.exec_drop("INSERT INTO t VALUES (?, 7)", (id,))
+            .await
+            .unwrap();
+        let seen: Option<i64> = conn
+            .exec_first("SELECT v FROM t WHERE id = ?", (id,))
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(7), "row {id} read right after its write");
+        let on_replica = set
+            .replica(0)
+            .sql(&format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = {id}"))
+            .unwrap();
+        assert_eq!(
+            on_replica.trim(),
+            "0",
+            "the delay did not hold back row {id}"
+        );
+    }
+    for i in 0..2 {
+        set.replica(i)
+            .sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE")
+            .unwrap();
+        set.wait_caught_up(i, Duration::from_secs(10)).unwrap();
+    }
+
+    // Writes never reached a replica: every transaction in a replica's binary log came from
+    // the primary (server id 1; a replica logs its own writes under its own id), and the
+    // application user cannot write there anyway.
+    for i in 0..2 {
+        let replica = set.replica(i);
+        let state = replica.sql("SELECT @@gtid_binlog_state").unwrap();
+        assert!(
+            state
+                .trim()
+                .split(',')
+                .all(|gtid| gtid.split('-').nth(1) == Some("1")),
+            "replica {i} logged a transaction of its own: {state}"
+        );
+        assert!(
+            state.contains("0-1-"),
+            "replica {i} applied nothing: {state}"
+        );
+        let refused = testkit::replication::app_sql(
+            replica,
+            &format!("INSERT INTO `{db}`.t VALUES (9999, 0)"),
+        );
+        assert!(
+            refused.is_err(),
+            "replica {i} accepted a write from the application user"
+        );
+    }
+
+    // A stopped SQL thread (lag) takes replica 0 out of reads; starting it puts it back.
+    set.stop_sql_thread(0).unwrap();
+    let taken_out = wait_health_mentions(&proxy, "not replicating");
+    eprintln!(
+        "stopped SQL thread detected after {} ms",
+        taken_out.as_millis()
+    );
+    let before = queries_by_server(&proxy);
+    for _ in 0..40 {
+        conn.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
+    }
+    conn.query_drop("INSERT INTO t VALUES (5000, 1)")
+        .await
+        .unwrap();
+    let seen: Option<i64> = conn
+        .query_first("SELECT v FROM t WHERE id = 5000")
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        Some(1),
+        "a lagging replica must not hide the session's write"
+    );
+    let after = queries_by_server(&proxy);
+    assert_eq!(
+        delta(&before, &after, set.replica(0)),
+        0,
+        "the stopped replica got reads"
+    );
+    assert!(delta(&before, &after, set.replica(1)) >= 40);
+    set.start_sql_thread(0).unwrap();
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    wait_all_in_service(&proxy);
+    let before = queries_by_server(&proxy);
+    for _ in 0..40 {
+        conn.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
+    }
+    let after = queries_by_server(&proxy);
+    assert!(
+        delta(&before, &after, set.replica(0)) > 0,
+        "the replica did not come back"
+    );
+
+    // With no replica left, reads go to the primary.
+    set.stop_sql_thread(0).unwrap();
+    set.stop_sql_thread(1).unwrap();
+    wait_health_mentions(
+        &proxy,
+        &format!("replica {} is not replicating", set.replica(1).address()),
+    );
+    wait_health_mentions(
+        &proxy,
+        &format!("replica {} is not replicating", set.replica(0).address()),
+    );
+    let before = queries_by_server(&proxy);
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 231);
+    let after = queries_by_server(&proxy);
+    assert_eq!(delta(&before, &after, set.primary()), 1);
+    set.start_sql_thread(0).unwrap();
+    set.start_sql_thread(1).unwrap();
+    drop(conn);
+    set.primary().sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}
+
+fn sysbench(port: u16, db: &str, args: &[&str]) -> String {
+    let out = Command::new("sysbench")
+        .args([
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            &format!("--mysql-port={port}"),
+            &format!("--mysql-user={USER}"),
+            &format!("--mysql-password={PASSWORD}"),
+            &format!("--mysql-db={db}"),
+            "--tables=2",
+            "--table-size=10000",
+        ])
+        .args(args)
+        .output()
+        .expect("run sysbench");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// A number from sysbench's summary, e.g. `ignored errors:` or `queries:`.
+fn sysbench_figure(out: &str, key: &str) -> f64 {
+    out.lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.parse::<f64>().ok()))
+        .unwrap_or_else(|| panic!("{key} missing in {out}"))
+}
+
+/// Kills a replica in the middle of a read-only sysbench run: the proxy takes it out at its
+/// first failed use and retries the reads it had not answered, so the clients see no error;
+/// restarting it puts it back. Also compares read-only QPS with reads on two replicas and on
+/// the primary only, same run.
+#[test]
+fn a_replica_killed_under_read_load_costs_no_client_errors() {
+    let Some(mut sets) = start_sets(1, 2) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("sbrw");
+    let schema =
+        |name: &str| format!("[schema]\nname = \"{name}\"\ndefault_data_source = \"main\"\n\n");
+    let proxy = Proxy::start(&format!(
+        "{HEAD}{}{}{}",
+        users(),
+        schema("sbtest"),
+        data_source("main", &set, &db, &[1, 1])
+    ));
+    let primary_only = Proxy::start(&format!(
+        "{HEAD}{}{}{}",
+        users(),
+        schema("sbtest"),
+        data_source("main", &set, &db, &[])
+    ));
+    sysbench(proxy.port, "sbtest", &["oltp_read_only", "prepare"]);
+    set.wait_caught_up(0, Duration::from_secs(30)).unwrap();
+    set.wait_caught_up(1, Duration::from_secs(30)).unwrap();
+    wait_all_in_service(&proxy);
+
+    // Reads outside transactions (sysbench's --skip_trx), which replicas may serve.
+    let run = |port: u16, seconds: u32| {
+        sysbench(
+            port,
+            "sbtest",
+            &[
+                "--threads=4",
+                &format!("--time={seconds}"),
+                "--skip_trx=on",
+                "--mysql-ignore-errors=all",
+                "oltp_read_only",
+                "run",
+            ],
+        )
+    };
+    for (name, port) in [
+        ("primary only", primary_only.port),
+        ("2 replicas", proxy.port),
+    ] {
+        let out = run(port, 4);
+        eprintln!(
+            "oltp_read_only --skip_trx, 4 threads, reads on {name}: {:.0} QPS",
+            sysbench_figure(&out, "queries:") / 4.0
+        );
+    }
+
+    let port = proxy.port;
+    let load = std::thread::spawn(move || run(port, 6));
+    std::thread::sleep(Duration::from_secs(2));
+    set.kill_replica(1).unwrap();
+    let down = format!("replica {} is down", set.replica(1).address());
+    let detected = wait_health_mentions(&proxy, &down);
+    let out = load.join().unwrap();
+    let errors = sysbench_figure(&out, "ignored errors:");
+    eprintln!(
+        "replica killed under 4-thread read-only load: out of service after {} ms, {errors} client errors in {} queries",
+        detected.as_millis(),
+        sysbench_figure(&out, "queries:")
+    );
+    assert_eq!(errors, 0.0, "{out}");
+
+    // Restarted, it is back in service and gets reads again.
+    set.restart_replica(1).unwrap();
+    set.wait_caught_up(1, Duration::from_secs(30)).unwrap();
+    wait_all_in_service(&proxy);
+    let before = queries_by_server(&proxy);
+    run(proxy.port, 1);
+    let after = queries_by_server(&proxy);
+    assert!(
+        delta(&before, &after, set.replica(1)) > 0,
+        "the restarted replica got no reads"
+    );
+
+    // Without traffic, the health checker alone notices a dead replica.
+    set.kill_replica(0).unwrap();
+    let detected = wait_health_mentions(
+        &proxy,
+        &format!("replica {} is down", set.replica(0).address()),
+    );
+    eprintln!(
+        "idle replica killed: out of service after {} ms (checks every 200 ms)",
+        detected.as_millis()
+    );
+    assert!(detected < Duration::from_secs(2));
+    set.restart_replica(0).unwrap();
+    set.primary().sql(&format!("DROP DATABASE `{db}`")).unwrap();
+    drop(primary_only);
+}
+
+/// Two shards, each a primary with one replica: key reads and merged scatter reads use each
+/// shard's replica, writes use each shard's primary, a session reads its own writes on every
+/// shard, and a stopped replica sends only its own shard's reads to that shard's primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_reads_use_each_shards_replica() {
+    let Some(sets) = start_sets(2, 1) else {
+        return;
+    };
+    let db = testkit::unique_name("shrw");
+    let rules = format!(
+        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"ds_0\"\n\n{}{}\
+         [tables.acct]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..1}}.acct_{{0..1}}\"\n",
+        users(),
+        data_source("ds_0", &sets[0], &format!("{db}_0"), &[1]),
+        data_source("ds_1", &sets[1], &format!("{db}_1"), &[1]),
+    );
+    let proxy = Proxy::start(&rules);
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE acct (id INT PRIMARY KEY, balance INT)")
+        .await
+        .unwrap();
+    for id in 0..40 {
+        conn.exec_drop(
+            "INSERT INTO acct (id, balance) VALUES (?, ?)",
+            (id, id * 10),
+        )
+        .await
+        .unwrap();
+        // Read-your-writes on whichever shard the row went to.
+        let balance: Option<i64> = conn
+            .exec_first("SELECT balance FROM acct WHERE id = ?", (id,))
+            .await
+            .unwrap();
+        assert_eq!(balance, Some(i64::from(id) * 10));
+    }
+    for set in &sets {
+        set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    }
+    wait_all_in_service(&proxy);
+
+    let before = queries_by_server(&proxy);
+    for id in 0..40 {
+        let balance: Option<i64> = conn
+            .query_first(format!("SELECT balance FROM acct WHERE id = {id}"))
+            .await
+            .unwrap();
+        assert_eq!(balance, Some(i64::from(id) * 10));
+    }
+    let top: Vec<(i64, i64)> = conn
+        .query("SELECT id, balance FROM acct ORDER BY balance DESC LIMIT 3")
+        .await
+        .unwrap();
+    assert_eq!(top, vec![(39, 390), (38, 380), (37, 370)]);
+    let total: i64 = conn
+        .query_first("SELECT SUM(balance) FROM acct")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, (0..40).map(|i| i * 10).sum::<i64>());
+    let after = queries_by_server(&proxy);
+    for set in &sets {
+        assert_eq!(delta(&before, &after, set.primary()), 0);
+        // 20 key reads and the two scatter reads (with their metadata probes).
+        assert!(delta(&before, &after, set.replica(0)) >= 22);
+    }
+
+    // Shard 0's replica stops applying: shard 0 reads go to its primary, shard 1's still to
+    // its replica.
+    sets[0].stop_sql_thread(0).unwrap();
+    wait_health_mentions(&proxy, "not replicating");
+    let before = queries_by_server(&proxy);
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM acct")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 40);
+    let after = queries_by_server(&proxy);
+    assert_eq!(delta(&before, &after, sets[0].replica(0)), 0);
+    assert!(delta(&before, &after, sets[0].primary()) >= 1);
+    assert!(delta(&before, &after, sets[1].replica(0)) >= 1);
+    assert_eq!(delta(&before, &after, sets[1].primary()), 0);
+    sets[0].start_sql_thread(0).unwrap();
+
+    // Writes reached primaries only.
+    for set in &sets {
+        let state = set.replica(0).sql("SELECT @@gtid_binlog_state").unwrap();
+        assert!(
+            state
+                .trim()
+                .split(',')
+                .all(|gtid| gtid.split('-').nth(1) == Some("1")),
+            "a replica logged a transaction of its own: {state}"
+        );
+    }
+    drop(conn);
+    for (i, set) in sets.iter().enumerate() {
+        set.primary()
+            .sql(&format!("DROP DATABASE `{db}_{i}`"))
+            .unwrap();
+    }
+}
+
+/// After a failover the DBA performed (replica promoted), the admin switches the data source
+/// to it: writes go there from then on. A replica that is still read-only is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
+    let Some(mut sets) = start_sets(1, 2) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("switch");
+    let rules = format!(
+        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n{}",
+        users(),
+        data_source("main", &set, &db, &[1, 1])
+    );
+    let proxy = Proxy::start(&rules);
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    set.wait_caught_up(1, Duration::from_secs(10)).unwrap();
+
+    // The primary dies: writes fail cleanly, reads go on from the replicas.
+    set.primary_mut().kill().unwrap();
+    let err = conn
+        .query_drop("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert_eq!(common::server_code(err).0, 1105, "{message}");
+    assert!(message.contains("'main'"), "{message}");
+    let mut conn = proxy.conn(Some("bank")).await;
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // A replica that was not promoted is refused.
+    let new_primary = set.replica(0).address();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=main&address={new_primary}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    let err = conn
+        .query_drop("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(err).0, 1105);
+
+    // Promoted, it takes the writes.
+    set.replica(0)
+        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .unwrap();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=main&address={new_primary}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    conn.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let on_new_primary = set
+        .replica(0)
+        .sql(&format!("SELECT COUNT(*) FROM `{db}`.t"))
+        .unwrap();
+    assert_eq!(on_new_primary.trim(), "2");
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    let up = format!(
+        "dbmesh_backend_up{{address=\"{new_primary}\",data_source=\"main\",role=\"primary\"}}"
+    );
+    assert!(metrics.contains(&up), "{up} missing in {metrics}");
+    // A reload of the unchanged rule file keeps the switch.
+    proxy.sighup();
+    std::thread::sleep(Duration::from_millis(300));
+    conn.query_drop("INSERT INTO t VALUES (3)").await.unwrap();
+    let on_new_primary = set
+        .replica(0)
+        .sql(&format!("SELECT COUNT(*) FROM `{db}`.t"))
+        .unwrap();
+    assert_eq!(on_new_primary.trim(), "3");
+}

@@ -1,0 +1,80 @@
+//! The backend health checker: every `replication.health_check_interval_ms` it checks every
+//! server of the current rules at once (a ping; for replicas their replication state), so a
+//! dead server is taken out within one interval plus one check timeout even when no session
+//! uses it, and put back by the first check it passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Context;
+
+/// One round: checks every primary and replica concurrently and waits for all.
+pub async fn check_backends(ctx: &Context) {
+    let snapshot = ctx.snapshot.load_full();
+    let timeout = Duration::from_millis(snapshot.rules.replication.health_check_timeout_ms);
+    let mut checks = tokio::task::JoinSet::new();
+    for cluster in snapshot.clusters.values() {
+        for (server, replica) in cluster.servers() {
+            let server = server.clone();
+            checks.spawn(async move { server.check(replica, timeout).await });
+        }
+    }
+    checks.join_all().await;
+}
+
+/// Checks in the background, forever, at the interval of the rules in force.
+pub fn spawn_health_checks(ctx: Arc<Context>) {
+    tokio::spawn(async move {
+        loop {
+            check_backends(&ctx).await;
+            let interval = ctx
+                .snapshot
+                .load()
+                .rules
+                .replication
+                .health_check_interval_ms;
+            tokio::time::sleep(Duration::from_millis(interval)).await;
+        }
+    });
+}
+
+/// What `/health` reports: servers out of service. A down primary makes the proxy unhealthy
+/// (its writes fail); a down or lagging replica only degrades it (reads go elsewhere).
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub primaries_down: Vec<String>,
+    pub replicas_out: Vec<String>,
+}
+
+pub fn verdict(ctx: &Context) -> Verdict {
+    let snapshot = ctx.snapshot.load();
+    let max_lag = snapshot.rules.replication.max_replica_lag_secs;
+    let mut verdict = Verdict::default();
+    for cluster in snapshot.clusters.values() {
+        for (server, replica) in cluster.servers() {
+            let stats = server.stats();
+            let name = cluster.name();
+            let address = server.address();
+            if !replica {
+                if !stats.up {
+                    verdict
+                        .primaries_down
+                        .push(format!("data source '{name}': primary {address} is down"));
+                }
+            } else if !stats.up {
+                verdict
+                    .replicas_out
+                    .push(format!("data source '{name}': replica {address} is down"));
+            } else if !stats.replicating {
+                verdict.replicas_out.push(format!(
+                    "data source '{name}': replica {address} is not replicating"
+                ));
+            } else if let Some(lag) = stats.lag_secs.filter(|&lag| lag > max_lag) {
+                verdict.replicas_out.push(format!(
+                    "data source '{name}': replica {address} lags {lag} s (max {max_lag} s)"
+                ));
+            }
+        }
+    }
+    verdict
+}
