@@ -137,6 +137,9 @@ impl Server {
                         "backend healthy again, back in service"
                     );
                 }
+                if let Err(e) = self.pool.keep_min_idle().await {
+                    tracing::debug!(address = self.address(), error = %e, "opening idle connections failed");
+                }
             }
             Err(reason) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
@@ -333,7 +336,7 @@ mod tests {
             found_rows: false,
             connect_timeout: Duration::from_secs(1),
         };
-        Server::new(Pool::new(options, 1, Duration::from_secs(1)))
+        Server::new(Pool::new(options, 1, 0, Duration::from_secs(1)))
     }
 
     fn healthy(s: &Server, lag: i64, applied: &str) {

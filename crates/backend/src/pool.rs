@@ -55,6 +55,7 @@ struct Idle {
 pub struct Pool {
     options: ConnectOptions,
     max: usize,
+    min_idle: usize,
     acquire_timeout: Duration,
     permits: Arc<Semaphore>,
     /// Idle connections, by their CLIENT_FOUND_ROWS flag, with their worker and idle time.
@@ -63,11 +64,19 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(options: ConnectOptions, max: usize, acquire_timeout: Duration) -> Arc<Pool> {
+    /// A pool of at most `max` connections that keeps `min_idle` idle ones open (see
+    /// [`keep_min_idle`](Self::keep_min_idle)).
+    pub fn new(
+        options: ConnectOptions,
+        max: usize,
+        min_idle: usize,
+        acquire_timeout: Duration,
+    ) -> Arc<Pool> {
         let max = max.max(1);
         Arc::new(Pool {
             options,
             max,
+            min_idle: min_idle.min(max),
             acquire_timeout,
             permits: Arc::new(Semaphore::new(max)),
             idle: Mutex::new([Vec::new(), Vec::new()]),
@@ -180,6 +189,26 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Opens connections until `min_idle` are idle (within `max`), so statements after a
+    /// quiet period do not wait for connects. The health checker calls it after each check
+    /// the server passes.
+    pub async fn keep_min_idle(self: &Arc<Self>) -> Result<(), BackendError> {
+        while self.stats().idle < self.min_idle {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return Ok(());
+            };
+            let conn = BackendConn::connect(&self.options).await?;
+            self.open.fetch_add(1, Ordering::Relaxed);
+            self.lock_idle()[0].push(Idle {
+                conn,
+                worker: current_worker(),
+                since: Instant::now(),
+            });
+            drop(permit);
+        }
+        Ok(())
     }
 
     /// A connection if one can be had without waiting: `None` when every connection the

@@ -290,6 +290,116 @@ async fn session_state_travels_with_the_session() {
     let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
 }
 
+/// `pool.min_idle` connections are opened before any client asks, and kept: the first
+/// statements find them ready instead of paying for a connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_keeps_min_idle_connections_open() {
+    let backend = one_backend();
+    let db = testkit::unique_name("minidle");
+    let rules = passthrough_rules(&backend, "bank", &db, "")
+        + "\n[data_sources.main.pool]\nmax = 8\nmin_idle = 3\n";
+    let proxy = Proxy::start(&rules);
+    let gauge = |state: &str| -> i64 {
+        let (_, metrics) = proxy.http("GET", "/metrics");
+        let name = format!("dbmesh_backend_connections{{data_source=\"main\",state=\"{state}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&name)?.parse().ok())
+            .unwrap_or(-1)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gauge("idle") < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle connections: {}",
+            gauge("idle")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut conn = proxy.conn(Some("bank")).await;
+    for _ in 0..5 {
+        conn.query_drop("SELECT 1").await.unwrap();
+    }
+    assert_eq!(gauge("open"), 3, "statements reused the idle connections");
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// Warnings, errors and the affected-row count of a session's last statement stay that
+/// session's, although the backend connection that ran it (the only one of a pool of 1) has
+/// since run another session's statements: `SHOW WARNINGS`, `SHOW ERRORS`, the counts and
+/// `ROW_COUNT()` answer as a direct connection would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_stay_with_their_session() {
+    let backend = one_backend();
+    let db = testkit::unique_name("diag");
+    let proxy = proxy_with_pool(&backend, &db, 1);
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = proxy.conn(Some("bank")).await;
+    a.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)")
+        .await
+        .unwrap();
+
+    type Warning = (String, u32, String);
+    let x: i64 = a
+        .query_first("SELECT CAST('12abc' AS SIGNED)")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(x, 12);
+    b.query_drop("SELECT 1").await.unwrap();
+    let warnings: Vec<Warning> = a.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!((warnings[0].0.as_str(), warnings[0].1), ("Warning", 1292));
+    assert!(warnings[0].2.contains("12abc"), "{warnings:?}");
+    let count: u64 = a
+        .query_first("SELECT @@warning_count")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 1);
+    let count: u64 = a
+        .query_first("SHOW COUNT(*) WARNINGS")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 1);
+    let none: Vec<Warning> = b.query("SHOW WARNINGS").await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+
+    let err = a
+        .query_drop("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(common::server_code(err).0, 1146);
+    b.query_drop("SELECT 2").await.unwrap();
+    let errors: Vec<Warning> = a.query("SHOW ERRORS").await.unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].0.as_str(), errors[0].1), ("Error", 1146));
+    let count: u64 = a
+        .query_first("SELECT @@error_count")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 1);
+    // A new statement starts a new list.
+    a.query_drop("SELECT 3").await.unwrap();
+    let none: Vec<Warning> = a.query("SHOW WARNINGS").await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+
+    a.query_drop("UPDATE t SET v = v + 1").await.unwrap();
+    b.query_drop("INSERT INTO t VALUES (9, 9)").await.unwrap();
+    let rows: i64 = a.query_first("SELECT ROW_COUNT()").await.unwrap().unwrap();
+    assert_eq!(rows, 3);
+    let rows: i64 = a.query_first("SELECT ROW_COUNT()").await.unwrap().unwrap();
+    assert_eq!(rows, -1, "ROW_COUNT() after a SELECT");
+    let rows: i64 = b.query_first("SELECT ROW_COUNT()").await.unwrap().unwrap();
+    assert_eq!(rows, 1);
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
 /// Sessions `a` (the one whose state matters) and `other` through a proxy whose pool has 2
 /// connections, with tables `t` and `u`.
 struct Pair {

@@ -586,6 +586,98 @@ async fn sharded_reads_use_each_shards_replica() {
     }
 }
 
+/// The sharded form of the replica kill: sysbench read-only over two shards (primary +
+/// replica each) by `id`; shard 0's replica is killed mid-run. Point reads it had not answered
+/// run again on shard 0's primary; merged range reads in flight on it may fail (their rows
+/// were already streaming), so at most one error per client thread is allowed.
+#[test]
+fn a_shard_replica_killed_under_sharded_read_load() {
+    let Some(mut sets) = start_sets(2, 1) else {
+        return;
+    };
+    let db = testkit::unique_name("sbsh");
+    let mut rules = format!(
+        "{HEAD}{}[schema]\nname = \"sbtest\"\ndefault_data_source = \"ds_0\"\n\n{}{}",
+        users(),
+        data_source("ds_0", &sets[0], &format!("{db}_0"), &[1]),
+        data_source("ds_1", &sets[1], &format!("{db}_1"), &[1]),
+    );
+    for t in 1..=2 {
+        rules += &format!(
+            "[tables.sbtest{t}]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..1}}.sbtest{t}\"\n"
+        );
+    }
+    // Each shard's primary gets the sysbench tables with the rows `id mod 2` puts there.
+    for (i, set) in sets.iter().enumerate() {
+        let shard_db = format!("{db}_{i}");
+        set.primary()
+            .sql(&format!("CREATE DATABASE `{shard_db}`"))
+            .unwrap();
+        let out = Command::new("sysbench")
+            .args([
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+                &format!("--mysql-port={}", set.primary().port()),
+                "--mysql-user=root",
+                &format!("--mysql-db={shard_db}"),
+                "--tables=2",
+                "--table-size=10000",
+                "oltp_read_only",
+                "prepare",
+            ])
+            .output()
+            .expect("sysbench prepare");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        set.primary()
+            .sql(&format!(
+                "DELETE FROM `{shard_db}`.sbtest1 WHERE id % 2 <> {i}; \
+                 DELETE FROM `{shard_db}`.sbtest2 WHERE id % 2 <> {i}"
+            ))
+            .unwrap();
+        set.wait_caught_up(0, Duration::from_secs(30)).unwrap();
+    }
+    let proxy = Proxy::start(&rules);
+    wait_all_in_service(&proxy);
+    let port = proxy.port;
+    let load = std::thread::spawn(move || {
+        sysbench(
+            port,
+            "sbtest",
+            &[
+                "--threads=4",
+                "--time=5",
+                "--skip_trx=on",
+                "--mysql-ignore-errors=all",
+                "oltp_read_only",
+                "run",
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sets[0].kill_replica(0).unwrap();
+    let detected = wait_health_mentions(
+        &proxy,
+        &format!("replica {} is down", sets[0].replica(0).address()),
+    );
+    let out = load.join().unwrap();
+    let errors = sysbench_figure(&out, "ignored errors:");
+    eprintln!(
+        "shard 0's replica killed under sharded read-only load: out of service after {} ms, {errors} client errors in {} queries",
+        detected.as_millis(),
+        sysbench_figure(&out, "queries:")
+    );
+    assert!(errors <= 4.0, "{out}");
+    for (i, set) in sets.iter().enumerate() {
+        set.primary()
+            .sql(&format!("DROP DATABASE `{db}_{i}`"))
+            .unwrap();
+    }
+}
+
 /// After a failover the DBA performed (replica promoted), the admin switches the data source
 /// to it: writes go there from then on. A replica that is still read-only is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

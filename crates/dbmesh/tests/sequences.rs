@@ -258,6 +258,19 @@ async fn filled_ids_route_rows_and_are_the_last_insert_id() {
     conn.query_drop("INSERT INTO t_order (order_id, item) VALUES (7000001, 'explicit')")
         .await
         .unwrap();
+    // Without a column list the ids go where the table's column order puts them.
+    conn.query_drop("INSERT INTO t_order VALUES (NULL, 'no list'), (0, 'no list 2')")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 2);
+    single.push((conn.last_insert_id().unwrap(), "no list".to_owned()));
+    conn.exec_drop(
+        "INSERT INTO t_order VALUES (?, ?)",
+        (None::<u64>, "p no list"),
+    )
+    .await
+    .unwrap();
+    single.push((conn.last_insert_id().unwrap(), "p no list".to_owned()));
     // Prepared: `?` bound to NULL or 0, or the column omitted; executed twice (the backend
     // statement is prepared once, the ids are parameters).
     let mut prepared = Vec::new();
@@ -298,7 +311,7 @@ async fn filled_ids_route_rows_and_are_the_last_insert_id() {
 
     let by_node = shop.orders_by_node();
     let all: Vec<&(u64, String)> = by_node.iter().flatten().collect();
-    assert_eq!(all.len(), 4 + 10 + 1 + 2 * 4);
+    assert_eq!(all.len(), 4 + 10 + 1 + 3 + 2 * 4);
     let id_of = |item: &str| {
         all.iter()
             .find(|(_, i)| i == item)

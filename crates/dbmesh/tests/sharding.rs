@@ -323,16 +323,14 @@ async fn explain_route_and_unsupported_constructs() {
         .to_string();
     assert_eq!(header, "Tables_in_bank");
 
-    // An INSERT without a column list cannot be routed (the proxy does not know where the
-    // sharding column is): a clean 1235.
+    // An INSERT without a column list is routed by the table's column order, read from the
+    // table SHOW CREATE TABLE shows (see `inserts_without_a_column_list_…` below).
+    conn.query_drop("INSERT INTO payment VALUES (1, 1, 1.00)")
+        .await
+        .unwrap();
     assert_eq!(
-        server_code(
-            conn.query_drop("INSERT INTO payment VALUES (1, 1, 1.00)")
-                .await
-                .unwrap_err()
-        )
-        .0,
-        1235
+        c.direct(0, "SELECT uid FROM payment_1 WHERE id = 1").trim(),
+        "1"
     );
 
     // Ordering across shards is merged; a construct that cannot be merged is a clean 1235,
@@ -393,6 +391,352 @@ async fn explain_route_and_unsupported_constructs() {
         stdout.contains("ds_0") && stdout.contains("payment_1"),
         "{stdout}"
     );
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}
+
+/// A direct connection to server `i` of the cluster, in database `db`.
+async fn direct_conn(c: &Cluster, i: usize, db: &str) -> mysql_async::Conn {
+    let s = &c.servers[i];
+    let address = s.address();
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host.to_owned())
+        .tcp_port(port.parse().unwrap())
+        .prefer_socket(false)
+        .user(Some(s.user()))
+        .pass(Some(s.password()))
+        .db_name(Some(db));
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+/// A result as text: column names, then each row's values (`NULL` for NULL).
+fn text_rows(result: &[mysql_async::Row]) -> Vec<Vec<String>> {
+    result
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| match &row[i] {
+                    mysql_async::Value::NULL => "NULL".to_owned(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    mysql_async::Value::Int(v) => v.to_string(),
+                    mysql_async::Value::UInt(v) => v.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn columns_and_rows(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut result = conn.query_iter(sql).await.unwrap();
+    let columns = result
+        .columns()
+        .map(|c| c.iter().map(|c| c.name_str().into_owned()).collect())
+        .unwrap_or_default();
+    let rows: Vec<mysql_async::Row> = result.collect().await.unwrap();
+    (columns, text_rows(&rows))
+}
+
+/// The same logical schema as the cluster's, in one database of one server: what a single
+/// MariaDB holding it answers.
+const REFERENCE_SCHEMA: &[&str] = &[
+    "CREATE TABLE payment (id BIGINT PRIMARY KEY, uid BIGINT NOT NULL, amount DECIMAL(12,2))",
+    "CREATE TABLE account (seq BIGINT AUTO_INCREMENT PRIMARY KEY, uid BIGINT NOT NULL UNIQUE, name VARCHAR(40))",
+    "CREATE TABLE currency (code CHAR(3) PRIMARY KEY, rate DECIMAL(10,4))",
+    "CREATE TABLE branch (id INT PRIMARY KEY, city VARCHAR(40))",
+    "ALTER TABLE payment ADD FOREIGN KEY (uid) REFERENCES account (uid)",
+    "CREATE INDEX by_amount ON payment (amount, uid)",
+    "CREATE TABLE note (id INT PRIMARY KEY, body TEXT, KEY (body(10)))",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn information_schema_answers_like_one_server_holding_the_logical_schema() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    let reference = testkit::unique_name("ref");
+    c.servers[0]
+        .sql(&format!("CREATE DATABASE `{reference}`"))
+        .unwrap();
+    let mut direct = direct_conn(&c, 0, &reference).await;
+    for ddl in REFERENCE_SCHEMA {
+        conn.query_drop(*ddl).await.unwrap();
+        direct.query_drop(*ddl).await.unwrap();
+    }
+
+    // The queries ORMs and tools introspect a schema with, on the logical schema through the
+    // proxy and on the reference database directly: the same columns and rows (statistics,
+    // times and constraint names, which differ between physical tables, are not compared).
+    let queries = [
+        "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = '{db}' ORDER BY TABLE_NAME",
+        "SELECT table_name, table_type FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name LIKE 'pay%'",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' \
+         AND TABLE_NAME = 'payment'",
+        "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}' \
+         AND TABLE_NAME = 'payment' ORDER BY ORDINAL_POSITION",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, \
+         COLUMN_KEY, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}' \
+         ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        "SELECT TABLE_NAME, COUNT(*) AS n FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = '{db}' GROUP BY TABLE_NAME ORDER BY n DESC, TABLE_NAME LIMIT 3",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_SCHEMA, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, \
+         NON_UNIQUE, SUB_PART FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{db}' \
+         ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, \
+         REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+         WHERE TABLE_SCHEMA = '{db}' ORDER BY TABLE_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME",
+        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_TYPE FROM \
+         information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = '{db}' \
+         ORDER BY TABLE_NAME, CONSTRAINT_TYPE",
+        "SELECT CONSTRAINT_SCHEMA, UNIQUE_CONSTRAINT_SCHEMA, TABLE_NAME, REFERENCED_TABLE_NAME, \
+         UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+         WHERE CONSTRAINT_SCHEMA = '{db}'",
+        "SELECT t.TABLE_NAME, c.COLUMN_NAME FROM information_schema.TABLES t \
+         JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = t.TABLE_SCHEMA \
+         AND c.TABLE_NAME = t.TABLE_NAME WHERE t.TABLE_SCHEMA = '{db}' \
+         AND c.COLUMN_KEY = 'PRI' ORDER BY 1, 2",
+        "SELECT TABLE_SCHEMA TABLE_CAT, NULL TABLE_SCHEM, TABLE_NAME, \
+         IF(TABLE_TYPE = 'BASE TABLE', 'TABLE', TABLE_TYPE) AS TABLE_TYPE, TABLE_COMMENT REMARKS \
+         FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%' \
+         ORDER BY TABLE_TYPE, TABLE_SCHEMA, TABLE_NAME",
+        "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA IN ('{db}', 'information_schema') AND COLUMN_NAME = 'uid'",
+    ];
+    for q in queries {
+        let (columns, mut rows) = columns_and_rows(&mut conn, &q.replace("{db}", "bank")).await;
+        let (want_columns, want) =
+            columns_and_rows(&mut direct, &q.replace("{db}", &reference)).await;
+        let mut want: Vec<Vec<String>> = want
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|v| v.replace(&reference, "bank"))
+                    .collect()
+            })
+            .collect();
+        assert!(!want.is_empty(), "{q}");
+        assert_eq!(columns, want_columns, "{q}");
+        if !q.contains("ORDER BY") {
+            rows.sort();
+            want.sort();
+        }
+        assert_eq!(rows, want, "{q}");
+    }
+    // The same through a prepared statement (binary rows), with the schema as a parameter.
+    let sql = "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION FROM information_schema.COLUMNS \
+               WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION";
+    let got: Vec<(String, String, u64)> = conn.exec(sql, ("bank",)).await.unwrap();
+    let want: Vec<(String, String, u64)> = direct.exec(sql, (&reference,)).await.unwrap();
+    assert_eq!(got, want);
+    assert!(got.iter().any(|(t, _, _)| t == "payment"));
+
+    // Only the logical schema and information_schema are databases; shard databases are not.
+    let schemata: Vec<String> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        .await
+        .unwrap();
+    assert_eq!(schemata, vec!["bank", "information_schema"]);
+    let in_shards: u64 = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('{}')",
+            c.dbs.join("', '")
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_shards, 0);
+    let schemas: Vec<String> = conn
+        .query("SELECT DISTINCT TABLE_SCHEMA FROM information_schema.TABLES")
+        .await
+        .unwrap();
+    assert!(schemas.contains(&"bank".to_owned()), "{schemas:?}");
+    assert!(
+        schemas.contains(&"information_schema".to_owned()),
+        "{schemas:?}"
+    );
+    assert!(!schemas.iter().any(|s| c.dbs.contains(s)), "{schemas:?}");
+    // A physical table name is no table of the logical schema.
+    let physical: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bank' \
+             AND TABLE_NAME = 'payment_1'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(physical, Some(0));
+
+    // With information_schema the current database, its tables are presented only when
+    // qualified: unqualified ones are refused rather than shown with physical names.
+    conn.query_drop("USE information_schema").await.unwrap();
+    let err = conn
+        .query_drop("SELECT TABLE_NAME FROM TABLES WHERE TABLE_SCHEMA = 'bank'")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+    let tables: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bank'")
+        .await
+        .unwrap();
+    assert_eq!(
+        tables,
+        Some(
+            REFERENCE_SCHEMA
+                .iter()
+                .filter(|d| d.starts_with("CREATE TABLE"))
+                .count() as u64
+        )
+    );
+    conn.query_drop("USE bank").await.unwrap();
+
+    // What the proxy cannot present is refused, never answered with physical names.
+    for sql in [
+        // Django's get_constraints: a join on CONSTRAINT_NAME pairs rows of different tables.
+        "SELECT kc.constraint_name, kc.column_name, c.constraint_type \
+         FROM information_schema.key_column_usage AS kc, information_schema.table_constraints AS c \
+         WHERE kc.table_schema = DATABASE() AND c.table_schema = kc.table_schema \
+         AND c.constraint_name = kc.constraint_name AND kc.table_name = 'payment'",
+        "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()",
+        "SELECT TABLE_NAME FROM information_schema.VIEWS",
+        "INSERT INTO note (id, body) SELECT ORDINAL_POSITION, COLUMN_NAME \
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'bank'",
+        "SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bank'",
+    ] {
+        let err = conn.query_drop(sql).await.unwrap_err();
+        assert_eq!(server_code(err), (1235, "42000".into()), "{sql}");
+    }
+    // information_schema about no database, and about other databases, is unchanged.
+    let users: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
+        .await
+        .unwrap();
+    assert!(users.unwrap() >= 1);
+    let routines: Vec<String> = conn
+        .query(
+            "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'mysql'",
+        )
+        .await
+        .unwrap();
+    let direct_routines: Vec<String> = direct
+        .query(
+            "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'mysql'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(routines, direct_routines);
+    let engines: Vec<String> = conn
+        .query("SELECT ENGINE FROM information_schema.ENGINES WHERE SUPPORT <> 'NO'")
+        .await
+        .unwrap();
+    assert!(engines.iter().any(|e| e == "InnoDB"));
+
+    direct.disconnect().await.unwrap();
+    conn.disconnect().await.unwrap();
+    let _ = c.servers[0].sql(&format!("DROP DATABASE IF EXISTS `{reference}`"));
+    c.drop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_without_a_column_list_land_on_their_shards() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+
+    // Text, multi-row: each row to the shard of its uid (uid mod 8: ds = node / 2, table =
+    // node % 2).
+    conn.query_drop("INSERT INTO payment VALUES (1, 3, 1.50), (2, 10, 2.50), (3, 13, 3.50)")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 3);
+    // Prepared, executed twice.
+    for (id, uid) in [(4u64, 17u64), (5, 30)] {
+        conn.exec_drop("INSERT INTO payment VALUES (?, ?, ?)", (id, uid, "4.25"))
+            .await
+            .unwrap();
+    }
+    // REPLACE, and a broadcast table (every copy).
+    conn.query_drop("REPLACE INTO payment VALUES (6, 7, 6.00)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO currency VALUES ('EUR', 1.0800)")
+        .await
+        .unwrap();
+    let placed = |id: u64, uid: u64| {
+        let node = (uid % 8) as usize;
+        let found = c.direct(
+            node / 2,
+            &format!("SELECT uid FROM payment_{} WHERE id = {id}", node % 2),
+        );
+        assert_eq!(
+            found.trim(),
+            uid.to_string(),
+            "id {id} (uid {uid}) on node {node}"
+        );
+    };
+    for (id, uid) in [(1, 3), (2, 10), (3, 13), (4, 17), (5, 30), (6, 7)] {
+        placed(id, uid);
+    }
+    let mut total = 0;
+    for ds in 0..4 {
+        for t in 0..2 {
+            total += c
+                .direct(ds, &format!("SELECT COUNT(*) FROM payment_{t}"))
+                .trim()
+                .parse::<u64>()
+                .unwrap();
+        }
+        assert_eq!(
+            c.direct(
+                ds,
+                "SELECT CAST(rate AS CHAR) FROM currency WHERE code = 'EUR'"
+            )
+            .trim(),
+            "1.0800"
+        );
+    }
+    assert_eq!(total, 6);
+
+    // A row of another width: MariaDB's error.
+    let err = conn
+        .query_drop("INSERT INTO payment VALUES (7, 9)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1136, "21S01".into()));
+
+    // DDL through the proxy: the new column order is read again.
+    conn.query_drop("ALTER TABLE payment ADD COLUMN memo VARCHAR(20) FIRST")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO payment VALUES ('first', 8, 21, 1.00)")
+        .await
+        .unwrap();
+    placed(8, 21);
+    let err = conn
+        .query_drop("INSERT INTO payment VALUES (9, 22, 1.00)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1136, "21S01".into()));
+
+    // DDL behind the proxy's back, on every physical table: a row of the new width makes the
+    // proxy read the column list again.
+    for ds in 0..4 {
+        for t in 0..2 {
+            c.direct(ds, &format!("ALTER TABLE payment_{t} DROP COLUMN memo"));
+        }
+    }
+    conn.query_drop("INSERT INTO payment VALUES (10, 23, 1.00)")
+        .await
+        .unwrap();
+    placed(10, 23);
+    let amount: Option<String> = conn
+        .query_first("SELECT CAST(amount AS CHAR) FROM payment WHERE uid = 23")
+        .await
+        .unwrap();
+    assert_eq!(amount.as_deref(), Some("1.00"));
     conn.disconnect().await.unwrap();
     c.drop_all();
 }

@@ -58,6 +58,8 @@ pub struct RelayOutcome {
     pub last_insert_id: u64,
     /// Warning count of the last OK/EOF seen.
     pub warnings: u16,
+    /// The last result was a result set (rows), not an OK.
+    pub result_set: bool,
     /// The error the backend answered with, if any.
     pub error: Option<ServerError>,
     /// For COM_STMT_PREPARE: the backend's statement id, parameter and column counts.
@@ -182,6 +184,7 @@ where
         let columns = Reader::new(frame)
             .lenenc_int()
             .map_err(RelayError::Backend)?;
+        self.outcome.result_set = true;
         self.forward();
         for _ in 0..columns {
             self.next().await?;
@@ -316,6 +319,7 @@ where
         self.outcome.affected_rows = ok.affected_rows;
         self.outcome.last_insert_id = ok.last_insert_id;
         self.outcome.warnings = ok.warnings;
+        self.outcome.result_set = false;
         Ok(())
     }
 

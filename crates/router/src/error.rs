@@ -93,6 +93,29 @@ pub enum RouteError {
         /// Ids needed: one per row that omits the column or gives NULL or 0.
         count: usize,
     },
+    /// Routing needs a table's column list (an INSERT without a column list, `*` over
+    /// `information_schema`); [`crate::Router::learn_columns`] gives it.
+    #[error(
+        "dbmesh needs the column list of {}.{} on data source {} to route this statement",
+        from.database,
+        from.table,
+        from.data_source
+    )]
+    ColumnsNeeded {
+        /// Where to read the list.
+        from: crate::ColumnSource,
+    },
+    /// An INSERT without a column list gives a row more or fewer values than the table has
+    /// columns (as far as the router knows them).
+    #[error("Column count doesn't match value count at row {row}")]
+    ColumnCount {
+        /// The table as the statement names it.
+        table: String,
+        /// The row, counted from 1.
+        row: usize,
+        /// Where the list was read.
+        from: crate::ColumnSource,
+    },
     /// A bug: the router's own invariants do not hold.
     #[error("dbmesh router internal error: {0}")]
     Internal(String),
@@ -107,7 +130,9 @@ impl RouteError {
             RouteError::NotSupported(_)
             | RouteError::ShardingKeyUpdate { .. }
             | RouteError::ShardingValue { .. }
-            | RouteError::IdsNeeded { .. } => 1235,
+            | RouteError::IdsNeeded { .. }
+            | RouteError::ColumnsNeeded { .. } => 1235,
+            RouteError::ColumnCount { .. } => 1136,
             RouteError::MissingShardingKey { .. } => 1364,
             RouteError::NullShardingKey { .. } => 1048,
             RouteError::FullScatterWrite { .. } => 1175,
@@ -124,7 +149,9 @@ impl RouteError {
             | RouteError::NotSupported(_)
             | RouteError::ShardingKeyUpdate { .. }
             | RouteError::ShardingValue { .. }
-            | RouteError::IdsNeeded { .. } => "42000",
+            | RouteError::IdsNeeded { .. }
+            | RouteError::ColumnsNeeded { .. } => "42000",
+            RouteError::ColumnCount { .. } => "21S01",
             RouteError::NullShardingKey { .. } => "23000",
             RouteError::MissingShardingKey { .. }
             | RouteError::FullScatterWrite { .. }

@@ -110,8 +110,8 @@ pub(crate) fn spec(
     let rows = match given.values {
         InsertKey::NoColumnList => {
             return Err(not_supported(format!(
-                "INSERT into {table} without a column list (sequence {sequence} fills its \
-                 column {column}, and dbmesh does not know the table's column order)"
+                "INSERT into {table} of only empty rows `VALUES ()` (sequence {sequence} \
+                 fills its column {column}; name the columns)"
             )))
         }
         InsertKey::Missing if ins.rows == 0 => {

@@ -402,6 +402,7 @@ pub(crate) fn instantiate(
         }),
         Template::Fixed(plan) => Ok(plan.clone()),
         Template::Routed(rt) => routed(&Ctx { rules, rt }, input),
+        Template::LogicalView(v) => crate::logical_view::instantiate(rules, v, input),
     }
 }
 
@@ -501,12 +502,7 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         }
     };
 
-    let total_params = input
-        .fp
-        .literals
-        .iter()
-        .filter(|l| matches!(l.kind, LiteralKind::Placeholder(_)))
-        .count();
+    let total_params = total_params(input);
     let rendered = merge.map_or(&rt.rendered, |(m, _)| &m.rendered);
     let shard_limit = merge.and_then(|(_, limit)| limit);
     let mut targets = Vec::with_capacity(placed.len());
@@ -558,11 +554,10 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
             shard_limit,
             first_row,
         )?;
-        let all = used.len() == total_params && used.iter().enumerate().all(|(i, &k)| i == k);
         targets.push(Target {
             data_source: p.ds.clone(),
             sql: out,
-            params: (!all).then_some(used),
+            params: params_subset(used, total_params),
         });
     }
 
@@ -599,6 +594,45 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         combine,
         rename,
         add_tables,
+    })
+}
+
+/// The statement's `?` placeholders.
+fn total_params(input: &Input<'_>) -> usize {
+    input
+        .fp
+        .literals
+        .iter()
+        .filter(|l| matches!(l.kind, LiteralKind::Placeholder(_)))
+        .count()
+}
+
+/// [`Target::params`] for a target whose SQL uses the parameters `used`, in order.
+fn params_subset(used: Vec<usize>, total: usize) -> Option<Vec<usize>> {
+    let all = used.len() == total && used.iter().enumerate().all(|(i, &k)| i == k);
+    (!all).then_some(used)
+}
+
+/// A target running `rendered` (a statement without INSERT rows to split) with the
+/// statement's literals and the shards' row limit.
+pub(crate) fn target_of(
+    data_source: &str,
+    rendered: &sql::Rendered,
+    input: &Input<'_>,
+    shard_limit: Option<u64>,
+) -> Result<Target, RouteError> {
+    let mut sql = String::with_capacity(input.sql.len() + 16);
+    let mut used = Vec::new();
+    for segs in std::iter::once(&rendered.head)
+        .chain(&rendered.rows)
+        .chain(std::iter::once(&rendered.tail))
+    {
+        splice(segs, &[], input, &mut sql, &mut used, shard_limit, None)?;
+    }
+    Ok(Target {
+        data_source: data_source.to_owned(),
+        sql,
+        params: params_subset(used, total_params(input)),
     })
 }
 
@@ -946,8 +980,7 @@ fn show_target(ctx: &Ctx<'_>, t: usize) -> Result<Vec<Placed>, RouteError> {
     let mut names = vec![None; n];
     let ds = match &ctx.rt.places[t] {
         Place::Sharded(_) => {
-            let table = ctx.sharded(t)?;
-            let i = table.data_nodes().first().copied().unwrap_or(0);
+            let i = crate::columns::representative_node(ctx.sharded(t)?);
             ctx.place_class_node(&[t], i, &mut names)?
         }
         _ => {
@@ -989,7 +1022,7 @@ fn show_tables_view(ctx: &Ctx<'_>) -> (Vec<(String, String)>, Vec<String>) {
 
 /// The merge of a statement: the shape with its literals resolved, the LIMIT
 /// after merging, and the rows each shard returns (offset + count).
-fn merge_spec(
+pub(crate) fn merge_spec(
     m: &MergeTemplate,
     input: &Input<'_>,
 ) -> Result<(MergeSpec, Option<u64>), RouteError> {
@@ -1153,12 +1186,10 @@ fn union_per_data_source(
             if let Some(n) = shard_limit {
                 sql.push_str(&format!(" LIMIT {n}"));
             }
-            let all =
-                params.len() == total_params && params.iter().enumerate().all(|(i, &k)| i == k);
             Target {
                 data_source: parts[0].data_source.clone(),
                 sql,
-                params: (!all).then_some(params),
+                params: params_subset(params, total_params),
             }
         })
         .collect::<Vec<_>>())

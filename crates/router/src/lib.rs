@@ -26,14 +26,22 @@
 //! certainty is refused with a MySQL error ([`RouteError`]) naming the
 //! construct — never sent to a default shard. An INSERT into a table whose
 //! column a sequence fills gets its ids from the caller before routing
-//! ([`Router::route_filled`]), so an id can itself be the sharding key.
+//! ([`Router::route_filled`]), so an id can itself be the sharding key. An
+//! INSERT without a column list is routed with the table's column list, which
+//! the caller reads when [`RouteError::ColumnsNeeded`] asks for it and gives
+//! with [`Router::learn_columns`]. Queries on `information_schema` are answered
+//! with logical names: each data source runs a copy that shows its part of the
+//! logical view, merged like a scatter read.
 //! Modules: `template` (miss path), `instantiate` (values → plan), `fill`
-//! (sequence ids), `cache`, `plan`, `error`.
+//! (sequence ids), `columns` (column lists), `logical_view`
+//! (`information_schema`), `cache`, `plan`, `error`.
 
 mod cache;
+mod columns;
 mod error;
 mod fill;
 mod instantiate;
+mod logical_view;
 mod plan;
 mod template;
 
@@ -42,6 +50,7 @@ use std::sync::Arc;
 
 use rules::Rules;
 
+pub use columns::ColumnSource;
 pub use error::RouteError;
 pub use fill::{IdStyle, PrepareRoute};
 pub use plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
@@ -50,6 +59,7 @@ pub use sql::{
 };
 
 use cache::ClockCache;
+use columns::KnownColumns;
 use fill::Ids;
 use instantiate::{instantiate, Input};
 use template::Template;
@@ -93,6 +103,7 @@ pub struct Router {
     rules: Arc<Rules>,
     options: RouterOptions,
     cache: ClockCache<Arc<Template>>,
+    columns: KnownColumns,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -113,6 +124,7 @@ impl Router {
     pub fn with_options(rules: Arc<Rules>, options: RouterOptions) -> Router {
         Router {
             cache: ClockCache::new(options.cache_capacity),
+            columns: KnownColumns::default(),
             rules,
             options,
             hits: AtomicU64::new(0),
@@ -202,13 +214,17 @@ impl Router {
         let cacheable = self.options.cache_capacity > 0 && fp.text.len() <= MAX_CACHED_FINGERPRINT;
         if cacheable {
             if let Some(t) = self.cache.get(&fp.text).filter(|t| t.fits(sql, &fp)) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                let plan = instantiate(&self.rules, &t, &input)?;
-                return Ok((plan, t.fills_ids()));
+                // A template built with a column list that has changed since is rebuilt.
+                if self.columns.still_fit(t.columns())? {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    let plan = instantiate(&self.rules, &t, &input)?;
+                    return Ok((plan, t.fills_ids()));
+                }
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let (template, complete) = template::build(&self.rules, &self.options, sql, &fp)?;
+        let (template, complete) =
+            template::build(&self.rules, &self.options, &self.columns, sql, &fp)?;
         let plan = instantiate(&self.rules, &template, &input);
         let fills_ids = template.fills_ids();
         if cacheable && complete {
@@ -225,6 +241,19 @@ impl Router {
             return Err(RouteError::Empty);
         }
         pieces.into_iter().map(|s| self.route(s, &[])).collect()
+    }
+
+    /// Gives the router the column list of a table, as [`RouteError::ColumnsNeeded`] asked
+    /// for: the columns of `source` in order (see [`ColumnSource`]). Kept until
+    /// [`Router::forget_columns`].
+    pub fn learn_columns(&self, source: ColumnSource, columns: Vec<String>) {
+        self.columns.learn(source, columns);
+    }
+
+    /// Forgets every column list learned (a table's definition may have changed: call it
+    /// after DDL). Plans built with a list are not reused until it is learned again.
+    pub fn forget_columns(&self) {
+        self.columns.forget();
     }
 
     /// Cache hits, misses and entries.

@@ -17,8 +17,10 @@ use sql::{
     Session, Show, Statement,
 };
 
+use crate::columns::{self, KnownColumns, UsedColumns};
 use crate::error::RouteError;
 use crate::fill::{self, FillSpec};
+use crate::logical_view::{self, ViewTemplate};
 use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
 use crate::RouterOptions;
 
@@ -33,6 +35,8 @@ pub(crate) enum Template {
     Fixed(Plan),
     /// Routed by the rules.
     Routed(Box<Routed>),
+    /// A query on `information_schema`, answered with logical names.
+    LogicalView(Box<ViewTemplate>),
 }
 
 /// Where one table of a statement lives.
@@ -99,6 +103,8 @@ pub(crate) struct Routed {
     pub show_table: Option<usize>,
     /// SHOW TABLES of the logical schema.
     pub show_tables: bool,
+    /// The column lists the statement was routed with (an INSERT without a column list).
+    pub columns: UsedColumns,
 }
 
 /// A SELECT rewritten for merging ([`Statement::select_merge`]), rendered.
@@ -113,7 +119,7 @@ pub(crate) struct MergeTemplate {
     pub shard_limit: bool,
 }
 
-fn merge_template(
+pub(crate) fn merge_template(
     stmt: &Statement,
     a: &Analysis,
     schema: &str,
@@ -151,14 +157,24 @@ impl Template {
     /// fingerprint, applies to `sql`: a merge shape read column positions
     /// (`ORDER BY 2`) from literals, which must be the same.
     pub(crate) fn fits(&self, sql: &str, fp: &Fingerprint) -> bool {
+        let merge = match self {
+            Template::Routed(rt) => rt.merge.as_ref().and_then(|m| m.as_ref().ok()),
+            Template::LogicalView(v) => v.merge(),
+            _ => None,
+        };
+        merge.is_none_or(|m| {
+            m.positions.iter().all(|(slot, text)| {
+                fp.literals.get(*slot).map(|l| l.text(sql)) == Some(text.as_str())
+            })
+        })
+    }
+
+    /// The column lists the template was built with.
+    pub(crate) fn columns(&self) -> &[columns::Columns] {
         match self {
-            Template::Routed(rt) => match &rt.merge {
-                Some(Ok(m)) => m.positions.iter().all(|(slot, text)| {
-                    fp.literals.get(*slot).map(|l| l.text(sql)) == Some(text.as_str())
-                }),
-                _ => true,
-            },
-            _ => true,
+            Template::Routed(rt) => &rt.columns,
+            Template::LogicalView(v) => v.columns(),
+            _ => &[],
         }
     }
 }
@@ -216,6 +232,7 @@ pub(crate) fn is_rule_table(rules: &Rules, name: &str) -> bool {
 pub(crate) fn build(
     rules: &Rules,
     options: &RouterOptions,
+    known: &KnownColumns,
     sql: &str,
     fp: &Fingerprint,
 ) -> Result<(Template, bool), RouteError> {
@@ -233,10 +250,25 @@ pub(crate) fn build(
         }
     };
     let complete = stmt.bind_slots(sql, fp);
-    let analysis = stmt
-        .analyze(&rules.schema.name, &Oracle(rules))
-        .map_err(|e| RouteError::Parse(e.to_string()))?;
-    let template = plan_template(rules, options, &stmt, &analysis, &Slots { sql, fp })?;
+    let analyze = |stmt: &Statement| {
+        stmt.analyze(&rules.schema.name, &Oracle(rules))
+            .map_err(|e| RouteError::Parse(e.to_string()))
+    };
+    let mut analysis = analyze(&stmt)?;
+    let mut used = Vec::new();
+    if let Some((written, list)) = columns::with_insert_columns(rules, known, &stmt, &analysis)? {
+        stmt = written;
+        analysis = analyze(&stmt)?;
+        used.push(list);
+    }
+    let slots = Slots { sql, fp };
+    if let Some(view) = logical_view::template(rules, known, &stmt, &analysis, &slots)? {
+        return Ok((Template::LogicalView(Box::new(view)), complete));
+    }
+    let mut template = plan_template(rules, options, &stmt, &analysis, &slots)?;
+    if let Template::Routed(rt) = &mut template {
+        rt.columns = used;
+    }
     let cacheable = match &template {
         Template::Routed(_) => complete,
         _ => true,
@@ -300,7 +332,7 @@ fn not_supported(what: impl Into<String>) -> RouteError {
 }
 
 /// The literal texts of the statement a template is built from.
-struct Slots<'a> {
+pub(crate) struct Slots<'a> {
     sql: &'a str,
     fp: &'a Fingerprint,
 }
@@ -498,7 +530,8 @@ fn plan_template(
                     InsertKey::NotSharded => {}
                     InsertKey::NoColumnList => {
                         return Err(not_supported(format!(
-                            "INSERT into sharded table {table} without a column list"
+                            "INSERT into sharded table {table} of only empty rows `VALUES ()` \
+                             (name the columns)"
                         )))
                     }
                     InsertKey::Missing | InsertKey::Rows(_) => {
@@ -635,6 +668,7 @@ fn plan_template(
         fill,
         show_table,
         show_tables,
+        columns: Vec::new(),
     })))
 }
 

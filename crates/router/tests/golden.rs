@@ -7,7 +7,9 @@
 //! fills in: routed with `Router::route_filled`, as literals, or as extra
 //! parameters when `@params` is given) or `@prepare` line (routed with
 //! `Router::route_for_prepare`; `fills ids` is printed when the statement is
-//! routed again at each execution), the SQL (one or more lines), a `----`
+//! routed again at each execution), any number of `@columns ds db.table: a, b`
+//! lines (column lists given with `Router::learn_columns` before routing; a
+//! case without them routes with none), the SQL (one or more lines), a `----`
 //! line, and the expected plan (`Plan`'s Display: kind and combine, renames,
 //! one `data_source: sql` line per target) or `error CODE (SQLSTATE): message`.
 //! Cases are separated by blank lines.
@@ -20,13 +22,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use router::{IdStyle, Param, Plan, RouteError, Router, RouterOptions};
+use router::{ColumnSource, IdStyle, Param, Plan, RouteError, Router, RouterOptions};
 
 struct Case {
     comment: String,
     params: Option<String>,
     /// `@ids …` (the text after it) or `@prepare` (empty).
     fill: Option<(&'static str, String)>,
+    /// `@columns …` lines (the text after it).
+    columns: Vec<String>,
     sql: String,
     expected: String,
 }
@@ -69,6 +73,11 @@ fn parse_file(text: &str) -> File {
                     .map(|l| (directive, l[directive.len()..].to_owned()));
             }
         }
+        let mut columns = Vec::new();
+        while let Some(l) = lines.peek().and_then(|l| l.strip_prefix("@columns ")) {
+            columns.push(l.to_owned());
+            lines.next();
+        }
         let mut sql = Vec::new();
         for l in lines.by_ref() {
             if l == "----" {
@@ -88,6 +97,7 @@ fn parse_file(text: &str) -> File {
             comment: comment.to_owned(),
             params,
             fill,
+            columns,
             sql: sql.join("\n"),
             expected: expected.join("\n"),
         });
@@ -108,6 +118,9 @@ fn render_file(f: &File) -> String {
         }
         if let Some((directive, rest)) = &c.fill {
             let _ = writeln!(out, "{directive}{rest}");
+        }
+        for columns in &c.columns {
+            let _ = writeln!(out, "@columns {columns}");
         }
         let _ = writeln!(out, "{}", c.sql);
         let _ = writeln!(out, "----");
@@ -142,8 +155,26 @@ fn show(result: &Result<Plan, RouteError>) -> String {
     }
 }
 
+/// Gives the router a case's `@columns ds db.table: a, b` lists, and only those.
+fn learn_columns(router: &Router, case: &Case) {
+    router.forget_columns();
+    for line in &case.columns {
+        let (place, list) = line.split_once(':').expect("@columns ds db.table: a, b");
+        let (data_source, table) = place.trim().split_once(' ').expect("ds db.table");
+        let (database, table) = table.trim().split_once('.').expect("db.table");
+        let source = ColumnSource {
+            data_source: data_source.to_owned(),
+            database: database.to_owned(),
+            table: table.to_owned(),
+        };
+        let columns = list.split(',').map(|c| c.trim().to_owned()).collect();
+        router.learn_columns(source, columns);
+    }
+}
+
 /// Routes a case the way its directives say; the output to compare.
 fn route(router: &Router, case: &Case) -> String {
+    learn_columns(router, case);
     let params = case.params.as_deref().map(parse_params).unwrap_or_default();
     match &case.fill {
         None => show(&router.route(&case.sql, &params)),

@@ -1,7 +1,11 @@
 //! Statements the frontend answers or adjusts itself because they concern the logical schema
-//! rather than a backend: `USE db` and `SHOW DATABASES`. Recognised by a tiny scanner so the
-//! pass-through path never pays for a full parse.
+//! or the session rather than a backend: `USE db`, `SHOW DATABASES`, `SELECT DATABASE()`,
+//! `LAST_INSERT_ID()`, sequences, and the previous statement's diagnostics (`SHOW WARNINGS`,
+//! `@@warning_count`, `ROW_COUNT()`), which a pooled backend connection no longer holds for
+//! this session. Recognised by a tiny scanner so the pass-through path never pays for a full
+//! parse.
 
+use protocol::ServerError;
 use rules::Rules;
 
 /// Databases every client may select besides the logical schema; they are the same on every
@@ -18,6 +22,20 @@ pub fn physical_database<'r>(rules: &'r Rules, logical: &str) -> Option<&'r str>
         .iter()
         .find(|s| s.eq_ignore_ascii_case(logical))
         .copied()
+}
+
+/// With `information_schema` the current database, a statement naming its tables about
+/// databases without the database reaches a backend as written, where they describe the
+/// physical databases: the error refusing it (the logical view needs qualified names).
+pub fn unqualified_system_tables(database: Option<&str>, sql: &str) -> Option<ServerError> {
+    if !database.is_some_and(|d| d.eq_ignore_ascii_case(sql::INFORMATION_SCHEMA)) {
+        return None;
+    }
+    let table = *sql::unqualified_system_tables(sql).first()?;
+    Some(ServerError::not_supported(format!(
+        "{table} without its database while information_schema is the current database \
+         (write information_schema.{table})"
+    )))
 }
 
 /// The databases `SHOW DATABASES` lists.
@@ -47,6 +65,25 @@ pub enum Intercepted {
         sequence: String,
         count: Option<u64>,
     },
+    /// A question about the previous statement's outcome.
+    Diagnostics(Diagnostics),
+}
+
+/// Questions about the previous statement's outcome, which the session answers from what it
+/// kept of it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Diagnostics {
+    /// `SHOW WARNINGS` (all levels) or `SHOW ERRORS` (errors only), with `LIMIT [offset,] n`.
+    List {
+        errors_only: bool,
+        offset: u64,
+        limit: Option<u64>,
+    },
+    /// `SHOW COUNT(*) WARNINGS|ERRORS` or `SELECT @@warning_count` / `@@error_count`; carries
+    /// the column name.
+    Count { errors_only: bool, column: String },
+    /// `SELECT ROW_COUNT()`; carries the column name.
+    RowCount(String),
 }
 
 /// Recognises the statements the frontend handles itself; `None` for everything else.
@@ -59,7 +96,23 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
     } else if first.eq_ignore_ascii_case(b"select") {
         s.skip_space();
         let start = s.pos;
+        if s.sql[s.pos..].starts_with(b"@@") {
+            return count_variable(s, start);
+        }
         let function = s.word()?;
+        if function.eq_ignore_ascii_case(b"row_count") {
+            s.skip_space();
+            if !(s.punct(b'(') && {
+                s.skip_space();
+                s.punct(b')')
+            }) {
+                return None;
+            }
+            let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+            return s
+                .end()
+                .then_some(Intercepted::Diagnostics(Diagnostics::RowCount(column)));
+        }
         if function.eq_ignore_ascii_case(b"nextval") || function.eq_ignore_ascii_case(b"next") {
             return next_value(s, start, function.eq_ignore_ascii_case(b"next"));
         }
@@ -89,6 +142,12 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
         })
     } else if first.eq_ignore_ascii_case(b"show") {
         let what = s.word()?;
+        if what.eq_ignore_ascii_case(b"warnings") || what.eq_ignore_ascii_case(b"errors") {
+            return list_diagnostics(s, what.eq_ignore_ascii_case(b"errors"));
+        }
+        if what.eq_ignore_ascii_case(b"count") {
+            return count_diagnostics(s);
+        }
         if !(what.eq_ignore_ascii_case(b"databases") || what.eq_ignore_ascii_case(b"schemas")) {
             return None;
         }
@@ -104,6 +163,79 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
     } else {
         None
     }
+}
+
+/// The rest of `SHOW WARNINGS` / `SHOW ERRORS`: nothing, or `LIMIT [offset,] count`.
+fn list_diagnostics(mut s: Scanner<'_>, errors_only: bool) -> Option<Intercepted> {
+    let (mut offset, mut limit) = (0, None);
+    if !s.end() {
+        if !s.word()?.eq_ignore_ascii_case(b"limit") {
+            return None;
+        }
+        let first = s.number()?;
+        s.skip_space();
+        if s.punct(b',') {
+            offset = first;
+            limit = Some(s.number()?);
+        } else {
+            limit = Some(first);
+        }
+        if !s.end() {
+            return None;
+        }
+    }
+    Some(Intercepted::Diagnostics(Diagnostics::List {
+        errors_only,
+        offset,
+        limit,
+    }))
+}
+
+/// The rest of `SHOW COUNT(*) WARNINGS|ERRORS`.
+fn count_diagnostics(mut s: Scanner<'_>) -> Option<Intercepted> {
+    s.skip_space();
+    let star = s.punct(b'(')
+        && {
+            s.skip_space();
+            s.punct(b'*')
+        }
+        && {
+            s.skip_space();
+            s.punct(b')')
+        };
+    let what = s.word()?;
+    let errors_only = what.eq_ignore_ascii_case(b"errors");
+    if !star || !(errors_only || what.eq_ignore_ascii_case(b"warnings")) || !s.end() {
+        return None;
+    }
+    let column = if errors_only {
+        "@@session.error_count"
+    } else {
+        "@@session.warning_count"
+    };
+    Some(Intercepted::Diagnostics(Diagnostics::Count {
+        errors_only,
+        column: column.to_string(),
+    }))
+}
+
+/// The rest of `SELECT @@[session.]warning_count` / `@@[session.]error_count`.
+fn count_variable(mut s: Scanner<'_>, start: usize) -> Option<Intercepted> {
+    s.pos += 2;
+    let mut name = s.word()?;
+    if name.eq_ignore_ascii_case(b"session") && s.punct(b'.') {
+        name = s.word()?;
+    }
+    let errors_only = name.eq_ignore_ascii_case(b"error_count");
+    if !errors_only && !name.eq_ignore_ascii_case(b"warning_count") {
+        return None;
+    }
+    let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+    s.end()
+        .then_some(Intercepted::Diagnostics(Diagnostics::Count {
+            errors_only,
+            column,
+        }))
 }
 
 /// The rest of `SELECT NEXTVAL(seq[, n])` or `SELECT NEXT VALUE FOR seq`.
@@ -210,6 +342,10 @@ impl<'a> Scanner<'a> {
         (self.pos > start).then(|| &self.sql[start..self.pos])
     }
 
+    fn number(&mut self) -> Option<u64> {
+        std::str::from_utf8(self.word()?).ok()?.parse().ok()
+    }
+
     fn identifier(&mut self) -> Option<String> {
         self.skip_space();
         if self.sql.get(self.pos) == Some(&b'`') {
@@ -283,6 +419,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recognises_questions_about_the_previous_statement() {
+        let list = |errors_only, offset, limit| {
+            Some(Intercepted::Diagnostics(Diagnostics::List {
+                errors_only,
+                offset,
+                limit,
+            }))
+        };
+        assert_eq!(intercept(b"SHOW WARNINGS"), list(false, 0, None));
+        assert_eq!(intercept(b"show errors limit 1"), list(true, 0, Some(1)));
+        assert_eq!(
+            intercept(b"SHOW WARNINGS LIMIT 2, 3;"),
+            list(false, 2, Some(3))
+        );
+        assert_eq!(intercept(b"SHOW WARNINGS LIMIT x"), None);
+        let count = |errors_only, column: &str| {
+            Some(Intercepted::Diagnostics(Diagnostics::Count {
+                errors_only,
+                column: column.into(),
+            }))
+        };
+        assert_eq!(
+            intercept(b"SHOW COUNT(*) WARNINGS"),
+            count(false, "@@session.warning_count")
+        );
+        assert_eq!(
+            intercept(b"show count( * ) errors"),
+            count(true, "@@session.error_count")
+        );
+        assert_eq!(
+            intercept(b"SELECT @@warning_count"),
+            count(false, "@@warning_count")
+        );
+        assert_eq!(
+            intercept(b"SELECT @@SESSION.error_count"),
+            count(true, "@@SESSION.error_count")
+        );
+        assert_eq!(intercept(b"SELECT @@warning_count, 1"), None);
+        assert_eq!(intercept(b"SELECT @@version"), None);
+        assert_eq!(
+            intercept(b"select row_count()"),
+            Some(Intercepted::Diagnostics(Diagnostics::RowCount(
+                "row_count()".into()
+            )))
+        );
+        assert_eq!(intercept(b"SELECT ROW_COUNT() + 1"), None);
+    }
+
+    #[test]
     fn recognises_use_and_show_databases() {
         assert_eq!(
             intercept(b"use bank"),
@@ -343,6 +528,19 @@ mod tests {
         assert_eq!(intercept(b"use bank; select 1"), None);
         assert_eq!(intercept(b"show tables"), None);
         assert_eq!(intercept(b"user_defined()"), None);
+    }
+
+    #[test]
+    fn refuses_unqualified_system_tables_in_information_schema_only() {
+        let sql = "SELECT TABLE_NAME FROM tables WHERE TABLE_SCHEMA = 'bank'";
+        let err = unqualified_system_tables(Some("INFORMATION_SCHEMA"), sql).unwrap();
+        assert_eq!(err.code, 1235);
+        assert!(unqualified_system_tables(Some("bank"), sql).is_none());
+        assert!(unqualified_system_tables(None, sql).is_none());
+        assert!(
+            unqualified_system_tables(Some("information_schema"), "SELECT * FROM PROCESSLIST")
+                .is_none()
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Snapshot {
                 Server::new(Pool::new(
                     options,
                     ds.pool.max,
+                    ds.pool.min_idle,
                     Duration::from_millis(ds.pool.acquire_timeout_ms),
                 ))
             })
@@ -106,11 +107,7 @@ impl Snapshot {
 
 /// Whether connections opened for `a` serve `b` as well (same login, database and limits).
 fn same_connections(a: &DataSourceConfig, b: &DataSourceConfig) -> bool {
-    a.user == b.user
-        && a.password == b.password
-        && a.database == b.database
-        && a.pool.max == b.pool.max
-        && a.pool.acquire_timeout_ms == b.pool.acquire_timeout_ms
+    a.user == b.user && a.password == b.password && a.database == b.database && a.pool == b.pool
 }
 
 /// Connect options for a data source. Connections start with no database selected; each

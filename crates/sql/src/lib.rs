@@ -11,6 +11,8 @@
 //!   ([`KeyClass`], [`Cond`]) given a [`KeyOracle`] that says which tables are sharded.
 //! - [`Statement::render`]: logical → physical rewrite of table names in every
 //!   position, printed as a template of [`Seg`]ments.
+//! - [`Statement::view_analysis`] and [`Statement::logical_view`]: the per-data-source
+//!   copies of a query on `information_schema` that answer with logical names.
 //!
 //! The crate knows nothing of rules files or backends; it answers questions
 //! about text.
@@ -18,6 +20,8 @@
 mod analyze;
 mod fill;
 mod fingerprint;
+mod information_schema;
+mod insert_columns;
 mod lexer;
 mod merge;
 mod parse;
@@ -29,6 +33,11 @@ pub use analyze::{
 };
 pub use fill::InsertColumn;
 pub use fingerprint::{fingerprint, unquote, Fingerprint, Literal, LiteralKind, LiteralValue};
+pub use information_schema::{
+    system_table, unqualified_system_tables, SchemaValue, SystemTable, ViewAnalysis, ViewSource,
+    INFORMATION_SCHEMA,
+};
+pub use insert_columns::RowsWithoutColumns;
 pub use lexer::{identifiers, split, strip_leading_words};
 pub use merge::{
     Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,

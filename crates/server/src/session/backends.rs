@@ -26,9 +26,9 @@ pub(super) struct Held {
     /// The data source has replicas and a statement that may have written ran here: before
     /// the connection goes back, the session notes the write for its later reads.
     wrote: bool,
-    /// The last response here carried warnings or an error, which a query of the proxy's own
-    /// would clear before the client can read them.
-    diagnostics: bool,
+    /// The last response here carried warnings or an error, to collect before the
+    /// connection serves anything else ([`super::diagnostics`]).
+    pub diagnostics: bool,
 }
 
 /// A session's last write to a data source with replicas: its reads of that data source must
@@ -240,10 +240,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         None
     }
 
-    /// After a statement: for each held primary connection a write went through, outside a
-    /// transaction, remember the write so the session's reads find it: its GTID
-    /// (`@@last_gtid`), unless the response's warnings or error must stay readable, in which
-    /// case (as on servers without GTIDs) reads use the primary for a while.
+    /// After a statement (and after its diagnostics were collected): for each held primary
+    /// connection a write went through, outside a transaction, remember the write so the
+    /// session's reads find it: its GTID (`@@last_gtid`), or on servers without GTIDs the
+    /// time, so reads use the primary for a while.
     pub(super) async fn note_writes(&mut self) {
         let mut index = 0;
         while index < self.held.len() {
@@ -253,24 +253,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 continue;
             }
             held.wrote = false;
-            let gtid = if held.diagnostics {
-                None
-            } else {
-                match held.conn.query("SELECT @@last_gtid").await {
-                    Ok(r) => r
-                        .rows
-                        .first()
-                        .and_then(|row| row.first())
-                        .and_then(|v| v.as_deref())
-                        .and_then(Gtid::parse),
-                    Err(e) => {
-                        tracing::debug!(conn = self.connection_id, error = %e, "reading @@last_gtid failed");
-                        if !matches!(e, BackendError::Server { .. }) {
-                            self.held.swap_remove(index);
-                            continue;
-                        }
-                        None
+            let gtid = match held.conn.query("SELECT @@last_gtid").await {
+                Ok(r) => r
+                    .rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(|v| v.as_deref())
+                    .and_then(Gtid::parse),
+                Err(e) => {
+                    tracing::debug!(conn = self.connection_id, error = %e, "reading @@last_gtid failed");
+                    if !matches!(e, BackendError::Server { .. }) {
+                        self.held.swap_remove(index);
+                        continue;
                     }
+                    None
                 }
             };
             let data_source = self.held[index].data_source.clone();
@@ -374,6 +370,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         }
                         self.held[index].diagnostics =
                             outcome.warnings > 0 || outcome.error.is_some();
+                        self.row_count = match (&outcome.error, outcome.result_set) {
+                            (None, false) => outcome.affected_rows as i64,
+                            _ => -1,
+                        };
                         if let Some(err) = &outcome.error {
                             self.ctx.metrics.error(err.code);
                         }
@@ -428,9 +428,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// A replica read failed before any of its answer reached the client: the replica is
     /// taken out and the connection dropped, so the statement can run again elsewhere.
     pub(super) fn replica_failed(&mut self, index: usize, error: &BackendError) {
+        self.replica_failed_keep(index, error);
+        self.held.swap_remove(index);
+    }
+
+    /// Takes the server of held connection `index` out, leaving the connection for the
+    /// caller to drop.
+    pub(super) fn replica_failed_keep(&mut self, index: usize, error: &BackendError) {
         tracing::info!(conn = self.connection_id, %error, "replica read failed; retrying elsewhere");
-        let held = self.held.swap_remove(index);
-        held.server.mark_down(error);
+        self.held[index].server.mark_down(error);
     }
 
     /// Whether held connection `index` is to a replica.

@@ -96,12 +96,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> merge::Sink for ClientRows<'_, S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// A merged read; when a replica fails before anything reached the client, the read runs
+    /// again (the replica is out by then).
     pub(super) async fn run_merge(
         &mut self,
         plan: &Plan,
         spec: &MergeSpec,
         request: Request<'_>,
     ) -> Flow {
+        loop {
+            let flow = self.merge_once(plan, spec, request).await;
+            if !std::mem::take(&mut self.retry_read) {
+                return flow;
+            }
+        }
+    }
+
+    async fn merge_once(&mut self, plan: &Plan, spec: &MergeSpec, request: Request<'_>) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
         let proxy = &snapshot.rules.proxy;
         if spec.offset > proxy.max_merge_offset {
@@ -146,6 +157,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .await;
             }
             if let Err(e) = self.held[index].conn.send_command(&packet).await {
+                if self.retry_scatter(index, &indexes, &e) {
+                    return Flow::Continue;
+                }
                 return self.fail_backend(index, e).await;
             }
             indexes.push(index);
@@ -154,7 +168,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for &index in &indexes {
             match read_result_header(self.held[index].conn.packets()).await {
                 Ok(h) => headers.push(h),
-                Err(error) => return self.lost(index, error).await,
+                Err(error) => {
+                    let lost = backend::BackendError::Lost {
+                        source_name: self.held[index].data_source.clone(),
+                        error,
+                    };
+                    if self.retry_scatter(index, &indexes, &lost) {
+                        return Flow::Continue;
+                    }
+                    return self.backend_lost(index, lost).await;
+                }
             }
         }
         let failed = headers.iter().zip(&indexes).find_map(|(h, &i)| match h {
@@ -308,6 +331,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let source_name = self.held[index].data_source.clone();
         let lost = backend::BackendError::Lost { source_name, error };
         self.backend_lost(index, lost).await
+    }
+
+    /// A replica failed during a scatter read before any of it reached the client: takes the
+    /// replica out and drops the held connections whose responses are pending (`pending`,
+    /// and the failed one), and asks the caller to run the read again (`retry_read`).
+    /// False when the failed connection is not a replica's.
+    pub(super) fn retry_scatter(
+        &mut self,
+        failed: usize,
+        pending: &[usize],
+        error: &backend::BackendError,
+    ) -> bool {
+        if !self.on_replica(failed) {
+            return false;
+        }
+        self.replica_failed_keep(failed, error);
+        let mut dropped = pending.to_vec();
+        dropped.push(failed);
+        self.discard(&dropped);
+        self.retry_read = true;
+        true
     }
 
     /// Drops held connections without returning them to the pool.

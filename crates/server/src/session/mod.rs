@@ -9,6 +9,8 @@
 
 mod access;
 mod backends;
+mod columns;
+mod diagnostics;
 mod fill;
 mod merge;
 mod pin;
@@ -82,6 +84,13 @@ pub(crate) struct Session<S> {
     access: access::Access,
     /// The session's last write per data source with replicas, which its reads must see.
     writes: Vec<backends::Write>,
+    /// The last statement's warnings and errors, for `SHOW WARNINGS` ([`diagnostics`]).
+    diagnostics: Vec<diagnostics::Diagnostic>,
+    /// What `ROW_COUNT()` answers: the last statement's affected rows, -1 after a SELECT.
+    row_count: i64,
+    /// Set by a scatter read whose replica failed before anything reached the client: the
+    /// read runs again.
+    retry_read: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -116,6 +125,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             counted_pins: 0,
             access: access::Access::PrimaryRead,
             writes: Vec::new(),
+            diagnostics: Vec::new(),
+            row_count: -1,
+            retry_read: false,
             ctx,
         }
     }
@@ -201,6 +213,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Flow::Close = flow {
                 break;
             }
+            if self.has_uncollected_diagnostics() {
+                self.collect_diagnostics().await;
+            }
             if self.has_unnoted_writes() {
                 self.note_writes().await;
             }
@@ -249,8 +264,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn dispatch(&mut self, command: u8, packet: BytesMut) -> Flow {
+        let intercepted = if command == com::QUERY {
+            intercept(&packet[1..])
+        } else {
+            None
+        };
+        match (&intercepted, command) {
+            (Some(Intercepted::Diagnostics(_)), _) => {}
+            (_, com::QUERY | com::STMT_PREPARE | com::STMT_EXECUTE) => self.begin_statement(),
+            _ => {}
+        }
         match command {
-            com::QUERY => match intercept(&packet[1..]) {
+            com::QUERY => match intercepted {
+                Some(Intercepted::Diagnostics(question)) => {
+                    self.answer_diagnostics(&question).await
+                }
                 Some(Intercepted::Use(db)) => self.use_database(&db).await,
                 Some(Intercepted::ShowDatabases(like)) => {
                     self.show_databases(like.as_deref()).await
@@ -292,6 +320,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn send_error(&mut self, err: &ServerError) {
         self.ctx.metrics.error(err.code);
+        self.diagnostics.push(diagnostics::Diagnostic {
+            level: "Error".into(),
+            code: err.code,
+            message: err.message.to_string(),
+        });
         self.client.write_with(|b| err.encode(b));
     }
 
@@ -303,6 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn ok(&mut self) -> Flow {
+        self.row_count = 0;
         let ok = OkPacket {
             status: self.status,
             ..OkPacket::default()

@@ -29,6 +29,7 @@ use super::access::{self, Access};
 use super::fill::IdRequest;
 use super::pin;
 use super::{Flow, Session};
+use crate::intercept::unqualified_system_tables;
 
 /// The client-facing error for a routing failure.
 pub(super) fn route_error(e: &RouteError) -> ServerError {
@@ -78,7 +79,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let text = String::from_utf8_lossy(&packet[1..]);
         self.pins = pin::scan(&text).apply(self.pins);
-        let plan = match snapshot.router.route(&text, &[]) {
+        if let Some(err) = unqualified_system_tables(self.database.as_deref(), &text) {
+            return self.error(err).await;
+        }
+        let routed = match self
+            .route_with_columns(&snapshot, |router| router.route(&text, &[]))
+            .await
+        {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let plan = match routed {
             Ok(plan) => plan,
             Err(RouteError::IdsNeeded {
                 sequence, count, ..
@@ -121,7 +132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             original: packet,
             text: &text,
         };
-        self.run_plan(&plan, request).await
+        let flow = self.run_plan(&plan, request).await;
+        if plan.kind == StatementKind::Ddl {
+            // The definition of a table may have changed: column lists are read again.
+            snapshot.router.forget_columns();
+        }
+        flow
     }
 
     /// A multi-statement text whose statements all go to one data source: sent there as one
@@ -139,9 +155,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let statements = sql::split(text);
         let mut physical = Vec::with_capacity(statements.len());
         let mut settings = Vec::new();
+        let mut ddl = false;
         for statement in &statements {
             match snapshot.router.route(statement, &[]) {
                 Ok(plan) => {
+                    ddl |= plan.kind == StatementKind::Ddl;
                     if let StatementKind::Session(SessionStatement::Set(_)) = plan.kind {
                         settings.push(*statement);
                     }
@@ -163,10 +181,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             p.put_slice(joined.as_bytes());
             p
         };
-        let outcome = match self
+        let outcome = self
             .forward_to(data_source, &request, ResponseKind::Query)
-            .await
-        {
+            .await;
+        if ddl {
+            snapshot.router.forget_columns();
+        }
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(flow) => return flow,
         };
@@ -359,6 +380,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match conn.read_query_result().await {
                 Ok(result) => {
                     total.affected_rows += result.ok.affected_rows;
+                    if result.ok.warnings > 0 {
+                        self.held[index].diagnostics = true;
+                    }
                     total.warnings = total.warnings.saturating_add(result.ok.warnings);
                     if total.last_insert_id == 0 {
                         total.last_insert_id = result.ok.last_insert_id;
@@ -394,6 +418,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if total.last_insert_id != 0 {
             self.last_insert_id = total.last_insert_id;
         }
+        self.row_count = total.affected_rows as i64;
         self.client.write_with(|b| total.encode(0, b));
         self.flush().await
     }
@@ -405,6 +430,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// waves, each wave holding at most one target per data source, and within a wave every
     /// data source works concurrently.
     async fn run_concat(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
+        loop {
+            let flow = self.concat_once(plan, request).await;
+            if !std::mem::take(&mut self.retry_read) {
+                return flow;
+            }
+        }
+    }
+
+    async fn concat_once(&mut self, plan: &Plan, request: Request<'_>) -> Flow {
         let mut waves: Vec<Vec<&Target>> = Vec::new();
         for target in &plan.targets {
             let free = waves
@@ -425,6 +459,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(flow) => return flow,
                 };
                 if let Err(e) = self.held[index].conn.send_command(&packet).await {
+                    if wave_number == 0 && self.retry_scatter(index, &indexes, &e) {
+                        return Flow::Continue;
+                    }
                     return self.fail_backend(index, e).await;
                 }
                 indexes.push(index);
@@ -436,6 +473,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(error) => {
                         let source_name = self.held[index].data_source.clone();
                         let lost = backend::BackendError::Lost { source_name, error };
+                        // Before the first wave's columns nothing reached the client.
+                        if wave_number == 0 && self.retry_scatter(index, &indexes, &lost) {
+                            return Flow::Continue;
+                        }
                         return self.backend_lost(index, lost).await;
                     }
                 }
@@ -591,7 +632,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `EXPLAIN ROUTE <statement>`: one row per target.
     async fn explain_route(&mut self, sql: &str) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
-        let plan = match snapshot.router.route(sql, &[]) {
+        let routed = match self
+            .route_with_columns(&snapshot, |router| router.route(sql, &[]))
+            .await
+        {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let plan = match routed {
             Ok(plan) => plan,
             // Shown with real ids (taken and then skipped, a gap like any unused id).
             Err(RouteError::IdsNeeded {

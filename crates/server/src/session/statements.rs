@@ -24,6 +24,7 @@ use super::fill::IdRequest;
 use super::pin::{self, Effects, PinReason};
 use super::route::{route_error, Request};
 use super::{Flow, Session};
+use crate::intercept::unqualified_system_tables;
 
 /// One prepared statement of a session.
 pub(super) struct Prepared {
@@ -123,10 +124,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
         let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
+        if let Some(err) = unqualified_system_tables(self.database.as_deref(), &sql) {
+            return self.error(err).await;
+        }
         // Routed without parameter values: a statement whose target depends on them gets
         // every candidate target here, so exactly one target means a fixed route — unless a
         // sequence fills ids into it at each execution.
-        let (plan, fills_ids) = match snapshot.router.route_for_prepare(&sql) {
+        let routed = match self
+            .route_with_columns(&snapshot, |router| router.route_for_prepare(&sql))
+            .await
+        {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let (plan, fills_ids) = match routed {
             Ok(r) => (r.plan, r.fills_ids),
             Err(e) => return self.error(route_error(&e)).await,
         };
@@ -245,7 +256,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let sql = prepared.sql.clone();
         let params: Vec<Param> = exec.values.iter().map(to_param).collect();
         self.access = self.effective_access(access);
-        let plan = match self.ctx.snapshot.load().router.route(&sql, &params) {
+        let routed = match self
+            .route_with_columns(&snapshot, |router| router.route(&sql, &params))
+            .await
+        {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let plan = match routed {
             Ok(plan) => plan,
             Err(RouteError::IdsNeeded {
                 sequence, count, ..
@@ -259,7 +277,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Err(e) => return self.error(route_error(&e)).await,
         };
-        self.run_plan(&plan, Request::Execute { exec: &exec }).await
+        let flow = self.run_plan(&plan, Request::Execute { exec: &exec }).await;
+        if plan.kind == StatementKind::Ddl {
+            // The definition of a table may have changed: column lists are read again.
+            snapshot.router.forget_columns();
+        }
+        flow
     }
 
     /// The rules changed since statement `id` was routed: decide its route again (a fixed
@@ -269,7 +292,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         };
         let sql = prepared.sql.clone();
-        let route = match snapshot.router.route_for_prepare(&sql) {
+        let routed = self
+            .route_with_columns(snapshot, |router| router.route_for_prepare(&sql))
+            .await?;
+        let route = match routed {
             Ok(route) => route,
             Err(e) => return Err(self.error(route_error(&e)).await),
         };
