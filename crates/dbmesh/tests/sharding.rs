@@ -353,6 +353,16 @@ async fn explain_route_and_unsupported_constructs() {
     });
     assert!(amounts.len() > 1);
     assert_eq!(amounts, expected);
+    // Prepared, with a parameter, where a data source holds two of the tables (one UNION of
+    // both parts, each repeating the parameter): the client still sees one parameter.
+    let above: Vec<u64> = conn
+        .exec(
+            "SELECT id FROM payment WHERE amount > ? ORDER BY amount DESC, id",
+            ("1.00",),
+        )
+        .await
+        .unwrap();
+    assert_eq!(above, vec![905, 902, 904, 901]);
     let err = conn
         .query_drop("SELECT GROUP_CONCAT(id) FROM payment")
         .await

@@ -15,7 +15,7 @@ use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
-use router::{Param, RouteError, StatementKind};
+use router::{Combine, Param, RouteError, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -142,7 +142,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return self.error(route_error(&e)).await,
         };
         let default = snapshot.rules.schema.default_data_source.clone();
-        let (data_source, physical_sql) = match plan.targets.first() {
+        // The client must see its own statement's parameters and columns: a merged read whose
+        // first target is a UNION of several tables (each part repeating the parameters) is
+        // prepared as one part, its metadata probe.
+        let prepared_target = match &plan.combine {
+            Combine::Merge(spec) => spec.metadata_probe.as_ref(),
+            _ => None,
+        };
+        let (data_source, physical_sql) = match prepared_target.or(plan.targets.first()) {
             Some(t) if !matches!(plan.kind, StatementKind::Session(_)) => {
                 (t.data_source.clone(), t.sql.clone())
             }
