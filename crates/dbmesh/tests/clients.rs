@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{one_backend, passthrough_rules, server_code, Proxy, PASSWORD, USER};
+use common::{one_backend, passthrough_rules, server_code, sysbench, Proxy, PASSWORD, USER};
 use mysql_async::prelude::*;
 
 fn mariadb_cli(port: u16, args: &[&str], sql: &str) -> std::process::Output {
@@ -85,39 +85,16 @@ fn python_drivers() {
     backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
 }
 
-fn sysbench(port: u16, args: &[&str]) -> String {
-    let out = Command::new("sysbench")
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-            &format!("--mysql-user={USER}"),
-            &format!("--mysql-password={PASSWORD}"),
-            "--mysql-db=sbtest",
-            "--tables=4",
-            "--table-size=10000",
-        ])
-        .args(args)
-        .output()
-        .expect("run sysbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
-}
-
 #[test]
 fn sysbench_read_write_in_prepared_and_plain_mode_has_no_errors() {
     let backend = one_backend();
     let db = testkit::unique_name("sb");
     let proxy = Proxy::start(&passthrough_rules(&backend, "sbtest", &db, ""));
-    sysbench(proxy.port, &["oltp_read_write", "prepare"]);
+    sysbench(proxy.port, 4, &["oltp_read_write", "prepare"]);
     for mode in ["auto", "disable"] {
         let out = sysbench(
             proxy.port,
+            4,
             &[
                 "--threads=4",
                 "--time=3",
@@ -260,7 +237,7 @@ fn sysbench_256_threads_through_a_16_connection_pool() {
     let rules = passthrough_rules(&backend, "sbtest", &db, "")
         + "\n[data_sources.main.pool]\nmax = 16\nacquire_timeout_ms = 30000\n";
     let proxy = Proxy::start(&rules);
-    sysbench(proxy.port, &["oltp_read_write", "prepare"]);
+    sysbench(proxy.port, 4, &["oltp_read_write", "prepare"]);
     let done = std::sync::atomic::AtomicBool::new(false);
     let count_sql =
         format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{db}'");
@@ -276,6 +253,7 @@ fn sysbench_256_threads_through_a_16_connection_pool() {
         });
         let out = sysbench(
             proxy.port,
+            4,
             &["--threads=256", "--time=5", "oltp_read_write", "run"],
         );
         done.store(true, std::sync::atomic::Ordering::Relaxed);

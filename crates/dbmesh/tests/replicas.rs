@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proxy, PASSWORD, USER};
+use common::{sysbench, Proxy, PASSWORD, USER};
 use mysql_async::prelude::*;
 use testkit::replication::{ReplicaSet, APP_USER};
 use testkit::MariaDb;
@@ -67,6 +67,16 @@ fn data_source(name: &str, set: &ReplicaSet, db: &str, weights: &[u32]) -> Strin
 const HEAD: &str = "[proxy]\ncreate_databases = true\n\n\
     [replication]\nhealth_check_interval_ms = 200\nhealth_check_timeout_ms = 500\nmax_replica_lag_secs = 5\n\n";
 
+/// Rules for logical schema `schema` on one data source `main`: `set`'s primary, with its
+/// replicas at `weights` (fewer weights than replicas leaves the rest out).
+fn one_source_rules(schema: &str, set: &ReplicaSet, db: &str, weights: &[u32]) -> String {
+    format!(
+        "{HEAD}{}[schema]\nname = \"{schema}\"\ndefault_data_source = \"main\"\n\n{}",
+        users(),
+        data_source("main", set, db, weights)
+    )
+}
+
 fn users() -> String {
     format!("[[users]]\nname = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n")
 }
@@ -121,12 +131,7 @@ async fn reads_go_to_replicas_by_weight_and_writes_to_the_primary() {
     };
     let set = sets.remove(0);
     let db = testkit::unique_name("rw");
-    let rules = format!(
-        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n{}",
-        users(),
-        data_source("main", &set, &db, &[1, 3])
-    );
-    let proxy = Proxy::start(&rules);
+    let proxy = Proxy::start(&one_source_rules("bank", &set, &db, &[1, 3]));
     let mut conn = proxy.conn(Some("bank")).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
         .await
@@ -352,30 +357,6 @@ async fn reads_go_to_replicas_by_weight_and_writes_to_the_primary() {
     set.primary().sql(&format!("DROP DATABASE `{db}`")).unwrap();
 }
 
-fn sysbench(port: u16, db: &str, args: &[&str]) -> String {
-    let out = Command::new("sysbench")
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-            &format!("--mysql-user={USER}"),
-            &format!("--mysql-password={PASSWORD}"),
-            &format!("--mysql-db={db}"),
-            "--tables=2",
-            "--table-size=10000",
-        ])
-        .args(args)
-        .output()
-        .expect("run sysbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    text
-}
-
 /// A number from sysbench's summary, e.g. `ignored errors:` or `queries:`.
 fn sysbench_figure(out: &str, key: &str) -> f64 {
     out.lines()
@@ -395,21 +376,9 @@ fn a_replica_killed_under_read_load_costs_no_client_errors() {
     };
     let mut set = sets.remove(0);
     let db = testkit::unique_name("sbrw");
-    let schema =
-        |name: &str| format!("[schema]\nname = \"{name}\"\ndefault_data_source = \"main\"\n\n");
-    let proxy = Proxy::start(&format!(
-        "{HEAD}{}{}{}",
-        users(),
-        schema("sbtest"),
-        data_source("main", &set, &db, &[1, 1])
-    ));
-    let primary_only = Proxy::start(&format!(
-        "{HEAD}{}{}{}",
-        users(),
-        schema("sbtest"),
-        data_source("main", &set, &db, &[])
-    ));
-    sysbench(proxy.port, "sbtest", &["oltp_read_only", "prepare"]);
+    let proxy = Proxy::start(&one_source_rules("sbtest", &set, &db, &[1, 1]));
+    let primary_only = Proxy::start(&one_source_rules("sbtest", &set, &db, &[]));
+    sysbench(proxy.port, 2, &["oltp_read_only", "prepare"]);
     set.wait_caught_up(0, Duration::from_secs(30)).unwrap();
     set.wait_caught_up(1, Duration::from_secs(30)).unwrap();
     wait_all_in_service(&proxy);
@@ -418,7 +387,7 @@ fn a_replica_killed_under_read_load_costs_no_client_errors() {
     let run = |port: u16, seconds: u32| {
         sysbench(
             port,
-            "sbtest",
+            2,
             &[
                 "--threads=4",
                 &format!("--time={seconds}"),
@@ -646,7 +615,7 @@ fn a_shard_replica_killed_under_sharded_read_load() {
     let load = std::thread::spawn(move || {
         sysbench(
             port,
-            "sbtest",
+            2,
             &[
                 "--threads=4",
                 "--time=5",
@@ -687,12 +656,7 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
     };
     let mut set = sets.remove(0);
     let db = testkit::unique_name("switch");
-    let rules = format!(
-        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n{}",
-        users(),
-        data_source("main", &set, &db, &[1, 1])
-    );
-    let proxy = Proxy::start(&rules);
+    let proxy = Proxy::start(&one_source_rules("bank", &set, &db, &[1, 1]));
     let mut conn = proxy.conn(Some("bank")).await;
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
         .await

@@ -382,17 +382,11 @@ pub(crate) fn instantiate(
     input: &Input<'_>,
 ) -> Result<Plan, RouteError> {
     match template {
-        Template::PassThrough(kind) => Ok(Plan {
-            kind: kind.clone(),
-            targets: vec![Target {
-                data_source: rules.schema.default_data_source.clone(),
-                sql: input.sql.to_owned(),
-                params: None,
-            }],
-            combine: Combine::Single,
-            rename: Vec::new(),
-            add_tables: Vec::new(),
-        }),
+        Template::PassThrough(kind) => Ok(Plan::single(
+            kind.clone(),
+            &rules.schema.default_data_source,
+            input.sql,
+        )),
         Template::Set => Ok(Plan {
             kind: StatementKind::Session(SessionStatement::Set(input.sql.trim().to_owned())),
             targets: Vec::new(),

@@ -24,7 +24,7 @@ use sql::{
 use crate::columns::{representative, ColumnSource, KnownColumns, UsedColumns};
 use crate::error::RouteError;
 use crate::instantiate::{merge_spec, target_of, Input, Val};
-use crate::plan::{Combine, MergeSpec, Plan, StatementKind, Target};
+use crate::plan::{Combine, MergeSpec, Plan, StatementKind};
 use crate::template::{default_db_is_schema, is_rule_table, merge_template, MergeTemplate, Slots};
 
 /// The template of a query on `information_schema` the view concerns.
@@ -376,17 +376,11 @@ pub(crate) fn instantiate(
         }
     }
     let Some(view) = &t.view else {
-        return Ok(Plan {
-            kind: StatementKind::Select,
-            targets: vec![Target {
-                data_source: rules.schema.default_data_source.clone(),
-                sql: input.sql.to_owned(),
-                params: None,
-            }],
-            combine: Combine::Single,
-            rename: Vec::new(),
-            add_tables: Vec::new(),
-        });
+        return Ok(Plan::single(
+            StatementKind::Select,
+            &rules.schema.default_data_source,
+            input.sql,
+        ));
     };
     let logical_only = view.restrictions.iter().all(|sets| {
         sets.iter()

@@ -148,6 +148,21 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// `sql` run as it is on one data source, its response relayed.
+    pub fn single(kind: StatementKind, data_source: &str, sql: &str) -> Plan {
+        Plan {
+            kind,
+            targets: vec![Target {
+                data_source: data_source.to_owned(),
+                sql: sql.to_owned(),
+                params: None,
+            }],
+            combine: Combine::Single,
+            rename: Vec::new(),
+            add_tables: Vec::new(),
+        }
+    }
+
     /// One (data source, physical SQL) row per target: what `EXPLAIN ROUTE` shows.
     pub fn describe(&self) -> Vec<(String, String)> {
         self.targets

@@ -388,3 +388,30 @@ pub fn err_code(payload: &[u8]) -> (u16, String) {
     let e = protocol::ServerError::decode(payload).expect("an ERR packet");
     (e.code, e.sqlstate_str().to_string())
 }
+
+/// Runs sysbench against the proxy on `port` as the test user, database `sbtest`, `tables`
+/// tables of 10,000 rows; `args` name the test and the command. Panics with sysbench's output
+/// if it fails; returns that output.
+pub fn sysbench(port: u16, tables: u32, args: &[&str]) -> String {
+    let out = Command::new("sysbench")
+        .args([
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            &format!("--mysql-port={port}"),
+            &format!("--mysql-user={USER}"),
+            &format!("--mysql-password={PASSWORD}"),
+            "--mysql-db=sbtest",
+            &format!("--tables={tables}"),
+            "--table-size=10000",
+        ])
+        .args(args)
+        .output()
+        .expect("run sysbench");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
