@@ -281,6 +281,84 @@ async fn transactions_span_shards_and_a_failed_split_insert_leaves_nothing() {
     c.drop_all();
 }
 
+/// BEGIN, COMMIT, ROLLBACK and SET prepared in the binary protocol (sysbench prepares them, so
+/// do some drivers) act on every shard the session touches, as their text does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_transaction_statements_span_shards() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+
+    // `exec_drop` prepares each statement and runs it with COM_STMT_EXECUTE.
+    conn.exec_drop("BEGIN", ()).await.unwrap();
+    for (id, uid) in [(1u64, 1u64), (2, 2), (3, 3)] {
+        conn.exec_drop(
+            "INSERT INTO payment (id, uid, amount) VALUES (?, ?, 1.00)",
+            (id, uid),
+        )
+        .await
+        .unwrap();
+    }
+    conn.exec_drop("ROLLBACK", ()).await.unwrap();
+    for ds in 0..4 {
+        for table in ["payment_0", "payment_1"] {
+            assert_eq!(
+                c.direct(ds, &format!("SELECT COUNT(*) FROM {table}"))
+                    .trim(),
+                "0",
+                "ds_{ds}.{table} kept a rolled-back row"
+            );
+        }
+    }
+
+    // Committed through a prepared COMMIT: every shard keeps its row, and no shard commits
+    // before the COMMIT (another session sees nothing until then).
+    conn.exec_drop("START TRANSACTION", ()).await.unwrap();
+    for (id, uid) in [(1u64, 1u64), (2, 2)] {
+        conn.exec_drop(
+            "INSERT INTO payment (id, uid, amount) VALUES (?, ?, 1.00)",
+            (id, uid),
+        )
+        .await
+        .unwrap();
+    }
+    let mut other = c.proxy.conn(Some("bank")).await;
+    let seen: Vec<u64> = other.query("SELECT id FROM payment").await.unwrap();
+    assert!(seen.is_empty(), "uncommitted rows visible: {seen:?}");
+    conn.exec_drop("COMMIT", ()).await.unwrap();
+    let mut seen: Vec<u64> = other.query("SELECT id FROM payment").await.unwrap();
+    seen.sort();
+    assert_eq!(seen, vec![1, 2]);
+
+    // A prepared SET reaches every shard's connection too.
+    conn.exec_drop("SET @@session.sql_mode = 'ANSI_QUOTES'", ())
+        .await
+        .unwrap();
+    for uid in [1u64, 2, 3, 4] {
+        let mode: String = conn
+            .query_first(format!(
+                "SELECT @@sql_mode FROM payment WHERE uid = {uid} UNION ALL SELECT @@sql_mode LIMIT 1"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode, "ANSI_QUOTES", "uid {uid}");
+    }
+
+    // Parameters in a session statement, and statements the binary protocol cannot run.
+    let err = conn
+        .exec_drop("SET @@session.sql_mode = ?", ("",))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err).0, 1235);
+    let err = conn.prep("USE bank").await.unwrap_err();
+    assert_eq!(server_code(err).0, 1295);
+    conn.query_drop("SELECT 1").await.unwrap();
+    conn.disconnect().await.unwrap();
+    other.disconnect().await.unwrap();
+    c.drop_all();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_route_and_unsupported_constructs() {
     let c = cluster();

@@ -559,7 +559,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// SET, transaction control, USE, EXPLAIN ROUTE.
-    async fn session_statement(
+    pub(super) async fn session_statement(
         &mut self,
         statement: &SessionStatement,
         packet: &[u8],

@@ -15,7 +15,7 @@ use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
-use router::{Combine, Param, RouteError, StatementKind};
+use router::{Combine, Param, RouteError, SessionStatement, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -37,6 +37,9 @@ pub(super) struct Prepared {
     long_data: Vec<Option<Vec<u8>>>,
     /// The one place every execution goes: data source and physical SQL.
     fixed: Option<(String, String)>,
+    /// A transaction or SET statement: each execution runs it as the text protocol would, on
+    /// every connection the session holds and is yet to acquire.
+    session: Option<SessionStatement>,
     /// What executing it does to the session's pins.
     effects: Effects,
     /// Whether executions may read from a replica, as far as the statement's text tells.
@@ -56,6 +59,16 @@ impl Statements {
     pub fn clear(&mut self) {
         self.by_id.clear();
     }
+}
+
+/// MySQL's answer to preparing a statement the binary protocol cannot run (`USE`,
+/// `EXPLAIN ROUTE`).
+fn unsupported_in_prepared() -> ServerError {
+    ServerError::new(
+        1295,
+        "HY000",
+        "This command is not supported in the prepared statement protocol yet",
+    )
 }
 
 /// MySQL's answer to an unknown statement id.
@@ -141,6 +154,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(r) => (r.plan, r.fills_ids),
             Err(e) => return self.error(route_error(&e)).await,
         };
+        let session = match &plan.kind {
+            StatementKind::Session(
+                SessionStatement::Use(_) | SessionStatement::ExplainRoute(_),
+            ) => {
+                return self.error(unsupported_in_prepared()).await;
+            }
+            StatementKind::Session(statement) => Some(statement.clone()),
+            _ => None,
+        };
         let default = snapshot.rules.schema.default_data_source.clone();
         // The client must see its own statement's parameters and columns: a merged read whose
         // first target is a UNION of several tables (each part repeating the parameters) is
@@ -155,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             _ => (default, sql.clone()),
         };
-        let fixed = plan.targets.len() <= 1 && !fills_ids;
+        let fixed = plan.targets.len() <= 1 && !fills_ids && session.is_none();
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
         let index = match self.conn_for(&data_source).await {
@@ -187,6 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     types: Vec::new(),
                     long_data: vec![None; params],
                     fixed: fixed.then_some((data_source, physical_sql)),
+                    session,
                     effects,
                     access,
                     rules: snapshot.rules.clone(),
@@ -220,6 +243,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .then(effects)
             .apply(self.pins);
         let (fixed, params) = (prepared.fixed.clone(), prepared.params);
+        if let Some(statement) = prepared.session.clone() {
+            if params > 0 {
+                return self
+                    .error(ServerError::new(
+                        1235,
+                        "42000",
+                        "This version of dbmesh doesn't yet support 'a prepared transaction or SET statement with parameters'",
+                    ))
+                    .await;
+            }
+            // Run as its text: BEGIN, COMMIT, ROLLBACK and SET must reach every connection of
+            // the session (and be replayed on later ones), not only the one it was prepared on.
+            let sql = prepared.sql.clone();
+            let mut query = BytesMut::with_capacity(1 + sql.len());
+            query.put_u8(com::QUERY);
+            query.put_slice(sql.as_bytes());
+            return self.session_statement(&statement, &query, &sql).await;
+        }
         if let Some((data_source, sql)) = fixed {
             bind_types(&mut packet, params, &mut prepared.types);
             self.access = self.effective_access(access);
