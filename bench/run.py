@@ -251,8 +251,6 @@ def main():
             ("direct", db.port, None),
             ("haproxy-tcp", haproxy_port, haproxy.pid),
             ("dbmesh pass-through", passthrough_port, passthrough.pid),
-            # Range reads, ORDER BY and aggregates across shards need the merge operators, so
-            # only point selects run sharded for now.
             ("dbmesh sharded x4", sharded_port, sharded.pid),
         ]
         results = {}
@@ -261,8 +259,6 @@ def main():
                 for threads in threads_list:
                     for mode in ["auto", "disable"]:
                         for name, port, pid in targets:
-                            if name.startswith("dbmesh sharded") and test != "oltp_point_select":
-                                continue
                             before = cpu_seconds(pid) if pid else 0.0
                             out = sysbench(port, "sbtest", "sbtest", test, threads, seconds, mode, tables, table_size)
                             cpu = (cpu_seconds(pid) - before) if pid else None

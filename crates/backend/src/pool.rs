@@ -123,6 +123,10 @@ impl Pool {
 
     /// Borrows a connection, waiting in FIFO order up to the acquire timeout.
     pub async fn acquire(self: &Arc<Self>, found_rows: bool) -> Result<PooledConn, BackendError> {
+        // The common case, a free permit, arms no timer.
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return self.checkout(permit, found_rows).await;
+        }
         let started = Instant::now();
         let permit =
             tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())

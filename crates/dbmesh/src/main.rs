@@ -172,8 +172,11 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
 fn start_workers(count: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
     (0..count)
         .map(|index| {
+            // Sockets and timers only: the signal and process drivers (on the control
+            // runtime) would be polled on every park of this loop.
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()?;
             let handle = runtime.handle().clone();
             std::thread::Builder::new()
