@@ -56,6 +56,15 @@ pub struct SessionState {
     pub multi_statements: bool,
 }
 
+/// The state a borrower wants a connection in, borrowed from the borrower: comparing it costs
+/// no copy, and the connection copies only what it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedState<'a> {
+    pub database: Option<&'a str>,
+    pub charset: &'static str,
+    pub multi_statements: bool,
+}
+
 /// Statements a connection keeps prepared for whichever sessions borrow it. Past this many, the
 /// cache is emptied (the statements closed) before the next prepare, so a pool of `max`
 /// connections keeps at most `max` × this many statements on the server, whose own limit
@@ -374,7 +383,7 @@ impl BackendConn {
     /// ever added: a connection carrying settings the session lacks is reset first.
     pub async fn sync_state(
         &mut self,
-        want: &SessionState,
+        want: WantedState<'_>,
         settings: &[String],
     ) -> Result<(), BackendError> {
         if !settings.starts_with(&self.settings) {
@@ -385,8 +394,8 @@ impl BackendConn {
             self.query(&format!("SET NAMES {}", want.charset)).await?;
             self.state.charset = want.charset;
         }
-        if all || self.state.database != want.database {
-            if let Some(db) = &want.database {
+        if all || self.state.database.as_deref() != want.database {
+            if let Some(db) = want.database {
                 self.send_command_with(|b| {
                     b.put_u8(com::INIT_DB);
                     b.put_slice(db.as_bytes());
@@ -394,7 +403,7 @@ impl BackendConn {
                 .await?;
                 self.read_query_result().await?;
             }
-            self.state.database = want.database.clone();
+            self.state.database = want.database.map(str::to_string);
         }
         if all || self.state.multi_statements != want.multi_statements {
             let option: u16 = if want.multi_statements { 0 } else { 1 };

@@ -14,7 +14,9 @@ pub mod gtid;
 pub mod pool;
 
 pub use cluster::{Cluster, ReplicaChoice, Server, ServerStats};
-pub use conn::{record_setting, BackendConn, ConnectOptions, QueryResult, SessionState};
+pub use conn::{
+    record_setting, BackendConn, ConnectOptions, QueryResult, SessionState, WantedState,
+};
 pub use error::BackendError;
 pub use gtid::{Gtid, Position};
 pub use pool::{set_worker, Pool, PoolStats, PooledConn};

@@ -121,6 +121,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         if len > limit {
             return Err(ProtocolError::PacketTooLarge { size: len, limit });
         }
+        if len < MAX_PAYLOAD {
+            // One frame, the usual case: handed out as a view of the read buffer, which takes
+            // its space back once the packet is dropped (no allocation, no copy).
+            self.frame_len = None;
+            let mut payload = self.rbuf.split_to(HEADER + len);
+            payload.advance(HEADER);
+            return Ok(payload);
+        }
         let mut payload = BytesMut::with_capacity(len);
         payload.extend_from_slice(self.frame());
         self.consume();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backend::{BackendError, Cluster, Gtid, PooledConn, Server, SessionState};
+use backend::{BackendError, Cluster, Gtid, PooledConn, Server, WantedState};
 use protocol::constants::caps;
 use protocol::response::{relay_response, RelayError, RelayOutcome, ResponseKind};
 use rules::{ReadYourWrites, ReplicationConfig, Rules};
@@ -47,37 +47,47 @@ enum ReadFrom {
     Replica(Option<Gtid>),
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// The physical database a connection to `data_source` must have selected for this
-    /// session: the data source's own database when the logical schema is selected.
-    fn database_on(&self, rules: &Rules, data_source: &str) -> Option<String> {
-        let logical = self.database.as_deref()?;
+/// The state a connection to `data_source` must have for a session with these settings; the
+/// physical database is the data source's own when the logical schema is selected.
+fn wanted_state<'a>(
+    rules: &'a Rules,
+    database: Option<&'a str>,
+    charset: &'static str,
+    multi_statements: bool,
+    data_source: &str,
+) -> WantedState<'a> {
+    let database = database.and_then(|logical| {
         if logical == rules.schema.name {
             rules
                 .data_sources
                 .get(data_source)
-                .map(|ds| ds.database.clone())
+                .map(|ds| ds.database.as_str())
         } else {
-            Some(logical.to_string())
+            Some(logical)
         }
+    });
+    WantedState {
+        database,
+        charset,
+        multi_statements,
     }
+}
 
-    fn wanted_state(&self, rules: &Rules, data_source: &str) -> SessionState {
-        SessionState {
-            database: self.database_on(rules, data_source),
-            charset: self.charset,
-            multi_statements: self.multi_statements,
-        }
-    }
-
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Index in `held` of a connection to `data_source`, acquired if needed and brought to
     /// the session state: to a replica when the statement is a read a replica may serve,
     /// else to the primary.
     pub(super) async fn conn_for(&mut self, data_source: &str) -> Result<usize, BackendError> {
         let snapshot = self.ctx.snapshot.load();
-        let want = self.wanted_state(&snapshot.rules, data_source);
         if let Some(index) = self.held.iter().position(|h| h.data_source == data_source) {
-            if let Err(e) = self.held[index].conn.sync_state(&want, &self.replay).await {
+            let want = wanted_state(
+                &snapshot.rules,
+                self.database.as_deref(),
+                self.charset,
+                self.multi_statements,
+                data_source,
+            );
+            if let Err(e) = self.held[index].conn.sync_state(want, &self.replay).await {
                 if !matches!(e, BackendError::Server { .. }) {
                     self.held.swap_remove(index);
                 }
@@ -96,11 +106,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 reason: "the data source is not in the current rules".into(),
             }
         })?;
-        let replication = snapshot.rules.replication.clone();
+        let rules = snapshot.rules.clone();
         drop(snapshot);
         if self.access == Access::ReplicaRead && cluster.has_replicas() {
-            if let ReadFrom::Replica(gtid) = self.read_from(data_source, &replication) {
-                if let Some(index) = self.replica_conn(&cluster, &want, gtid, &replication).await {
+            if let ReadFrom::Replica(gtid) = self.read_from(data_source, &rules.replication) {
+                if let Some(index) = self.replica_conn(&cluster, &rules, gtid).await {
                     return Ok(index);
                 }
             }
@@ -121,7 +131,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // A new connection joins the session: same state, same session variables, same open
         // transaction as the connections the session already holds.
-        conn.sync_state(&want, &self.replay).await?;
+        let want = wanted_state(
+            &rules,
+            self.database.as_deref(),
+            self.charset,
+            self.multi_statements,
+            data_source,
+        );
+        conn.sync_state(want, &self.replay).await?;
         if self.in_transaction {
             conn.query("BEGIN").await?;
         }
@@ -173,10 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn replica_conn(
         &mut self,
         cluster: &Cluster,
-        want: &SessionState,
+        rules: &Rules,
         gtid: Option<Gtid>,
-        replication: &ReplicationConfig,
     ) -> Option<usize> {
+        let replication = &rules.replication;
         let found_rows = self.capabilities & caps::FOUND_ROWS != 0;
         let mut tried = 0u64;
         while let Some(choice) = cluster.pick_replica(tried, gtid.as_ref()) {
@@ -191,6 +208,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     continue;
                 }
             };
+            let want = wanted_state(
+                rules,
+                self.database.as_deref(),
+                self.charset,
+                self.multi_statements,
+                cluster.name(),
+            );
             if let Err(e) = conn.sync_state(want, &self.replay).await {
                 if !matches!(e, BackendError::Server { .. }) {
                     server.mark_down(&e);

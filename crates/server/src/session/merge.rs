@@ -4,7 +4,6 @@
 //! shard go to the client without the hidden helper columns, and the `merge`
 //! crate turns the shards' rows into the client's.
 
-use bytes::BytesMut;
 use merge::{Failure, Layout, Limits, MergeError};
 use protocol::framing::PacketConn;
 use protocol::packets::OkPacket;
@@ -144,11 +143,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let mut indexes = Vec::with_capacity(plan.targets.len());
         for target in &plan.targets {
-            let (index, packet): (usize, BytesMut) =
-                match self.target_request(target, request).await {
-                    Ok(r) => r,
-                    Err(flow) => return flow,
-                };
+            let (index, packet) = match self.target_request(target, request).await {
+                Ok(r) => r,
+                Err(flow) => return flow,
+            };
             if indexes.contains(&index) {
                 return self
                     .error(ServerError::internal(

@@ -12,6 +12,8 @@
 //! - session statements (SET, BEGIN/COMMIT/ROLLBACK, savepoints) run on every held connection
 //!   and are replayed on connections acquired later, so all of a session's connections agree.
 
+use std::borrow::Cow;
+
 use backend::BackendError;
 use bytes::{BufMut, BytesMut};
 use protocol::constants::{com, status};
@@ -244,11 +246,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// A connection for `target` and the packet to send it; on failure the client has its
     /// answer and the returned flow says how the session goes on.
-    pub(super) async fn target_request(
+    pub(super) async fn target_request<'r>(
         &mut self,
         target: &Target,
-        request: Request<'_>,
-    ) -> Result<(usize, BytesMut), Flow> {
+        request: Request<'r>,
+    ) -> Result<(usize, Cow<'r, [u8]>), Flow> {
         loop {
             let index = match self.conn_for(&target.data_source).await {
                 Ok(i) => i,
@@ -282,21 +284,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The packet for `target` on held connection `index`, preparing the statement there
     /// first for an execute. `Err(None)`: a replica failed and is out; try again.
-    async fn build_request(
+    async fn build_request<'r>(
         &mut self,
         index: usize,
         target: &Target,
-        request: Request<'_>,
-    ) -> Result<BytesMut, Option<Flow>> {
+        request: Request<'r>,
+    ) -> Result<Cow<'r, [u8]>, Option<Flow>> {
         match request {
             Request::Text { original, text } => {
                 if target.sql == text {
-                    return Ok(BytesMut::from(original));
+                    return Ok(Cow::Borrowed(original));
                 }
-                let mut p = BytesMut::with_capacity(1 + target.sql.len());
-                p.put_u8(com::QUERY);
-                p.put_slice(target.sql.as_bytes());
-                Ok(p)
+                let mut p = Vec::with_capacity(1 + target.sql.len());
+                p.push(com::QUERY);
+                p.extend_from_slice(target.sql.as_bytes());
+                Ok(Cow::Owned(p))
             }
             Request::Execute { exec } => {
                 let backend_id = match self.held[index].conn.prepare(&target.sql).await {
@@ -330,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 };
                 let mut p = BytesMut::new();
                 exec.encode(backend_id, &mut p);
-                Ok(p)
+                Ok(Cow::Owned(p.into()))
             }
         }
     }

@@ -35,8 +35,9 @@ pub(super) struct Prepared {
     types: Vec<ParamType>,
     /// Values sent with COM_STMT_SEND_LONG_DATA since the last execute.
     long_data: Vec<Option<Vec<u8>>>,
-    /// The one place every execution goes: data source and physical SQL.
-    fixed: Option<(String, String)>,
+    /// The one place every execution goes: data source and physical SQL (shared, so an
+    /// execution takes it without copying the strings).
+    fixed: Option<Arc<(String, String)>>,
     /// A transaction or SET statement: each execution runs it as the text protocol would, on
     /// every connection the session holds and is yet to acquire.
     session: Option<SessionStatement>,
@@ -208,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     params,
                     types: Vec::new(),
                     long_data: vec![None; params],
-                    fixed: fixed.then_some((data_source, physical_sql)),
+                    fixed: fixed.then(|| Arc::new((data_source, physical_sql))),
                     session,
                     effects,
                     access,
@@ -261,13 +262,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             query.put_slice(sql.as_bytes());
             return self.session_statement(&statement, &query, &sql).await;
         }
-        if let Some((data_source, sql)) = fixed {
+        if let Some(fixed) = fixed {
+            let (data_source, sql) = &*fixed;
             bind_types(&mut packet, params, &mut prepared.types);
             self.access = self.effective_access(access);
             // A read that a failing replica did not answer runs once more elsewhere (the
             // replica is out by then).
             loop {
-                let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
+                let (index, backend_id) = match self.fixed_on(data_source, sql).await {
                     Ok(r) => r,
                     Err(e) => return self.error(e.to_server_error()).await,
                 };
@@ -350,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let plan = route.plan;
         let fixed = match plan.targets.as_slice() {
             [only] if !matches!(plan.kind, StatementKind::Session(_)) && !route.fills_ids => {
-                Some((only.data_source.clone(), only.sql.clone()))
+                Some(Arc::new((only.data_source.clone(), only.sql.clone())))
             }
             _ => None,
         };
@@ -393,8 +395,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         prepared.long_data.iter_mut().for_each(|d| *d = None);
         match prepared.fixed.clone() {
-            Some((data_source, sql)) => {
-                let (index, backend_id) = match self.fixed_on(&data_source, &sql).await {
+            Some(fixed) => {
+                let (data_source, sql) = &*fixed;
+                let (index, backend_id) = match self.fixed_on(data_source, sql).await {
                     Ok(r) => r,
                     Err(e) => return self.error(e.to_server_error()).await,
                 };
@@ -421,11 +424,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return Flow::Continue;
         };
-        if let Some((data_source, sql)) = prepared.fixed.clone() {
+        if let Some(fixed) = prepared.fixed.clone() {
+            let (data_source, sql) = &*fixed;
             // The data waits in the backend's statement until the execute: nobody else may
             // use that connection meanwhile.
             self.pins = Effects::set(PinReason::LongData).apply(self.pins);
-            return match self.fixed_on(&data_source, &sql).await {
+            return match self.fixed_on(data_source, sql).await {
                 Ok((index, backend_id)) => {
                     packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
                     self.send_on(index, &packet).await
@@ -460,13 +464,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Statements stay prepared on their connections (keyed by SQL, shared by every
         // session that borrows the connection) until the connection's cache is full or it is
         // reset; a fixed statement is closed now if the session still holds its connection.
-        let Some((data_source, sql)) = prepared.fixed else {
+        let Some(fixed) = prepared.fixed else {
             return Flow::Continue;
         };
-        let Some(index) = self.held.iter().position(|h| h.data_source == data_source) else {
+        let (data_source, sql) = &*fixed;
+        let Some(index) = self.held.iter().position(|h| h.data_source == *data_source) else {
             return Flow::Continue;
         };
-        if let Err(e) = self.held[index].conn.close_prepared(&sql).await {
+        if let Err(e) = self.held[index].conn.close_prepared(sql).await {
             return self.backend_lost(index, e).await;
         }
         Flow::Continue
