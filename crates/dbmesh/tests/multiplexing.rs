@@ -659,3 +659,60 @@ async fn pin_long_data_until_execute() {
     assert_eq!(len, big.len() as i64);
     p.assert_pinned("long_data", 0);
 }
+
+/// `SET TRANSACTION` without a scope applies to the session's next transaction only: that
+/// transaction honours it, nobody else's statement does (the connection that carries it stays
+/// with the session), and the transaction after it is back to the session's defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_next_transaction_characteristics() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("SET TRANSACTION READ ONLY").await.unwrap();
+    p.assert_pinned("next_transaction", 1);
+    // Released to the pool, the connection would make the next borrower's write fail with
+    // 1792 (a read-only transaction).
+    p.other
+        .query_drop("INSERT INTO u VALUES (1)")
+        .await
+        .unwrap();
+    p.a.query_drop("BEGIN").await.unwrap();
+    let err =
+        p.a.query_drop("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap_err();
+    assert_eq!(
+        server_code(err).0,
+        1792,
+        "the next transaction is read-only"
+    );
+    p.a.query_drop("ROLLBACK").await.unwrap();
+    p.assert_pinned("next_transaction", 0);
+    p.a.query_drop("BEGIN").await.unwrap();
+    p.a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    p.a.query_drop("COMMIT").await.unwrap();
+    // A failed autocommitted write does not consume it, as on a server; the connection
+    // stays with the session until a transaction ends.
+    p.a.query_drop("SET TRANSACTION READ ONLY").await.unwrap();
+    let err =
+        p.a.query_drop("INSERT INTO t VALUES (3)")
+            .await
+            .unwrap_err();
+    assert_eq!(server_code(err).0, 1792);
+    let err =
+        p.a.query_drop("INSERT INTO t VALUES (3)")
+            .await
+            .unwrap_err();
+    assert_eq!(server_code(err).0, 1792);
+    p.other
+        .query_drop("INSERT INTO u VALUES (2)")
+        .await
+        .unwrap();
+    p.a.query_drop("BEGIN").await.unwrap();
+    p.a.query_drop("COMMIT").await.unwrap();
+    p.a.query_drop("INSERT INTO t VALUES (4)").await.unwrap();
+    p.other
+        .query_drop("INSERT INTO u VALUES (3)")
+        .await
+        .unwrap();
+    assert_eq!(p.count().await, 2);
+    p.assert_pinned("next_transaction", 0);
+}

@@ -140,6 +140,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         conn.sync_state(want, &self.replay).await?;
         if self.in_transaction {
+            if let Some(next) = &self.next_transaction {
+                conn.query(&next.statement).await?;
+            }
             conn.query("BEGIN").await?;
         }
         server.note_query();

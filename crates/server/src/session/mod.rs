@@ -91,6 +91,22 @@ pub(crate) struct Session<S> {
     /// Set by a scatter read whose replica failed before anything reached the client: the
     /// read runs again.
     retry_read: bool,
+    /// A `SET TRANSACTION …` without scope waiting for the transaction it applies to.
+    next_transaction: Option<NextTransaction>,
+}
+
+/// A one-shot `SET TRANSACTION …` (isolation level or access mode of the next transaction
+/// only): run on the connections the session holds, run again on connections it acquires
+/// before that transaction begins, never replayed after it ([`PinReason::NextTransaction`]).
+struct NextTransaction {
+    statement: String,
+    /// Declared by the statement that just ran, so nothing consumed it yet.
+    declared_now: bool,
+    /// The transaction it applies to is open. The SET is over when that transaction ends;
+    /// an autocommitted statement may consume it too (a server does when the statement
+    /// succeeds and touches a table), which the proxy cannot tell, so until a transaction
+    /// ends the connection stays pinned, erring towards keeping it.
+    begun: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -128,6 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             diagnostics: Vec::new(),
             row_count: -1,
             retry_read: false,
+            next_transaction: None,
             ctx,
         }
     }
@@ -228,6 +245,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// connections, gives them back to the pool.
     fn settle(&mut self) {
         self.access = access::Access::PrimaryRead;
+        let in_transaction = self.in_transaction_now();
+        if let Some(next) = &mut self.next_transaction {
+            if next.declared_now {
+                next.declared_now = false;
+            } else if in_transaction {
+                next.begun = true;
+            } else if next.begun {
+                self.next_transaction = None;
+                self.pins &= !PinReason::NextTransaction.bit();
+            }
+        }
         let mut pins = self.pins;
         if self.in_transaction_now() {
             pins |= PinReason::Transaction.bit();
@@ -490,6 +518,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.in_transaction = false;
         self.status = status::AUTOCOMMIT;
         self.pins = 0;
+        self.next_transaction = None;
     }
 
     /// The data source of every table the rules do not name.

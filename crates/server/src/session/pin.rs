@@ -30,10 +30,13 @@ pub(crate) enum PinReason {
     SqlPrepare,
     /// `CALL`: a procedure may leave any of the above behind.
     Call,
+    /// `SET TRANSACTION …` without a scope: it applies to the session's next transaction on
+    /// the connection it ran on, so that connection stays until the transaction is over.
+    NextTransaction,
 }
 
 impl PinReason {
-    pub(crate) const ALL: [PinReason; 12] = [
+    pub(crate) const ALL: [PinReason; 13] = [
         PinReason::Transaction,
         PinReason::UserVariables,
         PinReason::TemporaryTables,
@@ -46,6 +49,7 @@ impl PinReason {
         PinReason::LastInsertId,
         PinReason::SqlPrepare,
         PinReason::Call,
+        PinReason::NextTransaction,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -62,6 +66,7 @@ impl PinReason {
             PinReason::LastInsertId => "last_insert_id",
             PinReason::SqlPrepare => "sql_prepare",
             PinReason::Call => "call",
+            PinReason::NextTransaction => "next_transaction",
         }
     }
 

@@ -572,7 +572,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
                 let flow = self.everywhere(packet, text).await;
-                if matches!(flow, Flow::Continue) && self.last_statement_ok {
+                if !matches!(flow, Flow::Continue) || !self.last_statement_ok {
+                    return flow;
+                }
+                if sql::strip_leading_words(text, &["SET", "TRANSACTION"]).is_some() {
+                    self.next_transaction = Some(super::NextTransaction {
+                        statement: text.to_string(),
+                        declared_now: true,
+                        begun: false,
+                    });
+                    self.pins |= pin::PinReason::NextTransaction.bit();
+                } else {
                     self.record_setting(text);
                 }
                 flow
