@@ -632,9 +632,18 @@ async fn pin_xa_until_commit() {
     p.a.query_drop(format!("XA START '{xid}'")).await.unwrap();
     p.a.query_drop("INSERT INTO u VALUES (9)").await.unwrap();
     p.a.query_drop(format!("XA END '{xid}'")).await.unwrap();
-    p.interleave().await;
     p.a.query_drop(format!("XA PREPARE '{xid}'")).await.unwrap();
+    // Prepared, the branch is no open transaction any more: only the XA pin keeps its
+    // connection from the other session, and the commit must run where the branch is.
+    p.assert_pinned("xa", 1);
+    p.interleave().await;
     p.a.query_drop(format!("XA COMMIT '{xid}'")).await.unwrap();
+    let committed: i64 =
+        p.a.query_first("SELECT COUNT(*) FROM u WHERE id = 9")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(committed, 1);
     p.end_interleave().await;
     p.assert_pinned("xa", 0);
 }
@@ -715,4 +724,83 @@ async fn pin_next_transaction_characteristics() {
         .unwrap();
     assert_eq!(p.count().await, 2);
     p.assert_pinned("next_transaction", 0);
+}
+
+/// Reads one response packet of the raw client.
+async fn raw_packet(raw: &mut backend::BackendConn) -> bytes::BytesMut {
+    raw.packets().read_packet(1 << 24).await.unwrap()
+}
+
+/// COM_STMT_FETCH of `rows` rows from statement `id`: the first column of each binary row as
+/// a 32-bit integer, and the terminator's status flags.
+async fn fetch(raw: &mut backend::BackendConn, id: u32, rows: u32) -> (Vec<i32>, u16) {
+    use bytes::BufMut;
+    raw.send_command_with(|b| {
+        b.put_u8(protocol::constants::com::STMT_FETCH);
+        b.put_u32_le(id);
+        b.put_u32_le(rows);
+    })
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let packet = raw_packet(raw).await;
+        match packet[0] {
+            // A binary row: header, NULL bitmap (one byte for one column), the INT value.
+            0x00 => ids.push(i32::from_le_bytes(packet[2..6].try_into().unwrap())),
+            0xFE => return (ids, u16::from_le_bytes([packet[3], packet[4]])),
+            other => panic!("unexpected packet {other:#x}: {packet:?}"),
+        }
+    }
+}
+
+/// A server-side cursor (COM_STMT_EXECUTE with a cursor flag, then COM_STMT_FETCH) lives on
+/// the connection that opened it: the session keeps that connection while another session
+/// takes the pool's other one, and fetches every row in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_cursor_fetches_from_the_connection_that_opened_it() {
+    use bytes::BufMut;
+    use protocol::constants::{com, status};
+    let mut p = Pair::new().await;
+    p.a.query_drop("INSERT INTO t VALUES (1), (2), (3), (4), (5)")
+        .await
+        .unwrap();
+    // mysql_async cannot open cursors: a raw client speaks the protocol to the proxy.
+    let mut raw = backend::BackendConn::connect(&backend::ConnectOptions {
+        source_name: "raw client".into(),
+        address: format!("127.0.0.1:{}", p.proxy.port),
+        user: common::USER.into(),
+        password: common::PASSWORD.into(),
+        database: Some("bank".into()),
+        found_rows: false,
+        connect_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let id = raw.prepare("SELECT id FROM t ORDER BY id").await.unwrap();
+    raw.send_command_with(|b| {
+        b.put_u8(com::STMT_EXECUTE);
+        b.put_u32_le(id);
+        b.put_u8(1); // CURSOR_TYPE_READ_ONLY
+        b.put_u32_le(1);
+    })
+    .await
+    .unwrap();
+    assert_eq!(raw_packet(&mut raw).await[..], [1], "one column");
+    raw_packet(&mut raw).await; // its definition
+    let end = raw_packet(&mut raw).await;
+    assert_eq!(end[0], 0xFE);
+    let flags = u16::from_le_bytes([end[3], end[4]]);
+    assert_ne!(flags & status::CURSOR_EXISTS, 0, "a cursor is open");
+    p.assert_pinned("cursor", 1);
+
+    // The other session takes a connection and keeps it: released, the cursor's connection
+    // would be the one it took.
+    p.interleave().await;
+    let (first, flags) = fetch(&mut raw, id, 2).await;
+    assert_eq!((first, flags & status::LAST_ROW_SENT), (vec![1, 2], 0));
+    let (rest, flags) = fetch(&mut raw, id, 10).await;
+    assert_eq!(rest, vec![3, 4, 5]);
+    assert_ne!(flags & status::LAST_ROW_SENT, 0);
+    p.end_interleave().await;
 }
