@@ -9,7 +9,7 @@
 
 use router::StatementKind;
 
-use super::pin::{items, Item};
+use super::pin::Item;
 
 /// How a statement may use a data source's servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +65,11 @@ const PRIMARY_VARIABLES: [&str; 14] = [
 /// The hint that sends one statement to the primary.
 pub(crate) const PRIMARY_HINT: &str = "dbmesh:primary";
 
-/// What `sql`, routed as `kind`, may use, before the session's own state is considered.
-pub(crate) fn classify(kind: &StatementKind, sql: &str) -> Access {
+/// What `sql` (lexed into `items`), routed as `kind`, may use, before the session's own
+/// state is considered.
+pub(crate) fn classify(kind: &StatementKind, sql: &str, items: &[Item<'_>]) -> Access {
     match kind {
-        StatementKind::Select if !needs_primary(sql) => Access::ReplicaRead,
+        StatementKind::Select if !needs_primary(sql, items) => Access::ReplicaRead,
         StatementKind::Select
         | StatementKind::Show
         | StatementKind::Explain
@@ -78,11 +79,10 @@ pub(crate) fn classify(kind: &StatementKind, sql: &str) -> Access {
 }
 
 /// Whether a SELECT's text asks for the primary.
-fn needs_primary(sql: &str) -> bool {
+fn needs_primary(sql: &str, items: &[Item<'_>]) -> bool {
     if sql.contains(PRIMARY_HINT) {
         return true;
     }
-    let items = items(sql);
     let word = |at: usize, w: &str| matches!(items.get(at), Some(Item::Word(x)) if x.eq_ignore_ascii_case(w));
     items.iter().enumerate().any(|(at, item)| match item {
         Item::UserVariable => true,
@@ -113,6 +113,11 @@ fn needs_primary(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::pin::items;
+
+    fn classify(kind: &StatementKind, sql: &str) -> Access {
+        super::classify(kind, sql, &items(sql))
+    }
 
     fn select(sql: &str) -> Access {
         classify(&StatementKind::Select, sql)

@@ -206,9 +206,9 @@ pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
     out
 }
 
-/// The pin effects of a statement text (several statements when separated by `;`).
-pub(super) fn scan(sql: &str) -> Effects {
-    let items = items(sql);
+/// The pin effects of a statement text (several statements when separated by `;`), from its
+/// [`items`] (lexed once per statement, for this and the read/write split).
+pub(super) fn scan(items: &[Item<'_>]) -> Effects {
     let mut effects = Effects::default();
     let mut add = |e: Effects| effects = effects.then(e);
     let is_word = |item: Option<&Item>, w: &str| matches!(item, Some(Item::Word(x)) if x.eq_ignore_ascii_case(w));
@@ -276,7 +276,7 @@ mod tests {
     use super::*;
 
     fn pins_after(statements: &[&str]) -> Vec<&'static str> {
-        let pins = statements.iter().fold(0, |p, s| scan(s).apply(p));
+        let pins = statements.iter().fold(0, |p, s| scan(&items(s)).apply(p));
         PinReason::ALL
             .iter()
             .filter(|r| pins & r.bit() != 0)

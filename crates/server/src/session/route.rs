@@ -80,7 +80,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn query(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
         let text = String::from_utf8_lossy(&packet[1..]);
-        self.pins = pin::scan(&text).apply(self.pins);
+        let items = pin::items(&text);
+        self.pins = pin::scan(&items).apply(self.pins);
         if let Some(err) = unqualified_system_tables(self.database.as_deref(), &text) {
             return self.error(err).await;
         }
@@ -123,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 tracing::field::display(format!("{} [{}]", plan.combine, route.join("; "))),
             );
         }
-        self.access = self.effective_access(access::classify(&plan.kind, &text));
+        self.access = self.effective_access(access::classify(&plan.kind, &text, &items));
         if let StatementKind::Session(statement) = &plan.kind {
             return self.session_statement(statement, packet, &text).await;
         }

@@ -200,8 +200,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .conn
                 .note_prepared(&physical_sql, info.statement_id);
             let params = usize::from(info.params);
-            let effects = pin::scan(&sql);
-            let access = access::classify(&plan.kind, &sql);
+            let items = pin::items(&sql);
+            let effects = pin::scan(&items);
+            let access = access::classify(&plan.kind, &sql, &items);
             self.statements.by_id.insert(
                 client_statement_id,
                 Prepared {
