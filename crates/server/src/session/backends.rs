@@ -13,7 +13,7 @@ use rules::{ReadYourWrites, ReplicationConfig, Rules};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::access::Access;
-use super::{Flow, Session};
+use super::{ClientState, Flow, Session};
 
 /// A backend connection held by a session.
 pub(super) struct Held {
@@ -51,12 +51,10 @@ enum ReadFrom {
 /// physical database is the data source's own when the logical schema is selected.
 fn wanted_state<'a>(
     rules: &'a Rules,
-    database: Option<&'a str>,
-    charset: &'static str,
-    multi_statements: bool,
+    client: &'a ClientState,
     data_source: &str,
 ) -> WantedState<'a> {
-    let database = database.and_then(|logical| {
+    let database = client.database.as_deref().and_then(|logical| {
         if logical == rules.schema.name {
             rules
                 .data_sources
@@ -68,8 +66,8 @@ fn wanted_state<'a>(
     });
     WantedState {
         database,
-        charset,
-        multi_statements,
+        charset: client.charset,
+        multi_statements: client.multi_statements,
     }
 }
 
@@ -80,13 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn conn_for(&mut self, data_source: &str) -> Result<usize, BackendError> {
         let snapshot = self.ctx.snapshot.load();
         if let Some(index) = self.held.iter().position(|h| h.data_source == data_source) {
-            let want = wanted_state(
-                &snapshot.rules,
-                self.database.as_deref(),
-                self.charset,
-                self.multi_statements,
-                data_source,
-            );
+            let want = wanted_state(&snapshot.rules, &self.state, data_source);
             if let Err(e) = self.held[index].conn.sync_state(want, &self.replay).await {
                 if !matches!(e, BackendError::Server { .. }) {
                     self.held.swap_remove(index);
@@ -131,13 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // A new connection joins the session: same state, same session variables, same open
         // transaction as the connections the session already holds.
-        let want = wanted_state(
-            &rules,
-            self.database.as_deref(),
-            self.charset,
-            self.multi_statements,
-            data_source,
-        );
+        let want = wanted_state(&rules, &self.state, data_source);
         conn.sync_state(want, &self.replay).await?;
         if self.in_transaction {
             if let Some(next) = &self.next_transaction {
@@ -211,13 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     continue;
                 }
             };
-            let want = wanted_state(
-                rules,
-                self.database.as_deref(),
-                self.charset,
-                self.multi_statements,
-                cluster.name(),
-            );
+            let want = wanted_state(rules, &self.state, cluster.name());
             if let Err(e) = conn.sync_state(want, &self.replay).await {
                 if !matches!(e, BackendError::Server { .. }) {
                     server.mark_down(&e);

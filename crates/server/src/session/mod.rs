@@ -39,6 +39,15 @@ use crate::intercept::{
 use crate::Context;
 pub(crate) use pin::{PinReason, Pins};
 
+/// The connection state the client chose, which its backend connections follow.
+struct ClientState {
+    /// The logical database the client selected.
+    database: Option<String>,
+    /// `SET NAMES` arguments every backend connection must carry for this session.
+    charset: &'static str,
+    multi_statements: bool,
+}
+
 /// What the command loop does after a command.
 enum Flow {
     Continue,
@@ -56,11 +65,8 @@ pub(crate) struct Session<S> {
     handshake_collation: u8,
     nonce: [u8; 20],
     tls: bool,
-    /// The logical database the client selected.
-    database: Option<String>,
-    /// `SET NAMES` arguments every backend connection must carry for this session.
-    charset: &'static str,
-    multi_statements: bool,
+    /// What every backend connection the session uses must be brought to.
+    state: ClientState,
     held: Vec<backends::Held>,
     statements: statements::Statements,
     /// Session statements (SET ...) every connection the session acquires later must replay.
@@ -126,9 +132,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             handshake_collation: login.collation,
             nonce: login.nonce,
             tls: login.tls,
-            database: login.database,
-            charset: set_names_for_collation(login.collation),
-            multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
+            state: ClientState {
+                database: login.database,
+                charset: set_names_for_collation(login.collation),
+                multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
+            },
             held: Vec::new(),
             statements: statements::Statements::default(),
             replay: Vec::new(),
@@ -381,7 +389,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn use_database(&mut self, db: &str) -> Flow {
         if physical_database(&self.ctx.snapshot.load().rules, db).is_some() {
             // Held connections switch lazily, when they are next used.
-            self.database = Some(db.to_string());
+            self.state.database = Some(db.to_string());
             self.ok().await
         } else {
             self.error(unknown_database(db)).await
@@ -411,7 +419,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn select_database(&mut self, column: &str) -> Flow {
-        let row = [self.database.clone().map(String::into_bytes)];
+        let row = [self.state.database.clone().map(String::into_bytes)];
         let deprecate_eof = self.deprecate_eof();
         write_text_result(
             &mut self.client,
@@ -490,8 +498,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn set_option(&mut self, packet: &[u8]) -> Flow {
         match packet.get(1..3) {
-            Some([0, 0]) => self.multi_statements = true,
-            Some([1, 0]) => self.multi_statements = false,
+            Some([0, 0]) => self.state.multi_statements = true,
+            Some([1, 0]) => self.state.multi_statements = false,
             _ => {
                 return self
                     .error(ServerError::unknown_command(com::SET_OPTION))
@@ -511,8 +519,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to.
     fn reset_session_state(&mut self) {
-        self.charset = set_names_for_collation(self.handshake_collation);
-        self.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
+        self.state.charset = set_names_for_collation(self.handshake_collation);
+        self.state.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
         self.statements.clear();
         self.replay.clear();
         self.in_transaction = false;
@@ -586,7 +594,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.release_all().await;
         self.user = request.user;
-        self.database = request.database;
+        self.state.database = request.database;
         if let Some(collation) = request.collation {
             self.handshake_collation = collation;
         }

@@ -82,7 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let text = String::from_utf8_lossy(&packet[1..]);
         let items = pin::items(&text);
         self.pins = pin::scan(&items).apply(self.pins);
-        if let Some(err) = unqualified_system_tables(self.database.as_deref(), &text) {
+        if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &text) {
             return self.error(err).await;
         }
         let routed = match self

@@ -32,7 +32,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .database
             .clone()
             .unwrap_or_default();
-        let logical_db = self.database.clone().unwrap_or_default();
+        let logical_db = self.state.database.clone().unwrap_or_default();
         let conn = &mut self.held[index].conn;
         let result = async {
             conn.send_command_with(|b| {

@@ -138,7 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
         let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
-        if let Some(err) = unqualified_system_tables(self.database.as_deref(), &sql) {
+        if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql) {
             return self.error(err).await;
         }
         // Routed without parameter values: a statement whose target depends on them gets
