@@ -726,3 +726,90 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
         .unwrap();
     assert_eq!(on_new_primary.trim(), "3");
 }
+
+/// Three data sources (`main`, `ds_a`, `ds_meta`) on one primary with one replica, the meta
+/// data source holding a segment sequence of `step` ids per block; tables `t` (main), `t_a`
+/// and `t_meta` created, one row each, and the replica caught up. The databases are
+/// `{db}_main`, `{db}_a` and `{db}_meta`.
+async fn three_sources_on_one_server(set: &ReplicaSet, db: &str, step: u32) -> Proxy {
+    let mut rules = format!(
+        "{}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n",
+        HEAD.replace("[proxy]", "[proxy]\nmeta_data_source = \"ds_meta\""),
+        users()
+    );
+    for name in ["main", "ds_a", "ds_meta"] {
+        let suffix = name.trim_start_matches("ds_");
+        rules += &data_source(name, set, &format!("{db}_{suffix}"), &[1]);
+    }
+    rules += &format!(
+        "[tables.t_a]\nkind = \"single\"\ndata_source = \"ds_a\"\n\
+         [tables.t_meta]\nkind = \"single\"\ndata_source = \"ds_meta\"\n\
+         [sequences.txn_seq]\nkind = \"segment\"\nstep = {step}\n"
+    );
+    let proxy = Proxy::start(&rules);
+    let mut conn = proxy.conn(Some("bank")).await;
+    for table in ["t", "t_a", "t_meta"] {
+        conn.query_drop(format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY); INSERT INTO {table} VALUES (1)"
+        ))
+        .await
+        .expect("create and fill a table");
+    }
+    proxy
+}
+
+/// The primary of all three data sources dies and the DBA promotes its replica.
+fn kill_and_promote(set: &mut ReplicaSet) {
+    set.wait_caught_up(0, Duration::from_secs(10))
+        .expect("replica caught up");
+    set.primary_mut().kill().expect("kill the primary");
+    set.replica(0)
+        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .expect("promote the replica");
+}
+
+/// Switches `data_source` to the promoted replica through the admin API.
+fn switch_to_replica(proxy: &Proxy, set: &ReplicaSet, data_source: &str) {
+    let address = set.replica(0).address();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source={data_source}&address={address}"),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Every data source switched to the promoted replica stays switched through reloads of the
+/// unchanged rule file (each switch used to rebuild from the previous switch's rules, so a
+/// reload kept only the last one and sent the others back to the dead primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_of_several_data_sources_survive_reloads() {
+    let Some(mut sets) = start_sets(1, 1) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("switch3");
+    let proxy = three_sources_on_one_server(&set, &db, 1000).await;
+    kill_and_promote(&mut set);
+    for data_source in ["ds_a", "main", "ds_meta"] {
+        switch_to_replica(&proxy, &set, data_source);
+    }
+    let mut conn = proxy.conn(Some("bank")).await;
+    for round in 2..4 {
+        for table in ["t", "t_a", "t_meta"] {
+            conn.query_drop(format!("INSERT INTO {table} VALUES ({round})"))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {table}: {e}"));
+        }
+        let (code, body) = proxy.http("POST", "/reload");
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = proxy.http("GET", "/health");
+        assert!(!body.contains("down"), "{code} {body}");
+    }
+    for (table, suffix) in [("t", "main"), ("t_a", "a"), ("t_meta", "meta")] {
+        let rows = set
+            .replica(0)
+            .sql(&format!("SELECT COUNT(*) FROM `{db}_{suffix}`.{table}"))
+            .unwrap();
+        assert_eq!(rows.trim(), "3", "{table}");
+    }
+}

@@ -136,9 +136,18 @@ pub struct Context {
     pub sequences: Result<Arc<Sequences>, String>,
     next_connection_id: AtomicU32,
     connection_slots: Arc<Semaphore>,
-    /// Data sources switched to a new primary by the admin (data source → address), applied
-    /// to every rule set loaded until the rule file itself names that primary.
-    primary_overrides: Mutex<BTreeMap<String, String>>,
+    /// The rules as last read from the file and the admin's primary switches on top of them.
+    /// The lock also orders reloads and switches, so neither undoes the other.
+    switches: Mutex<Switches>,
+}
+
+/// The admin's primary switches and the rule file they apply to.
+struct Switches {
+    /// The rules as the file says, before any switch.
+    file_rules: Arc<Rules>,
+    /// Data source → the address it was switched to, applied to every rule set loaded until
+    /// the rule file itself names that primary.
+    primaries: BTreeMap<String, String>,
 }
 
 impl Context {
@@ -150,6 +159,7 @@ impl Context {
         sequences: Result<Arc<Sequences>, String>,
     ) -> Arc<Context> {
         let max = snapshot.rules.proxy.max_connections;
+        let snapshot_rules = snapshot.rules.clone();
         Arc::new(Context {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -158,15 +168,27 @@ impl Context {
             sequences,
             next_connection_id: AtomicU32::new(1),
             connection_slots: Arc::new(Semaphore::new(max)),
-            primary_overrides: Mutex::new(BTreeMap::new()),
+            switches: Mutex::new(Switches {
+                file_rules: snapshot_rules,
+                primaries: BTreeMap::new(),
+            }),
         })
     }
 
-    /// Swaps in new rules (with the admin's primary switches); statements in flight finish
-    /// on the old snapshot.
-    pub fn reload(&self, mut rules: Rules) {
-        let mut overrides = self.lock_overrides();
-        overrides.retain(|name, address| {
+    /// Swaps in new rules read from the rule file (with the admin's primary switches);
+    /// statements in flight finish on the old snapshot.
+    pub fn reload(&self, rules: Rules) {
+        let mut switches = self.lock_switches();
+        switches.file_rules = Arc::new(rules);
+        self.apply(&mut switches);
+    }
+
+    /// Builds and swaps in the snapshot of the file's rules with every primary switch. Always
+    /// from the file's rules: switches applied to an earlier snapshot would look like the
+    /// file naming the new primaries, and be dropped.
+    fn apply(&self, switches: &mut Switches) {
+        let mut rules = Rules::clone(&switches.file_rules);
+        switches.primaries.retain(|name, address| {
             let Some(ds) = rules.data_sources.get_mut(name) else {
                 return false;
             };
@@ -183,10 +205,8 @@ impl Context {
             .store(Arc::new(Snapshot::build(rules, Some(&previous))));
     }
 
-    fn lock_overrides(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        self.primary_overrides
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn lock_switches(&self) -> std::sync::MutexGuard<'_, Switches> {
+        self.switches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes `address` the primary of `data_source` (after a failover the DBA performed):
@@ -220,9 +240,12 @@ impl Context {
                 "{address} is read-only: promote it first (STOP SLAVE; SET GLOBAL read_only = OFF)"
             ));
         }
-        self.lock_overrides()
+        let mut switches = self.lock_switches();
+        switches
+            .primaries
             .insert(data_source.to_string(), address.to_string());
-        self.reload(Rules::clone(&rules));
+        self.apply(&mut switches);
+        drop(switches);
         tracing::warn!(data_source, address, "primary switched by the admin");
         Ok(())
     }
