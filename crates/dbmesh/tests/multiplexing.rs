@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{one_backend, passthrough_rules, server_code, Backend, Proxy};
+use common::{direct, one_backend, passthrough_rules, server_code, Backend, Proxy};
 use mysql_async::prelude::*;
 
 /// A proxy on one data source whose pool holds at most `max` connections.
@@ -18,19 +18,6 @@ fn proxy_with_pool(backend: &Backend, physical: &str, max: usize) -> Proxy {
     let rules = passthrough_rules(backend, "bank", physical, "worker_threads = 1")
         + &format!("\n[data_sources.main.pool]\nmax = {max}\nacquire_timeout_ms = 30000\n");
     Proxy::start(&rules)
-}
-
-/// A direct connection to the backend, for looking at what the proxy does there.
-async fn direct(backend: &Backend) -> mysql_async::Conn {
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(backend.host())
-        .tcp_port(backend.port())
-        .prefer_socket(false)
-        .user(Some(backend.user()))
-        .pass(Some(backend.password()));
-    mysql_async::Conn::new(opts)
-        .await
-        .expect("direct connection")
 }
 
 /// The proxy's connections on the backend: those with the data source's database selected.

@@ -7,6 +7,7 @@ mod handshake;
 pub mod health;
 mod intercept;
 pub mod metrics;
+mod processes;
 mod session;
 pub mod tls;
 

@@ -251,6 +251,19 @@ pub fn one_backend() -> Backend {
         .remove(0)
 }
 
+/// A direct connection to the backend, for looking at what the proxy does there.
+pub async fn direct(backend: &Backend) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(backend.host())
+        .tcp_port(backend.port())
+        .prefer_socket(false)
+        .user(Some(backend.user()))
+        .pass(Some(backend.password()));
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("direct connection")
+}
+
 /// A hand-driven client for malformed-input tests: blocking socket, real login.
 pub struct RawClient {
     pub stream: TcpStream,

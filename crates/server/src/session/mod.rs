@@ -14,6 +14,7 @@ mod diagnostics;
 mod fill;
 mod merge;
 mod pin;
+mod process;
 mod route;
 mod show;
 mod statements;
@@ -309,6 +310,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (Some(Intercepted::Diagnostics(_)), _) => {}
             (_, com::QUERY | com::STMT_PREPARE | com::STMT_EXECUTE) => self.begin_statement(),
             _ => {}
+        }
+        if matches!(command, com::QUERY | com::STMT_PREPARE) {
+            // Before anything could relay it: KILL and process lists never reach a backend.
+            let text = String::from_utf8_lossy(&packet[1..]);
+            let answered = if command == com::QUERY {
+                self.query_about_sessions(&text).await
+            } else {
+                self.prepare_about_sessions(&text).await
+            };
+            if let Some(flow) = answered {
+                return flow;
+            }
         }
         match command {
             com::QUERY => match intercepted {
