@@ -828,3 +828,109 @@ async fn inserts_without_a_column_list_land_on_their_shards() {
     conn.disconnect().await.unwrap();
     c.drop_all();
 }
+
+/// Loads payments for uids 0..16 (two per node): `id = uid * 10 + k`, amount `id`.
+async fn payments(conn: &mut mysql_async::Conn) {
+    let rows: Vec<String> = (0..16u64)
+        .flat_map(|uid| (0..2).map(move |k| (uid * 10 + k, uid)))
+        .map(|(id, uid)| format!("({id}, {uid}, {id}.00)"))
+        .collect();
+    conn.query_drop(format!(
+        "INSERT INTO payment (id, uid, amount) VALUES {}",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+}
+
+/// Rows as text, in the order received (`None` as "NULL").
+async fn prepared_rows<P: Into<mysql_async::Params> + Send>(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    params: P,
+) -> Vec<Vec<String>> {
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    text_rows(&rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_reads_of_several_tables_of_one_data_source_are_merged() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+    payments(&mut conn).await;
+
+    // uid 0 lives in ds_0.payment_0, uid 1 in ds_0.payment_1: one data source, one UNION ALL.
+    let cases: [(&str, Vec<Vec<&str>>); 5] = [
+        (
+            "SELECT COUNT(*) FROM payment WHERE uid IN (0, 1)",
+            vec![vec!["4"]],
+        ),
+        (
+            "SELECT uid, SUM(amount) FROM payment WHERE uid IN (0, 1) GROUP BY uid ORDER BY uid",
+            vec![vec!["0", "1.00"], vec!["1", "21.00"]],
+        ),
+        (
+            "SELECT DISTINCT uid FROM payment WHERE uid IN (0, 1) ORDER BY uid",
+            vec![vec!["0"], vec!["1"]],
+        ),
+        (
+            "SELECT id FROM payment WHERE uid IN (0, 1) ORDER BY id DESC LIMIT 3",
+            vec![vec!["11"], vec!["10"], vec!["1"]],
+        ),
+        (
+            "SELECT id FROM payment WHERE uid IN (0, 1) ORDER BY id",
+            vec![vec!["0"], vec!["1"], vec!["10"], vec!["11"]],
+        ),
+    ];
+    for (sql, expected) in &cases {
+        let text = text_rows(&conn.query::<mysql_async::Row, _>(*sql).await.unwrap());
+        assert_eq!(&text, expected, "text: {sql}");
+        assert_eq!(
+            &prepared_rows(&mut conn, sql, ()).await,
+            expected,
+            "prepared: {sql}"
+        );
+    }
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_scatter_reads_bind_limit_offset_and_having_at_execute() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+    payments(&mut conn).await;
+
+    let ids = |rows: Vec<Vec<String>>| -> Vec<String> {
+        rows.into_iter().map(|r| r[0].clone()).collect()
+    };
+    let sql = "SELECT id FROM payment ORDER BY id LIMIT ?";
+    assert_eq!(
+        ids(prepared_rows(&mut conn, sql, (3,)).await),
+        ["0", "1", "10"]
+    );
+    let sql = "SELECT id FROM payment ORDER BY id LIMIT ?, ?";
+    assert_eq!(
+        ids(prepared_rows(&mut conn, sql, (2, 3)).await),
+        ["10", "11", "20"]
+    );
+    let sql = "SELECT id FROM payment ORDER BY id DESC LIMIT ? OFFSET ?";
+    assert_eq!(
+        ids(prepared_rows(&mut conn, sql, (2, 1)).await),
+        ["150", "141"]
+    );
+    // The same statement again with other values: nothing of the first execution sticks.
+    assert_eq!(ids(prepared_rows(&mut conn, sql, (1, 0)).await), ["151"]);
+    let sql = "SELECT uid FROM payment WHERE amount > ? GROUP BY uid HAVING SUM(amount) > ? ORDER BY uid LIMIT ?";
+    assert_eq!(
+        ids(prepared_rows(&mut conn, sql, (5, 250, 2)).await),
+        ["13", "14"]
+    );
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}

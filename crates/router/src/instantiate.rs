@@ -45,6 +45,11 @@ pub(crate) enum Val<'a> {
 }
 
 impl<'a> Input<'a> {
+    /// Whether this is COM_STMT_PREPARE: parameters are not bound yet.
+    pub(crate) fn preparing(&self) -> bool {
+        matches!(self.ids, Ids::Prepare)
+    }
+
     pub(crate) fn value(&self, slot: usize) -> Val<'a> {
         let Some(lit) = self.fp.literals.get(slot) else {
             return Val::Unroutable("a missing literal".into());
@@ -477,6 +482,10 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
                 Some(Err(what)) => {
                     return Err(RouteError::NotSupported(format!("{what} across shards")))
                 }
+                // COM_STMT_PREPARE: the client's statement on each candidate, not the merge's
+                // rewrite, so the statement prepared for the client has its parameters (those
+                // in LIMIT and HAVING included, bound only at execute) and columns.
+                Some(Ok(_)) if input.preparing() => Combine::Merge(Box::default()),
                 Some(Ok(m)) => {
                     let (spec, limit) = merge_spec(m, input)?;
                     merge = Some((m, limit));

@@ -394,7 +394,8 @@ pub(crate) fn instantiate(
     }
     let copy = usize::from(!logical_only);
     let merge = match view.parts.first().map(|p| &p.copies[copy].merged) {
-        Some(Some(m)) => Some(merge_spec(m, input)?),
+        // COM_STMT_PREPARE prepares the plain copy: its parameters are the client's.
+        Some(Some(m)) if !input.preparing() => Some(merge_spec(m, input)?),
         _ => None,
     };
     let shard_limit = merge.as_ref().and_then(|(_, limit)| *limit);

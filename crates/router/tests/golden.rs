@@ -15,7 +15,8 @@
 //! Cases are separated by blank lines.
 //!
 //! Every case is routed three ways — uncached, cached (first use), cached
-//! again (a hit) — which must agree. On a mismatch the test prints a diff;
+//! again (a hit) — which must agree. Plans compare line for line, in order
+//! (target order is part of a plan). On a mismatch the test prints a diff;
 //! `UPDATE_GOLDEN=1 cargo test -p router --test golden` rewrites the files.
 
 use std::fmt::Write as _;
@@ -201,19 +202,45 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A line diff in order (longest common subsequence): a target that moved shows as removed
+/// where it was and added where it is.
 fn diff(expected: &str, actual: &str) -> String {
-    let mut out = String::new();
-    for l in expected.lines() {
-        if !actual.lines().any(|a| a == l) {
-            let _ = writeln!(out, "  - {l}");
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    // common[i][j]: the longest common subsequence of e[i..] and a[j..].
+    let mut common = vec![vec![0usize; a.len() + 1]; e.len() + 1];
+    for i in (0..e.len()).rev() {
+        for j in (0..a.len()).rev() {
+            common[i][j] = if e[i] == a[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
         }
     }
-    for l in actual.lines() {
-        if !expected.lines().any(|e| e == l) {
-            let _ = writeln!(out, "  + {l}");
+    let mut out = String::new();
+    let (mut i, mut j) = (0, 0);
+    while i < e.len() || j < a.len() {
+        if i < e.len() && j < a.len() && e[i] == a[j] {
+            let _ = writeln!(out, "    {}", e[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if j == a.len() || (i < e.len() && common[i + 1][j] >= common[i][j + 1]) {
+            let _ = writeln!(out, "  - {}", e[i]);
+            i += 1;
+        } else {
+            let _ = writeln!(out, "  + {}", a[j]);
+            j += 1;
         }
     }
     out
+}
+
+#[test]
+fn the_diff_shows_a_change_of_order() {
+    let expected = "select (merge: concatenate)\nds_0: A\nds_1: B";
+    let actual = "select (merge: concatenate)\nds_1: B\nds_0: A";
+    let d = diff(expected, actual);
+    assert!(d.contains("  - ") && d.contains("  + "), "{d}");
+    assert_eq!(diff(expected, expected).matches("  - ").count(), 0);
 }
 
 #[test]

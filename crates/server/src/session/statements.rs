@@ -15,7 +15,7 @@ use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
-use router::{Combine, Param, RouteError, SessionStatement, StatementKind};
+use router::{Combine, Param, Plan, RouteError, SessionStatement, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -124,6 +124,20 @@ fn bind_types(packet: &mut BytesMut, params: usize, types: &mut Vec<ParamType>) 
     }
 }
 
+/// The one place every execution of a prepared statement goes, when its route does not
+/// depend on the values bound: one target relayed as it is. A plan that merges (even from one
+/// target: a data source's tables united) or fills ids is routed at each execution.
+fn fixed_route(plan: &Plan, fills_ids: bool) -> Option<Arc<(String, String)>> {
+    match (plan.targets.as_slice(), &plan.combine, &plan.kind) {
+        (_, _, StatementKind::Session(_)) => None,
+        _ if fills_ids => None,
+        ([only], Combine::Single, _) => {
+            Some(Arc::new((only.data_source.clone(), only.sql.clone())))
+        }
+        _ => None,
+    }
+}
+
 fn to_param(v: &ParamValue) -> Param {
     match v {
         ParamValue::Null => Param::Null,
@@ -142,8 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.error(err).await;
         }
         // Routed without parameter values: a statement whose target depends on them gets
-        // every candidate target here, so exactly one target means a fixed route — unless a
-        // sequence fills ids into it at each execution.
+        // every candidate target here (see `fixed_route`).
         let routed = match self
             .route_with_columns(&snapshot, |router| router.route_for_prepare(&sql))
             .await
@@ -165,20 +178,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => None,
         };
         let default = snapshot.rules.schema.default_data_source.clone();
-        // The client must see its own statement's parameters and columns: a merged read whose
-        // first target is a UNION of several tables (each part repeating the parameters) is
-        // prepared as one part, its metadata probe.
-        let prepared_target = match &plan.combine {
-            Combine::Merge(spec) => spec.metadata_probe.as_ref(),
-            _ => None,
-        };
-        let (data_source, physical_sql) = match prepared_target.or(plan.targets.first()) {
+        // The client must see its own statement's parameters and columns: the prepare plan
+        // gives the client's statement on each candidate target (a merge's rewrite only comes
+        // with bound values).
+        let (data_source, physical_sql) = match plan.targets.first() {
             Some(t) if !matches!(plan.kind, StatementKind::Session(_)) => {
                 (t.data_source.clone(), t.sql.clone())
             }
             _ => (default, sql.clone()),
         };
-        let fixed = plan.targets.len() <= 1 && !fills_ids && session.is_none();
+        let fixed = fixed_route(&plan, fills_ids);
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
         let index = match self.conn_for(&data_source).await {
@@ -210,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     params,
                     types: Vec::new(),
                     long_data: vec![None; params],
-                    fixed: fixed.then(|| Arc::new((data_source, physical_sql))),
+                    fixed,
                     session,
                     effects,
                     access,
@@ -350,13 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(route) => route,
             Err(e) => return Err(self.error(route_error(&e)).await),
         };
-        let plan = route.plan;
-        let fixed = match plan.targets.as_slice() {
-            [only] if !matches!(plan.kind, StatementKind::Session(_)) && !route.fills_ids => {
-                Some(Arc::new((only.data_source.clone(), only.sql.clone())))
-            }
-            _ => None,
-        };
+        let fixed = fixed_route(&route.plan, route.fills_ids);
         if let Some(prepared) = self.statements.by_id.get_mut(&id) {
             prepared.fixed = fixed;
             prepared.rules = snapshot.rules.clone();
