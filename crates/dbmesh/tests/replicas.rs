@@ -813,3 +813,57 @@ async fn switches_of_several_data_sources_survive_reloads() {
         assert_eq!(rows.trim(), "3", "{table}");
     }
 }
+
+/// Sequences follow a switch of the meta data source at once: blocks are reserved on the
+/// promoted server from the next reservation on (they used to stay on the dead one until a
+/// restart), continuing the row replicated there, so no id is handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_follow_a_switch_of_the_meta_data_source() {
+    let Some(mut sets) = start_sets(1, 1) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("switchmeta");
+    let proxy = three_sources_on_one_server(&set, &db, 2).await;
+    let mut conn = proxy.conn(Some("bank")).await;
+    let first: u64 = conn
+        .query_first("SELECT NEXTVAL(txn_seq)")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, 1);
+    // The first block (1, 2) and the prefetched second (3, 4) are reserved on the primary
+    // before it dies.
+    let reserved = format!("SELECT next_value FROM `{db}_meta`.dbmesh_sequence");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while set.primary().sql(&reserved).unwrap().trim() != "5" {
+        assert!(
+            Instant::now() < deadline,
+            "the second block was never reserved"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_and_promote(&mut set);
+    switch_to_replica(&proxy, &set, "ds_meta");
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let id: u64 = conn
+            .query_first("SELECT NEXTVAL(txn_seq)")
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(ids, (2..=9).collect::<Vec<_>>());
+    let reserved: u64 = set
+        .replica(0)
+        .sql(&reserved)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        reserved >= 11,
+        "ids up to 9 came from blocks reserved there: {reserved}"
+    );
+}

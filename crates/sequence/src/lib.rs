@@ -156,6 +156,8 @@ pub struct Sequences {
     columns: Vec<(ColumnRef, String)>,
     lease: Option<Arc<Lease>>,
     heartbeat: Option<JoinHandle<()>>,
+    /// The store on the meta data source when it is the rule file's (see [`Self::follow`]).
+    mysql: Option<Arc<MysqlStore>>,
 }
 
 impl Sequences {
@@ -164,9 +166,20 @@ impl Sequences {
     /// still starts, those sequences answer with an error and the lease is retried in the
     /// background. Must run on a tokio runtime.
     pub async fn start(rules: &Rules, options: SequenceOptions) -> Result<Self, SequenceError> {
-        let store = MysqlStore::from_rules(rules, options.connect_timeout, options.query_timeout)
-            .map(|s| Arc::new(s) as Arc<dyn MetaStore>);
-        Self::with_store(rules.sequences.values(), store, options).await
+        let mysql = MysqlStore::from_rules(rules, options.connect_timeout, options.query_timeout)
+            .map(Arc::new);
+        let store = mysql.clone().map(|s| s as Arc<dyn MetaStore>);
+        let mut sequences = Self::with_store(rules.sequences.values(), store, options).await?;
+        sequences.mysql = mysql;
+        Ok(sequences)
+    }
+
+    /// Follows the meta data source of `rules` (a reload, or its primary switched): the next
+    /// block reservation and lease heartbeat go to the server the rules name now.
+    pub fn follow(&self, rules: &Rules) {
+        if let Some(store) = &self.mysql {
+            store.follow(rules);
+        }
     }
 
     /// Like [`Self::start`] with any store (e.g. a [`MemoryStore`]); `store` may be `None`
@@ -237,6 +250,7 @@ impl Sequences {
             columns,
             lease,
             heartbeat,
+            mysql: None,
         })
     }
 

@@ -38,7 +38,8 @@
 //! millisecond as the previous one still counts its row, and `time_zone =
 //! '+00:00'`, so TIMESTAMP comparisons are not bent by daylight-saving changes.
 //! A failed connection is dropped and reopened by the next call; every call
-//! is bounded by the query timeout.
+//! is bounded by the query timeout. When the meta data source is switched to
+//! another server ([`MysqlStore::follow`]), the next call connects there.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -65,10 +66,17 @@ const FREE_ID_RACES: usize = 8;
 
 /// The meta store on a MySQL/MariaDB database.
 pub struct MysqlStore {
-    options: ConnectOptions,
+    /// The meta data source's name, for messages.
+    source_name: String,
+    /// Where the meta data source is now, with a generation that [`Self::follow`] advances.
+    target: std::sync::Mutex<(u64, ConnectOptions)>,
     query_timeout: Duration,
-    conn: Mutex<Option<BackendConn>>,
+    /// The open connection, with the generation of the target it was opened to.
+    conn: Mutex<Option<(u64, BackendConn)>>,
 }
+
+/// The connection slot of a call: the open connection, if any, and which target it reaches.
+type Slot = Option<(u64, BackendConn)>;
 
 impl MysqlStore {
     /// A store on the database `options` names. Nothing is connected until the first call.
@@ -76,10 +84,63 @@ impl MysqlStore {
     pub fn new(mut options: ConnectOptions, query_timeout: Duration) -> Self {
         options.found_rows = true;
         Self {
-            options,
+            source_name: options.source_name.clone(),
+            target: std::sync::Mutex::new((0, options)),
             query_timeout,
             conn: Mutex::new(None),
         }
+    }
+
+    fn lock_target(&self) -> std::sync::MutexGuard<'_, (u64, ConnectOptions)> {
+        // Only whole values are stored under this lock: a panic cannot leave it half-set.
+        self.target.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follows the meta data source of `rules` (after a reload, or the admin switching its
+    /// primary): if it is reached differently now, every call from the next one on connects
+    /// there, and the connection to the old server is dropped, so no id or lease is ever
+    /// taken from a server that is no longer the meta data source's primary.
+    pub fn follow(&self, rules: &Rules) {
+        let Some(options) = Self::options_from_rules(rules, Duration::ZERO) else {
+            return;
+        };
+        if options.source_name != self.source_name {
+            // Another database holds other sequence state: following it would hand out
+            // ids again.
+            tracing::error!(
+                from = self.source_name,
+                to = options.source_name,
+                "proxy.meta_data_source changed; it takes effect only on restart"
+            );
+            return;
+        }
+        let mut target = self.lock_target();
+        let current = &target.1;
+        if (
+            &current.address,
+            &current.user,
+            &current.password,
+            &current.database,
+        ) == (
+            &options.address,
+            &options.user,
+            &options.password,
+            &options.database,
+        ) {
+            return;
+        }
+        tracing::info!(
+            data_source = self.source_name,
+            from = current.address,
+            to = options.address,
+            "meta data source moved; sequences follow"
+        );
+        let connect_timeout = current.connect_timeout;
+        target.0 += 1;
+        target.1 = ConnectOptions {
+            connect_timeout,
+            ..options
+        };
     }
 
     /// The store on `rules.proxy.meta_data_source`, if one is configured.
@@ -88,37 +149,40 @@ impl MysqlStore {
         connect_timeout: Duration,
         query_timeout: Duration,
     ) -> Option<Self> {
-        let name = rules.proxy.meta_data_source.as_deref()?;
-        let ds = rules.data_source(name)?;
         Some(Self::new(
-            ConnectOptions {
-                source_name: name.to_owned(),
-                address: ds.address.clone(),
-                user: ds.user.clone(),
-                password: ds.password.clone(),
-                database: Some(ds.database.clone()),
-                found_rows: true,
-                connect_timeout,
-            },
+            Self::options_from_rules(rules, connect_timeout)?,
             query_timeout,
         ))
     }
 
+    /// How the meta data source of `rules` is reached, if one is configured.
+    fn options_from_rules(rules: &Rules, connect_timeout: Duration) -> Option<ConnectOptions> {
+        let name = rules.proxy.meta_data_source.as_deref()?;
+        let ds = rules.data_source(name)?;
+        Some(ConnectOptions {
+            source_name: name.to_owned(),
+            address: ds.address.clone(),
+            user: ds.user.clone(),
+            password: ds.password.clone(),
+            database: Some(ds.database.clone()),
+            found_rows: true,
+            connect_timeout,
+        })
+    }
+
     fn error(&self, message: impl Into<String>) -> StoreError {
-        StoreError::new(self.options.source_name.clone(), message)
+        StoreError::new(self.source_name.clone(), message)
     }
 
     /// Runs `sql` on the connection in `slot`, connecting first if needed. A connection
     /// that failed or timed out is dropped; one that answered with an error is kept.
-    async fn query(
-        &self,
-        slot: &mut Option<BackendConn>,
-        sql: &str,
-    ) -> Result<QueryResult, StoreError> {
-        if slot.is_none() {
-            *slot = Some(self.connect().await?);
+    async fn query(&self, slot: &mut Slot, sql: &str) -> Result<QueryResult, StoreError> {
+        let (generation, options) = self.lock_target().clone();
+        if slot.as_ref().is_none_or(|(g, _)| *g != generation) {
+            *slot = None;
+            *slot = Some((generation, self.connect(&options).await?));
         }
-        let Some(conn) = slot.as_mut() else {
+        let Some((_, conn)) = slot.as_mut() else {
             return Err(self.error("no connection"));
         };
         match tokio::time::timeout(self.query_timeout, conn.query(sql)).await {
@@ -138,8 +202,8 @@ impl MysqlStore {
         }
     }
 
-    async fn connect(&self) -> Result<BackendConn, StoreError> {
-        let mut conn = BackendConn::connect(&self.options)
+    async fn connect(&self, options: &ConnectOptions) -> Result<BackendConn, StoreError> {
+        let mut conn = BackendConn::connect(options)
             .await
             .map_err(|e| self.error(e.to_string()))?;
         let session = [
@@ -161,7 +225,7 @@ impl MysqlStore {
 
     async fn reserve_on(
         &self,
-        slot: &mut Option<BackendConn>,
+        slot: &mut Slot,
         r: &Reservation,
     ) -> Result<Option<Range<u64>>, StoreError> {
         let name = quote(&r.name);
@@ -216,7 +280,7 @@ impl MysqlStore {
 
     async fn acquire_on(
         &self,
-        slot: &mut Option<BackendConn>,
+        slot: &mut Slot,
         owner: &str,
         timeout: Duration,
     ) -> Result<Option<u16>, StoreError> {
@@ -268,7 +332,7 @@ impl MysqlStore {
 
     async fn renew_on(
         &self,
-        slot: &mut Option<BackendConn>,
+        slot: &mut Slot,
         worker: u16,
         owner: &str,
     ) -> Result<bool, StoreError> {
@@ -283,7 +347,7 @@ impl MysqlStore {
 
 impl MetaStore for MysqlStore {
     fn source_name(&self) -> &str {
-        &self.options.source_name
+        &self.source_name
     }
 
     fn reserve<'a>(

@@ -201,6 +201,9 @@ impl Context {
             ds.address = address.clone();
             true
         });
+        if let Ok(sequences) = &self.sequences {
+            sequences.follow(&rules);
+        }
         let previous = self.snapshot.load_full();
         self.snapshot
             .store(Arc::new(Snapshot::build(rules, Some(&previous))));
