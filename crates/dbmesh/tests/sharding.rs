@@ -934,3 +934,77 @@ async fn prepared_scatter_reads_bind_limit_offset_and_having_at_execute() {
     conn.disconnect().await.unwrap();
     c.drop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_broadcast_table_report_one_copys_rows_and_refuse_diverged_copies() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+
+    // Four copies (one per data source); the client sees what one server would say.
+    conn.query_drop(
+        "INSERT INTO currency VALUES ('EUR', 1.0000), ('USD', 1.1000), ('GBP', 0.8000)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.affected_rows(), 3);
+    conn.query_drop("UPDATE currency SET rate = 1.2000 WHERE code = 'USD'")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 1);
+    conn.exec_drop(
+        "UPDATE currency SET rate = ? WHERE code = ?",
+        ("0.9000", "GBP"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.affected_rows(), 1);
+    conn.exec_drop("DELETE FROM currency WHERE code = ?", ("GBP",))
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 1);
+    let count: Option<i64> = conn.query_first("SELECT ROW_COUNT()").await.unwrap();
+    assert_eq!(count, Some(1));
+
+    // A copy changed behind the proxy's back: the write is refused and undone on every copy.
+    c.direct(2, "DELETE FROM currency WHERE code = 'USD'");
+    let err = conn
+        .query_drop("UPDATE currency SET rate = 2.0000 WHERE code LIKE 'USD'")
+        .await
+        .unwrap_err();
+    let msg = format!("{err:?}");
+    assert_eq!(server_code(err), (1105, "HY000".to_owned()));
+    assert!(
+        msg.contains("ds_2 0") && msg.contains("statement was rolled back"),
+        "{msg}"
+    );
+    for ds in [0, 1, 3] {
+        assert_eq!(
+            c.direct(ds, "SELECT rate FROM currency WHERE code = 'USD'")
+                .trim(),
+            "1.2000",
+            "ds_{ds}"
+        );
+    }
+    // Inside the client's transaction, the transaction is rolled back (its other writes too).
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO payment (id, uid, amount) VALUES (1, 1, 1.00)")
+        .await
+        .unwrap();
+    let err = conn
+        .exec_drop("DELETE FROM currency WHERE code = ?", ("USD",))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err).0, 1105);
+    conn.query_drop("COMMIT").await.unwrap();
+    let payments: Vec<u64> = conn.query("SELECT id FROM payment").await.unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    assert_eq!(c.direct(0, "SELECT COUNT(*) FROM currency").trim(), "2");
+    let (_, metrics) = c.proxy.http("GET", "/metrics");
+    assert!(
+        metrics.contains("dbmesh_broadcast_divergences_total{table=\"currency\"} 2"),
+        "{metrics}"
+    );
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}

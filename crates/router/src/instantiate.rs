@@ -501,7 +501,11 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
                 };
                 return Err(RouteError::NotSupported(what));
             }
-            Combine::SumAffected
+            let copies = rt.written.iter().find_map(|&t| match &rt.places[t] {
+                Place::Broadcast(name) if rt.mode == Mode::Write => Some(name.clone()),
+                _ => None,
+            });
+            copies.map_or(Combine::SumAffected, Combine::EveryCopy)
         }
     };
 

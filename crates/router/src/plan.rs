@@ -93,6 +93,10 @@ pub enum Combine {
     /// DML/DDL on several targets: run all (in one transaction for DML), sum
     /// affected rows, answer OK.
     SumAffected,
+    /// DML on every copy of a broadcast table (named): run all in one
+    /// transaction; the answer is one copy's affected rows, as from one server.
+    /// Copies reporting different counts have diverged: not an answer.
+    EveryCopy(String),
     /// A read of a broadcast (reference) table: every target holds the same
     /// rows, run any one of them (the first unless a transaction is pinned to another).
     AnyOne,
@@ -251,6 +255,7 @@ impl fmt::Display for Combine {
         match self {
             Combine::Single => f.write_str("single"),
             Combine::SumAffected => f.write_str("sum affected rows"),
+            Combine::EveryCopy(table) => write!(f, "every copy of {table}: one copy's affected rows"),
             Combine::AnyOne => f.write_str("any one"),
             Combine::Merge(m) if m.is_concat() => f.write_str("merge: concatenate"),
             Combine::Merge(m) => write!(f, "merge: {m}"),

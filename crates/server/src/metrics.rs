@@ -29,6 +29,7 @@ pub struct Metrics {
     server_queries: IntCounterVec,
     server_errors: IntCounterVec,
     server_connections: IntGaugeVec,
+    broadcast_divergences: IntCounterVec,
 }
 
 /// The labels identifying one server.
@@ -137,6 +138,15 @@ impl Metrics {
             "Connections of each server's pool by state",
             &["state"],
         );
+        let broadcast_divergences = IntCounterVec::new(
+            Opts::new(
+                "dbmesh_broadcast_divergences_total",
+                "Writes whose copies of a broadcast table changed different numbers of rows \
+                 (rolled back), by table",
+            ),
+            &["table"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
@@ -153,6 +163,7 @@ impl Metrics {
             Box::new(server_queries.clone()),
             Box::new(server_errors.clone()),
             Box::new(server_connections.clone()),
+            Box::new(broadcast_divergences.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -173,6 +184,7 @@ impl Metrics {
             server_queries,
             server_errors,
             server_connections,
+            broadcast_divergences,
         }
     }
 
@@ -235,6 +247,11 @@ impl Metrics {
         if let Some(c) = self.statements.get(usize::from(command)) {
             c.inc();
         }
+    }
+
+    /// A write found the copies of broadcast `table` diverged.
+    pub fn broadcast_divergence(&self, table: &str) {
+        self.broadcast_divergences.with_label_values(&[table]).inc();
     }
 
     pub fn error(&self, code: u16) {

@@ -239,7 +239,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .unwrap_or(&plan.targets[0]);
                 self.run_one(target, request, kind).await
             }
-            Combine::SumAffected => self.run_sum_affected(plan, request, None).await,
+            Combine::SumAffected | Combine::EveryCopy(_) => {
+                self.run_sum_affected(plan, request, None).await
+            }
             Combine::Merge(spec) if spec.is_concat() => self.run_concat(plan, request).await,
             Combine::Merge(spec) => self.run_merge(plan, spec, request).await,
         }
@@ -338,10 +340,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// DML or DDL on one or more targets: affected rows summed into one OK, whose last insert
-    /// id is `insert_id` when given (the first id a sequence filled in). DML on several targets
-    /// runs inside a transaction on each (unless the client's transaction is already open),
-    /// rolled back everywhere if any target fails.
+    /// DML or DDL on one or more targets: affected rows summed into one OK (one copy's for
+    /// [`Combine::EveryCopy`]), whose last insert id is `insert_id` when given (the first id a
+    /// sequence filled in). DML on several targets runs inside a transaction on each (unless
+    /// the client's transaction is already open, or autocommit is off), rolled back everywhere
+    /// if any target fails or the copies of a broadcast table diverge.
     pub(super) async fn run_sum_affected(
         &mut self,
         plan: &Plan,
@@ -352,7 +355,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             plan.kind,
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete
         );
-        let wrap = dml && !self.in_transaction && plan.targets.len() > 1;
+        // BEGIN would commit the open transaction of a session with autocommit off.
+        let wrap = dml && !self.in_transaction_now() && plan.targets.len() > 1;
+        let copies = match &plan.combine {
+            Combine::EveryCopy(table) => Some(table.as_str()),
+            _ => None,
+        };
+        let mut counts: Vec<u64> = Vec::with_capacity(plan.targets.len());
         let mut indexes = Vec::with_capacity(plan.targets.len());
         for target in &plan.targets {
             match self.conn_for(&target.data_source).await {
@@ -382,11 +391,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             match conn.read_query_result().await {
                 Ok(result) => {
-                    total.affected_rows += result.ok.affected_rows;
+                    counts.push(result.ok.affected_rows);
                     if result.ok.warnings > 0 {
                         self.held[index].diagnostics = true;
                     }
-                    total.warnings = total.warnings.saturating_add(result.ok.warnings);
+                    // Every copy warns about the same rows: one copy's warnings are the answer's.
+                    if copies.is_none() || counts.len() == 1 {
+                        total.affected_rows += result.ok.affected_rows;
+                        total.warnings = total.warnings.saturating_add(result.ok.warnings);
+                    }
                     if total.last_insert_id == 0 {
                         total.last_insert_id = result.ok.last_insert_id;
                     }
@@ -398,17 +411,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => return self.fail_backend(index, e).await,
             }
         }
+        let diverged = match copies {
+            Some(table) if failure.is_none() => self.divergence(table, plan, &counts, !wrap),
+            _ => None,
+        };
+        // Inside the client's transaction the statement cannot be undone alone: the whole
+        // transaction is, as MariaDB does on a deadlock.
+        let client_rollback = diverged.is_some() && !wrap;
+        let rollback = if client_rollback {
+            (0..self.held.len()).collect()
+        } else {
+            begun
+        };
+        failure = failure.or(diverged);
         let finish = if failure.is_some() {
             "ROLLBACK"
         } else {
             "COMMIT"
         };
-        for &index in &begun {
+        for &index in &rollback {
             if let Err(e) = self.held[index].conn.query(finish).await {
                 // A failed COMMIT after others succeeded cannot be undone without distributed
                 // transactions; report it rather than claim success.
                 failure.get_or_insert(e.to_server_error());
             }
+        }
+        if client_rollback {
+            self.in_transaction = false;
         }
         if let Some(err) = failure {
             return self.error(err).await;
@@ -424,6 +453,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.row_count = total.affected_rows as i64;
         self.client.write_with(|b| total.encode(0, b));
         self.flush().await
+    }
+
+    /// The error for copies of broadcast table `table` that changed different numbers of rows
+    /// (`counts`, one per target of `plan`), logged and counted; `None` when they agree. The
+    /// caller rolls the statement back (the client's whole transaction when `in_transaction`):
+    /// an answer from one copy would hide that the others hold other rows, and every later
+    /// read could see either.
+    fn divergence(
+        &self,
+        table: &str,
+        plan: &Plan,
+        counts: &[u64],
+        in_transaction: bool,
+    ) -> Option<ServerError> {
+        if counts.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        let changed: Vec<String> = plan
+            .targets
+            .iter()
+            .zip(counts)
+            .map(|(t, n)| format!("{} {n}", t.data_source))
+            .collect();
+        let changed = changed.join(", ");
+        tracing::error!(table, changed, "copies of a broadcast table diverge");
+        self.ctx.metrics.broadcast_divergence(table);
+        let rolled_back = if in_transaction {
+            "the transaction was rolled back"
+        } else {
+            "the statement was rolled back"
+        };
+        Some(ServerError::new(
+            1105,
+            "HY000",
+            format!(
+                "dbmesh: the copies of broadcast table {table} diverge (rows changed per data \
+                 source: {changed}); {rolled_back}, repair the copies"
+            ),
+        ))
     }
 
     /// A scatter read without ordering: every target's rows, one target after another.
