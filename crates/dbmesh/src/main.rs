@@ -169,6 +169,11 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
 
 /// Starts `count` single-threaded event loops for client sessions, each on its own thread for
 /// the life of the process.
+/// A worker's stack: statements are parsed and planned on it, and every walk of a statement's
+/// tree recurses once per level (up to `sql`'s operator limit; an unoptimised build's frames
+/// take kilobytes each). Untouched pages cost nothing.
+const WORKER_STACK: usize = 16 << 20;
+
 fn start_workers(count: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
     (0..count)
         .map(|index| {
@@ -181,6 +186,7 @@ fn start_workers(count: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
             let handle = runtime.handle().clone();
             std::thread::Builder::new()
                 .name(format!("dbmesh-worker-{index}"))
+                .stack_size(WORKER_STACK)
                 .spawn(move || {
                     backend::set_worker(index + 1);
                     runtime.block_on(std::future::pending::<()>());

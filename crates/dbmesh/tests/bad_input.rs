@@ -113,6 +113,62 @@ async fn malformed_packets_are_answered_or_end_only_their_connection() {
         .unwrap();
 }
 
+/// `what`'s output, failing the test if it takes over 10 s.
+async fn within<T>(what: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), what)
+        .await
+        .expect("answered in time")
+}
+
+/// Input the proxy evaluates itself is bounded in time and stack: a LIKE pattern of 300,000
+/// `%` (which overflowed a worker's stack and aborted the proxy), one that made backtracking
+/// spin for minutes, and expressions nested 100,000 deep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pathological_patterns_and_nesting_cannot_stall_or_crash_the_proxy() {
+    let backend = one_backend();
+    let db = testkit::unique_name("patterns");
+    let mut proxy = Proxy::start(&passthrough_rules(
+        &backend,
+        "bank",
+        &db,
+        "worker_threads = 1",
+    ));
+    // Opened first: on the one worker every session shares.
+    let mut bystander = proxy.conn(Some("bank")).await;
+    let mut conn = proxy.conn(Some("bank")).await;
+
+    let all: Vec<String> =
+        within(conn.query(format!("SHOW DATABASES LIKE '{}'", "%".repeat(300_000))))
+            .await
+            .unwrap();
+    assert_eq!(all, ["bank", "information_schema"]);
+    let none: Vec<String> =
+        within(conn.query(format!("SHOW DATABASES LIKE '{}z'", "%".repeat(26))))
+            .await
+            .unwrap();
+    assert!(none.is_empty());
+
+    // Refused by the proxy before it builds a tree it would walk 100,000 levels deep.
+    let chain = format!("SELECT {}1 FROM bank.t", "1+".repeat(100_000));
+    let err = within(conn.query_drop(chain)).await.unwrap_err();
+    let (code, state) = server_code(err);
+    assert_eq!((code, state.as_str()), (1064, "42000"));
+    for deep in [
+        format!("SELECT {}1", "NOT ".repeat(100_000)),
+        format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+    ] {
+        within(conn.query_drop(deep)).await.unwrap_err();
+    }
+
+    proxy.assert_alive();
+    let one: i64 = bystander.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    assert_serving(&proxy).await;
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_result_frees_its_backend_connection() {
     let backend = one_backend();

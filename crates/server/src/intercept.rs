@@ -276,22 +276,49 @@ fn next_value(mut s: Scanner<'_>, start: usize, next_value_for: bool) -> Option<
     })
 }
 
-/// MySQL LIKE matching (`%`, `_`, backslash escape), case-insensitive as for identifiers.
+/// MySQL LIKE matching: `%` matches any run of characters, `_` one character, and `\`
+/// takes the next character literally (a trailing one stands for itself); case-insensitive
+/// as for identifiers. Greedy with a single backtrack point, the last `%` seen, so it takes
+/// O(pattern × text) steps and constant stack whatever the pattern (`%%%…z` or 300,000 `%`).
 pub fn like_matches(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some(('_', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some(('\\', rest)) if !rest.is_empty() => {
-                !t.is_empty() && t[0].eq_ignore_ascii_case(&rest[0]) && go(&rest[1..], &t[1..])
+    enum Pat {
+        Any,
+        One,
+        Char(char),
+    }
+    let mut pat = Vec::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        pat.push(match c {
+            '%' => Pat::Any,
+            '_' => Pat::One,
+            '\\' => Pat::Char(chars.next().unwrap_or('\\')),
+            c => Pat::Char(c),
+        });
+    }
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    // After the last `%`: where the pattern resumes, and where in the text it was tried.
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.get(p) {
+            Some(Pat::Any) => {
+                p += 1;
+                retry = Some((p, t));
             }
-            Some((c, rest)) => !t.is_empty() && t[0].eq_ignore_ascii_case(c) && go(rest, &t[1..]),
+            Some(Pat::One) => (p, t) = (p + 1, t + 1),
+            Some(Pat::Char(c)) if c.eq_ignore_ascii_case(&text[t]) => (p, t) = (p + 1, t + 1),
+            // A mismatch: let the last `%` swallow one more character, or fail.
+            _ => match retry {
+                Some((after, tried)) => {
+                    (p, t) = (after, tried + 1);
+                    retry = Some((after, tried + 1));
+                }
+                None => return false,
+            },
         }
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    pat[p..].iter().all(|x| matches!(x, Pat::Any))
 }
 
 struct Scanner<'a> {
@@ -380,26 +407,26 @@ impl<'a> Scanner<'a> {
         (self.pos > start).then(|| String::from_utf8_lossy(&self.sql[start..self.pos]).into_owned())
     }
 
+    /// A quoted string's value, escapes resolved as MySQL does.
     fn string_literal(&mut self) -> Option<String> {
         self.skip_space();
-        let quote = *self.sql.get(self.pos)?;
+        let start = self.pos;
+        let quote = *self.sql.get(start)?;
         if quote != b'\'' && quote != b'"' {
             return None;
         }
         self.pos += 1;
-        let mut out = Vec::new();
         loop {
-            let b = *self.sql.get(self.pos)?;
-            self.pos += 1;
-            if b == quote {
-                if self.sql.get(self.pos) == Some(&quote) {
-                    out.push(quote);
+            match *self.sql.get(self.pos)? {
+                b'\\' => self.pos += 2,
+                b if b == quote && self.sql.get(self.pos + 1) == Some(&quote) => self.pos += 2,
+                b if b == quote => {
                     self.pos += 1;
-                    continue;
+                    let text = std::str::from_utf8(&self.sql[start..self.pos]).ok()?;
+                    return Some(sql::unquote(text).into_owned());
                 }
-                return String::from_utf8(out).ok();
+                _ => self.pos += 1,
             }
-            out.push(b);
         }
     }
 
@@ -551,5 +578,41 @@ mod tests {
         assert!(like_matches("%", ""));
         assert!(like_matches("a\\%", "a%"));
         assert!(!like_matches("a\\%", "ab"));
+        assert!(like_matches("%a%b%", "xaybz"));
+        assert!(!like_matches("%a%b%", "xbya"));
+        assert!(like_matches("a\\", "a\\"));
+        assert!(like_matches("%_", "x"));
+        assert!(!like_matches("_%_", "x"));
+        assert!(like_matches("b%\\_x", "bank_x"));
+        assert!(!like_matches("b%\\_x", "bankyx"));
+    }
+
+    #[test]
+    fn like_is_fast_and_shallow_on_pathological_patterns() {
+        let start = std::time::Instant::now();
+        assert!(!like_matches(
+            &format!("{}z", "%".repeat(26)),
+            &"a".repeat(64)
+        ));
+        assert!(like_matches(&"%".repeat(300_000), "bank"));
+        assert!(!like_matches(&"%a".repeat(150_000), &"a".repeat(1_000)));
+        assert!(!like_matches(
+            &format!("{}b", "%a".repeat(100)),
+            &"a".repeat(10_000)
+        ));
+        // Backtracking recursion took minutes and overflowed the stack on these.
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn string_literals_resolve_escapes() {
+        assert_eq!(
+            intercept(br"SHOW DATABASES LIKE 'it\'s\_%'"),
+            Some(Intercepted::ShowDatabases(Some(r"it's\_%".into())))
+        );
+        assert_eq!(
+            intercept(b"SHOW DATABASES LIKE 'a''b'"),
+            Some(Intercepted::ShowDatabases(Some("a'b".into())))
+        );
     }
 }

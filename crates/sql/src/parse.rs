@@ -26,6 +26,13 @@ use crate::SqlError;
 /// How deeply expressions and subqueries may nest before parsing gives up.
 pub const RECURSION_LIMIT: usize = 64;
 
+/// How many operators one expression may chain. sqlparser builds `a + b + c …` as a
+/// left-deep tree in a loop that [`RECURSION_LIMIT`] does not count, and every later walk
+/// of the tree (its spans, its drop, the analysis) recurses once per operator: a chain of
+/// 100,000 overflowed a worker's stack. MariaDB itself refuses `1+1+…` long before 1,000
+/// terms (error 1436).
+const OPERATOR_LIMIT: usize = 500;
+
 /// One parsed SQL statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -34,6 +41,7 @@ pub struct Statement {
 
 /// Parses `sql` (one or more statements separated by `;`) with the MySQL dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
+    check_operator_chains(sql)?;
     let statements = Parser::new(&MySqlDialect {})
         .with_recursion_limit(RECURSION_LIMIT)
         .with_options(ParserOptions::new().with_unescape(false))
@@ -44,6 +52,105 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         .into_iter()
         .map(|ast| Statement { ast })
         .collect())
+}
+
+/// Words that join or wrap operands without parentheses: operators, and the keywords
+/// sqlparser chains like operators (set operations, `CASE` arms).
+const OPERATOR_WORDS: &[&str] = &[
+    "AND",
+    "OR",
+    "XOR",
+    "NOT",
+    "IS",
+    "IN",
+    "BETWEEN",
+    "LIKE",
+    "RLIKE",
+    "REGEXP",
+    "SOUNDS",
+    "MEMBER",
+    "DIV",
+    "MOD",
+    "COLLATE",
+    "ESCAPE",
+    "AT",
+    "OVERLAPS",
+    "ILIKE",
+    "GLOB",
+    "MATCH",
+    "SIMILAR",
+    "OPERATOR",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "MINUS",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "INTERVAL",
+    "BINARY",
+    "EXISTS",
+    "NOTNULL",
+    "ISNULL",
+    "ANY",
+    "ALL",
+    "SOME",
+];
+
+/// Refuses text whose expressions could nest deeper than [`OPERATOR_LIMIT`], before
+/// sqlparser builds the tree. An upper bound from the tokens alone: each operator (any
+/// punctuation but brackets, commas and qualifying dots, or one of [`OPERATOR_WORDS`]) and
+/// each open parenthesis counts one level, and a comma starts a sibling at its
+/// parenthesis's level. The code of `/*! … */` comments is counted like any other.
+fn check_operator_chains(sql: &str) -> Result<(), SqlError> {
+    // Lexers of the text and of the executable comments being read, innermost last.
+    let mut lexers = vec![(sql, Lexer::new(sql))];
+    // The level at each open parenthesis.
+    let mut open: Vec<usize> = Vec::new();
+    let mut level = 0usize;
+    while let Some(&mut (text, ref mut lexer)) = lexers.last_mut() {
+        let Some(t) = lexer.next_token() else {
+            lexers.pop();
+            continue;
+        };
+        let word = || text.get(t.start..t.end).unwrap_or("");
+        match t.kind {
+            Tok::Punct(b'(') => {
+                open.push(level);
+                level += 1;
+            }
+            Tok::Punct(b')') => level = open.pop().unwrap_or(0),
+            Tok::Punct(b',') => level = open.last().map_or(0, |l| l + 1),
+            Tok::Semicolon => {
+                open.clear();
+                level = 0;
+            }
+            Tok::Punct(b'.') => {}
+            Tok::Punct(_) => level += 1,
+            Tok::Word
+                if OPERATOR_WORDS
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(word())) =>
+            {
+                level += 1
+            }
+            Tok::KeptComment => {
+                if let Some(code) = word().strip_prefix("/*!") {
+                    let code = code.trim_start_matches(|c: char| c.is_ascii_digit());
+                    let code = code.strip_suffix("*/").unwrap_or(code);
+                    lexers.push((code, Lexer::new(code)));
+                }
+            }
+            _ => {}
+        }
+        if level > OPERATOR_LIMIT {
+            return Err(SqlError::Parse(format!(
+                "expressions nest too deeply (more than {OPERATOR_LIMIT} operators in a chain)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Statement {
@@ -379,6 +486,38 @@ mod tests {
         let mut s = parse(sql).unwrap().remove(0);
         let complete = s.bind_slots(sql, &fp);
         (s.to_string().replace('\u{0}', "#"), complete)
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused_before_parsing() {
+        let deep = |sql: String| match parse(&sql) {
+            Err(SqlError::Parse(m)) => assert!(m.contains("nest too deeply"), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        deep(format!("SELECT {}1", "1+".repeat(100_000)));
+        deep(format!(
+            "SELECT 1 FROM t WHERE {}1",
+            "a=1 OR ".repeat(100_000)
+        ));
+        deep(format!("SELECT {}1", "NOT ".repeat(100_000)));
+        deep(format!(
+            "SELECT {}1{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ));
+        deep(vec!["SELECT 1"; 1_000].join(" UNION "));
+        deep(format!("SELECT /*!50000 {}1 */", "1+".repeat(1_000)));
+        // Operators spread over siblings, parentheses or statements are not a chain.
+        let wide = format!("SELECT {}", vec!["a+b+c"; 1_000].join(", "));
+        assert!(parse(&wide).is_ok());
+        let list = format!(
+            "SELECT 1 FROM t WHERE a IN ({})",
+            vec!["-1"; 10_000].join(",")
+        );
+        assert!(parse(&list).is_ok());
+        let rows = format!("INSERT INTO t VALUES {}", vec!["(1+1, 2)"; 1_000].join(","));
+        assert!(parse(&rows).is_ok());
+        assert!(parse(&format!("SELECT {}1", "1+".repeat(OPERATOR_LIMIT - 1))).is_ok());
     }
 
     #[test]

@@ -166,8 +166,8 @@ fn like_pattern(sql: &str) -> Option<String> {
     let at = upper.rfind(" LIKE ")?;
     let rest = sql[at + 6..].trim().trim_end_matches(';').trim();
     let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    let inner = rest.strip_prefix(quote)?.strip_suffix(quote)?;
-    Some(inner.replace(&format!("{quote}{quote}"), &quote.to_string()))
+    rest.strip_suffix(quote)?;
+    Some(sql::unquote(rest).into_owned())
 }
 
 #[cfg(test)]
@@ -196,5 +196,9 @@ mod tests {
             Some("a_".into())
         );
         assert_eq!(like_pattern("SHOW TABLES"), None);
+        assert_eq!(
+            like_pattern(r"SHOW TABLES LIKE 'o''k\'s\_%'"),
+            Some(r"o'k's\_%".into())
+        );
     }
 }
