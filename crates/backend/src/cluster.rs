@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::gtid::{Gtid, Position};
-use crate::pool::Pool;
+use crate::pool::{Pool, PooledConn};
 use crate::BackendError;
 
 /// One backend server with its pool and health.
@@ -63,6 +63,24 @@ impl Server {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Borrows a connection for a statement. While the server is marked down this fails at
+    /// once ([`BackendError::Down`]) rather than costing every statement a connect or
+    /// handshake timeout; the health checker (which uses the pool directly) puts it back. A
+    /// connect that fails marks it down.
+    pub async fn acquire(&self, found_rows: bool) -> Result<PooledConn, BackendError> {
+        if !self.is_up() {
+            return Err(BackendError::Down {
+                source_name: self.pool.name().to_string(),
+                address: self.address().to_string(),
+            });
+        }
+        let result = self.pool.acquire(found_rows).await;
+        if let Err(e @ BackendError::Unreachable { .. }) = &result {
+            self.mark_down(e);
+        }
+        result
     }
 
     /// Counts one statement sent to this server.
@@ -335,6 +353,7 @@ mod tests {
             database: None,
             found_rows: false,
             connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(1),
         };
         Server::new(Pool::new(options, 1, 0, Duration::from_secs(1)))
     }

@@ -43,7 +43,11 @@ pub struct ConnectOptions {
     /// CLIENT_FOUND_ROWS: affected rows count matched rather than changed rows. It cannot be
     /// changed after connecting, so pools keep connections of both kinds apart.
     pub found_rows: bool,
+    /// How long the TCP connect may take.
     pub connect_timeout: Duration,
+    /// How long the greeting and login may take once connected (a server that accepts
+    /// and never answers costs this much).
+    pub handshake_timeout: Duration,
 }
 
 /// The session state a client expects its backend connection to carry. Cheap to compare.
@@ -126,9 +130,14 @@ impl BackendConn {
             .set_nodelay(true)
             .map_err(|e| unreachable(e.to_string()))?;
         let handshake = Self::handshake(PacketConn::new(stream), options);
-        let mut conn = tokio::time::timeout(options.connect_timeout, handshake)
+        let mut conn = tokio::time::timeout(options.handshake_timeout, handshake)
             .await
-            .map_err(|_| unreachable("handshake timed out".into()))??;
+            .map_err(|_| {
+                unreachable(format!(
+                    "handshake timed out after {:?}",
+                    options.handshake_timeout
+                ))
+            })??;
         conn.state.database = options.database.clone();
         Ok(conn)
     }

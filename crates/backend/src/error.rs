@@ -10,6 +10,11 @@ pub enum BackendError {
         address: String,
         reason: String,
     },
+    #[error("data source '{source_name}' ({address}) is down: it failed its last health check or connection attempt; statements to it fail at once until a check passes")]
+    Down {
+        source_name: String,
+        address: String,
+    },
     #[error("data source '{source_name}' refused dbmesh's login: {error}")]
     AuthFailed {
         source_name: String,

@@ -761,6 +761,7 @@ async fn pin_cursor_fetches_from_the_connection_that_opened_it() {
         database: Some("bank".into()),
         found_rows: false,
         connect_timeout: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
     })
     .await
     .unwrap();

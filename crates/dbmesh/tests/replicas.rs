@@ -867,3 +867,53 @@ async fn sequences_follow_a_switch_of_the_meta_data_source() {
         "ids up to 9 came from blocks reserved there: {reserved}"
     );
 }
+
+/// A data source whose server accepts connections and never answers is taken out by the
+/// first health check (its handshake timeout is a rule-file setting); from then on each
+/// statement for it fails at once with 1105 naming it, where it used to wait out the 5 s
+/// handshake timeout every time. The other data source serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_source_marked_down_fails_each_statement_at_once() {
+    let backend = common::one_backend();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Accepts and never answers; the sockets stay open.
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    let db = testkit::unique_name("silent");
+    let rules = format!(
+        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n\
+         [data_sources.main]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n\
+         [data_sources.ds_silent]\naddress = \"{silent_address}\"\nuser = \"u\"\ndatabase = \"{db}\"\n\
+         pool = {{ handshake_timeout_ms = 300 }}\n\n\
+         [tables.t_silent]\nkind = \"single\"\ndata_source = \"ds_silent\"\n",
+        users(),
+        backend.address(),
+        backend.user(),
+        backend.password(),
+    );
+    let proxy = Proxy::start(&rules);
+    wait_health_mentions(&proxy, "data source 'ds_silent': primary");
+    let mut conn = proxy.conn(Some("bank")).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = conn.query_drop("SELECT * FROM t_silent").await.unwrap_err();
+        let elapsed = started.elapsed();
+        let message = err.to_string();
+        assert_eq!(common::server_code(err).0, 1105, "{message}");
+        assert!(message.contains("'ds_silent'"), "{message}");
+        assert!(
+            elapsed < Duration::from_millis(100),
+            "{elapsed:?}: {message}"
+        );
+    }
+    let one: i64 = conn.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    assert!(
+        proxy.log().contains("handshake timed out after 300ms"),
+        "{}",
+        proxy.log()
+    );
+}

@@ -262,6 +262,12 @@ pub struct PoolConfig {
     pub min_idle: usize,
     /// How long a statement waits for a free connection, in milliseconds. Default 5000.
     pub acquire_timeout_ms: u64,
+    /// How long opening the TCP connection to a server may take, in milliseconds. Default
+    /// 5000.
+    pub connect_timeout_ms: u64,
+    /// How long the server may take to greet and log dbmesh in once connected, in
+    /// milliseconds. Default 5000.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -270,6 +276,8 @@ impl Default for PoolConfig {
             max: 64,
             min_idle: 0,
             acquire_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            handshake_timeout_ms: 5_000,
         }
     }
 }

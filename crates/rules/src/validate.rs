@@ -281,11 +281,14 @@ fn check_data_sources(c: &mut Checker<'_>, sources: &BTreeMap<String, DataSource
                 ),
             );
         }
-        if ds.pool.acquire_timeout_ms == 0 {
-            c.err(
-                format!("{at}.pool.acquire_timeout_ms"),
-                "must be at least 1",
-            );
+        for (field, ms) in [
+            ("acquire_timeout_ms", ds.pool.acquire_timeout_ms),
+            ("connect_timeout_ms", ds.pool.connect_timeout_ms),
+            ("handshake_timeout_ms", ds.pool.handshake_timeout_ms),
+        ] {
+            if ms == 0 {
+                c.err(format!("{at}.pool.{field}"), "must be at least 1");
+            }
         }
         for (i, replica) in ds.replicas.iter().enumerate() {
             let field = format!("{at}.replicas[{i}].address");

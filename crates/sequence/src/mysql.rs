@@ -135,10 +135,12 @@ impl MysqlStore {
             to = options.address,
             "meta data source moved; sequences follow"
         );
-        let connect_timeout = current.connect_timeout;
+        let (connect_timeout, handshake_timeout) =
+            (current.connect_timeout, current.handshake_timeout);
         target.0 += 1;
         target.1 = ConnectOptions {
             connect_timeout,
+            handshake_timeout,
             ..options
         };
     }
@@ -167,6 +169,7 @@ impl MysqlStore {
             database: Some(ds.database.clone()),
             found_rows: true,
             connect_timeout,
+            handshake_timeout: connect_timeout,
         })
     }
 

@@ -30,9 +30,6 @@ pub use metrics::Metrics;
 /// Statements whose plans the router keeps (by fingerprint).
 pub const PLAN_CACHE_CAPACITY: usize = 4096;
 
-/// How long a backend connect (TCP + login) may take.
-pub const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// One version of the rules with the servers that serve them.
 pub struct Snapshot {
     pub rules: Arc<Rules>,
@@ -121,7 +118,8 @@ pub fn connect_options(name: &str, ds: &DataSourceConfig) -> ConnectOptions {
         password: ds.password.clone(),
         database: None,
         found_rows: false,
-        connect_timeout: BACKEND_CONNECT_TIMEOUT,
+        connect_timeout: Duration::from_millis(ds.pool.connect_timeout_ms),
+        handshake_timeout: Duration::from_millis(ds.pool.handshake_timeout_ms),
     }
 }
 

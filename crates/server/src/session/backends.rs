@@ -108,19 +108,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let server = cluster.primary().clone();
-        let mut conn = match server
-            .pool()
+        let mut conn = server
             .acquire(self.capabilities & caps::FOUND_ROWS != 0)
-            .await
-        {
-            Ok(conn) => conn,
-            Err(e) => {
-                if matches!(e, BackendError::Unreachable { .. }) {
-                    server.mark_down(&e);
-                }
-                return Err(e);
-            }
-        };
+            .await?;
         // A new connection joins the session: same state, same session variables, same open
         // transaction as the connections the session already holds.
         let want = wanted_state(&rules, &self.state, data_source);
