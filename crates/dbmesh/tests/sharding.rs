@@ -1008,3 +1008,70 @@ async fn writes_to_a_broadcast_table_report_one_copys_rows_and_refuse_diverged_c
     conn.disconnect().await.unwrap();
     c.drop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_show_statements_name_logical_tables_and_the_logical_database() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+
+    for sql in [
+        "SHOW TABLES",
+        "SHOW FULL TABLES",
+        "SHOW TABLES LIKE 'pay%'",
+        "SHOW CREATE TABLE payment",
+        "SHOW COLUMNS FROM payment",
+        "SHOW INDEX FROM payment",
+        "DESCRIBE account",
+    ] {
+        let text: Vec<mysql_async::Row> = conn.query(sql).await.unwrap();
+        let prepared: Vec<mysql_async::Row> = conn
+            .exec(sql, ())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let names = |rows: &[mysql_async::Row]| -> Vec<String> {
+            rows.first()
+                .map(|r| {
+                    r.columns_ref()
+                        .iter()
+                        .map(|c| c.name_str().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&prepared), names(&text), "{sql}");
+        assert_eq!(text_rows(&prepared), text_rows(&text), "{sql}");
+        let all = format!("{:?} {:?}", names(&prepared), text_rows(&prepared));
+        for physical in &c.dbs {
+            assert!(!all.contains(physical.as_str()), "{sql}: {all}");
+        }
+        assert!(!all.contains("payment_"), "{sql}: {all}");
+    }
+    // The column names a prepare announces are the logical ones too.
+    let stmt = conn.prep("SHOW FULL TABLES").await.unwrap();
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    assert_eq!(columns, ["Tables_in_bank", "Table_type"]);
+    // SHOW TABLE STATUS: integers and dates in their binary forms.
+    let text: Vec<mysql_async::Row> = conn.query("SHOW TABLE STATUS").await.unwrap();
+    let binary: Vec<mysql_async::Row> = conn.exec("SHOW TABLE STATUS", ()).await.unwrap();
+    let first = |rows: &[mysql_async::Row]| -> Vec<(String, Option<u64>)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0).unwrap(),
+                    r.get::<Option<u64>, _>("Rows").unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(first(&binary), first(&text));
+    // As on MariaDB, SHOW takes no parameters.
+    let err = conn.prep("SHOW COLUMNS FROM payment LIKE ?").await.unwrap_err();
+    assert_eq!(server_code(err).0, 1064);
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}

@@ -1,5 +1,6 @@
-//! Result-set metadata (ColumnDefinition41) and text-protocol rows, for results the proxy
-//! builds itself (SHOW DATABASES, EXPLAIN ROUTE, merged results).
+//! Result-set metadata (ColumnDefinition41), text- and binary-protocol rows, and the answer to
+//! COM_STMT_PREPARE, for results the proxy builds itself (SHOW DATABASES, EXPLAIN ROUTE, SHOW
+//! through the logical view, merged results).
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -127,6 +128,169 @@ pub fn write_text_result<S, R, V>(
     R: IntoIterator<Item = V>,
     V: AsRef<[Option<Vec<u8>>]>,
 {
+    write_metadata(conn, columns, deprecate_eof, status);
+    for row in rows {
+        conn.write_with(|b| encode_text_row(row.as_ref().iter().map(|v| v.as_deref()), b));
+    }
+    write_end_of_rows(conn, deprecate_eof, 0, status);
+}
+
+/// Encodes one binary-protocol row from the text a text-protocol row carries for the same
+/// columns: integers and floating-point numbers at their column's width, dates and times in
+/// their binary structures, everything else length-encoded.
+/// <https://mariadb.com/kb/en/resultset-row/#binary-resultset-row>
+pub fn encode_binary_row(
+    columns: &[ColumnDef],
+    values: &[Option<Vec<u8>>],
+    out: &mut BytesMut,
+) -> Result<(), ProtocolError> {
+    let malformed = || ProtocolError::Malformed("a value that does not fit its column's type");
+    out.put_u8(0);
+    let bitmap = out.len();
+    out.put_bytes(0, (columns.len() + 7 + 2) / 8);
+    for (i, (column, value)) in columns.iter().zip(values).enumerate() {
+        let Some(value) = value else {
+            out[bitmap + (i + 2) / 8] |= 1 << ((i + 2) % 8);
+            continue;
+        };
+        let text = || std::str::from_utf8(value).map_err(|_| malformed());
+        let int = |width: usize| -> Result<Vec<u8>, ProtocolError> {
+            let v: i128 = text()?.trim().parse().map_err(|_| malformed())?;
+            Ok(v.to_le_bytes()[..width].to_vec())
+        };
+        match column.column_type {
+            column_type::TINY => out.put_slice(&int(1)?),
+            column_type::SHORT | column_type::YEAR => out.put_slice(&int(2)?),
+            column_type::LONG | column_type::INT24 => out.put_slice(&int(4)?),
+            column_type::LONGLONG => out.put_slice(&int(8)?),
+            column_type::FLOAT => {
+                let v: f32 = text()?.trim().parse().map_err(|_| malformed())?;
+                out.put_f32_le(v);
+            }
+            column_type::DOUBLE => {
+                let v: f64 = text()?.trim().parse().map_err(|_| malformed())?;
+                out.put_f64_le(v);
+            }
+            column_type::DATE | column_type::DATETIME | column_type::TIMESTAMP => {
+                put_binary_datetime(text()?, out).ok_or_else(malformed)?
+            }
+            column_type::TIME => put_binary_time(text()?, out).ok_or_else(malformed)?,
+            _ => put_lenenc_bytes(out, value),
+        }
+    }
+    Ok(())
+}
+
+/// Numbers separated by any of `separators`, and the microseconds after a `.`.
+fn temporal_parts(text: &str, separators: &[char]) -> Option<(Vec<u32>, u32)> {
+    let (main, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let parts = main
+        .split(|c| separators.contains(&c))
+        .map(|p| p.parse().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    let digits = fraction.len().min(6);
+    let micros = match digits {
+        0 => 0,
+        _ => fraction[..digits].parse::<u32>().ok()? * 10u32.pow(6 - digits as u32),
+    };
+    Some((parts, micros))
+}
+
+/// `YYYY-MM-DD[ HH:MM:SS[.ffffff]]` in the binary protocol's shortest form.
+fn put_binary_datetime(text: &str, out: &mut BytesMut) -> Option<()> {
+    let (p, micros) = temporal_parts(text, &['-', ' ', ':'])?;
+    let [year, month, day, rest @ ..] = p.as_slice() else {
+        return None;
+    };
+    let (hour, minute, second) = match rest {
+        [] => (0, 0, 0),
+        [h, m, s] => (*h, *m, *s),
+        _ => return None,
+    };
+    let len: u8 = match (year | month | day, hour | minute | second, micros) {
+        (0, 0, 0) => 0,
+        (_, 0, 0) => 4,
+        (_, _, 0) => 7,
+        _ => 11,
+    };
+    out.put_u8(len);
+    if len >= 4 {
+        out.put_u16_le(u16::try_from(*year).ok()?);
+        out.put_u8(u8::try_from(*month).ok()?);
+        out.put_u8(u8::try_from(*day).ok()?);
+    }
+    if len >= 7 {
+        out.put_slice(&[hour as u8, minute as u8, second as u8]);
+    }
+    if len == 11 {
+        out.put_u32_le(micros);
+    }
+    Some(())
+}
+
+/// `[-]HHH:MM:SS[.ffffff]` in the binary protocol's shortest form.
+fn put_binary_time(text: &str, out: &mut BytesMut) -> Option<()> {
+    let text = text.trim();
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
+    };
+    let (p, micros) = temporal_parts(text, &[':'])?;
+    let [hours, minute, second] = p.as_slice() else {
+        return None;
+    };
+    let len: u8 = match (hours | minute | second, micros) {
+        (0, 0) => 0,
+        (_, 0) => 8,
+        _ => 12,
+    };
+    out.put_u8(len);
+    if len >= 8 {
+        out.put_u8(u8::from(negative));
+        out.put_u32_le(hours / 24);
+        out.put_slice(&[(hours % 24) as u8, *minute as u8, *second as u8]);
+    }
+    if len == 12 {
+        out.put_u32_le(micros);
+    }
+    Some(())
+}
+
+/// Writes a whole binary-protocol result set (the answer to COM_STMT_EXECUTE) from text
+/// values; nothing is written when a value does not fit its column.
+pub fn write_binary_result<S>(
+    conn: &mut PacketConn<S>,
+    columns: &[ColumnDef],
+    rows: &[Vec<Option<Vec<u8>>>],
+    deprecate_eof: bool,
+    status: u16,
+) -> Result<(), ProtocolError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut encoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut out = BytesMut::new();
+        encode_binary_row(columns, row, &mut out)?;
+        encoded.push(out);
+    }
+    write_metadata(conn, columns, deprecate_eof, status);
+    for row in encoded {
+        conn.write_packet(&row);
+    }
+    write_end_of_rows(conn, deprecate_eof, 0, status);
+    Ok(())
+}
+
+/// The column count, the column definitions and (without `CLIENT_DEPRECATE_EOF`) an EOF.
+fn write_metadata<S>(
+    conn: &mut PacketConn<S>,
+    columns: &[ColumnDef],
+    deprecate_eof: bool,
+    status: u16,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     conn.write_with(|b| put_lenenc_int(b, columns.len() as u64));
     for c in columns {
         conn.write_with(|b| c.encode(b));
@@ -134,10 +298,36 @@ pub fn write_text_result<S, R, V>(
     if !deprecate_eof {
         conn.write_with(|b| encode_eof(0, status, b));
     }
-    for row in rows {
-        conn.write_with(|b| encode_text_row(row.as_ref().iter().map(|v| v.as_deref()), b));
+}
+
+/// Answers COM_STMT_PREPARE for a statement without parameters whose result has `columns`.
+/// <https://mariadb.com/kb/en/com_stmt_prepare/#com_stmt_prepare_ok>
+pub fn write_prepare_ok<S>(
+    conn: &mut PacketConn<S>,
+    statement_id: u32,
+    columns: &[ColumnDef],
+    deprecate_eof: bool,
+    status: u16,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    conn.write_with(|b| {
+        b.put_u8(0);
+        b.put_u32_le(statement_id);
+        b.put_u16_le(columns.len() as u16);
+        b.put_u16_le(0);
+        b.put_u8(0);
+        b.put_u16_le(0);
+    });
+    if columns.is_empty() {
+        return;
     }
-    write_end_of_rows(conn, deprecate_eof, 0, status);
+    for c in columns {
+        conn.write_with(|b| c.encode(b));
+    }
+    if !deprecate_eof {
+        conn.write_with(|b| encode_eof(0, status, b));
+    }
 }
 
 /// Writes the packet that ends rows: an OK with header 0xFE under CLIENT_DEPRECATE_EOF, a
@@ -183,6 +373,39 @@ mod tests {
         let mut out = BytesMut::new();
         c.encode(&mut out);
         assert_eq!(ColumnDef::decode(&out).unwrap(), c);
+    }
+
+    #[test]
+    fn binary_rows_from_text() {
+        let col = |column_type| ColumnDef {
+            column_type,
+            ..ColumnDef::varchar("c", 10)
+        };
+        let columns = [
+            col(column_type::VAR_STRING),
+            col(column_type::LONGLONG),
+            col(column_type::DATETIME),
+            col(column_type::TIME),
+            col(column_type::SHORT),
+        ];
+        let values = [
+            Some(b"ab".to_vec()),
+            Some(b"-2".to_vec()),
+            Some(b"2026-12-01 10:20:30".to_vec()),
+            Some(b"-25:00:01.5".to_vec()),
+            None,
+        ];
+        let mut out = BytesMut::new();
+        encode_binary_row(&columns, &values, &mut out).unwrap();
+        let mut expected = vec![0, 0b0100_0000, 2, b'a', b'b'];
+        expected.extend_from_slice(&(-2i64).to_le_bytes());
+        expected.extend_from_slice(&[7, 0xea, 0x07, 12, 1, 10, 20, 30]);
+        expected.extend_from_slice(&[12, 1, 1, 0, 0, 0, 1, 0, 1]);
+        expected.extend_from_slice(&500_000u32.to_le_bytes());
+        assert_eq!(&out[..], &expected[..]);
+        let mut out = BytesMut::new();
+        let bad = encode_binary_row(&columns[1..2], &[Some(b"x".to_vec())], &mut out);
+        assert!(bad.is_err());
     }
 
     #[test]

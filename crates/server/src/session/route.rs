@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::access::{self, Access};
 use super::fill::IdRequest;
 use super::pin;
+use super::show::Asked;
 use super::{Flow, Session};
 use crate::intercept::unqualified_system_tables;
 
@@ -129,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.session_statement(statement, packet, &text).await;
         }
         if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
-            return self.run_show(&plan, &text).await;
+            return self.run_show(&plan, &text, Asked::Query).await;
         }
         let request = Request::Text {
             original: packet,

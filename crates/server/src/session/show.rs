@@ -6,7 +6,7 @@
 use protocol::buf::Reader;
 use protocol::packets::{is_err, is_terminator, OkPacket};
 use protocol::response::{read_result_header, ResultHeader};
-use protocol::resultset::{write_text_result, ColumnDef};
+use protocol::resultset::{write_binary_result, write_prepare_ok, write_text_result, ColumnDef};
 use protocol::ServerError;
 use router::Plan;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,14 +17,70 @@ use crate::intercept::like_matches;
 /// SHOW output is small; past this many rows it is refused rather than buffered.
 const MAX_SHOW_ROWS: usize = 100_000;
 
-type Row = Vec<Option<Vec<u8>>>;
+pub(super) type Row = Vec<Option<Vec<u8>>>;
+
+/// How the client asked: the result is written in that protocol.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// COM_QUERY: a text result.
+    Query,
+    /// COM_STMT_PREPARE: the prepare answer, with the result's columns.
+    Prepare { statement_id: u32 },
+    /// COM_STMT_EXECUTE: a binary result.
+    Execute,
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn run_show(&mut self, plan: &Plan, original_sql: &str) -> Flow {
+    /// Runs a SHOW / DESCRIBE plan (as text on its backend, whichever way the client asked:
+    /// the rewrite works on text values) and answers as `asked`. A prepared SHOW never reaches
+    /// a backend as the client's statement, whose answer would name physical tables and the
+    /// physical database.
+    pub(super) async fn run_show(&mut self, plan: &Plan, original_sql: &str, asked: Asked) -> Flow {
+        match self.show_result(plan, original_sql).await {
+            Ok(Some((defs, rows))) => self.answer_show(&defs, rows, asked).await,
+            Ok(None) => self.ok().await,
+            Err(flow) => flow,
+        }
+    }
+
+    /// Writes a SHOW result (see [`Self::show_result`]) as `asked`.
+    pub(super) async fn answer_show(
+        &mut self,
+        defs: &[ColumnDef],
+        rows: Vec<Row>,
+        asked: Asked,
+    ) -> Flow {
+        let deprecate_eof = self.deprecate_eof();
+        let status = self.client_status();
+        match asked {
+            Asked::Query => write_text_result(&mut self.client, defs, rows, deprecate_eof, status),
+            Asked::Prepare { statement_id } => {
+                write_prepare_ok(&mut self.client, statement_id, defs, deprecate_eof, status)
+            }
+            Asked::Execute => {
+                if let Err(e) =
+                    write_binary_result(&mut self.client, defs, &rows, deprecate_eof, status)
+                {
+                    return self
+                        .error(ServerError::internal(format!("dbmesh: SHOW result: {e}")))
+                        .await;
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    /// The rewritten result of a SHOW plan; `None` when the backend answered OK. On failure
+    /// the client has its answer.
+    pub(super) async fn show_result(
+        &mut self,
+        plan: &Plan,
+        original_sql: &str,
+    ) -> Result<Option<(Vec<ColumnDef>, Vec<Row>)>, Flow> {
         let target = &plan.targets[0];
         let index = match self.conn_for(&target.data_source).await {
             Ok(i) => i,
-            Err(e) => return self.error(e.to_server_error()).await,
+            Err(e) => return Err(self.error(e.to_server_error()).await),
         };
         let physical_db = self.held[index]
             .conn
@@ -83,33 +139,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .await;
         let (columns, mut rows) = match result {
             Ok(Some(r)) => r,
-            Ok(None) => return self.ok().await,
+            Ok(None) => return Ok(None),
             Err(e @ backend::BackendError::Server { .. }) => {
-                return self.error(e.to_server_error()).await
+                return Err(self.error(e.to_server_error()).await)
             }
-            Err(e) => return self.backend_lost(index, e).await,
+            Err(e) => return Err(self.backend_lost(index, e).await),
         };
         let mut defs: Vec<ColumnDef> = match columns.iter().map(|c| ColumnDef::decode(c)).collect()
         {
             Ok(d) => d,
             Err(e) => {
-                return self
-                    .backend_lost(
-                        index,
-                        backend::BackendError::Lost {
-                            source_name: target.data_source.clone(),
-                            error: e,
-                        },
-                    )
-                    .await
+                let lost = backend::BackendError::Lost {
+                    source_name: target.data_source.clone(),
+                    error: e,
+                };
+                return Err(self.backend_lost(index, lost).await);
             }
         };
         for def in &mut defs {
-            if let Some(db) = def.name.strip_prefix("Tables_in_") {
-                if db == physical_db {
-                    def.name = format!("Tables_in_{logical_db}");
-                    def.org_name = def.name.clone();
-                }
+            // `Tables_in_bank_0`, or `Tables_in_bank_0 (pay%)` with LIKE.
+            let rest = def
+                .name
+                .strip_prefix("Tables_in_")
+                .and_then(|n| n.strip_prefix(physical_db.as_str()))
+                .filter(|rest| rest.is_empty() || rest.starts_with(" ("));
+            if let Some(rest) = rest {
+                def.name = format!("Tables_in_{logical_db}{rest}");
+                def.org_name = def.name.clone();
             }
             if def.schema == physical_db {
                 def.schema = logical_db.clone();
@@ -135,10 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rows.sort_by(|a, b| a.first().cmp(&b.first()));
             rows.dedup_by(|a, b| a.first() == b.first());
         }
-        let deprecate_eof = self.deprecate_eof();
-        let status = self.client_status();
-        write_text_result(&mut self.client, &defs, rows, deprecate_eof, status);
-        self.flush().await
+        Ok(Some((defs, rows)))
     }
 }
 

@@ -23,6 +23,7 @@ use super::access::{self, Access};
 use super::fill::IdRequest;
 use super::pin::{self, Effects, PinReason};
 use super::route::{route_error, Request};
+use super::show::Asked;
 use super::{Flow, Session};
 use crate::intercept::unqualified_system_tables;
 
@@ -47,6 +48,32 @@ pub(super) struct Prepared {
     access: Access,
     /// The rules the route was decided under; after a reload it is decided again.
     rules: Arc<Rules>,
+}
+
+impl Prepared {
+    fn new(
+        sql: String,
+        params: usize,
+        fixed: Option<Arc<(String, String)>>,
+        session: Option<SessionStatement>,
+        plan: &Plan,
+        rules: &Arc<Rules>,
+    ) -> Prepared {
+        let items = pin::items(&sql);
+        let effects = pin::scan(&items);
+        let access = access::classify(&plan.kind, &sql, &items);
+        Prepared {
+            sql,
+            params,
+            types: Vec::new(),
+            long_data: vec![None; params],
+            fixed,
+            session,
+            effects,
+            access,
+            rules: rules.clone(),
+        }
+    }
 }
 
 /// The session's statements by the ids the client knows.
@@ -129,7 +156,8 @@ fn bind_types(packet: &mut BytesMut, params: usize, types: &mut Vec<ParamType>) 
 /// target: a data source's tables united) or fills ids is routed at each execution.
 fn fixed_route(plan: &Plan, fills_ids: bool) -> Option<Arc<(String, String)>> {
     match (plan.targets.as_slice(), &plan.combine, &plan.kind) {
-        (_, _, StatementKind::Session(_)) => None,
+        // SHOW runs through the logical view at each execution.
+        (_, _, StatementKind::Session(_) | StatementKind::Show) => None,
         _ if fills_ids => None,
         ([only], Combine::Single, _) => {
             Some(Arc::new((only.data_source.clone(), only.sql.clone())))
@@ -177,6 +205,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             StatementKind::Session(statement) => Some(statement.clone()),
             _ => None,
         };
+        if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
+            return self.prepare_show(&plan, sql, &snapshot).await;
+        }
         let default = snapshot.rules.schema.default_data_source.clone();
         // The client must see its own statement's parameters and columns: the prepare plan
         // gives the client's statement on each candidate target (a merge's rewrite only comes
@@ -209,25 +240,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .conn
                 .note_prepared(&physical_sql, info.statement_id);
             let params = usize::from(info.params);
-            let items = pin::items(&sql);
-            let effects = pin::scan(&items);
-            let access = access::classify(&plan.kind, &sql, &items);
-            self.statements.by_id.insert(
-                client_statement_id,
-                Prepared {
-                    sql,
-                    params,
-                    types: Vec::new(),
-                    long_data: vec![None; params],
-                    fixed,
-                    session,
-                    effects,
-                    access,
-                    rules: snapshot.rules.clone(),
-                },
-            );
+            let prepared = Prepared::new(sql, params, fixed, session, &plan, &snapshot.rules);
+            self.statements.by_id.insert(client_statement_id, prepared);
         }
         Flow::Continue
+    }
+
+    /// COM_STMT_PREPARE of SHOW / DESCRIBE: answered by the proxy with the columns of the
+    /// rewritten result (logical names), since the backend's prepare answer would name the
+    /// physical database; every execution runs it through the logical view again. (SHOW takes
+    /// no parameters: a `?` is the backend's syntax error, as on MariaDB.)
+    async fn prepare_show(
+        &mut self,
+        plan: &router::Plan,
+        sql: String,
+        snapshot: &crate::Snapshot,
+    ) -> Flow {
+        let defs = match self.show_result(plan, &sql).await {
+            Ok(Some((defs, _rows))) => defs,
+            Ok(None) => Vec::new(),
+            Err(flow) => return flow,
+        };
+        self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
+        let statement_id = self.statements.next_id;
+        let prepared = Prepared::new(sql, 0, None, None, plan, &snapshot.rules);
+        self.statements.by_id.insert(statement_id, prepared);
+        self.answer_show(&defs, Vec::new(), Asked::Prepare { statement_id })
+            .await
     }
 
     pub(super) async fn stmt_execute(&mut self, mut packet: BytesMut) -> Flow {
@@ -337,6 +376,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Err(e) => return self.error(route_error(&e)).await,
         };
+        if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
+            return self.run_show(&plan, &sql, Asked::Execute).await;
+        }
         let flow = self.run_plan(&plan, Request::Execute { exec: &exec }).await;
         if plan.kind == StatementKind::Ddl {
             // The definition of a table may have changed: column lists are read again.
