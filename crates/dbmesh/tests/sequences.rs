@@ -51,6 +51,20 @@ async fn nextval_is_unique_across_proxies_and_reports_errors() {
         .unwrap();
     assert_eq!(last - first + 1, 1000);
     assert!((first..=last).all(|id| !seen.contains(&id)));
+    // The range form is bounded (max_range, default 1000000), before the meta data source
+    // is asked: one call cannot use up the sequence for every proxy.
+    let err = ca
+        .query_drop("SELECT NEXTVAL(order_seq, 1099511627776)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1105, "HY000".into()));
+    let next: u64 = ca
+        .query_first("SELECT NEXTVAL(order_seq, 1000000)")
+        .await
+        .unwrap()
+        .map(|(_, last): (u64, u64)| last)
+        .unwrap();
+    assert!(next < 2_000_000, "{next}");
     let e1: u64 = ca
         .query_first("SELECT NEXTVAL(event_seq)")
         .await

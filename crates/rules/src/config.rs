@@ -349,6 +349,8 @@ pub struct SequenceConfig {
     pub start: Option<i64>,
     /// segment: the largest id (e.g. 2147483647 for an INT column). Default 2^63-1.
     pub max: Option<i64>,
+    /// segment: most ids one `SELECT NEXTVAL(seq, n)` reserves. Default 1000000.
+    pub max_range: Option<i64>,
     /// snowflake: a fixed worker id (0-1023); absent leases one from the meta data source.
     pub worker_id: Option<i64>,
     /// snowflake: the timestamp origin, in ms since the Unix epoch. Default 2024-01-01T00:00:00Z.

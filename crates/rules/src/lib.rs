@@ -89,8 +89,8 @@ pub use hashing::{crc32, xxh64};
 pub use rules::{BindingGroup, Rules};
 pub use sequence::{
     ColumnRef, SegmentRule, SequenceKind, SequenceRule, SnowflakeRule,
-    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_START,
-    DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
+    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_MAX_RANGE,
+    DEFAULT_SEGMENT_START, DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
 };
 pub use table::{
     BroadcastTable, PhysicalNode, ShardedTable, TableRoute, TableRule, ENUMERATE_RANGE_LIMIT,

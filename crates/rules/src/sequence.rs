@@ -12,6 +12,9 @@ pub const DEFAULT_SEGMENT_START: u64 = 1;
 /// The default (and largest) `max` of a segment sequence: the largest signed BIGINT, so
 /// ids fit any BIGINT column.
 pub const DEFAULT_SEGMENT_MAX: u64 = i64::MAX as u64;
+/// The default `max_range` of a segment sequence: one call of the range form cannot use up
+/// a sequence (2^40 ids would have exhausted an `INT` column's at once).
+pub const DEFAULT_SEGMENT_MAX_RANGE: u64 = 1_000_000;
 /// The default snowflake `epoch`: 2024-01-01T00:00:00Z in ms since the Unix epoch.
 pub const DEFAULT_SNOWFLAKE_EPOCH_MS: u64 = 1_704_067_200_000;
 /// The default `max_clock_backward_ms` of a snowflake sequence.
@@ -75,6 +78,8 @@ pub struct SegmentRule {
     pub start: u64,
     /// The largest id; past it the sequence has run out.
     pub max: u64,
+    /// Most ids one range reservation (`NEXTVAL(seq, n)`) takes.
+    pub max_range: u64,
 }
 
 /// Parameters of a snowflake sequence.

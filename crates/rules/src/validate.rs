@@ -20,8 +20,8 @@ use crate::expr;
 use crate::rules::{BindingGroup, Rules};
 use crate::sequence::{
     ColumnRef, SegmentRule, SequenceKind, SequenceRule, SnowflakeRule,
-    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_START,
-    DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
+    DEFAULT_MAX_CLOCK_BACKWARD_MS, DEFAULT_SEGMENT_MAX, DEFAULT_SEGMENT_MAX_RANGE,
+    DEFAULT_SEGMENT_START, DEFAULT_SEGMENT_STEP, DEFAULT_SNOWFLAKE_EPOCH_MS, MAX_WORKER_ID,
 };
 use crate::table::{BroadcastTable, PhysicalNode, ShardedTable, TableRule};
 
@@ -1071,12 +1071,14 @@ fn compile_segment(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Option
     let step = in_range(c, at, "step", sc.step, 1..=i64::from(i32::MAX));
     let start = in_range(c, at, "start", sc.start, 1..=i64::MAX);
     let max = in_range(c, at, "max", sc.max, 1..=i64::MAX);
+    let max_range = in_range(c, at, "max_range", sc.max_range, 1..=i64::MAX);
     // The ranges checked above make every conversion below lossless.
     let step = step?.map_or(DEFAULT_SEGMENT_STEP, |v| {
         u32::try_from(v).unwrap_or(DEFAULT_SEGMENT_STEP)
     });
     let start = start?.map_or(DEFAULT_SEGMENT_START, i64::unsigned_abs);
     let max = max?.map_or(DEFAULT_SEGMENT_MAX, i64::unsigned_abs);
+    let max_range = max_range?.map_or(DEFAULT_SEGMENT_MAX_RANGE, i64::unsigned_abs);
     if max < start {
         c.err(
             format!("{at}.max"),
@@ -1084,7 +1086,12 @@ fn compile_segment(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Option
         );
         return None;
     }
-    Some(SegmentRule { step, start, max })
+    Some(SegmentRule {
+        step,
+        start,
+        max,
+        max_range,
+    })
 }
 
 fn compile_snowflake(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Option<SnowflakeRule> {
@@ -1096,6 +1103,7 @@ fn compile_snowflake(c: &mut Checker<'_>, at: &str, sc: &SequenceConfig) -> Opti
             ("step", sc.step.is_some()),
             ("start", sc.start.is_some()),
             ("max", sc.max.is_some()),
+            ("max_range", sc.max_range.is_some()),
         ],
     );
     let worker_id = in_range(

@@ -125,7 +125,8 @@ fn quickstart_layout() {
         SequenceKind::Segment(SegmentRule {
             step: 1000,
             start: 1,
-            max: i64::MAX as u64
+            max: i64::MAX as u64,
+            max_range: rules::DEFAULT_SEGMENT_MAX_RANGE
         })
     );
     let account_seq = r

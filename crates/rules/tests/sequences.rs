@@ -69,7 +69,8 @@ fn defaults() {
         SequenceKind::Segment(SegmentRule {
             step: 1000,
             start: 1,
-            max: 9_223_372_036_854_775_807
+            max: 9_223_372_036_854_775_807,
+            max_range: 1_000_000
         })
     );
     assert_eq!(
@@ -97,7 +98,7 @@ fn defaults() {
 #[test]
 fn explicit_values() {
     let r = valid(
-        "[sequences.s]\nkind = \"segment\"\nstep = 50\nstart = 100\nmax = 2147483647\n\
+        "[sequences.s]\nkind = \"segment\"\nstep = 50\nstart = 100\nmax = 2147483647\nmax_range = 10\n\
          [sequences.f]\nkind = \"snowflake\"\nworker_id = 1023\nepoch = 0\nmax_clock_backward_ms = 0\n",
     );
     assert_eq!(
@@ -105,7 +106,8 @@ fn explicit_values() {
         Some(&SequenceKind::Segment(SegmentRule {
             step: 50,
             start: 100,
-            max: 2_147_483_647
+            max: 2_147_483_647,
+            max_range: 10
         }))
     );
     let f = r.sequence("f").expect("declared");

@@ -34,6 +34,7 @@ fn segment() -> Segment {
         step: 1000,
         start: 1,
         max: rules::DEFAULT_SEGMENT_MAX,
+        max_range: rules::DEFAULT_SEGMENT_MAX_RANGE,
     };
     Segment::new("bench", &rule, store, RetryPolicy::default())
 }

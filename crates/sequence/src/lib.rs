@@ -72,7 +72,7 @@ pub use error::{SequenceError, StoreError};
 pub use lease::LeaseOptions;
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;
-pub use segment::{RetryPolicy, Segment, MAX_IDS_PER_CALL, MAX_RANGE};
+pub use segment::{RetryPolicy, Segment, MAX_IDS_PER_CALL};
 pub use snowflake::{
     decode as decode_snowflake, Snowflake, SnowflakeParts, COUNTER_BITS, TIMESTAMP_BITS,
     WORKER_BITS,

@@ -30,8 +30,6 @@ use crate::store::{MetaStore, Reservation};
 
 /// Most ids one [`Segment::next_n`] call hands out.
 pub const MAX_IDS_PER_CALL: u64 = 1_000_000;
-/// Most ids one [`Segment::reserve_range`] call reserves.
-pub const MAX_RANGE: u64 = 1 << 40;
 /// The next block is fetched once this share (in percent) of the current one is used.
 const PREFETCH_AT_PERCENT: u64 = 10;
 
@@ -238,17 +236,18 @@ impl Segment {
         }
     }
 
-    /// Reserves `n` consecutive ids (1 to [`MAX_RANGE`]) for a batch loader, straight from
+    /// Reserves `n` consecutive ids (1 to the rule's `max_range`) for a batch loader, straight from
     /// the meta data source in one round trip. All `n` or an error: a range that would pass
     /// `max` fails with [`SequenceError::RunOut`]. The ids buffered in memory are below the
     /// range and are dropped, so ids handed out afterwards are still larger.
     pub async fn reserve_range(&self, n: u64) -> Result<Range<u64>, SequenceError> {
         let inner = &self.inner;
-        if n == 0 || n > MAX_RANGE {
+        // Checked before the meta data source is asked: it would reserve whatever is asked.
+        if n == 0 || n > inner.rule.max_range {
             return Err(SequenceError::BadCount {
                 name: inner.name.clone(),
                 count: n,
-                limit: MAX_RANGE,
+                limit: inner.rule.max_range,
             });
         }
         let range = inner.fetch(n).await?;
@@ -375,7 +374,12 @@ mod tests {
     }
 
     fn rule(step: u32, start: u64, max: u64) -> SegmentRule {
-        SegmentRule { step, start, max }
+        SegmentRule {
+            step,
+            start,
+            max,
+            max_range: 1 << 40,
+        }
     }
 
     fn quick_retry() -> RetryPolicy {
@@ -561,6 +565,22 @@ mod tests {
             small.reserve_range(101).await,
             Err(SequenceError::RunOut { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_range_over_max_range_is_refused_before_the_meta_data_source_is_asked() {
+        let store = store();
+        let int_column = SegmentRule {
+            max_range: 1000,
+            ..rule(10, 1, 2_147_483_647)
+        };
+        let s = segment(&store, int_column);
+        assert!(matches!(
+            s.reserve_range(1 << 40).await,
+            Err(SequenceError::BadCount { limit: 1000, .. })
+        ));
+        assert_eq!(store.reserve_calls(), 0);
+        assert_eq!(s.reserve_range(1000).await.unwrap(), 1..1001);
     }
 
     #[tokio::test]
