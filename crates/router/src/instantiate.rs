@@ -19,6 +19,7 @@ use sql::{Cond, Constant, Fingerprint, LiteralKind, LiteralValue, MergeExpr, Ope
 use crate::error::RouteError;
 use crate::fill::{Ids, RowIds};
 use crate::plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
+use crate::stored::stored;
 use crate::template::{MergeTemplate, Mode, Place, Routed, Template};
 
 /// The statement being routed: its text, fingerprint, bound parameters, and
@@ -36,6 +37,10 @@ pub(crate) enum Val<'a> {
     Int(i64),
     UInt(u64),
     Str(Cow<'a, str>),
+    /// A DOUBLE parameter (mysql2 sends every JavaScript number as one).
+    Double(f64),
+    /// A literal number with a fraction or an exponent, as written.
+    Number(&'a str),
     Null,
     /// Not known yet: a `?` without a bound value, or an id a sequence has
     /// not given yet (COM_STMT_PREPARE).
@@ -58,16 +63,14 @@ impl<'a> Input<'a> {
             LiteralValue::Int(v) => Val::Int(v),
             LiteralValue::UInt(v) => Val::UInt(v),
             LiteralValue::Str(s) => Val::Str(s),
-            LiteralValue::Number(t) => Val::Unroutable(format!("the number {t}")),
+            LiteralValue::Number(t) => Val::Number(t),
             LiteralValue::Binary(t) => Val::Unroutable(format!("the binary literal {t}")),
             LiteralValue::Placeholder(k) => match self.params.get(k) {
                 None => Val::Unbound,
                 Some(Param::Null) => Val::Null,
                 Some(Param::Int(v)) => Val::Int(*v),
                 Some(Param::UInt(v)) => Val::UInt(*v),
-                Some(Param::Double(v)) => {
-                    Val::Unroutable(format!("the floating-point parameter {v}"))
-                }
+                Some(Param::Double(v)) => Val::Double(*v),
                 Some(Param::Bytes(b)) => match std::str::from_utf8(b) {
                     Ok(s) => Val::Str(Cow::Owned(s.to_owned())),
                     Err(_) => Val::Unroutable("a parameter that is not UTF-8 text".into()),
@@ -82,7 +85,9 @@ fn shard_value<'v>(v: &'v Val<'_>) -> Option<ShardValue<'v>> {
         Val::Int(i) => Some(ShardValue::Int(*i)),
         Val::UInt(u) => Some(ShardValue::UInt(*u)),
         Val::Str(s) => Some(ShardValue::Str(s)),
-        Val::Null | Val::Unbound | Val::Unroutable(_) => None,
+        // A key compares with a fractional number as a DOUBLE would: such a condition is
+        // not routed by key (a write routes by the value stored, see `stored`).
+        Val::Double(_) | Val::Number(_) | Val::Null | Val::Unbound | Val::Unroutable(_) => None,
     }
 }
 
@@ -444,7 +449,7 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         let [only] = placed.as_slice() else {
             return Err(err());
         };
-        let v = input.value(slot);
+        let v = stored(t.column_type(), input.value(slot)).map_err(|_| err())?;
         let node = shard_value(&v)
             .and_then(|sv| t.shard_for(&sv).ok())
             .ok_or_else(err)?;
@@ -708,7 +713,7 @@ fn class_targets(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Vec<Placed>, RouteE
             let mut nodes = Vec::new();
             if let Cond::In(slots) = &c.cond {
                 for &s in slots {
-                    match insert_node(ctx, first, &input.value(s))? {
+                    match insert_node(ctx, first, input.value(s))? {
                         Some(i) => nodes.push(i),
                         None => nodes.extend(leader.data_nodes()),
                     }
@@ -914,7 +919,7 @@ fn ddl_targets(ctx: &Ctx<'_>) -> Result<Vec<Placed>, RouteError> {
 
 /// The node an INSERT row goes to; `None` when its key is not known yet
 /// (COM_STMT_PREPARE), so it may go to any node.
-fn insert_node(ctx: &Ctx<'_>, table: usize, v: &Val<'_>) -> Result<Option<usize>, RouteError> {
+fn insert_node(ctx: &Ctx<'_>, table: usize, v: Val<'_>) -> Result<Option<usize>, RouteError> {
     let t = ctx.sharded(table)?;
     let err = |reason: String| RouteError::ShardingValue {
         table: ctx.rt.names[table].clone(),
@@ -929,7 +934,8 @@ fn insert_node(ctx: &Ctx<'_>, table: usize, v: &Val<'_>) -> Result<Option<usize>
         Val::Unroutable(why) => Err(err(format!("it is {why}"))),
         Val::Unbound => Ok(None),
         v => {
-            let sv = shard_value(v).ok_or_else(|| err("it is not a value".into()))?;
+            let v = stored(t.column_type(), v).map_err(|why| err(format!("it is {why}")))?;
+            let sv = shard_value(&v).ok_or_else(|| err("it is not a value".into()))?;
             t.shard_index(&sv).map(Some).map_err(|e| err(e.to_string()))
         }
     }
@@ -953,7 +959,7 @@ fn insert_targets(
             (None, Some(s)) => input.value(s),
             (None, None) => Val::Unbound,
         };
-        match insert_node(ctx, table, &value)? {
+        match insert_node(ctx, table, value)? {
             Some(node) => by_node.entry(node).or_default().push(row),
             None => anywhere.push(row),
         }

@@ -43,6 +43,7 @@ mod fill;
 mod instantiate;
 mod logical_view;
 mod plan;
+mod stored;
 mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
