@@ -169,6 +169,90 @@ async fn pathological_patterns_and_nesting_cannot_stall_or_crash_the_proxy() {
         .unwrap();
 }
 
+/// Prepares `sql` on `raw`: the statement id, or the ERR packet.
+fn prepare(raw: &mut RawClient, sql: &str) -> Result<u32, Vec<u8>> {
+    let mut packet = vec![protocol::constants::com::STMT_PREPARE];
+    packet.extend_from_slice(sql.as_bytes());
+    raw.write_packet(0, &packet);
+    let (_, ok) = raw.read_packet().unwrap();
+    if ok[0] == 0xff {
+        return Err(ok);
+    }
+    let columns = u16::from_le_bytes([ok[5], ok[6]]);
+    let params = u16::from_le_bytes([ok[7], ok[8]]);
+    for n in [params, columns] {
+        for _ in 0..n + u16::from(n > 0) {
+            raw.read_packet().unwrap(); // definitions, then an EOF
+        }
+    }
+    Ok(u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]]))
+}
+
+/// A session holds at most `max_prepared_statements` statements, and at most
+/// `max_allowed_packet` bytes of COM_STMT_SEND_LONG_DATA between executes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holds_bounded_statements_and_long_data() {
+    let backend = one_backend();
+    let db = testkit::unique_name("bounded");
+    let rules = passthrough_rules(
+        &backend,
+        "bank",
+        &db,
+        "max_prepared_statements = 3\nmax_allowed_packet = 1048576",
+    ) + "\n[tables.t]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\n\
+         nodes = \"main.t_{0..1}\"\n";
+    let mut proxy = Proxy::start(&rules);
+    let mut raw = RawClient::login(proxy.port, Some("bank"));
+    assert_eq!(
+        raw.query("CREATE TABLE t (id INT PRIMARY KEY, note LONGTEXT)")[0],
+        0
+    );
+
+    // Routed by its parameters, so the proxy itself holds the long data until the execute.
+    let insert = prepare(&mut raw, "INSERT INTO t (id, note) VALUES (?, ?)").unwrap();
+    let others: Vec<u32> = (0..2).map(|_| prepare(&mut raw, "DO 1").unwrap()).collect();
+    let err = prepare(&mut raw, "DO 2").unwrap_err();
+    assert_eq!(err_code(&err), (1461, "42000".into()));
+    let mut close = vec![protocol::constants::com::STMT_CLOSE];
+    close.extend_from_slice(&others[0].to_le_bytes());
+    raw.write_packet(0, &close);
+    prepare(&mut raw, "DO 2").expect("room again after a close");
+
+    let long_data = |raw: &mut RawClient, bytes: usize| {
+        let mut packet = vec![protocol::constants::com::STMT_SEND_LONG_DATA];
+        packet.extend_from_slice(&insert.to_le_bytes());
+        packet.extend_from_slice(&1u16.to_le_bytes());
+        packet.extend(std::iter::repeat_n(b'x', bytes));
+        raw.write_packet(0, &packet);
+    };
+    let execute = |raw: &mut RawClient, id: i32| {
+        let mut packet = vec![protocol::constants::com::STMT_EXECUTE];
+        packet.extend_from_slice(&insert.to_le_bytes());
+        packet.extend_from_slice(&[0, 1, 0, 0, 0]); // no cursor, one iteration
+        packet.push(0); // null bitmap
+        packet.push(1); // types follow: LONG, BLOB
+        packet.extend_from_slice(&[3, 0, 0xfc, 0]);
+        packet.extend_from_slice(&id.to_le_bytes());
+        raw.write_packet(0, &packet);
+        raw.read_packet().unwrap().1
+    };
+    // 600 KB twice is past the session's 1 MiB: refused at the execute, nothing written.
+    long_data(&mut raw, 600_000);
+    long_data(&mut raw, 600_000);
+    assert_eq!(err_code(&execute(&mut raw, 1)), (1210, "HY000".into()));
+    // The refusal freed the room.
+    long_data(&mut raw, 600_000);
+    assert_eq!(execute(&mut raw, 2)[0], 0, "an OK");
+    let mut conn = proxy.conn(Some("bank")).await;
+    let rows: Vec<(i32, u64)> = conn.query("SELECT id, LENGTH(note) FROM t").await.unwrap();
+    assert_eq!(rows, [(2, 600_000)]);
+
+    proxy.assert_alive();
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_result_frees_its_backend_connection() {
     let backend = one_backend();

@@ -1070,7 +1070,10 @@ async fn prepared_show_statements_name_logical_tables_and_the_logical_database()
     };
     assert_eq!(first(&binary), first(&text));
     // As on MariaDB, SHOW takes no parameters.
-    let err = conn.prep("SHOW COLUMNS FROM payment LIKE ?").await.unwrap_err();
+    let err = conn
+        .prep("SHOW COLUMNS FROM payment LIKE ?")
+        .await
+        .unwrap_err();
     assert_eq!(server_code(err).0, 1064);
     conn.disconnect().await.unwrap();
     c.drop_all();

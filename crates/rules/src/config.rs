@@ -77,6 +77,8 @@ pub struct ProxyConfig {
     /// Largest OFFSET of a statement merged across shards (each shard returns offset +
     /// count rows, so the cost grows with it); past it error 1235. Default 1000000.
     pub max_merge_offset: u64,
+    /// Prepared statements one session may hold; past it error 1461. Default 1024.
+    pub max_prepared_statements: usize,
 }
 
 impl Default for ProxyConfig {
@@ -94,6 +96,7 @@ impl Default for ProxyConfig {
             meta_data_source: None,
             merge_memory_limit: 64 * 1024 * 1024,
             max_merge_offset: 1_000_000,
+            max_prepared_statements: 1024,
         }
     }
 }

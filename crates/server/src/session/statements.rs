@@ -36,6 +36,8 @@ pub(super) struct Prepared {
     types: Vec<ParamType>,
     /// Values sent with COM_STMT_SEND_LONG_DATA since the last execute.
     long_data: Vec<Option<Vec<u8>>>,
+    /// Some of them did not fit in the session's room: the next execute fails.
+    long_data_refused: bool,
     /// The one place every execution goes: data source and physical SQL (shared, so an
     /// execution takes it without copying the strings).
     fixed: Option<Arc<(String, String)>>,
@@ -67,12 +69,23 @@ impl Prepared {
             params,
             types: Vec::new(),
             long_data: vec![None; params],
+            long_data_refused: false,
             fixed,
             session,
             effects,
             access,
             rules: rules.clone(),
         }
+    }
+
+    /// Drops the long data sent since the last execute; returns its size.
+    fn clear_long_data(&mut self) -> usize {
+        self.long_data_refused = false;
+        self.long_data
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|d| d.len())
+            .sum()
     }
 }
 
@@ -81,11 +94,14 @@ impl Prepared {
 pub(super) struct Statements {
     by_id: HashMap<u32, Prepared>,
     next_id: u32,
+    /// Bytes of long data all statements hold, at most `max_allowed_packet`.
+    long_data_bytes: usize,
 }
 
 impl Statements {
     pub fn clear(&mut self) {
         self.by_id.clear();
+        self.long_data_bytes = 0;
     }
 }
 
@@ -179,6 +195,19 @@ fn to_param(v: &ParamValue) -> Param {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
+        let limit = snapshot.rules.proxy.max_prepared_statements;
+        if self.statements.by_id.len() >= limit {
+            return self
+                .error(ServerError::new(
+                    1461,
+                    "42000",
+                    format!(
+                        "Can't create more than max_prepared_stmt_count statements \
+                         (current value: {limit})"
+                    ),
+                ))
+                .await;
+        }
         let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
         if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql) {
             return self.error(err).await;
@@ -333,6 +362,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        if prepared.long_data_refused {
+            self.statements.long_data_bytes -= prepared.clear_long_data();
+            let max = snapshot.rules.proxy.max_allowed_packet;
+            return self
+                .error(ServerError::new(
+                    1210,
+                    "HY000",
+                    format!(
+                        "Incorrect arguments to mysqld_stmt_execute: the parameter data sent \
+                         with COM_STMT_SEND_LONG_DATA passed max_allowed_packet ({max} bytes)"
+                    ),
+                ))
+                .await;
+        }
         let exec = match Execute::decode(
             &packet,
             prepared.params,
@@ -351,7 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         prepared.types = exec.types.clone();
-        prepared.long_data.iter_mut().for_each(|d| *d = None);
+        self.statements.long_data_bytes -= prepared.clear_long_data();
         let sql = prepared.sql.clone();
         let params: Vec<Param> = exec.values.iter().map(to_param).collect();
         self.access = self.effective_access(access);
@@ -439,7 +482,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return self.error(unknown_statement(id, command)).await;
         };
-        prepared.long_data.iter_mut().for_each(|d| *d = None);
+        self.statements.long_data_bytes -= prepared.clear_long_data();
         match prepared.fixed.clone() {
             Some(fixed) => {
                 let (data_source, sql) = &*fixed;
@@ -490,11 +533,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         };
         if let Some(slot) = prepared.long_data.get_mut(param) {
-            let data = slot.get_or_insert_with(Vec::new);
-            // Bounded like everything else a client sends; past the limit the value is cut
-            // and the execute fails on the backend's own size check.
-            let room = max.saturating_sub(data.len());
-            data.extend_from_slice(&packet[7..][..packet.len().saturating_sub(7).min(room)]);
+            // Held here until the execute: bounded for the whole session, like any packet.
+            let chunk = packet.get(7..).unwrap_or_default();
+            if chunk.len() > max.saturating_sub(self.statements.long_data_bytes) {
+                prepared.long_data_refused = true;
+            } else {
+                slot.get_or_insert_with(Vec::new).extend_from_slice(chunk);
+                self.statements.long_data_bytes += chunk.len();
+            }
         }
         Flow::Continue
     }
@@ -504,9 +550,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(id) = statement_id(packet) else {
             return Flow::Continue;
         };
-        let Some(prepared) = self.statements.by_id.remove(&id) else {
+        let Some(mut prepared) = self.statements.by_id.remove(&id) else {
             return Flow::Continue;
         };
+        self.statements.long_data_bytes -= prepared.clear_long_data();
         // Statements stay prepared on their connections (keyed by SQL, shared by every
         // session that borrows the connection) until the connection's cache is full or it is
         // reset; a fixed statement is closed now if the session still holds its connection.
