@@ -1078,3 +1078,100 @@ async fn prepared_show_statements_name_logical_tables_and_the_logical_database()
     conn.disconnect().await.unwrap();
     c.drop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_locking_reads_and_update_modifiers_reach_the_shards() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+    payments(&mut conn).await;
+
+    let reads: [(&str, Vec<Vec<&str>>); 3] = [
+        (
+            "SELECT id FROM payment WHERE uid = 3 ORDER BY id LOCK IN SHARE MODE",
+            vec![vec!["30"], vec!["31"]],
+        ),
+        (
+            "select count(*) from payment where uid in (0, 1, 2) lock in share mode",
+            vec![vec!["6"]],
+        ),
+        (
+            "SELECT id FROM payment ORDER BY id DESC LIMIT 2 LOCK IN SHARE MODE",
+            vec![vec!["151"], vec!["150"]],
+        ),
+    ];
+    conn.query_drop("BEGIN").await.unwrap();
+    for (sql, expected) in &reads {
+        let text = text_rows(&conn.query::<mysql_async::Row, _>(*sql).await.unwrap());
+        assert_eq!(&text, expected, "text: {sql}");
+        assert_eq!(
+            &prepared_rows(&mut conn, sql, ()).await,
+            expected,
+            "prepared: {sql}"
+        );
+    }
+    // The shared lock is held: another session cannot change the row until COMMIT.
+    let mut other = c.proxy.conn(Some("bank")).await;
+    other
+        .query_drop("SET SESSION innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let err = other
+        .query_drop("UPDATE payment SET amount = 0 WHERE uid = 3")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err).0, 1205);
+    conn.query_drop("COMMIT").await.unwrap();
+
+    // UPDATE IGNORE reaches the shard's physical table (sqlparser alone took IGNORE for the
+    // table's name and sent the statement unrouted to the default data source).
+    conn.query_drop("UPDATE IGNORE payment SET amount = 7.00 WHERE uid = 5")
+        .await
+        .unwrap();
+    assert_eq!(conn.affected_rows(), 2);
+    conn.exec_drop(
+        "UPDATE LOW_PRIORITY payment SET amount = ? WHERE uid = ?",
+        ("8.00", 6),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.affected_rows(), 2);
+    assert_eq!(
+        c.direct(2, "SELECT SUM(amount) FROM payment_1 WHERE uid = 5")
+            .trim(),
+        "14.00"
+    );
+    conn.disconnect().await.unwrap();
+    other.disconnect().await.unwrap();
+    c.drop_all();
+}
+
+/// The known parser gaps of docs/compatibility.md: each is a clean syntax error, in both
+/// protocols, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parser_gaps_are_clean_syntax_errors() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+    for sql in [
+        "SELECT * FROM payment WHERE uid = 7 FOR UPDATE WAIT 5",
+        "SELECT * FROM payment WHERE uid = 7 LOCK IN SHARE MODE NOWAIT",
+        "SELECT * FROM payment WHERE uid IN (SELECT uid FROM account WHERE uid = 7 LOCK IN SHARE MODE)",
+        "SELECT * FROM payment WHERE uid = 7 LIMIT ROWS EXAMINED 1000",
+        "SELECT * FROM payment FOR SYSTEM_TIME AS OF TIMESTAMP '2020-01-01 00:00:00' WHERE uid = 7",
+        "SELECT id FROM payment WHERE uid = 7 INTO @x",
+        "SELECT * FROM payment WHERE uid = 7 AND amount SOUNDS LIKE 'x'",
+        "SELECT EXTRACT(YEAR_MONTH FROM '2020-01-02') FROM payment WHERE uid = 7",
+        "TABLE payment",
+        "SELECT * FROM payment WHERE uid = 7 PROCEDURE ANALYSE()",
+    ] {
+        let err = conn.query_drop(sql).await.unwrap_err();
+        assert_eq!(server_code(err), (1064, "42000".to_owned()), "text: {sql}");
+        let err = conn.prep(sql).await.unwrap_err();
+        assert_eq!(server_code(err), (1064, "42000".to_owned()), "prepare: {sql}");
+        let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "after {sql}");
+    }
+    conn.disconnect().await.unwrap();
+    c.drop_all();
+}

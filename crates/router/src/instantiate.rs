@@ -1208,22 +1208,39 @@ fn union_per_data_source(
         .collect::<Vec<_>>())
 }
 
+/// The locking clauses a rendered SELECT may end with, as sqlparser (and the share-mode
+/// handling of `sql::parse`) print them.
+const LOCKING_CLAUSES: [&str; 7] = [
+    " LOCK IN SHARE MODE",
+    " FOR UPDATE",
+    " FOR UPDATE NOWAIT",
+    " FOR UPDATE SKIP LOCKED",
+    " FOR SHARE",
+    " FOR SHARE NOWAIT",
+    " FOR SHARE SKIP LOCKED",
+];
+
 /// `part` (one shard's statement) returning no rows: the same metadata, at no cost.
 fn metadata_probe(
     part: Target,
     m: &MergeTemplate,
     shard_limit: Option<u64>,
 ) -> Result<Target, RouteError> {
+    // A probe returns no rows, so it takes no locks; LIMIT may not follow a locking clause.
+    let unlocked = LOCKING_CLAUSES
+        .iter()
+        .find_map(|lock| part.sql.strip_suffix(lock))
+        .unwrap_or(&part.sql);
     let sql = match shard_limit.filter(|_| m.shard_limit) {
-        // The part ends with its `LIMIT n` (locking clauses are not merged).
+        // The part ends with its `LIMIT n`.
         Some(n) => {
             let limit = format!(" LIMIT {n}");
-            let head = part.sql.strip_suffix(&limit).ok_or_else(|| {
+            let head = unlocked.strip_suffix(&limit).ok_or_else(|| {
                 RouteError::NotSupported("a clause after LIMIT in a merged SELECT".into())
             })?;
             format!("{head} LIMIT 0")
         }
-        None => format!("{} LIMIT 0", part.sql),
+        None => format!("{unlocked} LIMIT 0"),
     };
     Ok(Target { sql, ..part })
 }

@@ -255,7 +255,9 @@ impl fmt::Display for Combine {
         match self {
             Combine::Single => f.write_str("single"),
             Combine::SumAffected => f.write_str("sum affected rows"),
-            Combine::EveryCopy(table) => write!(f, "every copy of {table}: one copy's affected rows"),
+            Combine::EveryCopy(table) => {
+                write!(f, "every copy of {table}: one copy's affected rows")
+            }
             Combine::AnyOne => f.write_str("any one"),
             Combine::Merge(m) if m.is_concat() => f.write_str("merge: concatenate"),
             Combine::Merge(m) => write!(f, "merge: {m}"),

@@ -279,7 +279,10 @@ impl Statement {
         let _ = VisitMut::visit(&mut ast, &mut w);
         match w.error {
             Some(e) => Err(e),
-            None => Ok(Statement { ast }),
+            None => Ok(Statement {
+                ast,
+                extras: self.extras,
+            }),
         }
     }
 }

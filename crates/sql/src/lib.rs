@@ -24,6 +24,7 @@ mod information_schema;
 mod insert_columns;
 mod lexer;
 mod merge;
+mod mysql_syntax;
 mod parse;
 mod rewrite;
 

@@ -369,6 +369,7 @@ impl Statement {
             position_slots,
             statement: Statement {
                 ast: ast::Statement::Query(Box::new(query)),
+                extras: self.extras,
             },
             shape,
             limit,

@@ -21,6 +21,7 @@ use sqlparser::tokenizer::Location;
 
 use crate::fingerprint::{Fingerprint, LiteralKind};
 use crate::lexer::{Lexer, Tok};
+use crate::mysql_syntax::{self, Extras};
 use crate::SqlError;
 
 /// How deeply expressions and subqueries may nest before parsing gives up.
@@ -37,21 +38,44 @@ const OPERATOR_LIMIT: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
     pub(crate) ast: ast::Statement,
+    /// MariaDB / MySQL syntax sqlparser lacks, printed back with the statement.
+    pub(crate) extras: Extras,
 }
 
 /// Parses `sql` (one or more statements separated by `;`) with the MySQL dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
     check_operator_chains(sql)?;
+    let (text, extras) = mysql_syntax::take(sql);
     let statements = Parser::new(&MySqlDialect {})
         .with_recursion_limit(RECURSION_LIMIT)
         .with_options(ParserOptions::new().with_unescape(false))
-        .try_with_sql(sql)
+        .try_with_sql(&text)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| SqlError::Parse(e.to_string()))?;
-    Ok(statements
+    let mut statements: Vec<Statement> = statements
         .into_iter()
-        .map(|ast| Statement { ast })
-        .collect())
+        .map(|ast| Statement {
+            ast,
+            extras: Extras::default(),
+        })
+        .collect();
+    if extras != Extras::default() {
+        // What was taken off belongs to the text's one statement.
+        match statements.as_mut_slice() {
+            [only] if extras.fits(&only.ast) => only.extras = extras,
+            _ => {
+                return Err(SqlError::Parse(format!(
+                    "{} where the proxy's parser does not take it",
+                    if extras.share_mode {
+                        "LOCK IN SHARE MODE"
+                    } else {
+                        "an UPDATE modifier"
+                    }
+                )))
+            }
+        }
+    }
+    Ok(statements)
 }
 
 /// Words that join or wrap operands without parentheses: operators, and the keywords
@@ -318,7 +342,9 @@ fn apply_item_names(ast: &mut ast::Statement, names: Vec<(usize, String)>) {
 
 impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.ast.fmt(f)
+        let mut text = self.ast.to_string();
+        self.extras.restore(&mut text);
+        f.write_str(&text)
     }
 }
 

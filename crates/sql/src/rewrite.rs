@@ -107,7 +107,11 @@ impl Statement {
                 }
             }
         }
-        let text = ast.to_string();
+        let text = Statement {
+            ast,
+            extras: self.extras,
+        }
+        .to_string();
         if rows.is_empty() {
             return Ok(Rendered {
                 head: segments(&text)?,
