@@ -1,14 +1,32 @@
-//! The admin HTTP listener: `GET /health`, `GET /metrics` (Prometheus), `POST /reload` and
-//! `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data source's primary).
-//! A deliberately tiny HTTP/1.1 server: one request per connection, no keep-alive.
+//! The admin HTTP listener (axum on hyper): `GET /health`, `GET /metrics` (Prometheus),
+//! `POST /reload` and `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data
+//! source's primary to a server the rule file names for it).
+//!
+//! Who may do what: a request that changes something must be a POST carrying
+//! `Authorization: Bearer <proxy.admin_token>` (or `DBMESH_ADMIN_TOKEN`), and must not come
+//! from a web page (no `Origin`, `Sec-Fetch-Site` absent or `none`), so a page open in a
+//! browser on the proxy's host cannot drive it. Without a configured token those requests are
+//! refused. `/health` and `/metrics` are open unless `proxy.admin_status_public = false`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use server::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+/// The environment variable that sets the admin token (so it need not sit in the rule file);
+/// it takes precedence over `proxy.admin_token`.
+pub const TOKEN_ENV: &str = "DBMESH_ADMIN_TOKEN";
+
+/// How long one admin connection may take, request and answer (a client that sends its
+/// request slowly cannot hold a connection longer).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts the backend health checker after one first round, so `/health` never answers
 /// before it knows.
@@ -24,95 +42,206 @@ pub async fn reload(ctx: &Context, config: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, config: PathBuf) {
+/// What every handler shares.
+#[derive(Clone)]
+struct Admin {
+    ctx: Arc<Context>,
+    config: Arc<PathBuf>,
+    /// The token from [`TOKEN_ENV`], read once at start.
+    env_token: Option<Arc<str>>,
+}
+
+/// The token from the environment, if set: `Err` when it is too weak to guard the API.
+pub fn env_token() -> Result<Option<String>, String> {
+    match std::env::var(TOKEN_ENV) {
+        Ok(token) => rules::check_admin_token(&token)
+            .map(|()| Some(token))
+            .map_err(|e| format!("{TOKEN_ENV} {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    config: PathBuf,
+    env_token: Option<String>,
+) {
+    let admin = Admin {
+        ctx,
+        config: Arc::new(config),
+        env_token: env_token.map(Arc::from),
+    };
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/reload", post(reload_rules))
+        .route("/primary", post(switch_primary))
+        .with_state(admin);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (ctx, config) = (ctx.clone(), config.clone());
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(10), handle(stream, &ctx, &config)).await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
         });
     }
 }
 
-async fn handle(mut stream: TcpStream, ctx: &Context, config: &Path) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
-        }
-        len += n;
+/// A refusal: status and a one-line reason.
+type Refusal = (StatusCode, HeaderMap, String);
+
+impl Admin {
+    /// The token in force: the environment's, else the rule file's.
+    fn token(&self) -> Option<String> {
+        self.env_token.as_deref().map(str::to_string).or_else(|| {
+            let rules = self.ctx.snapshot.load().rules.clone();
+            rules.proxy.admin_token.as_ref().map(|t| t.0.clone())
+        })
     }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, content_type, body) = match (method, path) {
-        ("GET", "/health") => {
-            let verdict = server::health::verdict(ctx);
-            let mut lines = verdict.primaries_down.clone();
-            lines.extend(verdict.replicas_out.iter().cloned());
-            match (verdict.primaries_down.is_empty(), lines.is_empty()) {
-                (true, true) => (200, "text/plain", "ok\n".to_string()),
-                (true, false) => (
-                    200,
-                    "text/plain",
-                    format!("degraded\n{}\n", lines.join("\n")),
-                ),
-                (false, _) => (
-                    503,
-                    "text/plain",
-                    format!("unhealthy\n{}\n", lines.join("\n")),
-                ),
-            }
+
+    /// Lets a request through if it carries the token.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let Some(token) = self.token() else {
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                format!("the admin API is read-only: set proxy.admin_token or {TOKEN_ENV}"),
+            ));
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            return Ok(());
         }
-        ("GET", "/metrics") => {
-            ctx.update_pool_metrics();
-            (200, "text/plain; version=0.0.4", ctx.metrics.render())
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Err((
+            StatusCode::UNAUTHORIZED,
+            headers,
+            "a valid Authorization: Bearer <admin token> is required\n".into(),
+        ))
+    }
+
+    /// A request that changes something: not from a web page, and authenticated.
+    fn authorize_change(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let from_page = headers.contains_key(header::ORIGIN)
+            || headers
+                .get("sec-fetch-site")
+                .is_some_and(|v| v.as_bytes() != b"none");
+        if from_page {
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                "cross-site requests are refused".into(),
+            ));
         }
-        ("POST", "/reload") => match reload(ctx, config).await {
-            Ok(()) => (200, "text/plain", "reloaded\n".to_string()),
-            Err(e) => (
-                400,
-                "text/plain",
-                format!("reload rejected; the previous rules stay in force\n{e}\n"),
-            ),
-        },
-        ("POST", p) if p.starts_with("/primary?") => {
-            let param = |name: &str| {
-                p["/primary?".len()..]
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let (data_source, address) = (param("data_source"), param("address"));
-            match ctx.switch_primary(&data_source, &address).await {
-                Ok(()) => (
-                    200,
-                    "text/plain",
-                    format!("data source '{data_source}' now writes to {address}\n"),
-                ),
-                Err(e) => (409, "text/plain", format!("primary not switched: {e}\n")),
-            }
+        self.authenticate(headers)
+    }
+
+    /// `/health` and `/metrics`: open unless configured otherwise.
+    fn authorize_status(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if self.ctx.snapshot.load().rules.proxy.admin_status_public {
+            return Ok(());
         }
-        _ => (404, "text/plain", "not found\n".to_string()),
+        self.authenticate(headers)
+    }
+}
+
+fn refusal(status: StatusCode, reason: String) -> Refusal {
+    (status, HeaderMap::new(), format!("{reason}\n"))
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn health(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorize_status(&headers) {
+        return refused.into_response();
+    }
+    let verdict = server::health::verdict(&admin.ctx);
+    let mut lines = verdict.primaries_down.clone();
+    lines.extend(verdict.replicas_out.iter().cloned());
+    match (verdict.primaries_down.is_empty(), lines.is_empty()) {
+        (true, true) => text(StatusCode::OK, "ok\n".into()),
+        (true, false) => text(StatusCode::OK, format!("degraded\n{}\n", lines.join("\n"))),
+        (false, _) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", lines.join("\n")),
+        ),
+    }
+}
+
+async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorize_status(&headers) {
+        return refused.into_response();
+    }
+    admin.ctx.update_pool_metrics();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        admin.ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn reload_rules(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorize_change(&headers) {
+        return refused.into_response();
+    }
+    match reload(&admin.ctx, &admin.config).await {
+        Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
+        Err(e) => text(
+            StatusCode::BAD_REQUEST,
+            format!("reload rejected; the previous rules stay in force\n{e}\n"),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PrimaryParams {
+    data_source: String,
+    address: String,
+}
+
+async fn switch_primary(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    params: Result<Query<PrimaryParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // Authorization first: an anonymous caller learns nothing, not even about its parameters.
+    if let Err(refused) = admin.authorize_change(&headers) {
+        return refused.into_response();
+    }
+    let Ok(Query(PrimaryParams {
+        data_source,
+        address,
+    })) = params
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "usage: POST /primary?data_source=NAME&address=HOST:PORT\n".into(),
+        );
     };
-    let reason = match code {
-        200 => "OK",
-        400 => "Bad Request",
-        409 => "Conflict",
-        503 => "Service Unavailable",
-        _ => "Not Found",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    match admin.ctx.switch_primary(&data_source, &address).await {
+        Ok(()) => text(
+            StatusCode::OK,
+            format!("data source '{data_source}' now writes to {address}\n"),
+        ),
+        Err(e) => text(StatusCode::CONFLICT, format!("primary not switched: {e}\n")),
+    }
 }

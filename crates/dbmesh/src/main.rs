@@ -98,6 +98,7 @@ fn load(path: &Path) -> anyhow::Result<rules::Rules> {
 }
 
 async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let env_token = admin::env_token().map_err(anyhow::Error::msg)?;
     let rules = load(&config)?;
     if rules.proxy.create_databases {
         create_databases(&rules).await;
@@ -159,7 +160,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         admin.local_addr()?
     );
     admin::start_health_checks(ctx.clone()).await;
-    tokio::spawn(admin::serve(admin, ctx.clone(), config.clone()));
+    tokio::spawn(admin::serve(admin, ctx.clone(), config.clone(), env_token));
     tokio::spawn(reload_on_sighup(ctx.clone(), config));
     let workers = start_workers(worker_threads)?;
     server::run(listener, ctx, shutdown_signal(), &workers).await;

@@ -1,5 +1,5 @@
 //! The command line (`check`) and the admin HTTP listener (`/health`, `/metrics`, `/reload`,
-//! SIGHUP).
+//! SIGHUP, and who may use it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{one_backend, passthrough_rules, Proxy};
+use common::{one_backend, passthrough_rules, Proxy, ADMIN_TOKEN, FREE_PORTS};
 use mysql_async::prelude::*;
 
 fn dbmesh(args: &[&str]) -> std::process::Output {
@@ -140,6 +140,144 @@ async fn health_metrics_and_reload() {
     }
     assert!(seen.contains(&"bank3".to_string()), "{seen:?}");
     conn.disconnect().await.unwrap();
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}
+
+/// Rules over `backend` with free ports and `extra` in `[proxy]`, and no admin token unless
+/// `extra` sets one.
+fn rules_without_token(backend: &testkit::Backend, db: &str, extra: &str) -> String {
+    passthrough_rules(backend, "bank", db, &format!("{FREE_PORTS}\n{extra}"))
+}
+
+/// Changes need the token as a bearer credential, in a POST that no web page sent; status
+/// endpoints stay open.
+#[test]
+fn admin_changes_need_the_token_and_no_browser() {
+    let backend = one_backend();
+    let db = testkit::unique_name("adminauth");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let auth = ("Authorization", bearer.as_str());
+    for path in ["/reload", "/primary?data_source=main&address=127.0.0.1:1"] {
+        assert_eq!(proxy.http_with("POST", path, &[]).0, 401, "{path}");
+        let wrong = ("Authorization", "Bearer test-admin-token-0123456780");
+        assert_eq!(proxy.http_with("POST", path, &[wrong]).0, 401, "{path}");
+        let basic = ("Authorization", "Basic dGVzdDp0ZXN0");
+        assert_eq!(proxy.http_with("POST", path, &[basic]).0, 401, "{path}");
+        // A browser's request carries Origin or Sec-Fetch-Site: refused even with the token
+        // (a page could have learnt it nowhere, but it must not matter).
+        let origin = ("Origin", "http://attacker.example");
+        assert_eq!(proxy.http_with("POST", path, &[auth, origin]).0, 403);
+        let site = ("Sec-Fetch-Site", "cross-site");
+        assert_eq!(proxy.http_with("POST", path, &[auth, site]).0, 403);
+        // Changes are POSTs only.
+        assert_eq!(proxy.http_with("GET", path, &[auth]).0, 405, "{path}");
+    }
+    let typed = ("Sec-Fetch-Site", "none");
+    let (code, body) = proxy.http_with("POST", "/reload", &[auth, typed]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(proxy.http_with("GET", "/health", &[]).0, 200);
+    assert_eq!(proxy.http_with("GET", "/metrics", &[]).0, 200);
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}
+
+/// Without a configured token the admin API changes nothing; `DBMESH_ADMIN_TOKEN` sets one
+/// (and wins over the rule file's); status endpoints can require it too.
+#[test]
+fn admin_token_from_the_environment_and_none_means_no_changes() {
+    let backend = one_backend();
+    let db = testkit::unique_name("admintoken");
+    let any = ("Authorization", "Bearer anything-at-all-0123456789");
+    let proxy = Proxy::start_raw(&rules_without_token(&backend, &db, ""), &[]);
+    let (code, body) = proxy.http_with("POST", "/reload", &[any]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("admin_token"), "{body}");
+    drop(proxy);
+
+    let env_token = "from-the-environment-0123456789";
+    let rules = rules_without_token(
+        &backend,
+        &db,
+        &format!("admin_token = \"{ADMIN_TOKEN}\"\nadmin_status_public = false"),
+    );
+    let proxy = Proxy::start_raw(&rules, &[("DBMESH_ADMIN_TOKEN", env_token)]);
+    let from_env = format!("Bearer {env_token}");
+    let from_file = format!("Bearer {ADMIN_TOKEN}");
+    let env_auth = ("Authorization", from_env.as_str());
+    assert_eq!(proxy.http_with("POST", "/reload", &[env_auth]).0, 200);
+    let file_auth = ("Authorization", from_file.as_str());
+    assert_eq!(proxy.http_with("POST", "/reload", &[file_auth]).0, 401);
+    for path in ["/health", "/metrics"] {
+        assert_eq!(proxy.http_with("GET", path, &[]).0, 401, "{path}");
+        assert_eq!(proxy.http_with("GET", path, &[env_auth]).0, 200, "{path}");
+    }
+    drop(proxy);
+
+    // A token anyone could guess is no token: the proxy refuses to start with it.
+    let out = Command::new(env!("CARGO_BIN_EXE_dbmesh"))
+        .args(["serve", "--config", "/nonexistent/rules.toml"])
+        .env("DBMESH_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("DBMESH_ADMIN_TOKEN must be at least 16"),
+        "{stderr}"
+    );
+    let rules = rules_without_token(&backend, &db, "admin_token = \"short\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let out = dbmesh(&["check", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("proxy.admin_token"), "{stderr}");
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}
+
+/// `/primary` takes only a server the rule file names for that data source: any other
+/// address is refused before the proxy connects anywhere (it used to log in to whatever
+/// address it was given).
+#[test]
+fn primary_switch_accepts_only_a_configured_server() {
+    let backend = one_backend();
+    let db = testkit::unique_name("adminprimary");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let elsewhere = listener.local_addr().unwrap();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=main&address={elsewhere}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("not a server of data source 'main'"),
+        "{body}"
+    );
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=nope&address={}", backend.address()),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(proxy.http("POST", "/primary?data_source=main").0, 400);
+    assert_eq!(
+        listener.accept().map_err(|e| e.kind()).unwrap_err(),
+        std::io::ErrorKind::WouldBlock,
+        "the proxy connected to an address it was given"
+    );
+    // The configured primary itself is accepted (a switch back after a failover).
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=main&address={}", backend.address()),
+    );
+    assert_eq!(code, 200, "{body}");
     backend
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();

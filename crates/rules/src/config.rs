@@ -53,6 +53,12 @@ pub struct ProxyConfig {
     pub listen: String,
     /// Admin HTTP listener (`/metrics`, `/health`, `POST /reload`). Default `127.0.0.1:9307`.
     pub admin_listen: String,
+    /// The bearer token every admin request that changes something must carry (at least
+    /// 16 characters); the environment variable `DBMESH_ADMIN_TOKEN` takes precedence.
+    /// Without either, those requests are refused.
+    pub admin_token: Option<AdminToken>,
+    /// `/health` and `/metrics` answer without the token. Default true.
+    pub admin_status_public: bool,
     /// Client connections accepted at once. Default 10000.
     pub max_connections: usize,
     /// Largest packet accepted from a client, in bytes. Default 64 MiB.
@@ -86,6 +92,8 @@ impl Default for ProxyConfig {
         Self {
             listen: "127.0.0.1:3307".to_owned(),
             admin_listen: "127.0.0.1:9307".to_owned(),
+            admin_token: None,
+            admin_status_public: true,
             max_connections: 10_000,
             max_allowed_packet: 64 * 1024 * 1024,
             server_version: None,
@@ -98,6 +106,17 @@ impl Default for ProxyConfig {
             max_merge_offset: 1_000_000,
             max_prepared_statements: 1024,
         }
+    }
+}
+
+/// The admin API's bearer token. `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(pub String);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 

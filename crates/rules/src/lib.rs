@@ -80,9 +80,9 @@ pub use algorithm::{
     Algorithm, ColumnType, HashRing, ShardValue, SliceMap, DEFAULT_VIRTUAL_NODES, SLICES,
 };
 pub use config::{
-    AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig, ReadYourWrites,
-    ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig, SequenceConfig, TableConfig,
-    TlsConfig, UserConfig,
+    AdminToken, AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig,
+    ReadYourWrites, ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig, SequenceConfig,
+    TableConfig, TlsConfig, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};
@@ -95,6 +95,7 @@ pub use sequence::{
 pub use table::{
     BroadcastTable, PhysicalNode, ShardedTable, TableRoute, TableRule, ENUMERATE_RANGE_LIMIT,
 };
+pub use validate::check_admin_token;
 
 /// Reads, parses and validates the rule file at `path`.
 pub fn load_file(path: &Path) -> Result<Rules, ConfigError> {

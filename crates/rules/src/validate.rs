@@ -123,6 +123,18 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     })
 }
 
+/// Whether `token` may guard the admin API: long enough not to be guessed, and sendable in an
+/// HTTP header as is.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    if token.chars().count() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    if !token.chars().all(|ch| ch.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
 fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
     // Port 0 asks the OS for a free port (tests, scripts); the chosen ports are printed.
     if let Err(e) = check_address(&p.listen, true) {
@@ -136,6 +148,11 @@ fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
             "proxy.admin_listen",
             format!("same address as proxy.listen ('{}')", p.listen),
         );
+    }
+    if let Some(token) = &p.admin_token {
+        if let Err(e) = check_admin_token(&token.0) {
+            c.err("proxy.admin_token", e);
+        }
     }
     if p.max_connections == 0 {
         c.err("proxy.max_connections", "must be at least 1");

@@ -215,12 +215,21 @@ impl Context {
     /// writes go there from the next statement on, and the old primary gets no more
     /// statements (it may have diverged). Refused unless the server answers and is writable
     /// (`@@read_only` off), so writes never go to a replica that was not promoted.
+    /// Only a server the rule file names for that data source (its primary or a replica) is
+    /// accepted, and checked before any connection is opened: the switch never makes the
+    /// proxy log in to an address a request made up.
     pub async fn switch_primary(&self, data_source: &str, address: &str) -> Result<(), String> {
-        let rules = self.snapshot.load().rules.clone();
+        let rules = self.lock_switches().file_rules.clone();
         let ds = rules
             .data_sources
             .get(data_source)
             .ok_or_else(|| format!("no data source '{data_source}'"))?;
+        if ds.address != address && ds.replicas.iter().all(|r| r.address != address) {
+            return Err(format!(
+                "{address} is not a server of data source '{data_source}' in the rule file \
+                 (its primary or one of its replicas)"
+            ));
+        }
         let mut options = connect_options(data_source, ds);
         options.address = address.to_string();
         let mut conn = backend::BackendConn::connect(&options)

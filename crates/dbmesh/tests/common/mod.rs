@@ -12,6 +12,10 @@ pub use testkit::Backend;
 
 pub const USER: &str = "dbmesh";
 pub const PASSWORD: &str = "dbmesh";
+/// `[proxy]` lines asking for free ports (the proxy prints the ones it got).
+pub const FREE_PORTS: &str = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"";
+/// The admin token every fixture proxy is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// A running `dbmesh serve`, killed on drop.
 pub struct Proxy {
@@ -24,25 +28,29 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the proxy on `config` (a rule file whose `[proxy]` table must not set `listen`
-    /// or `admin_listen`: the fixture asks for free ports).
+    /// Starts the proxy on `config` (a rule file whose `[proxy]` table must not set `listen`,
+    /// `admin_listen` or `admin_token`: the fixture asks for free ports and sets
+    /// [`ADMIN_TOKEN`]).
     pub fn start(config: &str) -> Proxy {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("rules.toml");
+        let head = format!("[proxy]\n{FREE_PORTS}\nadmin_token = \"{ADMIN_TOKEN}\"");
         let config = if config.contains("[proxy]") {
-            config.replacen(
-                "[proxy]",
-                "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
-                1,
-            )
+            config.replacen("[proxy]", &head, 1)
         } else {
-            format!("[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{config}")
+            format!("{head}\n{config}")
         };
-        std::fs::write(&config_path, config).expect("write rules");
-        Self::start_file(config_path, dir)
+        Self::start_raw(&config, &[])
     }
 
-    fn start_file(config_path: PathBuf, dir: tempfile::TempDir) -> Proxy {
+    /// Starts the proxy on `config` exactly as given (it must ask for free ports), with
+    /// `env` added to its environment.
+    pub fn start_raw(config: &str, env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("rules.toml");
+        std::fs::write(&config_path, config).expect("write rules");
+        Self::start_file(config_path, dir, env)
+    }
+
+    fn start_file(config_path: PathBuf, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Proxy {
         let stderr_path = dir.path().join("proxy.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dbmesh"))
@@ -52,6 +60,7 @@ impl Proxy {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -128,13 +137,24 @@ impl Proxy {
             .expect("connect through dbmesh")
     }
 
-    /// A plain HTTP request to the admin listener: (status code, body).
+    /// A plain HTTP request to the admin listener with the admin token: (status code, body).
     pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        self.http_with(method, path, &[("Authorization", &auth)])
+    }
+
+    /// A plain HTTP request to the admin listener with exactly `headers` (besides `Host` and
+    /// `Content-Length`): (status code, body).
+    pub fn http_with(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("admin connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let headers: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n"
         )
         .expect("write");
         let mut out = String::new();
