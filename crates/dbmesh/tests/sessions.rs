@@ -6,11 +6,74 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{direct, one_backend, passthrough_rules, server_code, Proxy, RawClient};
+use common::{direct, one_backend, passthrough_rules, server_code, Backend, Proxy, RawClient};
 use mysql_async::prelude::*;
 use mysql_async::{Row, Value};
+
+/// A proxy over `backend` with proxy number 1 (so its session ids, from 2^24 on, are never a
+/// fresh backend's thread ids), users `dbmesh` and `other`, and `ops` with the process
+/// privilege.
+fn proxy(backend: &Backend, physical: &str) -> Proxy {
+    let rules = passthrough_rules(backend, "bank", physical, "number = 1")
+        + "\n[[users]]\nname = \"ops\"\npassword = \"ops\"\nprocess = true\n";
+    Proxy::start(&rules)
+}
+
+async fn login(proxy: &Proxy, user: &str, password: &str) -> mysql_async::Conn {
+    mysql_async::Conn::new(
+        proxy
+            .opts(Some("bank"))
+            .user(Some(user))
+            .pass(Some(password)),
+    )
+    .await
+    .expect("login through dbmesh")
+}
+
+/// Waits until the backend runs a statement starting with `prefix` (so a KILL sent now
+/// finds it running).
+async fn wait_running(watch: &mut mysql_async::Conn, prefix: &str) {
+    let started = Instant::now();
+    loop {
+        let n: Option<u64> = watch
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT(?, '%')",
+                (prefix,),
+            )
+            .await
+            .unwrap();
+        if n > Some(0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{prefix} never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every packet of one text-protocol response of a raw client, as one lossy string.
+fn raw_response(raw: &mut RawClient) -> String {
+    let mut all = Vec::new();
+    let mut eofs = 0;
+    loop {
+        let (_, p) = raw.read_packet().expect("response packet");
+        all.extend_from_slice(&p);
+        if p[0] == 0xff || (all.len() == p.len() && p[0] == 0) {
+            break;
+        }
+        if p[0] == 0xfe && p.len() < 9 {
+            eofs += 1;
+            if eofs == 2 {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
 
 /// Every value of `rows` as text, for looking for what must not be there.
 fn rows_text(rows: &[Row]) -> String {
@@ -45,7 +108,7 @@ const PROCESS_LISTS: [&str; 4] = [
 async fn kill_and_process_lists_never_reach_the_backend() {
     let backend = one_backend();
     let db = testkit::unique_name("nokill");
-    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let proxy = proxy(&backend, &db);
     let mut client = proxy.conn(Some("bank")).await;
 
     let mut victim = direct(&backend).await;
@@ -81,21 +144,165 @@ async fn kill_and_process_lists_never_reach_the_backend() {
         format!("KILL {victim_id}"),
         format!("KILL QUERY {victim_id}"),
         format!("KILL HARD CONNECTION {victim_id}"),
-        format!("/*!50000 KILL */ {victim_id}"),
     ] {
-        client.query_drop(&sql).await.unwrap_err();
-        client.exec_drop(&sql, ()).await.unwrap_err();
+        let err = client.query_drop(&sql).await.unwrap_err();
+        assert_eq!(server_code(err), (1094, "HY000".into()), "{sql}");
+        let err = client.exec_drop(&sql, ()).await.unwrap_err();
+        assert_eq!(server_code(err), (1295, "HY000".into()), "{sql}");
     }
+    let err = client
+        .query_drop(format!("/*!50000 KILL */ {victim_id}"))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
     let mut raw = RawClient::login(proxy.port, Some("bank"));
     let mut kill = vec![protocol::constants::com::PROCESS_KILL];
     kill.extend_from_slice(&(victim_id as u32).to_le_bytes());
     raw.write_packet(0, &kill);
     let (_, answer) = raw.read_packet().expect("an answer to COM_PROCESS_KILL");
-    assert_eq!(answer[0], 0xff, "COM_PROCESS_KILL of a backend id fails");
+    assert_eq!(common::err_code(&answer), (1094, "HY000".into()));
+    raw.write_packet(0, &[protocol::constants::com::PROCESS_INFO]);
+    let listed = raw_response(&mut raw);
+    assert!(!listed.contains("secret-marker"), "{listed}");
+    assert!(listed.contains("Processlist"), "{listed}");
 
     let (mut victim, slept) = running.await.unwrap();
     assert_eq!(slept, Some(("secret-marker".into(), 0)), "not interrupted");
     let alive: Option<u32> = victim.query_first("SELECT 1").await.unwrap();
     assert_eq!(alive, Some(1));
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// Two users of the proxy cannot see each other's statements through any process-list form;
+/// a user with the process privilege sees everyone's. Session ids carry the proxy's number,
+/// and KILL follows MariaDB's permissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_only_their_own_sessions_unless_they_have_the_process_privilege() {
+    let backend = one_backend();
+    let db = testkit::unique_name("plist");
+    let proxy = proxy(&backend, &db);
+    let mut mine = login(&proxy, "dbmesh", "dbmesh").await;
+    let mut theirs = login(&proxy, "other", "secret2").await;
+    let mut ops = login(&proxy, "ops", "ops").await;
+    assert_eq!(mine.id() >> 24, 1, "proxy number 1 in the high bits");
+    assert_ne!(mine.id(), theirs.id());
+    let their_id = theirs.id();
+    let running = tokio::spawn(async move {
+        let _: Vec<Row> = theirs
+            .query("SELECT 'secret-of-other', SLEEP(1)")
+            .await
+            .unwrap();
+        theirs
+    });
+    let mut watch = direct(&backend).await;
+    wait_running(&mut watch, "SELECT 'secret-of-other'").await;
+
+    for sql in PROCESS_LISTS {
+        let rows: Vec<Row> = mine.query(sql).await.unwrap();
+        let text = rows_text(&rows);
+        assert!(!text.contains("secret-of-other"), "{sql}: {text}");
+        assert!(!text.contains("other"), "{sql}: {text}");
+        assert!(!text.contains(backend.user()), "{sql}: {text}");
+    }
+    let own: Vec<(u64, String, String)> = mine
+        .query("SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST")
+        .await
+        .unwrap();
+    assert_eq!(
+        own,
+        [(u64::from(mine.id()), "dbmesh".into(), "Query".into())]
+    );
+    let full: Vec<Row> = mine.query("SHOW FULL PROCESSLIST").await.unwrap();
+    assert_eq!(full.len(), 1);
+    assert_eq!(
+        full[0].get::<String, _>("Info").unwrap(),
+        "SHOW FULL PROCESSLIST"
+    );
+
+    let seen: Vec<(u64, String, String)> = ops
+        .query(
+            "SELECT ID, USER, INFO FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE '%secret-of-other%'",
+        )
+        .await
+        .unwrap();
+    assert!(
+        seen.iter()
+            .any(|(id, user, _)| *id == u64::from(their_id) && user == "other"),
+        "{seen:?}"
+    );
+    let shown: Vec<Row> = ops.query("SHOW PROCESSLIST").await.unwrap();
+    assert_eq!(shown.len(), 3, "ops sees every session");
+
+    let err = mine
+        .query_drop(format!("KILL {their_id}"))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1095, "HY000".into()));
+    let err = mine.query_drop("KILL 16777215").await.unwrap_err();
+    assert_eq!(server_code(err), (1094, "HY000".into()));
+    let mut theirs = running.await.unwrap();
+    theirs.query_drop("SELECT 1").await.unwrap();
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// KILL QUERY of a proxy session running `SELECT SLEEP(5)` interrupts it on the backend at
+/// once (1317) and the session goes on; KILL CONNECTION and COM_PROCESS_KILL end the
+/// session, and nothing of theirs keeps running on the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_interrupts_a_proxy_sessions_statement_on_the_backend() {
+    let backend = one_backend();
+    let db = testkit::unique_name("killq");
+    let proxy = proxy(&backend, &db);
+    let mut killer = proxy.conn(Some("bank")).await;
+    let mut watch = direct(&backend).await;
+
+    let mut target = proxy.conn(Some("bank")).await;
+    let id = target.id();
+    let started = Instant::now();
+    let running = tokio::spawn(async move {
+        let outcome = target.query_drop("SELECT SLEEP(5)").await;
+        (target, outcome, started.elapsed())
+    });
+    wait_running(&mut watch, "SELECT SLEEP(5)").await;
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (mut target, outcome, took) = running.await.unwrap();
+    assert_eq!(server_code(outcome.unwrap_err()), (1317, "70100".into()));
+    assert!(took < Duration::from_secs(3), "interrupted after {took:?}");
+    let one: Option<u32> = target.query_first("SELECT 1").await.unwrap();
+    assert_eq!(one, Some(1), "KILL QUERY leaves the session");
+
+    let running = tokio::spawn(async move {
+        let outcome = target.query_drop("SELECT SLEEP(5.5)").await;
+        (target, outcome)
+    });
+    wait_running(&mut watch, "SELECT SLEEP(5.5)").await;
+    killer.query_drop(format!("KILL {id}")).await.unwrap();
+    let (mut target, outcome) = running.await.unwrap();
+    outcome.unwrap_err();
+    target.query_drop("SELECT 1").await.unwrap_err();
+
+    let idle = proxy.conn(Some("bank")).await;
+    let mut raw = RawClient::login(proxy.port, Some("bank"));
+    let mut kill = vec![protocol::constants::com::PROCESS_KILL];
+    kill.extend_from_slice(&idle.id().to_le_bytes());
+    raw.write_packet(0, &kill);
+    let (_, answer) = raw.read_packet().expect("an answer to COM_PROCESS_KILL");
+    assert_eq!(answer[0], 0, "OK");
+    let mut idle = idle;
+    let err = idle.query_drop("SELECT 1").await.unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 1927)
+            || !matches!(err, mysql_async::Error::Server(_)),
+        "{err:?}"
+    );
+
+    let sleeping: Option<u64> = watch
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sleeping, Some(0));
     let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
 }

@@ -52,6 +52,7 @@ pub mod com {
     pub const QUERY: u8 = 0x03;
     pub const FIELD_LIST: u8 = 0x04;
     pub const STATISTICS: u8 = 0x09;
+    pub const PROCESS_INFO: u8 = 0x0a;
     pub const PROCESS_KILL: u8 = 0x0c;
     pub const DEBUG: u8 = 0x0d;
     pub const PING: u8 = 0x0e;
@@ -74,6 +75,7 @@ pub mod com {
             QUERY => "query",
             FIELD_LIST => "field_list",
             STATISTICS => "statistics",
+            PROCESS_INFO => "process_info",
             PROCESS_KILL => "process_kill",
             DEBUG => "debug",
             PING => "ping",

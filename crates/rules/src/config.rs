@@ -85,6 +85,9 @@ pub struct ProxyConfig {
     pub max_merge_offset: u64,
     /// Prepared statements one session may hold; past it error 1461. Default 1024.
     pub max_prepared_statements: usize,
+    /// This proxy's number among the proxies serving one set of backends (0-255): the high 8
+    /// bits of its session ids, so ids from different proxies never collide. Default 0.
+    pub number: u8,
 }
 
 impl Default for ProxyConfig {
@@ -105,6 +108,7 @@ impl Default for ProxyConfig {
             merge_memory_limit: 64 * 1024 * 1024,
             max_merge_offset: 1_000_000,
             max_prepared_statements: 1024,
+            number: 0,
         }
     }
 }
@@ -145,6 +149,10 @@ pub struct UserConfig {
     /// Authentication plugin offered first; absent lets the proxy choose.
     #[serde(default)]
     pub auth_plugin: Option<AuthPlugin>,
+    /// The process privilege: the user sees every session in the process list and may kill
+    /// any, not only its own. Default false.
+    #[serde(default)]
+    pub process: bool,
 }
 
 /// A MySQL authentication plugin.
@@ -258,6 +266,7 @@ impl fmt::Debug for UserConfig {
             .field("name", &self.name)
             .field("password", &"<redacted>")
             .field("auth_plugin", &self.auth_plugin)
+            .field("process", &self.process)
             .finish()
     }
 }

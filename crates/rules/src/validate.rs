@@ -231,6 +231,10 @@ fn check_users(c: &mut Checker<'_>, users: &[UserConfig]) {
             c.err(format!("users[{i}].name"), "must not be empty");
             continue;
         }
+        if u.name.contains('@') {
+            // USER() answers '<name>@<client host>' and KILL USER takes name@host.
+            c.err(format!("users[{i}].name"), "must not contain '@'");
+        }
         if let Some(&first) = seen.get(u.name.as_str()) {
             c.err(
                 format!("users[{i}].name"),

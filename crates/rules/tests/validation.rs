@@ -334,6 +334,9 @@ name = "app"
 name = ""
 [[users]]
 name = "app"
+[[users]]
+name = "ops@%"
+process = true
 [schema]
 name = "bank"
 default_data_source = "ds_0"
@@ -361,6 +364,7 @@ database = "bank"
             "sharding-rules/x.toml: proxy.max_allowed_packet: 100 is out of range (1024 to 1073741824 bytes)",
             "sharding-rules/x.toml: users[1].name: must not be empty",
             "sharding-rules/x.toml: users[2].name: duplicate user 'app' (also users[0])",
+            "sharding-rules/x.toml: users[3].name: must not contain '@'",
             "sharding-rules/x.toml: data_sources.ds_1.address: bad address 'db:99999' (expected host:port)",
             "sharding-rules/x.toml: data_sources.ds_1.user: must not be empty",
             "sharding-rules/x.toml: data_sources.ds_1.database: bad database name 'bank-1'",

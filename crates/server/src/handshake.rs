@@ -20,6 +20,7 @@ use rules::{AuthPlugin, Rules};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::registry::Entry;
 use crate::session::Session;
 use crate::tls::Rewind;
 use crate::Context;
@@ -70,7 +71,7 @@ pub(crate) struct Login {
 pub(crate) async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
-    connection_id: u32,
+    entry: Arc<Entry>,
     ctx: &Arc<Context>,
 ) {
     let nonce = auth::new_nonce();
@@ -81,7 +82,7 @@ pub(crate) async fn accept(
     }
     let greeting = Greeting {
         server_version: ctx.server_version.clone(),
-        connection_id,
+        connection_id: entry.id,
         nonce: nonce.to_vec(),
         capabilities: offered,
         collation: UTF8MB4_GENERAL_CI,
@@ -136,7 +137,7 @@ pub(crate) async fn accept(
             Ok(r) => r,
             Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
         };
-        finish(conn, response, nonce, true, peer, connection_id, ctx).await;
+        finish(conn, response, nonce, true, peer, entry, ctx).await;
     } else {
         let require_tls = ctx
             .snapshot
@@ -150,7 +151,7 @@ pub(crate) async fn accept(
             let err = ServerError::new(3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
             return refuse(conn, err, ctx).await;
         }
-        finish(conn, response, nonce, false, peer, connection_id, ctx).await;
+        finish(conn, response, nonce, false, peer, entry, ctx).await;
     }
 }
 
@@ -175,7 +176,7 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     nonce: [u8; 20],
     tls: bool,
     peer: SocketAddr,
-    connection_id: u32,
+    entry: Arc<Entry>,
     ctx: &Arc<Context>,
 ) {
     let rules = ctx.snapshot.load().rules.clone();
@@ -229,8 +230,8 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         nonce,
         tls,
     };
-    tracing::debug!(%peer, connection_id, user = %login.user, "client logged in");
-    Session::new(conn, login, connection_id, host, ctx.clone())
+    tracing::debug!(%peer, connection_id = entry.id, user = %login.user, "client logged in");
+    Session::new(conn, login, entry, host, ctx.clone())
         .run()
         .await;
 }

@@ -8,11 +8,11 @@ pub mod health;
 mod intercept;
 pub mod metrics;
 mod processes;
+mod registry;
 mod session;
 pub mod tls;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,7 +133,8 @@ pub struct Context {
     /// Global sequences, or why they are unavailable (e.g. the meta data source was down at
     /// start).
     pub sequences: Result<Arc<Sequences>, String>,
-    next_connection_id: AtomicU32,
+    /// Every client session, under the ids their greetings gave.
+    sessions: Arc<registry::Registry>,
     connection_slots: Arc<Semaphore>,
     /// The rules as last read from the file and the admin's primary switches on top of them.
     /// The lock also orders reloads and switches, so neither undoes the other.
@@ -158,6 +159,7 @@ impl Context {
         sequences: Result<Arc<Sequences>, String>,
     ) -> Arc<Context> {
         let max = snapshot.rules.proxy.max_connections;
+        let number = snapshot.rules.proxy.number;
         let snapshot_rules = snapshot.rules.clone();
         Arc::new(Context {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -165,7 +167,7 @@ impl Context {
             tls,
             server_version,
             sequences,
-            next_connection_id: AtomicU32::new(1),
+            sessions: Arc::new(registry::Registry::new(number)),
             connection_slots: Arc::new(Semaphore::new(max)),
             switches: Mutex::new(Switches {
                 file_rules: snapshot_rules,
@@ -323,7 +325,7 @@ pub async fn run(
 }
 
 async fn serve_client(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Context>) {
-    let connection_id = ctx.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let registered = ctx.sessions.register(peer.to_string());
     let Ok(_slot) = ctx.connection_slots.clone().try_acquire_owned() else {
         ctx.metrics.client_connections_rejected.inc();
         handshake::refuse_too_many(stream).await;
@@ -331,6 +333,6 @@ async fn serve_client(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Co
     };
     ctx.metrics.client_connections_total.inc();
     ctx.metrics.client_connections.inc();
-    handshake::accept(stream, peer, connection_id, &ctx).await;
+    handshake::accept(stream, peer, registered.entry.clone(), &ctx).await;
     ctx.metrics.client_connections.dec();
 }

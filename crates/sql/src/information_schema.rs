@@ -1041,7 +1041,7 @@ fn list(names: &[String]) -> String {
         .join(", ")
 }
 
-fn parser(text: &str) -> Result<Parser<'static>, SqlError> {
+pub(crate) fn parser(text: &str) -> Result<Parser<'static>, SqlError> {
     Parser::new(&MySqlDialect {})
         .with_recursion_limit(RECURSION_LIMIT)
         .with_options(ParserOptions::new().with_unescape(false))

@@ -26,6 +26,7 @@ mod lexer;
 mod merge;
 mod mysql_syntax;
 mod parse;
+mod processlist;
 mod rewrite;
 
 pub use analyze::{
@@ -45,6 +46,7 @@ pub use merge::{
     Role, SelectMerge, SortKey,
 };
 pub use parse::{parse, Statement, RECURSION_LIMIT};
+pub use processlist::with_processlist_rows;
 pub use rewrite::{Naming, Rendered, Seg};
 
 /// `name` as an identifier in SQL text: bare when it is a plain word that is

@@ -122,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             conn.query("BEGIN").await?;
         }
         server.note_query();
+        self.entry.using(server.pool(), conn.connection_id);
         self.held.push(Held {
             data_source: data_source.to_string(),
             conn,
@@ -224,6 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             server.note_query();
+            self.entry.using(server.pool(), conn.connection_id);
             self.held.push(Held {
                 data_source: cluster.name().to_string(),
                 conn,
@@ -285,9 +287,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Returns every held connection to its pool as it is: the statement is over and nothing
     /// pins them, so they carry only state the next borrower's `sync_state` accounts for.
+    /// Connections a KILL is interrupting are closed instead: one could otherwise reach
+    /// another session and be interrupted there.
     pub(super) fn release_unpinned(&mut self) {
+        let clean = self.entry.release_backends();
         for held in self.held.drain(..) {
-            held.conn.release();
+            if clean {
+                held.conn.release();
+            }
         }
     }
 
@@ -295,10 +302,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// fails).
     pub(super) async fn release_all(&mut self) {
         for mut held in self.held.drain(..) {
-            if held.conn.reset().await.is_ok() {
+            if held.conn.reset().await.is_ok() && self.entry.release_backends() {
                 held.conn.release();
             }
         }
+        self.entry.release_backends();
     }
 
     /// Sends `packet` to a connection to `data_source` and relays the response.

@@ -37,6 +37,8 @@ use crate::handshake::{authenticate, unknown_database, Login};
 use crate::intercept::{
     intercept, like_matches, physical_database, visible_databases, Intercepted,
 };
+use crate::processes::{Kill, KillTarget};
+use crate::registry::Entry;
 use crate::Context;
 pub(crate) use pin::{PinReason, Pins};
 
@@ -59,6 +61,8 @@ enum Flow {
 pub(crate) struct Session<S> {
     client: PacketConn<S>,
     ctx: Arc<Context>,
+    /// The session as the process list and KILL see it; its id is `connection_id`.
+    entry: Arc<Entry>,
     connection_id: u32,
     host: String,
     user: String,
@@ -120,13 +124,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(crate) fn new(
         client: PacketConn<S>,
         login: Login,
-        connection_id: u32,
+        entry: Arc<Entry>,
         host: String,
         ctx: Arc<Context>,
     ) -> Self {
+        entry.set_user(&login.user);
+        entry.idle("", login.database.as_deref());
         Session {
             client,
-            connection_id,
+            connection_id: entry.id,
+            entry,
             host,
             user: login.user,
             capabilities: login.capabilities,
@@ -181,10 +188,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let outcome = {
                 let read = self.client.read_packet(max_packet);
                 tokio::pin!(read);
+                let killed = self.entry.wait_killed();
+                tokio::pin!(killed);
                 loop {
                     tokio::select! {
                         biased;
                         result = &mut read => break Some(result),
+                        _ = &mut killed => break None,
                         _ = idle_timer.as_mut() => {
                             let deadline = last_activity + idle;
                             if Instant::now() >= deadline {
@@ -205,11 +215,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     break;
                 }
                 None => {
-                    let err = ServerError::new(
-                        4031,
-                        "HY000",
-                        "The client was disconnected by the server because of inactivity.",
-                    );
+                    let err = if self.entry.killed() {
+                        process::connection_killed()
+                    } else {
+                        ServerError::new(
+                            4031,
+                            "HY000",
+                            "The client was disconnected by the server because of inactivity.",
+                        )
+                    };
                     self.send_error(&err);
                     let _ = self.client.flush().await;
                     break;
@@ -223,6 +237,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 continue;
             };
             self.ctx.metrics.statement(command);
+            let info = match command {
+                com::QUERY | com::STMT_PREPARE => Some(String::from_utf8_lossy(&packet[1..])),
+                _ => None,
+            };
+            self.entry.begin(
+                process::command_name(command),
+                info.as_deref(),
+                self.state.database.as_deref(),
+            );
+            drop(info);
             let started = Instant::now();
             let span = tracing::debug_span!(
                 "statement",
@@ -236,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .metrics
                 .statement_seconds
                 .observe((last_activity - started).as_secs_f64());
-            if let Flow::Close = flow {
+            if matches!(flow, Flow::Close) || self.entry.killed() {
                 break;
             }
             if self.has_uncollected_diagnostics() {
@@ -246,6 +270,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.note_writes().await;
             }
             self.settle();
+            self.entry
+                .idle(&self.idle_state(), self.state.database.as_deref());
         }
         self.finish().await;
     }
@@ -348,6 +374,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.use_database(&db).await
             }
             com::PING => self.ok().await,
+            com::PROCESS_INFO => self.show_processlist(false).await,
+            com::PROCESS_KILL => match packet.get(1..5) {
+                Some(id) => {
+                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                    let kill = Kill {
+                        query_only: false,
+                        target: KillTarget::Session(id.into()),
+                    };
+                    self.kill(kill).await
+                }
+                None => self.error(ServerError::unknown_command(command)).await,
+            },
             com::QUIT => Flow::Close,
             com::FIELD_LIST => self.forward_default(&packet, ResponseKind::FieldList).await,
             com::STATISTICS => self.forward_default(&packet, ResponseKind::Raw).await,
@@ -607,6 +645,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.release_all().await;
         self.user = request.user;
+        self.entry.set_user(&self.user);
         self.state.database = request.database;
         if let Some(collation) = request.collation {
             self.handshake_collation = collation;
