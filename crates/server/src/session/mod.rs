@@ -193,8 +193,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 loop {
                     tokio::select! {
                         biased;
-                        result = &mut read => break Some(result),
+                        // A killed session runs nothing more, even a command already sent.
                         _ = &mut killed => break None,
+                        result = &mut read => break Some(result),
                         _ = idle_timer.as_mut() => {
                             let deadline = last_activity + idle;
                             if Instant::now() >= deadline {
