@@ -1,11 +1,15 @@
-//! Differential test of cross-shard reads: every query of `differential/queries.sql` runs
-//! through dbmesh (a logical schema sharded over 8 physical tables on 4 data sources on 2
-//! MariaDB servers) and directly on an unsharded reference database holding the same rows, in
-//! the text and the binary (prepared) protocol. The answers must be equal: same column
-//! metadata, same rows (as a multiset, or in sequence when the query fixes the order), DOUBLE
-//! and FLOAT values within a relative 1e-9. A clean error from the proxy (an error packet, the
-//! connection still usable) is a *reject* and allowed; anything else that differs is *wrong*
-//! and fails the test. The report goes to stdout and `$CARGO_TARGET_TMPDIR/differential-report.txt`.
+//! Differential test of cross-shard reads and writes: every query of `differential/queries.sql`
+//! runs through dbmesh and directly on an unsharded reference database holding the same rows,
+//! over several layouts of the logical schema ([`LAYOUTS`]: mod over 4 data sources x 2
+//! tables on 2 MariaDB servers, mod over 2 data sources x 2 tables, uneven `uid_slice` ranges)
+//! and in three protocols: text, binary (prepared as written) and binary with the literals a
+//! client binds as parameters. The answers must be equal: same column metadata, same rows (as
+//! a multiset, or in sequence when the query fixes the order), DOUBLE and FLOAT values within a
+//! relative 1e-9. A clean error from the proxy (an error packet, the connection still usable)
+//! is a *reject* and allowed; anything else that differs is *wrong* and fails the test. Then
+//! the write scenarios of `differential/writes.sql` run in every protocol and must report the
+//! same affected rows, and every table must hold the same rows. The report goes to stdout and
+//! `$CARGO_TARGET_TMPDIR/differential-report.txt`.
 //!
 //! `DBMESH_DIFF_STRICT=1` also fails on rejects (for when cross-shard merging is complete).
 //!
@@ -30,6 +34,7 @@ use mysql_async::{Conn, OptsBuilder, Value};
 
 const SCHEMA_SQL: &str = include_str!("differential/schema.sql");
 const QUERIES_SQL: &str = include_str!("differential/queries.sql");
+const WRITES_SQL: &str = include_str!("differential/writes.sql");
 const LOGICAL_DB: &str = "shop";
 const MIN_CORPUS: usize = 250;
 /// Relative tolerance for DOUBLE / FLOAT values (summation order differs between shards).
@@ -587,17 +592,168 @@ fn classify(proxy: &Outcome, reference: &Outcome, mode: &Mode) -> Verdict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
+    /// COM_QUERY.
     Text,
+    /// Prepared as written, no parameters.
     Binary,
+    /// Prepared with the literals of comparisons, IN lists, BETWEEN, LIKE, LIMIT and OFFSET
+    /// as `?` parameters ([`parameterize`]), as ORMs send them.
+    Params,
 }
+
+/// Every protocol, in the order runs and reports list them.
+const PROTOCOLS: [Protocol; 3] = [Protocol::Text, Protocol::Binary, Protocol::Params];
 
 impl Protocol {
     fn name(self) -> &'static str {
         match self {
             Protocol::Text => "text",
             Protocol::Binary => "binary",
+            Protocol::Params => "params",
         }
     }
+}
+
+/// One token of a corpus statement, for [`parameterize`].
+#[derive(Debug, PartialEq)]
+enum Piece<'a> {
+    Int(&'a str),
+    Decimal(&'a str),
+    Str(&'a str),
+    Word(&'a str),
+    Other(&'a str),
+}
+
+fn pieces(sql: &str) -> Vec<Piece<'_>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        if c == b'\'' || c == b'"' || c == b'`' {
+            i += 1;
+            while i < b.len() && !(b[i] == c && b.get(i + 1) != Some(&c)) {
+                i += if b[i] == c || b[i] == b'\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(b.len());
+            let text = &sql[start..i];
+            out.push(if c == b'`' {
+                Piece::Word(text)
+            } else {
+                Piece::Str(text)
+            });
+        } else if c.is_ascii_digit() {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+                i += 1;
+            }
+            let text = &sql[start..i];
+            out.push(match text.bytes().all(|d| d.is_ascii_digit()) {
+                true => Piece::Int(text),
+                false if text.bytes().all(|d| d.is_ascii_digit() || d == b'.') => {
+                    Piece::Decimal(text)
+                }
+                false => Piece::Word(text),
+            });
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b'@' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'@') {
+                i += 1;
+            }
+            out.push(Piece::Word(&sql[start..i]));
+        } else {
+            i += sql[i..].chars().next().map_or(1, char::len_utf8);
+            out.push(Piece::Other(&sql[start..i]));
+        }
+    }
+    out
+}
+
+impl Piece<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Piece::Int(t)
+            | Piece::Decimal(t)
+            | Piece::Str(t)
+            | Piece::Word(t)
+            | Piece::Other(t) => t,
+        }
+    }
+}
+
+/// `sql` with the literals a client would bind as parameters replaced by `?`, and their
+/// values; `None` when there is none. Bound: the operand right of `=`, `<`, `>`, `LIKE`,
+/// `BETWEEN … AND`, the items of `IN (…)`, and the numbers of `LIMIT` and `OFFSET`, when the
+/// literal is the whole operand. Literals elsewhere (select list, ORDER BY positions, function
+/// arguments) stay: binding them would change what the statement means.
+fn parameterize(sql: &str) -> Option<(String, Vec<Value>)> {
+    let pieces = pieces(sql);
+    let mut out = String::with_capacity(sql.len());
+    let mut values = Vec::new();
+    let mut depth = 0usize;
+    // The depth inside an `IN (` list, while in one.
+    let mut in_list: Option<usize> = None;
+    let mut in_between = false;
+    let mut in_limit = false;
+    let mut bind_next = false;
+    let mut prev = String::new();
+    for (k, p) in pieces.iter().enumerate() {
+        let text = p.text();
+        if text.trim().is_empty() {
+            out.push_str(text);
+            continue;
+        }
+        let next = pieces[k + 1..].iter().find(|p| !p.text().trim().is_empty());
+        let whole = !matches!(next, Some(Piece::Other(t)) if ["+", "-", "*", "/", "%", "."].contains(t))
+            && !matches!(next, Some(Piece::Word(w)) if w.eq_ignore_ascii_case("COLLATE"));
+        let value = match p {
+            _ if !(bind_next && whole) => None,
+            Piece::Int(t) => t.parse::<i64>().ok().map(Value::Int),
+            Piece::Decimal(t) => Some(Value::Bytes(t.as_bytes().to_vec())),
+            Piece::Str(t) if t.starts_with('\'') && t.len() >= 2 => Some(Value::Bytes(
+                t[1..t.len() - 1].replace("''", "'").into_bytes(),
+            )),
+            _ => None,
+        };
+        match value {
+            Some(v) => {
+                out.push('?');
+                values.push(v);
+            }
+            None => out.push_str(text),
+        }
+        let upper = text.to_ascii_uppercase();
+        if text == "(" {
+            depth += 1;
+            if prev == "IN" {
+                in_list = Some(depth);
+            }
+        } else if text == ")" {
+            if in_list == Some(depth) {
+                in_list = None;
+            }
+            depth = depth.saturating_sub(1);
+        }
+        let listed = in_list == Some(depth) && (text == "(" || text == ",");
+        bind_next = listed
+            || matches!(
+                upper.as_str(),
+                "=" | "<" | ">" | "LIKE" | "LIMIT" | "OFFSET" | "BETWEEN"
+            )
+            || (in_between && upper == "AND")
+            || (in_limit && text == ",");
+        if upper == "BETWEEN" {
+            in_between = true;
+        } else if upper == "AND" {
+            in_between = false;
+        }
+        if upper == "LIMIT" {
+            in_limit = true;
+        } else if !matches!(p, Piece::Int(_)) && text != "," {
+            in_limit = false;
+        }
+        prev = upper;
+    }
+    (!values.is_empty()).then_some((out, values))
 }
 
 async fn fetch(
@@ -616,8 +772,18 @@ async fn fetch(
             result.drop_result().await?;
             Ok((columns, rows.into_iter().map(|r| r.unwrap()).collect()))
         }
-        Protocol::Binary => {
-            let mut result = conn.exec_iter(sql, ()).await?;
+        Protocol::Binary | Protocol::Params => {
+            let (sql, params) = match protocol {
+                Protocol::Params => {
+                    parameterize(sql).unwrap_or_else(|| (sql.to_owned(), Vec::new()))
+                }
+                _ => (sql.to_owned(), Vec::new()),
+            };
+            let params = match params.is_empty() {
+                true => mysql_async::Params::Empty,
+                false => mysql_async::Params::Positional(params),
+            };
+            let mut result = conn.exec_iter(sql, params).await?;
             let columns: Vec<ColMeta> = result
                 .columns()
                 .map(|c| c.iter().map(ColMeta::from_column).collect())
@@ -1010,11 +1176,60 @@ fn data_statements(reversed: bool) -> Vec<String> {
 // The differential test
 // ---------------------------------------------------------------------------------------------
 
-fn shop_rules(servers: &[testkit::Backend], dbs: &[String]) -> String {
-    let mut rules = common::four_data_sources(servers, LOGICAL_DB, dbs);
+/// A placement of the logical schema over data sources: the differential test runs on each.
+struct Layout {
+    name: &'static str,
+    /// The server of each data source `ds_<i>` (each has its own database).
+    servers_of: &'static [usize],
+    /// The rule of sharded table `t`: algorithm and nodes.
+    sharded: fn(&str) -> String,
+}
+
+const LAYOUTS: [Layout; 3] = [
+    Layout {
+        name: "mod 8: 4 data sources x 2 tables, 2 servers",
+        servers_of: &[0, 0, 1, 1],
+        sharded: |t| format!("algorithm = \"mod\"\nnodes = \"ds_{{0..3}}.{t}_{{0..1}}\"\n"),
+    },
+    Layout {
+        name: "mod 4: 2 data sources x 2 tables, 1 server",
+        servers_of: &[0, 0],
+        sharded: |t| format!("algorithm = \"mod\"\nnodes = \"ds_{{0..1}}.{t}_{{0..1}}\"\n"),
+    },
+    Layout {
+        name: "uid_slice 00-29/30-59/60-79/80-99: 4 data sources, 2 servers",
+        servers_of: &[0, 1, 0, 1],
+        sharded: |_| {
+            "algorithm = \"uid_slice\"\nnodes = \"ds_{0..3}\"\nslices = { \"00-29\" = \"ds_0\", \
+             \"30-59\" = \"ds_1\", \"60-79\" = \"ds_2\", \"80-99\" = \"ds_3\" }\n"
+                .to_owned()
+        },
+    },
+];
+
+/// The rule file of `layout`: users, orders, refunds sharded by user_id in one binding
+/// group, products broadcast, regions single on ds_1; data source `ds_<i>` is database
+/// `dbs[i]` on `servers[layout.servers_of[i]]`.
+fn shop_rules(layout: &Layout, servers: &[testkit::Backend], dbs: &[String]) -> String {
+    let mut rules = format!(
+        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n\n\
+         [schema]\nname = \"{LOGICAL_DB}\"\ndefault_data_source = \"ds_0\"\n\n",
+        common::USER,
+        common::PASSWORD
+    );
+    for (i, (db, &server)) in dbs.iter().zip(layout.servers_of).enumerate() {
+        let server = &servers[server];
+        rules += &format!(
+            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
+            server.address(),
+            server.user(),
+            server.password()
+        );
+    }
     for t in ["users", "orders", "refunds"] {
         rules += &format!(
-            "[tables.{t}]\nkind = \"sharded\"\ncolumn = \"user_id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..3}}.{t}_{{0..1}}\"\n\n"
+            "[tables.{t}]\nkind = \"sharded\"\ncolumn = \"user_id\"\n{}\n",
+            (layout.sharded)(t)
         );
     }
     rules += "[[binding_groups]]\ntables = [\"users\", \"orders\", \"refunds\"]\n\n\
@@ -1025,13 +1240,15 @@ fn shop_rules(servers: &[testkit::Backend], dbs: &[String]) -> String {
 
 struct Record {
     query: Query,
-    verdicts: [Verdict; 2],
-    /// The reference's error, if it failed (same in both protocols in practice).
+    /// Per protocol, in the order of [`PROTOCOLS`].
+    verdicts: [Verdict; 3],
+    /// The reference's error, if it failed (same in every protocol in practice).
     reference_error: Option<String>,
 }
 
 /// Runs every query on the connection under test (opened with `under_test`, reopened when it
-/// breaks) and on `reference`, in both protocols, and classifies the answers.
+/// breaks) and on `reference`, in every protocol, and classifies the answers. A query without
+/// literals to bind gets the binary verdict for `params`.
 async fn differential_run(
     under_test: OptsBuilder,
     reference: &mut Conn,
@@ -1048,9 +1265,14 @@ async fn differential_run(
     let mut through = connect(String::new()).await;
     let mut records = Vec::new();
     for q in queries {
-        let mut verdicts = Vec::new();
+        let mut verdicts: Vec<Verdict> = Vec::new();
         let mut reference_error = None;
-        for protocol in [Protocol::Text, Protocol::Binary] {
+        for protocol in PROTOCOLS {
+            if protocol == Protocol::Params && parameterize(&q.sql).is_none() {
+                let binary = verdicts.last().cloned().unwrap_or(Verdict::Pass);
+                verdicts.push(binary);
+                continue;
+            }
             let expected = run(reference, &q.sql, protocol).await;
             if let Outcome::Failed { code, message } = &expected {
                 reference_error = Some(format!("{code}: {message}"));
@@ -1072,14 +1294,105 @@ async fn differential_run(
             }
             verdicts.push(verdict);
         }
-        let [text, binary]: [Verdict; 2] = verdicts.try_into().unwrap();
         records.push(Record {
             query: q.clone(),
-            verdicts: [text, binary],
+            verdicts: verdicts.try_into().unwrap(),
             reference_error,
         });
     }
     let _ = through.disconnect().await;
+    records
+}
+
+/// Runs one write; its affected rows, or the server's error.
+async fn write(conn: &mut Conn, sql: &str, protocol: Protocol) -> Outcome {
+    let done = match protocol {
+        Protocol::Text => conn.query_drop(sql).await,
+        Protocol::Binary => conn.exec_drop(sql, ()).await,
+        Protocol::Params => match parameterize(sql) {
+            Some((sql, values)) => conn.exec_drop(sql, values).await,
+            None => conn.exec_drop(sql, ()).await,
+        },
+    };
+    match done {
+        Ok(()) => Outcome::Rows(ResultSet {
+            columns: Vec::new(),
+            rows: vec![vec![Cell::UInt(conn.affected_rows())]],
+        }),
+        Err(mysql_async::Error::Server(e)) => Outcome::Failed {
+            code: e.code,
+            message: e.message,
+        },
+        Err(e) => Outcome::Lost(e.to_string()),
+    }
+}
+
+/// Runs the write scenarios on the proxy (`through`) and the reference: each prepared (as
+/// written, then with parameters) inside a transaction rolled back, then as text for real;
+/// the affected rows compare like a one-row result. Then every table's contents are compared
+/// (category `contents`).
+async fn write_run(through: &mut Conn, reference: &mut Conn, writes: &[Query]) -> Vec<Record> {
+    let mut records = Vec::new();
+    for q in writes {
+        let mut verdicts = [Verdict::Pass, Verdict::Pass, Verdict::Pass];
+        let mut reference_error = None;
+        // The text run, which stays, comes last.
+        for (slot, protocol) in [
+            (1, Protocol::Binary),
+            (2, Protocol::Params),
+            (0, Protocol::Text),
+        ] {
+            let rolled_back = protocol != Protocol::Text;
+            if rolled_back {
+                through.query_drop("BEGIN").await.unwrap();
+                reference.query_drop("BEGIN").await.unwrap();
+            }
+            let expected = write(reference, &q.sql, protocol).await;
+            if let Outcome::Failed { code, message } = &expected {
+                reference_error = Some(format!("{code}: {message}"));
+            }
+            let got = write(through, &q.sql, protocol).await;
+            if rolled_back {
+                through.query_drop("ROLLBACK").await.unwrap();
+                reference.query_drop("ROLLBACK").await.unwrap();
+            }
+            verdicts[slot] = match classify(&got, &expected, &Mode::default()) {
+                Verdict::Wrong(d) => Verdict::Wrong(format!("affected rows: {d}")),
+                v => v,
+            };
+        }
+        records.push(Record {
+            query: q.clone(),
+            verdicts,
+            reference_error,
+        });
+    }
+    for (table, key) in [
+        ("users", "user_id"),
+        ("orders", "order_id"),
+        ("refunds", "refund_id"),
+        ("products", "product_id"),
+        ("regions", "city"),
+    ] {
+        let sql = format!("SELECT * FROM {table} ORDER BY {key}");
+        let expected = run(reference, &sql, Protocol::Text).await;
+        let got = run(through, &sql, Protocol::Text).await;
+        let exact = Mode {
+            order: Order::Exact,
+            ci: false,
+        };
+        let verdict = classify(&got, &expected, &exact);
+        records.push(Record {
+            query: Query {
+                category: "contents".into(),
+                sql,
+                line: 0,
+                mode: exact,
+            },
+            verdicts: [verdict.clone(), verdict.clone(), verdict],
+            reference_error: None,
+        });
+    }
     records
 }
 
@@ -1168,8 +1481,10 @@ fn report(records: &[Record]) -> (String, Counts) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "dbmesh differential report: {} queries x 2 protocols (text, binary)\n",
-        records.len()
+        "dbmesh differential report: {} queries x {} protocols ({})\n",
+        records.len(),
+        PROTOCOLS.len(),
+        PROTOCOLS.map(Protocol::name).join(", ")
     );
     let _ = writeln!(
         out,
@@ -1195,15 +1510,23 @@ fn report(records: &[Record]) -> (String, Counts) {
     );
 
     let describe = |r: &Record, pick: &dyn Fn(&Verdict) -> Option<String>| -> Option<String> {
-        let t = pick(&r.verdicts[0]);
-        let b = pick(&r.verdicts[1]);
-        let proto = match (&t, &b) {
-            (Some(x), Some(y)) if x == y => format!("text+binary: {x}"),
-            (Some(x), Some(y)) => format!("text: {x}\n    binary: {y}"),
-            (Some(x), None) => format!("text: {x}"),
-            (None, Some(y)) => format!("binary: {y}"),
-            (None, None) => return None,
-        };
+        // Protocols with the same finding share a line.
+        let mut lines: Vec<(Vec<&str>, String)> = Vec::new();
+        for (protocol, v) in PROTOCOLS.iter().zip(&r.verdicts) {
+            let Some(found) = pick(v) else { continue };
+            match lines.iter_mut().find(|(_, f)| *f == found) {
+                Some((names, _)) => names.push(protocol.name()),
+                None => lines.push((vec![protocol.name()], found)),
+            }
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        let proto = lines
+            .iter()
+            .map(|(names, found)| format!("{}: {found}", names.join("+")))
+            .collect::<Vec<_>>()
+            .join("\n    ");
         Some(format!(
             "[{}] line {}: {}\n    {proto}\n",
             r.query.category, r.query.line, r.query.sql
@@ -1271,17 +1594,73 @@ fn report(records: &[Record]) -> (String, Counts) {
 async fn merged_results_equal_a_single_database() {
     let started = Instant::now();
     let queries = parse_corpus(QUERIES_SQL).expect("queries.sql parses");
+    let writes = parse_corpus(WRITES_SQL).expect("writes.sql parses");
     assert!(
         queries.len() >= MIN_CORPUS,
         "the corpus has {} queries, fewer than {MIN_CORPUS}",
         queries.len()
     );
-
     let servers = testkit::backends(2).expect("two MariaDB servers");
+    let mut reports = String::new();
+    let mut wrong = 0;
+    let mut rejects = 0;
+    let mut problems = Vec::new();
+    for layout in &LAYOUTS {
+        let t0 = Instant::now();
+        let records = layout_run(layout, &servers, &queries, &writes).await;
+        let (text, total) = report(&records);
+        let _ = writeln!(
+            reports,
+            "== layout: {} ({:.1?}) ==\n{text}",
+            layout.name,
+            t0.elapsed()
+        );
+        wrong += total.wrong;
+        rejects += total.reject;
+        problems.extend(
+            corpus_errors(&records)
+                .into_iter()
+                .map(|e| format!("{}: {e}", layout.name)),
+        );
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-report.txt");
+    std::fs::write(&path, &reports).unwrap();
+    println!("{reports}");
+    println!(
+        "report written to {}; {:.1?} in all",
+        path.display(),
+        started.elapsed()
+    );
+    assert!(
+        problems.is_empty(),
+        "corpus problems:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(
+        wrong,
+        0,
+        "{wrong} wrong answers through dbmesh; see the report above or {}",
+        path.display()
+    );
+    if std::env::var("DBMESH_DIFF_STRICT").is_ok_and(|v| v == "1") {
+        assert_eq!(rejects, 0, "DBMESH_DIFF_STRICT=1: rejects fail too");
+    }
+}
+
+/// One layout: its own shard databases and reference database, loaded alike; the queries,
+/// then the writes, then the contents.
+async fn layout_run(
+    layout: &Layout,
+    servers: &[testkit::Backend],
+    queries: &[Query],
+    writes: &[Query],
+) -> Vec<Record> {
     let prefix = testkit::unique_name("diff");
-    let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
+    let dbs: Vec<String> = (0..layout.servers_of.len())
+        .map(|i| format!("{prefix}_{i}"))
+        .collect();
     let reference_db = format!("{prefix}_ref");
-    let proxy = Proxy::start(&shop_rules(&servers, &dbs));
+    let proxy = Proxy::start(&shop_rules(layout, servers, &dbs));
 
     let mut admin = Conn::new(backend_opts(&servers[0], None)).await.unwrap();
     admin
@@ -1290,71 +1669,30 @@ async fn merged_results_equal_a_single_database() {
         ))
         .await
         .unwrap();
-    admin.disconnect().await.unwrap();
     let mut reference = Conn::new(backend_opts(&servers[0], Some(&reference_db)))
         .await
         .unwrap();
     let mut through = proxy.conn(Some(LOGICAL_DB)).await;
-    load(
-        &mut through,
-        "through the proxy",
-        &schema_statements(SCHEMA_SQL),
-        &data_statements(false),
-    )
-    .await;
-    through.disconnect().await.unwrap();
-    load(
-        &mut reference,
-        "on the reference",
-        &schema_statements(SCHEMA_SQL),
-        &data_statements(false),
-    )
-    .await;
+    let schema = schema_statements(SCHEMA_SQL);
+    let data = data_statements(false);
+    load(&mut through, "through the proxy", &schema, &data).await;
+    load(&mut reference, "on the reference", &schema, &data).await;
     check_collation(&mut reference).await;
-    let loaded = started.elapsed();
 
-    let records = differential_run(proxy.opts(Some(LOGICAL_DB)), &mut reference, &queries).await;
+    let mut records = differential_run(proxy.opts(Some(LOGICAL_DB)), &mut reference, queries).await;
+    records.extend(write_run(&mut through, &mut reference, writes).await);
 
-    let (text, total) = report(&records);
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-report.txt");
-    std::fs::write(&path, &text).unwrap();
-    println!("{text}");
-    println!(
-        "report written to {}; setup {:.1?}, queries {:.1?}",
-        path.display(),
-        loaded,
-        started.elapsed() - loaded
-    );
-
-    let corpus_errors = corpus_errors(&records);
-
+    through.disconnect().await.unwrap();
     reference.disconnect().await.unwrap();
-    let mut admin = Conn::new(backend_opts(&servers[0], None)).await.unwrap();
     admin
         .query_drop(format!("DROP DATABASE IF EXISTS `{reference_db}`"))
         .await
         .unwrap();
     admin.disconnect().await.unwrap();
-    for (i, db) in dbs.iter().enumerate() {
-        let _ = servers[i / 2].sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+    for (db, &server) in dbs.iter().zip(layout.servers_of) {
+        let _ = servers[server].sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
     }
-    drop(proxy);
-
-    assert!(
-        corpus_errors.is_empty(),
-        "corpus problems:\n{}",
-        corpus_errors.join("\n")
-    );
-    assert_eq!(
-        total.wrong,
-        0,
-        "{} wrong answers through dbmesh; see the report above or {}",
-        total.wrong,
-        path.display()
-    );
-    if std::env::var("DBMESH_DIFF_STRICT").is_ok_and(|v| v == "1") {
-        assert_eq!(total.reject, 0, "DBMESH_DIFF_STRICT=1: rejects fail too");
-    }
+    records
 }
 
 /// The corpus checks itself: two plain databases with the same rows, stored differently
@@ -1556,7 +1894,9 @@ async fn a_big_scatter_order_by_limit_merges_in_flat_memory() {
             let got = tokio::time::timeout(Duration::from_secs(120), async {
                 match protocol {
                     Protocol::Text => through.query::<(u64, String), _>(*sql).await,
-                    Protocol::Binary => through.exec::<(u64, String), _, _>(*sql, ()).await,
+                    Protocol::Binary | Protocol::Params => {
+                        through.exec::<(u64, String), _, _>(*sql, ()).await
+                    }
                 }
             })
             .await
@@ -1936,39 +2276,73 @@ mod comparator {
             line,
             mode: Mode::default(),
         };
+        let reject = || Verdict::Reject {
+            code: 1235,
+            message: "x".into(),
+        };
         let records = vec![
             Record {
                 query: q("a", 1),
-                verdicts: [Verdict::Pass, Verdict::Pass],
+                verdicts: [Verdict::Pass, Verdict::Pass, Verdict::Pass],
                 reference_error: None,
             },
             Record {
                 query: q("a", 2),
-                verdicts: [
-                    Verdict::Reject {
-                        code: 1235,
-                        message: "x".into(),
-                    },
-                    Verdict::Reject {
-                        code: 1235,
-                        message: "x".into(),
-                    },
-                ],
+                verdicts: [reject(), reject(), Verdict::Pass],
                 reference_error: None,
             },
             Record {
                 query: q("b", 3),
-                verdicts: [Verdict::Pass, Verdict::Wrong("rows: boom".into())],
+                verdicts: [
+                    Verdict::Pass,
+                    Verdict::Wrong("rows: boom".into()),
+                    Verdict::Wrong("rows: boom".into()),
+                ],
                 reference_error: None,
             },
         ];
         let (text, total) = report(&records);
-        assert_eq!((total.pass, total.reject, total.wrong), (3, 2, 1));
+        assert_eq!((total.pass, total.reject, total.wrong), (5, 2, 2));
         assert!(
-            text.contains("line 3: SELECT 3\n    binary: rows: boom"),
+            text.contains("line 3: SELECT 3\n    binary+params: rows: boom"),
             "{text}"
         );
         assert!(text.contains("text+binary: 1235: x"), "{text}");
+    }
+
+    #[test]
+    fn literals_become_parameters_where_a_client_binds_them() {
+        let (sql, values) = parameterize(
+            "SELECT a, 5 FROM t WHERE b = 'it''s' AND c IN (1, 2.5) AND d BETWEEN 3 AND 4 \
+             AND e > f + 1 AND g LIKE 'x%' GROUP BY 1 HAVING COUNT(*) >= 2 ORDER BY 2 LIMIT 10, 20",
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT a, 5 FROM t WHERE b = ? AND c IN (?, ?) AND d BETWEEN ? AND ? \
+             AND e > f + 1 AND g LIKE ? GROUP BY 1 HAVING COUNT(*) >= ? ORDER BY 2 LIMIT ?, ?"
+        );
+        assert_eq!(
+            values,
+            [
+                Value::Bytes(b"it's".to_vec()),
+                Value::Int(1),
+                Value::Bytes(b"2.5".to_vec()),
+                Value::Int(3),
+                Value::Int(4),
+                Value::Bytes(b"x%".to_vec()),
+                Value::Int(2),
+                Value::Int(10),
+                Value::Int(20),
+            ]
+        );
+        let (sql, _) = parameterize("SELECT x FROM t ORDER BY x LIMIT 5 OFFSET 10").unwrap();
+        assert_eq!(sql, "SELECT x FROM t ORDER BY x LIMIT ? OFFSET ?");
+        assert_eq!(parameterize("SELECT COUNT(*) FROM t GROUP BY 1"), None);
+        assert_eq!(
+            parameterize("SELECT * FROM t WHERE a = -1 AND b = 2 * 3"),
+            None
+        );
     }
 
     #[test]

@@ -408,6 +408,31 @@ SELECT 1 + 1, 'x', NULL, 2.50, 1e3
 SELECT * FROM products WHERE product_id = 7
 SELECT MAX(price), MIN(weight) FROM products WHERE category IS NULL
 
+-- category: key_lists
+-- A literal key list that lands on several tables of one data source (users 8 and 9: one data
+-- source, two tables in the mod layouts), prepared without parameters, and the same shapes with
+-- LIMIT, OFFSET and HAVING values bound as parameters (protocol `params`).
+SELECT COUNT(*) FROM orders WHERE user_id IN (8, 9)
+SELECT user_id, COUNT(*), SUM(amount) FROM orders WHERE user_id IN (8, 9) GROUP BY user_id
+SELECT DISTINCT status FROM orders WHERE user_id IN (8, 9)
+SELECT order_id, user_id FROM orders WHERE user_id IN (8, 9) ORDER BY order_id LIMIT 5 -- ordered
+SELECT order_id FROM orders WHERE user_id IN (8, 9, 40, 41) ORDER BY order_id DESC LIMIT 3 OFFSET 2 -- ordered
+SELECT order_id FROM orders WHERE user_id IN (8, 9, 40, 41) ORDER BY order_id LIMIT 2, 4 -- ordered
+SELECT user_id, COUNT(*) FROM orders WHERE user_id IN (8, 9, 40, 41) GROUP BY user_id HAVING COUNT(*) > 4
+SELECT MIN(amount), MAX(amount), AVG(qty) FROM orders WHERE user_id IN (8, 9)
+SELECT user_id, COUNT(*) FROM orders GROUP BY user_id HAVING COUNT(*) >= 9 ORDER BY user_id LIMIT 4 -- ordered
+SELECT COUNT(DISTINCT user_id) FROM orders WHERE user_id BETWEEN 8 AND 12
+
+-- category: locks_and_show
+-- LOCK IN SHARE MODE (taken off before parsing and printed back); SHOW through the logical
+-- view in every protocol.
+SELECT user_id, name FROM users WHERE user_id = 5 LOCK IN SHARE MODE
+SELECT COUNT(*) FROM orders WHERE user_id IN (8, 9) LOCK IN SHARE MODE
+SELECT order_id FROM orders ORDER BY order_id LIMIT 3 LOCK IN SHARE MODE -- ordered
+SELECT order_id FROM orders WHERE user_id = 8 FOR UPDATE
+SHOW COLUMNS FROM orders
+DESCRIBE users
+
 -- category: errors
 SELECT no_such_column FROM users ORDER BY user_id
 SELECT user_id FROM no_such_table

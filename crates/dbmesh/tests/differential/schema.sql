@@ -2,8 +2,8 @@
 -- Run once through the proxy (DDL fan-out to every physical table) and once directly
 -- on the unsharded reference database. Statements end with ';' at the end of a line.
 --
--- users, orders, refunds: sharded by user_id (mod 8 over ds_{0..3}.<table>_{0..1}), one
---   binding group. refunds stays empty.
+-- users, orders, refunds: sharded by user_id (per layout, see README.md), one binding
+--   group. refunds stays empty.
 -- products: broadcast (a copy on every data source).
 -- regions: single table on ds_1.
 --
