@@ -438,3 +438,58 @@ async fn field_list_statistics_ping_init_db_and_set_option() {
     assert!(raw.is_closed());
     backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
 }
+
+/// MariaDB's pipelined prepare-and-execute (npm `mariadb`, Connector/C's
+/// `mariadb_stmt_execute_direct`): COM_STMT_EXECUTE with statement id 0xFFFFFFFF, sent before
+/// the prepare's answer, runs the statement just prepared; after a failed prepare it fails
+/// with 1243, as on MariaDB.
+#[test]
+fn execute_of_the_statement_just_prepared_by_id_ffffffff() {
+    use protocol::constants::com;
+    let backend = one_backend();
+    let db = testkit::unique_name("direct");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let mut raw = common::RawClient::login(proxy.port, Some("bank"));
+    let pipelined = |raw: &mut common::RawClient, sql: &str| {
+        let mut both = Vec::new();
+        for (seq, payload) in [
+            (0u8, [&[com::STMT_PREPARE][..], sql.as_bytes()].concat()),
+            (
+                0u8,
+                vec![com::STMT_EXECUTE, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0],
+            ),
+        ] {
+            both.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+            both.push(seq);
+            both.extend_from_slice(&payload);
+        }
+        raw.write_raw(&both).unwrap();
+    };
+    for round in 0..2 {
+        pipelined(&mut raw, "SELECT 41 + 1 AS n");
+        // The prepare's answer: header, one column definition, EOF.
+        let (_, header) = raw.read_packet().unwrap();
+        assert_eq!(header[0], 0x00, "round {round}: {header:?}");
+        assert_eq!(&header[5..9], &[1, 0, 0, 0], "one column, no parameter");
+        raw.read_packet().unwrap();
+        assert_eq!(raw.read_packet().unwrap().1[0], 0xfe);
+        // The execute's answer: column count, definition, EOF, one binary row, EOF.
+        let mut packets = Vec::new();
+        while packets.len() < 5 {
+            let (_, p) = raw.read_packet().unwrap();
+            assert_ne!(p[0], 0xff, "round {round}: {}", String::from_utf8_lossy(&p));
+            packets.push(p);
+        }
+        assert_eq!(packets[3][..3], [0x00, 0x00, 42], "the row holds 42");
+    }
+    pipelined(&mut raw, "SELECT * FROM no_such_table");
+    assert_eq!(
+        common::err_code(&raw.read_packet().unwrap().1),
+        (1146, "42S02".into())
+    );
+    let (code, _) = common::err_code(&raw.read_packet().unwrap().1);
+    assert_eq!(code, 1243);
+    // The connection is in step: a query answers.
+    assert_eq!(raw.query("DO 1")[0], 0x00);
+    backend.sql(&format!("DROP DATABASE `{db}`")).unwrap();
+}

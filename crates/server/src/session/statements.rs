@@ -96,12 +96,35 @@ pub(super) struct Statements {
     next_id: u32,
     /// Bytes of long data all statements hold, at most `max_allowed_packet`.
     long_data_bytes: usize,
+    /// The statement the last COM_STMT_PREPARE created; `None` after a prepare failed.
+    last: Option<u32>,
 }
+
+/// MariaDB's statement id meaning "the statement this connection prepared last": Connector/C's
+/// `mariadb_stmt_execute_direct` and the npm `mariadb` connector send COM_STMT_PREPARE and
+/// COM_STMT_EXECUTE together, before the prepare's answer gives them the id.
+const LAST_PREPARED: u32 = u32::MAX;
 
 impl Statements {
     pub fn clear(&mut self) {
         self.by_id.clear();
         self.long_data_bytes = 0;
+        self.last = None;
+    }
+
+    /// The statement id a COM_STMT_* packet names, with [`LAST_PREPARED`] resolved. After a
+    /// failed prepare it stays unknown, so the execute sent with it fails with 1243 as on
+    /// MariaDB (whose failed prepare clears the last statement too).
+    fn id_in(&self, packet: &[u8]) -> u32 {
+        match statement_id(packet) {
+            Some(LAST_PREPARED) => self.last.unwrap_or(LAST_PREPARED),
+            id => id.unwrap_or(0),
+        }
+    }
+
+    fn insert(&mut self, id: u32, prepared: Prepared) {
+        self.by_id.insert(id, prepared);
+        self.last = Some(id);
     }
 }
 
@@ -194,6 +217,7 @@ fn to_param(v: &ParamValue) -> Param {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Flow {
+        self.statements.last = None;
         let snapshot = self.ctx.snapshot.load_full();
         let limit = snapshot.rules.proxy.max_prepared_statements;
         if self.statements.by_id.len() >= limit {
@@ -270,7 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .note_prepared(&physical_sql, info.statement_id);
             let params = usize::from(info.params);
             let prepared = Prepared::new(sql, params, fixed, session, &plan, &snapshot.rules);
-            self.statements.by_id.insert(client_statement_id, prepared);
+            self.statements.insert(client_statement_id, prepared);
         }
         Flow::Continue
     }
@@ -293,13 +317,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let statement_id = self.statements.next_id;
         let prepared = Prepared::new(sql, 0, None, None, plan, &snapshot.rules);
-        self.statements.by_id.insert(statement_id, prepared);
+        self.statements.insert(statement_id, prepared);
         self.answer_show(&defs, Vec::new(), Asked::Prepare { statement_id })
             .await
     }
 
     pub(super) async fn stmt_execute(&mut self, mut packet: BytesMut) -> Flow {
-        let id = statement_id(&packet).unwrap_or(0);
+        let id = self.statements.id_in(&packet);
         let Some(prepared) = self.statements.by_id.get(&id) else {
             return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
         };
@@ -478,7 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// id; a routed statement has no server-side cursor and resets locally.
     pub(super) async fn stmt_relay(&mut self, mut packet: BytesMut, kind: ResponseKind) -> Flow {
         let command = packet[0];
-        let id = statement_id(&packet).unwrap_or(0);
+        let id = self.statements.id_in(&packet);
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return self.error(unknown_statement(id, command)).await;
         };
@@ -508,7 +532,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// COM_STMT_SEND_LONG_DATA: no response, not even for errors (they surface at execute).
     pub(super) async fn stmt_send_long_data(&mut self, mut packet: BytesMut) -> Flow {
-        let id = statement_id(&packet).unwrap_or(0);
+        let id = self.statements.id_in(&packet);
         let max = self.ctx.snapshot.load().rules.proxy.max_allowed_packet;
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
             return Flow::Continue;
@@ -547,13 +571,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// COM_STMT_CLOSE: no response.
     pub(super) async fn stmt_close(&mut self, packet: &[u8]) -> Flow {
-        let Some(id) = statement_id(packet) else {
+        if packet.len() < 5 {
             return Flow::Continue;
-        };
+        }
+        let id = self.statements.id_in(packet);
         let Some(mut prepared) = self.statements.by_id.remove(&id) else {
             return Flow::Continue;
         };
         self.statements.long_data_bytes -= prepared.clear_long_data();
+        if self.statements.last == Some(id) {
+            self.statements.last = None;
+        }
         // Statements stay prepared on their connections (keyed by SQL, shared by every
         // session that borrows the connection) until the connection's cache is full or it is
         // reset; a fixed statement is closed now if the session still holds its connection.
