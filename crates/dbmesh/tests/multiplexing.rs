@@ -387,6 +387,110 @@ async fn diagnostics_stay_with_their_session() {
     let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
 }
 
+/// With one pooled connection for two clients, every use of `LAST_INSERT_ID()`,
+/// `@@identity`, `ROW_COUNT()` and `FOUND_ROWS()` in any statement (executable comments
+/// included) sees the session's own value, under the name the client wrote; the connection
+/// only ever holds the last client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_functions_see_the_sessions_own_values() {
+    let backend = one_backend();
+    let db = testkit::unique_name("ownvalues");
+    let proxy = proxy_with_pool(&backend, &db, 1);
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = proxy.conn(Some("bank")).await;
+    a.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    a.query_drop("INSERT INTO t (v) VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    b.query_drop("SELECT 1").await.unwrap();
+    a.query_drop("INSERT INTO t (v) VALUES (4)").await.unwrap();
+    a.query_drop("UPDATE t SET v = 0 WHERE id <= 2")
+        .await
+        .unwrap();
+
+    // B's own: no insert yet, and its previous statement was a SELECT.
+    let first = |rows: Vec<mysql_async::Row>| {
+        let row = rows.into_iter().next().unwrap();
+        let name = row.columns_ref()[0].name_str().into_owned();
+        (name, row.get::<i64, _>(0).unwrap())
+    };
+    let rows = b.query("SELECT ROW_COUNT() AS n").await.unwrap();
+    assert_eq!(first(rows), ("n".into(), -1));
+    for (sql, name) in [
+        ("SELECT LAST_INSERT_ID() AS id", "id"),
+        ("SELECT @@identity", "@@identity"),
+        ("SELECT last_insert_id()+0", "last_insert_id()+0"),
+        (
+            "SELECT @@session.last_insert_id",
+            "@@session.last_insert_id",
+        ),
+        ("SELECT /*M! LAST_INSERT_ID() + */ 0 AS x", "x"),
+    ] {
+        let rows = b.query(sql).await.unwrap();
+        assert_eq!(first(rows), (name.into(), 0), "{sql}");
+    }
+    let n: i64 = b
+        .query_first("SELECT COUNT(*) FROM t WHERE id > LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 4);
+    let err = b.query_drop("SELECT FOUND_ROWS()").await.unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+
+    // A's own, after B used the connection.
+    let rows = a.query("SELECT ROW_COUNT() + 0").await.unwrap();
+    assert_eq!(first(rows), ("ROW_COUNT() + 0".into(), 2));
+    let (identity, id): (u64, u64) = a
+        .query_first("SELECT @@IDENTITY, LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((identity, id), (4, 4));
+    a.query_drop("SELECT CAST('1x' AS SIGNED)").await.unwrap();
+    // A prepared statement runs on whichever connection: refused, never another's value.
+    let err = a.prep("SELECT LAST_INSERT_ID() + ?").await.unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+
+    // COM_RESET_CONNECTION clears them, and the diagnostics, as on MySQL.
+    a.query_drop("SELECT CAST('1x' AS SIGNED)").await.unwrap();
+    a.reset().await.unwrap();
+    let warnings: Vec<(String, u32, String)> = a.query("SHOW WARNINGS").await.unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (id, rows): (u64, i64) = a
+        .query_first("SELECT LAST_INSERT_ID(), ROW_COUNT()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((id, rows), (0, 0));
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
+
+/// A `SET` the proxy's parser cannot read keeps its connection (it could not be recorded or
+/// replayed), and MariaDB's `/*M! … */` comments are code for the pin scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_unread_set_and_mariadb_executable_comments() {
+    let mut p = Pair::new().await;
+    p.a.query_drop("SET CHARACTER SET latin1").await.unwrap();
+    p.assert_pinned("unread_set", 1);
+    p.a.query_drop("SELECT 1 /*M!100000 , @v := 5 */")
+        .await
+        .unwrap();
+    p.assert_pinned("user_variables", 1);
+    p.interleave().await;
+    let v: i64 = p.a.query_first("SELECT @v").await.unwrap().unwrap();
+    assert_eq!(v, 5);
+    let charset: String =
+        p.a.query_first("SELECT @@character_set_client")
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(charset, "latin1");
+    p.end_interleave().await;
+}
+
 /// Sessions `a` (the one whose state matters) and `other` through a proxy whose pool has 2
 /// connections, with tables `t` and `u`.
 struct Pair {

@@ -113,16 +113,22 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             } else if b == b'#' || self.at_dash_comment() {
                 self.skip_line();
-            } else if b == b'/'
-                && self.at(self.pos + 1) == b'*'
-                && !matches!(self.at(self.pos + 2), b'!' | b'+')
-            {
+            } else if b == b'/' && self.at(self.pos + 1) == b'*' && !self.at_kept_comment() {
                 self.pos = self.comment_end(self.pos + 2);
             } else {
                 break;
             }
         }
         self.pos > start
+    }
+
+    /// `/*!`, `/*M!` (MariaDB's executable comments) and `/*+` (hints) are kept as tokens.
+    fn at_kept_comment(&self) -> bool {
+        match self.at(self.pos + 2) {
+            b'!' | b'+' => true,
+            b'M' => self.at(self.pos + 3) == b'!',
+            _ => false,
+        }
     }
 
     /// `--` starts a comment only when followed by whitespace, a control character or the end.
@@ -309,6 +315,68 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// The code of an executable comment (`/*! … */`, `/*!50700 … */`, `/*M! … */`), which
+/// MySQL and MariaDB run as part of the statement, and where in `comment` it starts; `None`
+/// for other comments.
+pub(crate) fn executable_code(comment: &str) -> Option<(usize, &str)> {
+    let code = comment
+        .strip_prefix("/*!")
+        .or_else(|| comment.strip_prefix("/*M!"))?;
+    let code = code.trim_start_matches(|c: char| c.is_ascii_digit());
+    let start = comment.len() - code.len();
+    Some((start, code.strip_suffix("*/").unwrap_or(code)))
+}
+
+/// The tokens of `sql` with the code of executable comments read in place of the comments,
+/// positions in `sql`. Comments do not nest (the first `*/` ends one), so an unterminated
+/// comment inside one runs to its end and replaces it: no recursion, whatever the text.
+pub(crate) struct CodeTokens<'a> {
+    outer: Lexer<'a>,
+    /// The comment being read: its lexer and where its code starts in `sql`.
+    inner: Option<(Lexer<'a>, usize)>,
+}
+
+impl<'a> CodeTokens<'a> {
+    pub(crate) fn new(sql: &'a str) -> Self {
+        Self {
+            outer: Lexer::new(sql),
+            inner: None,
+        }
+    }
+}
+
+impl Iterator for CodeTokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        loop {
+            let (t, src, offset) = match &mut self.inner {
+                Some((lexer, offset)) => match lexer.next_token() {
+                    Some(t) => (t, lexer.src, *offset),
+                    None => {
+                        self.inner = None;
+                        continue;
+                    }
+                },
+                None => (self.outer.next_token()?, self.outer.src, 0),
+            };
+            let t = Token {
+                start: t.start + offset,
+                end: t.end + offset,
+                ..t
+            };
+            if t.kind == Tok::KeptComment {
+                let comment = src.get(t.start - offset..t.end - offset).unwrap_or("");
+                if let Some((start, code)) = executable_code(comment) {
+                    self.inner = Some((Lexer::new(code), t.start + start));
+                    continue;
+                }
+            }
+            return Some(t);
+        }
+    }
+}
+
 /// The statements of a multi-statement text, split at `;` outside quotes and
 /// comments, trimmed, empty ones dropped.
 pub fn split(sql: &str) -> Vec<&str> {
@@ -338,8 +406,7 @@ fn push_piece<'a>(out: &mut Vec<&'a str>, piece: &'a str) {
 /// can name a table of the rules.
 pub fn identifiers(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut lexer = Lexer::new(sql);
-    while let Some(t) = lexer.next_token() {
+    for t in CodeTokens::new(sql) {
         let text = sql.get(t.start..t.end).unwrap_or("");
         match t.kind {
             Tok::Word => out.push(text.to_owned()),
@@ -349,11 +416,6 @@ pub fn identifiers(sql: &str) -> Vec<String> {
                     .map(|s| s.strip_suffix('`').unwrap_or(s))
                     .unwrap_or(text);
                 out.push(inner.replace("``", "`"));
-            }
-            // Names inside kept comments (`/*! … */`) count too.
-            Tok::KeptComment => {
-                let inner = text.get(3..text.len().saturating_sub(2)).unwrap_or("");
-                out.extend(identifiers(inner));
             }
             _ => {}
         }

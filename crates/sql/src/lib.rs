@@ -28,6 +28,7 @@ mod mysql_syntax;
 mod parse;
 mod processlist;
 mod rewrite;
+mod session_values;
 
 pub use analyze::{
     Analysis, Cond, DdlOp, Insert, InsertKey, KeyClass, KeyOracle, KeyValue, Kind, Session, Show,
@@ -48,6 +49,7 @@ pub use merge::{
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;
 pub use rewrite::{Naming, Rendered, Seg};
+pub use session_values::{replace_session_values, Replacement, SessionValue, Unreplaceable};
 
 /// `name` as an identifier in SQL text: bare when it is a plain word that is
 /// not a MySQL reserved word, otherwise in backticks (backticks doubled).

@@ -20,7 +20,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::Location;
 
 use crate::fingerprint::{Fingerprint, LiteralKind};
-use crate::lexer::{Lexer, Tok};
+use crate::lexer::{CodeTokens, Lexer, Tok};
 use crate::mysql_syntax::{self, Extras};
 use crate::SqlError;
 
@@ -128,17 +128,10 @@ const OPERATOR_WORDS: &[&str] = &[
 /// each open parenthesis counts one level, and a comma starts a sibling at its
 /// parenthesis's level. The code of `/*! … */` comments is counted like any other.
 fn check_operator_chains(sql: &str) -> Result<(), SqlError> {
-    // Lexers of the text and of the executable comments being read, innermost last.
-    let mut lexers = vec![(sql, Lexer::new(sql))];
     // The level at each open parenthesis.
     let mut open: Vec<usize> = Vec::new();
     let mut level = 0usize;
-    while let Some(&mut (text, ref mut lexer)) = lexers.last_mut() {
-        let Some(t) = lexer.next_token() else {
-            lexers.pop();
-            continue;
-        };
-        let word = || text.get(t.start..t.end).unwrap_or("");
+    for t in CodeTokens::new(sql) {
         match t.kind {
             Tok::Punct(b'(') => {
                 open.push(level);
@@ -152,18 +145,10 @@ fn check_operator_chains(sql: &str) -> Result<(), SqlError> {
             }
             Tok::Punct(b'.') => {}
             Tok::Punct(_) => level += 1,
-            Tok::Word
-                if OPERATOR_WORDS
-                    .iter()
-                    .any(|k| k.eq_ignore_ascii_case(word())) =>
-            {
-                level += 1
-            }
-            Tok::KeptComment => {
-                if let Some(code) = word().strip_prefix("/*!") {
-                    let code = code.trim_start_matches(|c: char| c.is_ascii_digit());
-                    let code = code.strip_suffix("*/").unwrap_or(code);
-                    lexers.push((code, Lexer::new(code)));
+            Tok::Word => {
+                let word = sql.get(t.start..t.end).unwrap_or("");
+                if OPERATOR_WORDS.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+                    level += 1;
                 }
             }
             _ => {}

@@ -13,6 +13,7 @@ mod columns;
 mod diagnostics;
 mod fill;
 mod merge;
+mod own_values;
 mod pin;
 mod process;
 mod route;
@@ -327,12 +328,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.client.shutdown().await;
     }
 
-    async fn dispatch(&mut self, command: u8, packet: BytesMut) -> Flow {
+    async fn dispatch(&mut self, command: u8, mut packet: BytesMut) -> Flow {
         let intercepted = if command == com::QUERY {
             intercept(&packet[1..])
         } else {
             None
         };
+        if command == com::QUERY && intercepted.is_none() {
+            match self.with_own_values(&packet) {
+                Ok(None) => {}
+                Ok(Some(replaced)) => packet = replaced,
+                Err(e) => {
+                    self.begin_statement();
+                    return self.error(e).await;
+                }
+            }
+        }
         match (&intercepted, command) {
             (Some(Intercepted::Diagnostics(_)), _) => {}
             (_, com::QUERY | com::STMT_PREPARE | com::STMT_EXECUTE) => self.begin_statement(),
@@ -528,11 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `LAST_INSERT_ID(expr)` (which pins the connection) on a session that only used the
     /// default data source, the backend's own answer.
     async fn select_last_insert_id(&mut self, column: &str, packet: &[u8]) -> Flow {
-        let default = self.default_data_source();
-        if !self.answers_last_insert_id
-            && self.pins & PinReason::LastInsertId.bit() != 0
-            && self.held.iter().all(|h| h.data_source == default)
-        {
+        if self.backend_holds_last_insert_id() {
             return self.forward_default(packet, ResponseKind::Query).await;
         }
         let column_def = ColumnDef::unsigned_bigint(column);
@@ -579,6 +586,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.status = status::AUTOCOMMIT;
         self.pins = 0;
         self.next_transaction = None;
+        self.last_insert_id = 0;
+        self.answers_last_insert_id = false;
+        self.row_count = -1;
+        self.diagnostics.clear();
     }
 
     /// The data source of every table the rules do not name.

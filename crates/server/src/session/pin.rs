@@ -8,6 +8,8 @@
 //! conservatively by their words (outside string literals and comments): a false match only
 //! costs multiplexing, a missed one would give wrong results.
 
+use router::StatementKind;
+
 /// Why a session keeps its backend connections; each is a label of `dbmesh_session_pinned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PinReason {
@@ -33,10 +35,12 @@ pub(crate) enum PinReason {
     /// `SET TRANSACTION …` without a scope: it applies to the session's next transaction on
     /// the connection it ran on, so that connection stays until the transaction is over.
     NextTransaction,
+    /// A `SET` the parser could not read: what it changed cannot be recorded or replayed.
+    UnreadSet,
 }
 
 impl PinReason {
-    pub(crate) const ALL: [PinReason; 13] = [
+    pub(crate) const ALL: [PinReason; 14] = [
         PinReason::Transaction,
         PinReason::UserVariables,
         PinReason::TemporaryTables,
@@ -50,6 +54,7 @@ impl PinReason {
         PinReason::SqlPrepare,
         PinReason::Call,
         PinReason::NextTransaction,
+        PinReason::UnreadSet,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -67,6 +72,7 @@ impl PinReason {
             PinReason::SqlPrepare => "sql_prepare",
             PinReason::Call => "call",
             PinReason::NextTransaction => "next_transaction",
+            PinReason::UnreadSet => "unread_set",
         }
     }
 
@@ -128,7 +134,7 @@ pub(super) enum Item<'a> {
 }
 
 /// Splits `sql` into items, dropping string literals, quoted identifiers and comments. The
-/// content of `/*! … */` comments is code on MySQL, so it is scanned.
+/// content of `/*! … */` and MariaDB's `/*M! … */` comments is code, so it is scanned.
 pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
     let b = sql.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
@@ -168,8 +174,11 @@ pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
                     .position(|&x| x == b'\n')
                     .map_or(b.len(), |p| i + p)
             }
-            b'/' if b.get(i + 1) == Some(&b'*') && b.get(i + 2) == Some(&b'!') => {
-                i += 3;
+            b'/' if b.get(i + 1) == Some(&b'*')
+                && (b.get(i + 2) == Some(&b'!')
+                    || (b.get(i + 2) == Some(&b'M') && b.get(i + 3) == Some(&b'!'))) =>
+            {
+                i += if b[i + 2] == b'M' { 4 } else { 3 };
                 while b.get(i).is_some_and(u8::is_ascii_digit) {
                     i += 1;
                 }
@@ -204,6 +213,16 @@ pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
         }
     }
     out
+}
+
+/// A `SET` the router could not read (it would have been a session statement): the session
+/// keeps the connection it runs on rather than let the change reach other sessions.
+pub(super) fn unread_set(kind: &StatementKind, sql: &str) -> Effects {
+    if *kind == StatementKind::Other && sql::strip_leading_words(sql, &["SET"]).is_some() {
+        Effects::set(PinReason::UnreadSet)
+    } else {
+        Effects::default()
+    }
 }
 
 /// The pin effects of a statement text (several statements when separated by `;`), from its
@@ -293,6 +312,8 @@ mod tests {
             ("SET @x = 1", &["user_variables"]),
             ("SELECT a INTO @x FROM t", &["user_variables"]),
             ("/*!40101 SET @OLD = @@X */", &["user_variables"]),
+            ("/*M! SET @OLD = 1 */", &["user_variables"]),
+            ("SELECT /*M!100000 GET_LOCK('a', 1) */", &["get_lock"]),
             ("create temporary table t (a int)", &["temporary_tables"]),
             ("LOCK TABLES t WRITE", &["lock_tables"]),
             ("FLUSH TABLES WITH READ LOCK", &["lock_tables"]),

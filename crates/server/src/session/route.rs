@@ -129,6 +129,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let StatementKind::Session(statement) = &plan.kind {
             return self.session_statement(statement, packet, &text).await;
         }
+        self.pins = pin::unread_set(&plan.kind, &text).apply(self.pins);
         if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
             return self.run_show(&plan, &text, Asked::Query).await;
         }

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::access::{self, Access};
 use super::fill::IdRequest;
+use super::own_values;
 use super::pin::{self, Effects, PinReason};
 use super::route::{route_error, Request};
 use super::show::Asked;
@@ -62,7 +63,7 @@ impl Prepared {
         rules: &Arc<Rules>,
     ) -> Prepared {
         let items = pin::items(&sql);
-        let effects = pin::scan(&items);
+        let effects = pin::scan(&items).then(pin::unread_set(&plan.kind, &sql));
         let access = access::classify(&plan.kind, &sql, &items);
         Prepared {
             sql,
@@ -233,7 +234,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .await;
         }
         let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
-        if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql) {
+        if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql)
+            .or_else(|| own_values::refused_in_prepared(&sql))
+        {
             return self.error(err).await;
         }
         // Routed without parameter values: a statement whose target depends on them gets

@@ -1,0 +1,330 @@
+//! Values that belong to the client's session, not to the pooled backend connection that
+//! runs its statement: `LAST_INSERT_ID()` (and `@@identity`, `@@last_insert_id`),
+//! `ROW_COUNT()` and `FOUND_ROWS()`. The connection may have served another client last, so
+//! the session finds every use of them in a statement's text (executable comments included)
+//! and puts its own values in their place; a select item that held one is named by its text
+//! as written, as the server would have named it.
+
+use std::ops::Range;
+
+use crate::lexer::{CodeTokens, Tok, Token};
+
+/// A value the session keeps for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionValue {
+    /// `LAST_INSERT_ID()`, `@@identity`, `@@last_insert_id`.
+    LastInsertId,
+    /// `ROW_COUNT()`.
+    RowCount,
+    /// `FOUND_ROWS()`.
+    FoundRows,
+}
+
+/// What to do with one use of a session value.
+pub enum Replacement {
+    /// Leave it to the backend (its connection holds the session's value).
+    Keep,
+    /// Put this SQL expression in its place.
+    With(String),
+}
+
+/// Why a statement's session values cannot be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreplaceable<E> {
+    /// The caller refused this value.
+    Refused(E),
+    /// The value is used after the first statement of a multi-statement text, where the
+    /// statements before it may have changed it.
+    LaterStatement(SessionValue),
+}
+
+/// One use of a session value: where, which, and in which statement of the text.
+struct Use {
+    range: Range<usize>,
+    value: SessionValue,
+    statement: usize,
+}
+
+/// `sql` with every use of a session value replaced as `replace` says, and each select item
+/// of the first statement that held a replaced use given its text as its name; `Ok(None)`
+/// when nothing was replaced.
+pub fn replace_session_values<E>(
+    sql: &str,
+    mut replace: impl FnMut(SessionValue) -> Result<Replacement, E>,
+) -> Result<Option<String>, Unreplaceable<E>> {
+    // Most statements use none of them: a byte scan spares those the lexing.
+    let bytes = sql.as_bytes();
+    let named = |w: &str| {
+        bytes
+            .windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    if !["insert_id", "identity", "row_count", "found_rows"]
+        .into_iter()
+        .any(named)
+    {
+        return Ok(None);
+    }
+    let (uses, items) = scan(sql);
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    for u in uses {
+        match replace(u.value).map_err(Unreplaceable::Refused)? {
+            Replacement::Keep => {}
+            Replacement::With(_) if u.statement > 0 => {
+                return Err(Unreplaceable::LaterStatement(u.value))
+            }
+            Replacement::With(expr) => edits.push((u.range, expr)),
+        }
+    }
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    for item in items {
+        if edits.iter().any(|(r, _)| item.contains(&r.start)) {
+            let name = sql.get(item.clone()).unwrap_or("").replace('`', "``");
+            edits.push((item.end..item.end, format!(" AS `{name}`")));
+        }
+    }
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut at = 0;
+    for (range, text) in edits {
+        out.push_str(sql.get(at..range.start).unwrap_or(""));
+        out.push_str(&text);
+        at = range.end;
+    }
+    out.push_str(sql.get(at..).unwrap_or(""));
+    Ok(Some(out))
+}
+
+/// Words that end a select list at its own level.
+const LIST_END: &[&str] = &[
+    "FROM",
+    "INTO",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "WINDOW",
+    "FOR",
+    "LOCK",
+    "PROCEDURE",
+];
+
+/// The uses of session values in `sql`, and the unnamed items of the first statement's
+/// select list (as byte ranges).
+fn scan(sql: &str) -> (Vec<Use>, Vec<Range<usize>>) {
+    let tokens: Vec<Token> = CodeTokens::new(sql).collect();
+    let text = |t: &Token| sql.get(t.start..t.end).unwrap_or("");
+    let word = |i: usize, w: &str| {
+        tokens
+            .get(i)
+            .is_some_and(|t| t.kind == Tok::Word && text(t).eq_ignore_ascii_case(w))
+    };
+    let punct = |i: usize, c: u8| tokens.get(i).is_some_and(|t| t.kind == Tok::Punct(c));
+    // Adjacent: `@@identity`, not `@ @identity`.
+    let tight = |i: usize| tokens.get(i).is_some_and(|t| !t.space_before);
+    let mut uses = Vec::new();
+    let mut statement = 0;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let found = match t.kind {
+            Tok::Semicolon => {
+                statement += 1;
+                None
+            }
+            Tok::Word
+                if punct(i + 1, b'(') && punct(i + 2, b')') && !punct(i.wrapping_sub(1), b'.') =>
+            {
+                let value = match text(t).to_ascii_uppercase().as_str() {
+                    "LAST_INSERT_ID" => Some(SessionValue::LastInsertId),
+                    "ROW_COUNT" => Some(SessionValue::RowCount),
+                    "FOUND_ROWS" => Some(SessionValue::FoundRows),
+                    _ => None,
+                };
+                value.map(|v| (v, i + 2))
+            }
+            Tok::Punct(b'@') if punct(i + 1, b'@') && tight(i + 1) && tight(i + 2) => {
+                // `@@name` or `@@session.name` / `@@local.name`.
+                let scoped = (word(i + 2, "session") || word(i + 2, "local"))
+                    && punct(i + 3, b'.')
+                    && tight(i + 3)
+                    && tight(i + 4);
+                let name = if scoped { i + 4 } else { i + 2 };
+                (word(name, "identity") || word(name, "last_insert_id"))
+                    .then_some((SessionValue::LastInsertId, name))
+            }
+            _ => None,
+        };
+        if let Some((value, last)) = found {
+            uses.push(Use {
+                range: t.start..tokens[last].end,
+                value,
+                statement,
+            });
+            i = last;
+        }
+        i += 1;
+    }
+    (uses, select_items(sql, &tokens))
+}
+
+/// The items of the first statement's select list that have no alias, as byte ranges.
+fn select_items(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
+    let text = |t: &Token| sql.get(t.start..t.end).unwrap_or("");
+    let is_word = |t: &Token, w: &str| t.kind == Tok::Word && text(t).eq_ignore_ascii_case(w);
+    let mut items = Vec::new();
+    let Some(first) = tokens.first() else {
+        return items;
+    };
+    if !is_word(first, "SELECT") {
+        return items;
+    }
+    let mut depth = 0usize;
+    // The tokens of the current item.
+    let mut item: Vec<&Token> = Vec::new();
+    let mut finish = |item: &mut Vec<&Token>| {
+        if let (Some(first), Some(last)) = (item.first(), item.last()) {
+            let before = item.len().checked_sub(2).map(|i| item[i]);
+            // `expr AS name`, `expr name`: a name after a value or a closing parenthesis.
+            let aliased = matches!(last.kind, Tok::Word | Tok::QuotedIdent | Tok::Str(_))
+                && before.is_some_and(|b| {
+                    is_word(b, "AS")
+                        || matches!(
+                            b.kind,
+                            Tok::Punct(b')')
+                                | Tok::QuotedIdent
+                                | Tok::Str(_)
+                                | Tok::Int
+                                | Tok::Decimal
+                        )
+                });
+            if !aliased {
+                items.push(first.start..last.end);
+            }
+        }
+        item.clear();
+    };
+    for t in &tokens[1..] {
+        match t.kind {
+            Tok::Semicolon => break,
+            Tok::Punct(b'(') => depth += 1,
+            Tok::Punct(b')') => depth = depth.saturating_sub(1),
+            Tok::Punct(b',') if depth == 0 => {
+                finish(&mut item);
+                continue;
+            }
+            Tok::Word if depth == 0 && LIST_END.iter().any(|w| is_word(t, w)) => break,
+            // Select options are not part of the first item.
+            Tok::Word
+                if depth == 0
+                    && item.is_empty()
+                    && [
+                        "DISTINCT",
+                        "ALL",
+                        "DISTINCTROW",
+                        "SQL_NO_CACHE",
+                        "SQL_CACHE",
+                        "STRAIGHT_JOIN",
+                        "HIGH_PRIORITY",
+                        "SQL_CALC_FOUND_ROWS",
+                        "SQL_SMALL_RESULT",
+                        "SQL_BIG_RESULT",
+                        "SQL_BUFFER_RESULT",
+                    ]
+                    .iter()
+                    .any(|w| is_word(t, w)) =>
+            {
+                continue
+            }
+            _ => {}
+        }
+        item.push(t);
+    }
+    finish(&mut item);
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replaced(sql: &str) -> Option<String> {
+        replace_session_values::<()>(sql, |v| {
+            Ok(Replacement::With(match v {
+                SessionValue::LastInsertId => "7".into(),
+                SessionValue::RowCount => "(-1)".into(),
+                SessionValue::FoundRows => "3".into(),
+            }))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_use_gets_the_session_value_and_items_keep_their_names() {
+        assert_eq!(
+            replaced("SELECT LAST_INSERT_ID() AS id").as_deref(),
+            Some("SELECT 7 AS id")
+        );
+        assert_eq!(
+            replaced("SELECT @@identity").as_deref(),
+            Some("SELECT 7 AS `@@identity`")
+        );
+        assert_eq!(
+            replaced("select last_insert_id()+0, row_count ( ) n").as_deref(),
+            Some("select 7+0 AS `last_insert_id()+0`, (-1) n")
+        );
+        assert_eq!(
+            replaced("SELECT @@SESSION.last_insert_id, FOUND_ROWS()").as_deref(),
+            Some("SELECT 7 AS `@@SESSION.last_insert_id`, 3 AS `FOUND_ROWS()`")
+        );
+        assert_eq!(
+            replaced("INSERT INTO t (parent) VALUES (LAST_INSERT_ID())").as_deref(),
+            Some("INSERT INTO t (parent) VALUES (7)")
+        );
+        assert_eq!(
+            replaced("SELECT x FROM t WHERE id = /*M! LAST_INSERT_ID() */").as_deref(),
+            Some("SELECT x FROM t WHERE id = /*M! 7 */")
+        );
+        assert_eq!(
+            replaced("SELECT /*!50000 ROW_COUNT() */").as_deref(),
+            Some("SELECT /*!50000 (-1) AS `ROW_COUNT()` */")
+        );
+    }
+
+    #[test]
+    fn other_text_is_left_alone() {
+        for sql in [
+            "SELECT 'LAST_INSERT_ID()', `row_count`, t.found_rows FROM t",
+            "SELECT LAST_INSERT_ID(5)",
+            "SELECT @identity, @ @identity, @@identityx",
+            "SELECT 1 -- LAST_INSERT_ID()",
+            "SELECT 1 /* ROW_COUNT() */",
+        ] {
+            assert_eq!(replaced(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn later_statements_and_refusals_are_errors() {
+        let r = replace_session_values::<()>(
+            "INSERT INTO t VALUES (1); SELECT LAST_INSERT_ID()",
+            |_| Ok(Replacement::With("1".into())),
+        );
+        assert_eq!(
+            r,
+            Err(Unreplaceable::LaterStatement(SessionValue::LastInsertId))
+        );
+        let r = replace_session_values("SELECT FOUND_ROWS()", |_| Err("no"));
+        assert_eq!(r, Err(Unreplaceable::Refused("no")));
+        let kept = replace_session_values::<()>("SELECT 1; SELECT FOUND_ROWS()", |_| {
+            Ok(Replacement::Keep)
+        });
+        assert_eq!(kept, Ok(None));
+    }
+}
