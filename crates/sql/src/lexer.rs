@@ -315,6 +315,24 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// Words that end a select list at its own level.
+pub(crate) const SELECT_LIST_END: &[&str] = &[
+    "FROM",
+    "INTO",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "ORDER",
+    "LIMIT",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "WINDOW",
+    "FOR",
+    "LOCK",
+    "PROCEDURE",
+];
+
 /// The code of an executable comment (`/*! … */`, `/*!50700 … */`, `/*M! … */`), which
 /// MySQL and MariaDB run as part of the statement, and where in `comment` it starts; `None`
 /// for other comments.

@@ -20,7 +20,7 @@ use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::Location;
 
 use crate::fingerprint::{Fingerprint, LiteralKind};
-use crate::lexer::{CodeTokens, Lexer, Tok};
+use crate::lexer::{CodeTokens, Lexer, Tok, SELECT_LIST_END};
 use crate::mysql_syntax::{self, Extras};
 use crate::SqlError;
 
@@ -277,7 +277,10 @@ fn item_end(sql: &str, start: usize) -> Option<usize> {
             Tok::Punct(b',') | Tok::Semicolon if depth == 0 => break,
             Tok::Word if depth == 0 => {
                 let word = rest.get(t.start..t.end).unwrap_or("");
-                if ITEM_END_WORDS.iter().any(|k| k.eq_ignore_ascii_case(word)) {
+                // The select list ends, or the item's alias begins.
+                if word.eq_ignore_ascii_case("AS")
+                    || SELECT_LIST_END.iter().any(|k| k.eq_ignore_ascii_case(word))
+                {
                     break;
                 }
             }
@@ -287,24 +290,6 @@ fn item_end(sql: &str, start: usize) -> Option<usize> {
     }
     (end > 0).then_some(start + end)
 }
-
-/// Words that end a select list (or an unaliased item in it).
-const ITEM_END_WORDS: &[&str] = &[
-    "FROM",
-    "INTO",
-    "WHERE",
-    "GROUP",
-    "HAVING",
-    "ORDER",
-    "LIMIT",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "WINDOW",
-    "FOR",
-    "LOCK",
-    "AS",
-];
 
 fn apply_item_names(ast: &mut ast::Statement, names: Vec<(usize, String)>) {
     let ast::Statement::Query(q) = ast else {

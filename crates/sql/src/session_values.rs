@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crate::lexer::{CodeTokens, Tok, Token};
+use crate::lexer::{CodeTokens, Tok, Token, SELECT_LIST_END};
 
 /// A value the session keeps for itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,24 +96,6 @@ pub fn replace_session_values<E>(
     out.push_str(sql.get(at..).unwrap_or(""));
     Ok(Some(out))
 }
-
-/// Words that end a select list at its own level.
-const LIST_END: &[&str] = &[
-    "FROM",
-    "INTO",
-    "WHERE",
-    "GROUP",
-    "HAVING",
-    "ORDER",
-    "LIMIT",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "WINDOW",
-    "FOR",
-    "LOCK",
-    "PROCEDURE",
-];
 
 /// The uses of session values in `sql`, and the unnamed items of the first statement's
 /// select list (as byte ranges).
@@ -219,7 +201,7 @@ fn select_items(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
                 finish(&mut item);
                 continue;
             }
-            Tok::Word if depth == 0 && LIST_END.iter().any(|w| is_word(t, w)) => break,
+            Tok::Word if depth == 0 && SELECT_LIST_END.iter().any(|w| is_word(t, w)) => break,
             // Select options are not part of the first item.
             Tok::Word
                 if depth == 0
