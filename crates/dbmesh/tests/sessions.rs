@@ -306,3 +306,53 @@ async fn kill_interrupts_a_proxy_sessions_statement_on_the_backend() {
     assert_eq!(sleeping, Some(0));
     let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
 }
+
+/// CONNECTION_ID(), USER(), SESSION_USER(), SYSTEM_USER(), CURRENT_USER() and @@port are the
+/// proxy's, alone and inside larger expressions, in both protocols: two sessions sharing the
+/// one backend connection of a pool of 1 each get their own id, never the backend's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_functions_answer_the_proxy_session() {
+    let backend = one_backend();
+    let db = testkit::unique_name("ident");
+    let rules = passthrough_rules(&backend, "bank", &db, "number = 1")
+        + "\n[data_sources.main.pool]\nmax = 1\n";
+    let proxy = Proxy::start(&rules);
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = login(&proxy, "other", "secret2").await;
+    let sql = "SELECT CONNECTION_ID(), CONNECTION_ID() + 1, USER(), SESSION_USER(), \
+               SYSTEM_USER(), CURRENT_USER(), CONCAT(CURRENT_USER, '!'), @@port, @@global.port";
+    type Identity = (u64, u64, String, String, String, String, String, u16, u16);
+    for (conn, user) in [(&mut a, "dbmesh"), (&mut b, "other")] {
+        let id = u64::from(conn.id());
+        let want: Identity = (
+            id,
+            id + 1,
+            format!("{user}@127.0.0.1"),
+            format!("{user}@127.0.0.1"),
+            format!("{user}@127.0.0.1"),
+            format!("{user}@%"),
+            format!("{user}@%!"),
+            proxy.port,
+            proxy.port,
+        );
+        let text: Identity = conn.query_first(sql).await.unwrap().unwrap();
+        assert_eq!(text, want, "text protocol");
+        let binary: Identity = conn.exec_first(sql, ()).await.unwrap().unwrap();
+        assert_eq!(binary, want, "binary protocol");
+        let rows: Vec<Row> = conn.query("SELECT CONNECTION_ID(), USER()").await.unwrap();
+        let names: Vec<String> = rows[0]
+            .columns_ref()
+            .iter()
+            .map(|c| c.name_str().into_owned())
+            .collect();
+        assert_eq!(names, ["CONNECTION_ID()", "USER()"]);
+        let mine: Option<u64> = conn
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+            )
+            .await
+            .unwrap();
+        assert_eq!(mine, Some(1), "a session finds itself in the process list");
+    }
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}

@@ -325,12 +325,13 @@ pub async fn run(
 }
 
 async fn serve_client(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Context>) {
-    let registered = ctx.sessions.register(peer.to_string());
     let Ok(_slot) = ctx.connection_slots.clone().try_acquire_owned() else {
         ctx.metrics.client_connections_rejected.inc();
         handshake::refuse_too_many(stream).await;
         return;
     };
+    let port = stream.local_addr().map_or(0, |a| a.port());
+    let registered = ctx.sessions.register(peer.to_string(), port);
     ctx.metrics.client_connections_total.inc();
     ctx.metrics.client_connections.inc();
     handshake::accept(stream, peer, registered.entry.clone(), &ctx).await;

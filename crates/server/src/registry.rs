@@ -43,6 +43,8 @@ pub struct Entry {
     pub id: u32,
     /// The client's `host:port`.
     pub host: String,
+    /// The proxy's port the client connected to (`@@port`).
+    pub port: u16,
     shown: Mutex<Shown>,
     backends: Mutex<Backends>,
     killed: AtomicBool,
@@ -83,8 +85,8 @@ impl Registry {
         }
     }
 
-    /// A new session from `host`, not logged in yet, under a fresh id.
-    pub fn register(self: &Arc<Self>, host: String) -> Registered {
+    /// A new session from `host` on the proxy's `port`, not logged in yet, under a fresh id.
+    pub fn register(self: &Arc<Self>, host: String, port: u16) -> Registered {
         let mut sessions = lock(&self.sessions);
         let id = loop {
             let counter = self.next.fetch_add(1, Ordering::Relaxed) & COUNTER_MASK;
@@ -96,6 +98,7 @@ impl Registry {
         let entry = Arc::new(Entry {
             id,
             host,
+            port,
             shown: Mutex::new(Shown {
                 user: "unauthenticated user".into(),
                 db: None,
@@ -243,13 +246,13 @@ mod tests {
     #[test]
     fn ids_carry_the_proxy_number_and_skip_live_ones() {
         let registry = Arc::new(Registry::new(3));
-        let a = registry.register("h:1".into());
+        let a = registry.register("h:1".into(), 1);
         assert_eq!(a.entry.id, (3 << 24) | 1);
         // The counter wraps to a live id: that one is skipped.
         registry.next.store(COUNTER_MASK, Ordering::Relaxed);
-        let b = registry.register("h:2".into());
+        let b = registry.register("h:2".into(), 1);
         assert_eq!(b.entry.id, (3 << 24) | COUNTER_MASK);
-        let c = registry.register("h:3".into());
+        let c = registry.register("h:3".into(), 1);
         assert_eq!(c.entry.id, (3 << 24) | 2, "0 and the live 1 are skipped");
         drop(a);
         assert!(registry.get((3 << 24) | 1).is_none());

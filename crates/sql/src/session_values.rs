@@ -18,6 +18,25 @@ pub enum SessionValue {
     RowCount,
     /// `FOUND_ROWS()`.
     FoundRows,
+    /// `CONNECTION_ID()`: the proxy session's id, not the backend connection's.
+    ConnectionId,
+    /// `USER()`, `SESSION_USER()`, `SYSTEM_USER()`: the client's login.
+    User,
+    /// `CURRENT_USER()` (or `CURRENT_USER` in a SELECT): the proxy account.
+    CurrentUser,
+    /// `@@port`, `@@global.port`: the proxy's port.
+    Port,
+}
+
+impl SessionValue {
+    /// Whether a statement may change the value, so that a later statement of the same
+    /// text cannot be given the value from before the text.
+    fn changes_per_statement(self) -> bool {
+        matches!(
+            self,
+            SessionValue::LastInsertId | SessionValue::RowCount | SessionValue::FoundRows
+        )
+    }
 }
 
 /// What to do with one use of a session value.
@@ -59,9 +78,17 @@ pub fn replace_session_values<E>(
             .windows(w.len())
             .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
     };
-    if !["insert_id", "identity", "row_count", "found_rows"]
-        .into_iter()
-        .any(named)
+    if ![
+        "insert_id",
+        "identity",
+        "row_count",
+        "found_rows",
+        "connection_id",
+        "user",
+        "port",
+    ]
+    .into_iter()
+    .any(named)
     {
         return Ok(None);
     }
@@ -70,7 +97,7 @@ pub fn replace_session_values<E>(
     for u in uses {
         match replace(u.value).map_err(Unreplaceable::Refused)? {
             Replacement::Keep => {}
-            Replacement::With(_) if u.statement > 0 => {
+            Replacement::With(_) if u.statement > 0 && u.value.changes_per_statement() => {
                 return Err(Unreplaceable::LaterStatement(u.value))
             }
             Replacement::With(expr) => edits.push((u.range, expr)),
@@ -112,12 +139,14 @@ fn scan(sql: &str) -> (Vec<Use>, Vec<Range<usize>>) {
     let tight = |i: usize| tokens.get(i).is_some_and(|t| !t.space_before);
     let mut uses = Vec::new();
     let mut statement = 0;
+    let mut select_statement = word(0, "SELECT");
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
         let found = match t.kind {
             Tok::Semicolon => {
                 statement += 1;
+                select_statement = word(i + 1, "SELECT");
                 None
             }
             Tok::Word
@@ -127,6 +156,9 @@ fn scan(sql: &str) -> (Vec<Use>, Vec<Range<usize>>) {
                     "LAST_INSERT_ID" => Some(SessionValue::LastInsertId),
                     "ROW_COUNT" => Some(SessionValue::RowCount),
                     "FOUND_ROWS" => Some(SessionValue::FoundRows),
+                    "CONNECTION_ID" => Some(SessionValue::ConnectionId),
+                    "USER" | "SESSION_USER" | "SYSTEM_USER" => Some(SessionValue::User),
+                    "CURRENT_USER" => Some(SessionValue::CurrentUser),
                     _ => None,
                 };
                 value.map(|v| (v, i + 2))
@@ -138,8 +170,26 @@ fn scan(sql: &str) -> (Vec<Use>, Vec<Range<usize>>) {
                     && tight(i + 3)
                     && tight(i + 4);
                 let name = if scoped { i + 4 } else { i + 2 };
-                (word(name, "identity") || word(name, "last_insert_id"))
-                    .then_some((SessionValue::LastInsertId, name))
+                let global =
+                    word(i + 2, "global") && punct(i + 3, b'.') && tight(i + 3) && tight(i + 4);
+                if word(name, "identity") || word(name, "last_insert_id") {
+                    Some((SessionValue::LastInsertId, name))
+                } else if word(if global { i + 4 } else { i + 2 }, "port") {
+                    Some((SessionValue::Port, if global { i + 4 } else { i + 2 }))
+                } else {
+                    None
+                }
+            }
+            // `CURRENT_USER` without parentheses is a value only where an expression is; a
+            // SELECT is where clients write it (elsewhere it may name an account: DEFINER).
+            Tok::Word
+                if text(t).eq_ignore_ascii_case("CURRENT_USER")
+                    && !punct(i + 1, b'(')
+                    && !punct(i + 1, b'.')
+                    && !punct(i.wrapping_sub(1), b'.')
+                    && select_statement =>
+            {
+                Some((SessionValue::CurrentUser, i))
             }
             _ => None,
         };
@@ -242,6 +292,10 @@ mod tests {
                 SessionValue::LastInsertId => "7".into(),
                 SessionValue::RowCount => "(-1)".into(),
                 SessionValue::FoundRows => "3".into(),
+                SessionValue::ConnectionId => "5".into(),
+                SessionValue::User => "'u@h'".into(),
+                SessionValue::CurrentUser => "'u@%'".into(),
+                SessionValue::Port => "3307".into(),
             }))
         })
         .unwrap()
@@ -277,6 +331,29 @@ mod tests {
             replaced("SELECT /*!50000 ROW_COUNT() */").as_deref(),
             Some("SELECT /*!50000 (-1) AS `ROW_COUNT()` */")
         );
+    }
+
+    #[test]
+    fn identity_values_are_the_proxys_in_every_statement_of_a_text() {
+        assert_eq!(
+            replaced("SELECT CONNECTION_ID(), user(), SESSION_USER() + 0, CURRENT_USER, @@port")
+                .as_deref(),
+            Some(
+                "SELECT 5 AS `CONNECTION_ID()`, 'u@h' AS `user()`, 'u@h' + 0 AS \
+                 `SESSION_USER() + 0`, 'u@%' AS `CURRENT_USER`, 3307 AS `@@port`"
+            )
+        );
+        assert_eq!(
+            replaced("KILL CONNECTION_ID(); SELECT @@global.port, SYSTEM_USER() u").as_deref(),
+            Some("KILL 5; SELECT 3307, 'u@h' u")
+        );
+        for sql in [
+            "CREATE DEFINER = CURRENT_USER VIEW v AS SELECT 1",
+            "SELECT u.user, `user`, current_user.x FROM user u",
+            "SELECT @@portx, @@session.port2",
+        ] {
+            assert_eq!(replaced(sql), None, "{sql}");
+        }
     }
 
     #[test]

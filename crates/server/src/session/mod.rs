@@ -344,6 +344,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        if command == com::STMT_PREPARE {
+            if let Some(replaced) = self.prepare_with_identity(&packet) {
+                packet = replaced;
+            }
+        }
         match (&intercepted, command) {
             (Some(Intercepted::Diagnostics(_)), _) => {}
             (_, com::QUERY | com::STMT_PREPARE | com::STMT_EXECUTE) => self.begin_statement(),

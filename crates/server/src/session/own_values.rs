@@ -11,6 +11,7 @@ use sql::{Replacement, SessionValue, Unreplaceable};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pin::PinReason;
+use super::process::string_literal;
 use super::Session;
 
 fn name(value: SessionValue) -> &'static str {
@@ -18,6 +19,10 @@ fn name(value: SessionValue) -> &'static str {
         SessionValue::LastInsertId => "LAST_INSERT_ID()",
         SessionValue::RowCount => "ROW_COUNT()",
         SessionValue::FoundRows => "FOUND_ROWS()",
+        SessionValue::ConnectionId => "CONNECTION_ID()",
+        SessionValue::User => "USER()",
+        SessionValue::CurrentUser => "CURRENT_USER()",
+        SessionValue::Port => "@@port",
     }
 }
 
@@ -35,7 +40,44 @@ pub(super) fn refused_in_prepared(sql: &str) -> Option<ServerError> {
     }
 }
 
+/// A COM_QUERY or COM_STMT_PREPARE packet holding `text`.
+fn packet_with(command: u8, text: &str) -> BytesMut {
+    let mut p = BytesMut::with_capacity(1 + text.len());
+    p.put_u8(command);
+    p.put_slice(text.as_bytes());
+    p
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// The proxy's answer for a value that names the session or the server it sees, the
+    /// same for every statement of the session: its id, the client's login, the proxy's
+    /// port. `None` for the values a statement changes.
+    fn identity(&self, value: SessionValue) -> Option<String> {
+        match value {
+            SessionValue::ConnectionId => Some(format!("CAST({} AS UNSIGNED)", self.connection_id)),
+            SessionValue::User => Some(string_literal(&format!("{}@{}", self.user, self.host))),
+            SessionValue::CurrentUser => Some(string_literal(&format!("{}@%", self.user))),
+            SessionValue::Port => Some(self.entry.port.to_string()),
+            SessionValue::LastInsertId | SessionValue::RowCount | SessionValue::FoundRows => None,
+        }
+    }
+
+    /// The COM_STMT_PREPARE `packet` with the session's identity values in place (`None`:
+    /// unchanged); they hold for every execution, unlike the values a statement changes,
+    /// which stay for [`refused_in_prepared`].
+    pub(super) fn prepare_with_identity(&self, packet: &[u8]) -> Option<BytesMut> {
+        let text = String::from_utf8_lossy(&packet[1..]);
+        let replaced = sql::replace_session_values::<()>(&text, |value| {
+            Ok(self
+                .identity(value)
+                .map_or(Replacement::Keep, Replacement::With))
+        });
+        match replaced {
+            Ok(Some(text)) => Some(packet_with(com::STMT_PREPARE, &text)),
+            _ => None,
+        }
+    }
+
     /// After `LAST_INSERT_ID(expr)` (which pins the connection) on a session that only used
     /// the default data source, the backend holds the session's value.
     pub(super) fn backend_holds_last_insert_id(&self) -> bool {
@@ -52,6 +94,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let holds_insert_id = self.backend_holds_last_insert_id();
         let found_rows_pinned = self.pins & PinReason::FoundRows.bit() != 0;
         let replaced = sql::replace_session_values(&text, |value| match value {
+            SessionValue::ConnectionId
+            | SessionValue::User
+            | SessionValue::CurrentUser
+            | SessionValue::Port => Ok(self
+                .identity(value)
+                .map_or(Replacement::Keep, Replacement::With)),
             SessionValue::LastInsertId if holds_insert_id => Ok(Replacement::Keep),
             SessionValue::LastInsertId => Ok(Replacement::With(format!(
                 "CAST({} AS UNSIGNED)",
@@ -67,12 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         });
         match replaced {
             Ok(None) => Ok(None),
-            Ok(Some(text)) => {
-                let mut p = BytesMut::with_capacity(1 + text.len());
-                p.put_u8(com::QUERY);
-                p.put_slice(text.as_bytes());
-                Ok(Some(p))
-            }
+            Ok(Some(text)) => Ok(Some(packet_with(com::QUERY, &text))),
             Err(Unreplaceable::Refused(())) => Err(ServerError::not_supported(
                 "FOUND_ROWS() without SQL_CALC_FOUND_ROWS in the session's previous query \
                  (the connection that ran the previous SELECT serves other sessions)",

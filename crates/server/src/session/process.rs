@@ -77,6 +77,13 @@ fn literal(out: &mut String, text: Option<&str>) {
     }
 }
 
+/// `text` as a utf8mb4 string literal (see [`literal`]).
+pub(super) fn string_literal(text: &str) -> String {
+    let mut out = String::with_capacity(24 + 2 * text.len());
+    literal(&mut out, Some(text));
+    out
+}
+
 /// A query with the columns of MariaDB's `information_schema.PROCESSLIST` holding `rows`.
 fn processlist_rows(rows: &[(u32, String, Shown)]) -> String {
     let mut out = String::new();
