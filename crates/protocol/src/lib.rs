@@ -15,5 +15,6 @@ pub mod packets;
 pub mod response;
 pub mod resultset;
 pub mod stmt;
+pub mod text;
 
 pub use error::{ProtocolError, ServerError};

@@ -4,7 +4,8 @@
 //!
 //! - [`fingerprint`]: a hand-written lexer turns text into the plan-cache key
 //!   (literals → `?`) and the list of literals, without sqlparser; [`split`]
-//!   cuts multi-statement text and [`identifiers`] lists names.
+//!   cuts multi-statement text and [`identifiers`] lists names; [`client_charset`]
+//!   reads what a SET does to the client's character set.
 //! - [`parse`]: text → [`Statement`]s, with a recursion limit for untrusted input;
 //!   [`Statement::bind_slots`] ties the AST's literals to fingerprint slots.
 //! - [`Statement::analyze`]: kind, tables, and sharding-key conditions
@@ -18,6 +19,7 @@
 //! about text.
 
 mod analyze;
+mod client_charset;
 mod fill;
 mod fingerprint;
 mod information_schema;
@@ -34,6 +36,7 @@ pub use analyze::{
     Analysis, Cond, DdlOp, Insert, InsertKey, KeyClass, KeyOracle, KeyValue, Kind, Session, Show,
     TableRef,
 };
+pub use client_charset::{client_charset, ClientCharset};
 pub use fill::InsertColumn;
 pub use fingerprint::{fingerprint, unquote, Fingerprint, Literal, LiteralKind, LiteralValue};
 pub use information_schema::{
