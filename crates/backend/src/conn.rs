@@ -310,11 +310,12 @@ impl BackendConn {
     }
 
     /// Runs a statement whose result the proxy consumes itself; returns the final OK, or the
-    /// server's error as `BackendError::Server`. Result-set rows are returned as text.
+    /// server's error as `BackendError::Server`. Result-set rows are returned as text. `sql`
+    /// is statement text as `protocol::text::decode` makes it: it goes out as the client's bytes.
     pub async fn query(&mut self, sql: &str) -> Result<QueryResult, BackendError> {
         self.send_command_with(|b| {
             b.put_u8(com::QUERY);
-            b.put_slice(sql.as_bytes());
+            b.put_slice(&protocol::text::encode(sql));
         })
         .await?;
         self.read_query_result().await
@@ -455,7 +456,8 @@ impl BackendConn {
         Ok(())
     }
 
-    /// The server's id for `sql` on this connection, preparing it on first use.
+    /// The server's id for `sql` (text as `protocol::text::decode` makes it) on this
+    /// connection, preparing it on first use.
     pub async fn prepare(&mut self, sql: &str) -> Result<u32, BackendError> {
         if let Some(&id) = self.prepared.get(sql) {
             return Ok(id);
@@ -500,7 +502,7 @@ impl BackendConn {
     async fn prepare_new(&mut self, sql: &str) -> Result<u32, BackendError> {
         self.send_command_with(|b| {
             b.put_u8(com::STMT_PREPARE);
-            b.put_slice(sql.as_bytes());
+            b.put_slice(&protocol::text::encode(sql));
         })
         .await?;
         let first = self.read_one().await?;

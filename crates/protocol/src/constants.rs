@@ -150,8 +150,9 @@ pub const UTF8MB4_GENERAL_CI: u8 = 45;
 pub const BINARY_COLLATION: u16 = 63;
 
 /// The character set (and collation, where the backend is sure to know it) for a collation id
-/// sent in a handshake, as `SET NAMES` arguments. MySQL 8 clients announce ids MariaDB lacks
-/// (255 = `utf8mb4_0900_ai_ci`); those map to the charset alone so the server picks its default.
+/// sent in a handshake, as `SET NAMES` arguments: other MariaDB collations give their
+/// character set, so the server picks its default collation. MySQL 8 clients announce ids
+/// MariaDB lacks (255 = `utf8mb4_0900_ai_ci`); those are read as utf8mb4.
 pub fn set_names_for_collation(id: u8) -> &'static str {
     match id {
         8 => "latin1",
@@ -165,6 +166,6 @@ pub fn set_names_for_collation(id: u8) -> &'static str {
         28 => "gbk",
         24 => "gb2312",
         11 => "ascii",
-        _ => "utf8mb4",
+        _ => crate::text::charset_of_collation(id).unwrap_or("utf8mb4"),
     }
 }

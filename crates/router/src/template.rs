@@ -280,6 +280,11 @@ pub(crate) fn build(
 /// unless it may name a table of the rules (or the logical schema, when the
 /// default data source's database has another name).
 fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, bool), RouteError> {
+    // `SET CHARACTER SET x` and `SET CHARSET x`, which sqlparser lacks, are session settings
+    // like any SET: every connection of the session must carry them.
+    if sql::client_charset(sql).is_some() {
+        return Ok((Template::Set, true));
+    }
     if rules.tables.is_empty() && default_db_is_schema(rules) && !has_fill_tables(rules) {
         return Ok((Template::PassThrough(StatementKind::Other), true));
     }

@@ -11,10 +11,11 @@ use protocol::auth::{
     self, AUTH_MORE_DATA, CACHING_SHA2_PASSWORD, FAST_AUTH_SUCCESS, MYSQL_NATIVE_PASSWORD,
     PERFORM_FULL_AUTHENTICATION,
 };
-use protocol::constants::{caps, status, UTF8MB4_GENERAL_CI};
+use protocol::constants::{caps, set_names_for_collation, status, UTF8MB4_GENERAL_CI};
 use protocol::framing::PacketConn;
 use protocol::handshake::{encode_auth_switch, Greeting, HandshakeResponse};
 use protocol::packets::OkPacket;
+use protocol::text::Charset;
 use protocol::{ProtocolError, ServerError};
 use rules::{AuthPlugin, Rules};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -63,6 +64,8 @@ pub(crate) struct Login {
     pub user: String,
     pub capabilities: u32,
     pub collation: u8,
+    /// How the client's statements are read, from `collation`.
+    pub charset: Charset,
     pub database: Option<String>,
     pub nonce: [u8; 20],
     pub tls: bool,
@@ -214,6 +217,10 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         },
         None => None,
     };
+    let charset = match handshake_charset(response.collation) {
+        Ok(charset) => charset,
+        Err(err) => return refuse(conn, err, ctx).await,
+    };
     let ok = OkPacket {
         status: status::AUTOCOMMIT,
         ..OkPacket::default()
@@ -226,6 +233,7 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         user: response.user,
         capabilities: response.capabilities & (SERVER_CAPS | caps::SSL),
         collation: response.collation,
+        charset,
         database,
         nonce,
         tls,
@@ -234,6 +242,22 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     Session::new(conn, login, entry, host, ctx.clone())
         .run()
         .await;
+}
+
+/// How the proxy reads statements sent in the character set `name`: an error naming a
+/// character set it cannot lex safely, rather than a guess.
+pub(crate) fn lexing(name: &str) -> Result<Charset, ServerError> {
+    Charset::named(name).ok_or_else(|| {
+        ServerError::not_supported(format_args!(
+            "statements in the character set {name}, which dbmesh cannot read safely"
+        ))
+    })
+}
+
+/// How the statements of a client that announced `collation` are read.
+pub(crate) fn handshake_charset(collation: u8) -> Result<Charset, ServerError> {
+    let set_names = set_names_for_collation(collation);
+    lexing(set_names.split(' ').next().unwrap_or(set_names))
 }
 
 pub(crate) fn unknown_database(db: &str) -> ServerError {

@@ -302,6 +302,31 @@ impl RawClient {
 
     /// Connects and logs in as the proxy user with mysql_native_password.
     pub fn login(port: u16, db: Option<&str>) -> RawClient {
+        Self::login_as(port, USER, PASSWORD, db, 45)
+    }
+
+    /// Connects and logs in as `user` with mysql_native_password, announcing `collation`
+    /// (its character set is the one the client's statements are sent in).
+    pub fn login_as(
+        port: u16,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        collation: u8,
+    ) -> RawClient {
+        let (c, ok) = Self::try_login(port, user, password, db, collation);
+        assert_eq!(ok[0], 0, "login failed: {:?}", String::from_utf8_lossy(&ok));
+        c
+    }
+
+    /// Like [`RawClient::login_as`], returning the server's answer to the login (OK or ERR).
+    pub fn try_login(
+        port: u16,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        collation: u8,
+    ) -> (RawClient, Vec<u8>) {
         let (mut c, greeting) = Self::connect(port);
         use protocol::constants::caps;
         let response = protocol::handshake::HandshakeResponse {
@@ -317,10 +342,10 @@ impl RawClient {
                     0
                 },
             max_packet: 1 << 24,
-            collation: 45,
-            user: USER.into(),
+            collation,
+            user: user.into(),
             auth_response: protocol::auth::native_password_scramble(
-                PASSWORD.as_bytes(),
+                password.as_bytes(),
                 &greeting.nonce,
             ),
             database: db.map(str::to_string),
@@ -330,9 +355,8 @@ impl RawClient {
         let mut out = bytes::BytesMut::new();
         response.encode(&mut out);
         c.write_packet(1, &out);
-        let (_, ok) = c.read_packet().expect("login answer");
-        assert_eq!(ok[0], 0, "login failed: {:?}", String::from_utf8_lossy(&ok));
-        c
+        let (_, answer) = c.read_packet().expect("login answer");
+        (c, answer)
     }
 
     pub fn write_packet(&mut self, seq: u8, payload: &[u8]) {
@@ -357,9 +381,9 @@ impl RawClient {
     }
 
     /// Reads packets until an OK or ERR at the top level of a response; returns the last.
-    pub fn query(&mut self, sql: &str) -> Vec<u8> {
+    pub fn query(&mut self, sql: impl AsRef<[u8]>) -> Vec<u8> {
         let mut payload = vec![protocol::constants::com::QUERY];
-        payload.extend_from_slice(sql.as_bytes());
+        payload.extend_from_slice(sql.as_ref());
         self.write_packet(0, &payload);
         self.read_response()
     }

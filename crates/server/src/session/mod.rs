@@ -30,11 +30,12 @@ use protocol::handshake::ChangeUser;
 use protocol::packets::OkPacket;
 use protocol::response::ResponseKind;
 use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
+use protocol::text::{self, Charset};
 use protocol::{ProtocolError, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use crate::handshake::{authenticate, unknown_database, Login};
+use crate::handshake::{authenticate, handshake_charset, unknown_database, Login};
 use crate::intercept::{
     intercept, like_matches, physical_database, visible_databases, Intercepted,
 };
@@ -69,6 +70,10 @@ pub(crate) struct Session<S> {
     user: String,
     capabilities: u32,
     handshake_collation: u8,
+    /// How statements are read after the handshake (and COM_RESET_CONNECTION).
+    handshake_charset: Charset,
+    /// How the client's statements are read now: its `character_set_client`.
+    text_charset: Charset,
     nonce: [u8; 20],
     tls: bool,
     /// What every backend connection the session uses must be brought to.
@@ -139,6 +144,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             user: login.user,
             capabilities: login.capabilities,
             handshake_collation: login.collation,
+            handshake_charset: login.charset,
+            text_charset: login.charset,
             nonce: login.nonce,
             tls: login.tls,
             state: ClientState {
@@ -330,7 +337,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn dispatch(&mut self, command: u8, mut packet: BytesMut) -> Flow {
         let intercepted = if command == com::QUERY {
-            intercept(&packet[1..])
+            intercept(text::decode(&packet[1..], self.text_charset).as_bytes())
         } else {
             None
         };
@@ -584,6 +591,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to.
     fn reset_session_state(&mut self) {
         self.state.charset = set_names_for_collation(self.handshake_collation);
+        self.text_charset = self.handshake_charset;
         self.state.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
         self.statements.clear();
         self.replay.clear();
@@ -660,13 +668,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Flow::Close;
             }
         }
+        let collation = request.collation.unwrap_or(self.handshake_collation);
+        let charset = match handshake_charset(collation) {
+            Ok(charset) => charset,
+            Err(err) => {
+                self.send_error(&err);
+                let _ = self.client.flush().await;
+                return Flow::Close;
+            }
+        };
         self.release_all().await;
         self.user = request.user;
         self.entry.set_user(&self.user);
         self.state.database = request.database;
-        if let Some(collation) = request.collation {
-            self.handshake_collation = collation;
-        }
+        self.handshake_collation = collation;
+        self.handshake_charset = charset;
         self.reset_session_state();
         self.ok().await
     }

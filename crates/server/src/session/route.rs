@@ -23,6 +23,7 @@ use protocol::response::{
 };
 use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
 use protocol::stmt::Execute;
+use protocol::text::{self, Charset};
 use protocol::ServerError;
 use router::{Combine, IdStyle, Plan, RouteError, SessionStatement, StatementKind, Target};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -66,6 +67,18 @@ fn multi_statement_target(snapshot: &crate::Snapshot, text: &str) -> Option<Stri
     target.map(str::to_string)
 }
 
+/// The character set a SET statement gives the client's statements, if it changes it; an
+/// error for one the proxy cannot read, or cannot tell before the server runs the statement.
+fn charset_change(statement: &str) -> Result<Option<Charset>, ServerError> {
+    match sql::client_charset(statement) {
+        None => Ok(None),
+        Some(sql::ClientCharset::Named(name)) => crate::handshake::lexing(&name).map(Some),
+        Some(sql::ClientCharset::Unknown) => Err(ServerError::not_supported(
+            "setting the client character set to DEFAULT or an expression",
+        )),
+    }
+}
+
 /// What to send each target.
 #[derive(Clone, Copy)]
 pub(super) enum Request<'a> {
@@ -80,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// COM_QUERY.
     pub(super) async fn query(&mut self, packet: &[u8]) -> Flow {
         let snapshot = self.ctx.snapshot.load_full();
-        let text = String::from_utf8_lossy(&packet[1..]);
+        let text = text::decode(&packet[1..], self.text_charset);
         let items = pin::items(&text);
         self.pins = pin::scan(&items).apply(self.pins);
         if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &text) {
@@ -176,6 +189,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => return self.error(route_error(&e)).await,
             }
         }
+        let mut charset = None;
+        for statement in &settings {
+            match charset_change(statement) {
+                Ok(change) => charset = change.or(charset),
+                Err(e) => return self.error(e).await,
+            }
+        }
         let unchanged = physical.iter().zip(&statements).all(|(p, s)| p == s);
         let request = if unchanged {
             BytesMut::from(packet)
@@ -183,7 +203,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let joined = physical.join(";\n");
             let mut p = BytesMut::with_capacity(1 + joined.len());
             p.put_u8(com::QUERY);
-            p.put_slice(joined.as_bytes());
+            p.put_slice(&text::encode(&joined));
             p
         };
         let outcome = self
@@ -210,6 +230,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         for statement in settings {
             self.record_setting(statement);
+        }
+        if let Some(charset) = charset {
+            self.text_charset = charset;
         }
         Flow::Continue
     }
@@ -302,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 let mut p = Vec::with_capacity(1 + target.sql.len());
                 p.push(com::QUERY);
-                p.extend_from_slice(target.sql.as_bytes());
+                p.extend_from_slice(&text::encode(&target.sql));
                 Ok(Cow::Owned(p))
             }
             Request::Execute { exec } => {
@@ -642,9 +665,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionStatement::Use(db) => self.use_database(db).await,
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
+                let charset = match charset_change(text) {
+                    Ok(charset) => charset,
+                    Err(e) => return self.error(e).await,
+                };
                 let flow = self.everywhere(packet, text).await;
                 if !matches!(flow, Flow::Continue) || !self.last_statement_ok {
                     return flow;
+                }
+                if let Some(charset) = charset {
+                    self.text_charset = charset;
                 }
                 if sql::strip_leading_words(text, &["SET", "TRANSACTION"]).is_some() {
                     self.next_transaction = Some(super::NextTransaction {

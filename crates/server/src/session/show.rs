@@ -93,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let result = async {
             conn.send_command_with(|b| {
                 b.extend_from_slice(&[protocol::constants::com::QUERY]);
-                b.extend_from_slice(target.sql.as_bytes());
+                b.extend_from_slice(&protocol::text::encode(&target.sql));
             })
             .await?;
             let lost = |error| backend::BackendError::Lost {

@@ -14,6 +14,7 @@ use bytes::{BufMut, BytesMut};
 use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
+use protocol::text;
 use protocol::ServerError;
 use router::{Combine, Param, Plan, RouteError, SessionStatement, StatementKind};
 use rules::Rules;
@@ -30,7 +31,7 @@ use crate::intercept::unqualified_system_tables;
 
 /// One prepared statement of a session.
 pub(super) struct Prepared {
-    /// The SQL as the client wrote it.
+    /// The SQL as the client wrote it (as [`text::decode`] reads it).
     sql: String,
     params: usize,
     /// Parameter types bound by the last execute (clients may not resend them).
@@ -233,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ))
                 .await;
         }
-        let sql = String::from_utf8_lossy(&packet[1..]).into_owned();
+        let sql = text::decode(&packet[1..], self.text_charset).into_owned();
         if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql)
             .or_else(|| own_values::refused_in_prepared(&sql))
         {
@@ -283,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let mut request = BytesMut::with_capacity(1 + physical_sql.len());
         request.extend_from_slice(&[com::STMT_PREPARE]);
-        request.extend_from_slice(physical_sql.as_bytes());
+        request.extend_from_slice(&text::encode(&physical_sql));
         let kind = ResponseKind::Prepare {
             client_statement_id,
         };
@@ -364,7 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let sql = prepared.sql.clone();
             let mut query = BytesMut::with_capacity(1 + sql.len());
             query.put_u8(com::QUERY);
-            query.put_slice(sql.as_bytes());
+            query.put_slice(&text::encode(&sql));
             return self.session_statement(&statement, &query, &sql).await;
         }
         if let Some(fixed) = fixed {
