@@ -231,6 +231,18 @@ async fn binary_literals_reach_sharded_tables_byte_for_byte() {
         let answer = c.query(sql);
         assert_eq!(outcome(&answer), Ok(()), "{}", String::from_utf8_lossy(sql));
     }
+    // EXPLAIN ROUTE shows the physical statement in the client's bytes: column count, two
+    // definitions, EOF, the one target's row, EOF.
+    c.write_packet(0, &cat(&[b"\x03EXPLAIN ROUTE ", &statements[0]]));
+    let answer: Vec<Vec<u8>> = std::iter::from_fn(|| c.read_packet().map(|(_, p)| p))
+        .take(6)
+        .collect();
+    let quoted = cat(&[b"'", &bytes, b"'"]);
+    assert!(
+        answer[4].windows(quoted.len()).any(|w| w == quoted),
+        "{:?}",
+        answer[4]
+    );
     // Prepared: a fixed route, and one routed at each execution by its parameter.
     let fixed = cat(&[b"INSERT INTO t (id, b) VALUES (8, ", &lit, b")"]);
     assert_eq!(outcome(&prepare_execute(&mut c, &fixed, &[])), Ok(()));

@@ -780,7 +780,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         } else {
             plan.describe()
                 .into_iter()
-                .map(|(ds, sql)| [Some(ds.into_bytes()), Some(sql.into_bytes())])
+                .map(|(ds, sql)| [Some(ds.into_bytes()), Some(text::encode(&sql).into_owned())])
                 .collect()
         };
         let columns = [
