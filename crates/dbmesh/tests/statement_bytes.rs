@@ -224,6 +224,12 @@ async fn binary_literals_reach_sharded_tables_byte_for_byte() {
         // A scatter UPDATE and a scatter DELETE that find the rows by the literal.
         cat(&[b"UPDATE t SET b = ", &lit, b" WHERE id IN (4, 5, 6)"]),
         cat(&[b"DELETE FROM t WHERE b = ", &lit, b" AND id IN (5, 6, 7)"]),
+        // The session's own LAST_INSERT_ID() written into the text.
+        cat(&[
+            b"INSERT INTO t (id, b) VALUES (10, IF(LAST_INSERT_ID() >= 0, ",
+            &lit,
+            b", NULL))",
+        ]),
         // Ids filled by a sequence.
         cat(&[b"INSERT INTO g (b) VALUES (", &lit, b"), (", &lit, b")"]),
     ];
@@ -251,7 +257,7 @@ async fn binary_literals_reach_sharded_tables_byte_for_byte() {
 
     let want = hex(&bytes);
     let rows = s.stored("t", "HEX(b)");
-    let expected: String = [1, 2, 3, 4, 7, 8, 9, 26]
+    let expected: String = [1, 2, 3, 4, 7, 8, 9, 10, 26]
         .iter()
         .map(|id| {
             let b = if *id == 7 {

@@ -363,7 +363,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if matches!(command, com::QUERY | com::STMT_PREPARE) {
             // Before anything could relay it: KILL and process lists never reach a backend.
-            let text = String::from_utf8_lossy(&packet[1..]);
+            let text = text::decode(&packet[1..], self.text_charset);
             let answered = if command == com::QUERY {
                 self.query_about_sessions(&text).await
             } else {

@@ -6,6 +6,7 @@
 
 use bytes::{BufMut, BytesMut};
 use protocol::constants::com;
+use protocol::text;
 use protocol::ServerError;
 use sql::{Replacement, SessionValue, Unreplaceable};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -40,11 +41,11 @@ pub(super) fn refused_in_prepared(sql: &str) -> Option<ServerError> {
     }
 }
 
-/// A COM_QUERY or COM_STMT_PREPARE packet holding `text`.
+/// A COM_QUERY or COM_STMT_PREPARE packet holding `text` in the client's bytes.
 fn packet_with(command: u8, text: &str) -> BytesMut {
     let mut p = BytesMut::with_capacity(1 + text.len());
     p.put_u8(command);
-    p.put_slice(text.as_bytes());
+    p.put_slice(&text::encode(text));
     p
 }
 
@@ -66,7 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// unchanged); they hold for every execution, unlike the values a statement changes,
     /// which stay for [`refused_in_prepared`].
     pub(super) fn prepare_with_identity(&self, packet: &[u8]) -> Option<BytesMut> {
-        let text = String::from_utf8_lossy(&packet[1..]);
+        let text = text::decode(&packet[1..], self.text_charset);
         let replaced = sql::replace_session_values::<()>(&text, |value| {
             Ok(self
                 .identity(value)
@@ -90,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The COM_QUERY `packet` with the session's own values in place (`None`: unchanged).
     /// Called before the statement begins, while they are still the previous statement's.
     pub(super) fn with_own_values(&self, packet: &[u8]) -> Result<Option<BytesMut>, ServerError> {
-        let text = String::from_utf8_lossy(&packet[1..]);
+        let text = text::decode(&packet[1..], self.text_charset);
         let holds_insert_id = self.backend_holds_last_insert_id();
         let found_rows_pinned = self.pins & PinReason::FoundRows.bit() != 0;
         let replaced = sql::replace_session_values(&text, |value| match value {
