@@ -5,7 +5,8 @@
 #   scripts/test.sh
 #
 # On a fresh Debian machine, as root (or with password-less sudo), it installs mariadb-server,
-# mariadb-client and sysbench with apt-get, PyMySQL and mysql-connector-python with pip and
+# mariadb-client, sysbench and the client matrix's PHP, Perl and Node.js with apt-get, PyMySQL,
+# mysql-connector-python and mysqlclient with pip, the Node.js drivers with npm, and
 # cargo-nextest with cargo, each only when missing, and makes sure the local MariaDB on
 # 127.0.0.1:3306 answers. The tests start their own mariadbd processes (crates/testkit).
 #
@@ -57,6 +58,14 @@ if ! have mariadb; then packages+=(mariadb-client); fi
 if ! have sysbench; then packages+=(sysbench); fi
 if [ -z "$external" ] && ! have haproxy && [ ! -x /usr/sbin/haproxy ]; then packages+=(haproxy); fi
 if ! have python3; then packages+=(python3 python3-pip); fi
+# The client matrix (crates/dbmesh/tests/clients): PHP PDO, Perl DBI, node, and what
+# mysqlclient builds against.
+if ! have php || ! php -r 'exit(in_array("mysql", PDO::getAvailableDrivers()) ? 0 : 1);' 2>/dev/null; then
+    packages+=(php-cli php-mysql)
+fi
+if ! perl -MDBD::MariaDB -e 1 2>/dev/null; then packages+=(libdbd-mariadb-perl); fi
+if ! have node || ! have npm; then packages+=(nodejs npm); fi
+if ! python3 -c 'import MySQLdb' 2>/dev/null; then packages+=(libmariadb-dev pkg-config); fi
 if [ "${#packages[@]}" -gt 0 ]; then
     step "Installing ${packages[*]} with apt-get"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
@@ -67,11 +76,17 @@ fi
 note "$(mariadb --version)"
 note "$(sysbench --version)"
 
-if ! python3 -c 'import pymysql, mysql.connector' 2>/dev/null; then
-    step "Installing PyMySQL and mysql-connector-python with pip"
-    python3 -m pip install --quiet pymysql mysql-connector-python 2>/dev/null ||
-        python3 -m pip install --quiet --break-system-packages pymysql mysql-connector-python ||
+if ! python3 -c 'import pymysql, mysql.connector, MySQLdb' 2>/dev/null; then
+    step "Installing PyMySQL, mysql-connector-python and mysqlclient with pip"
+    python3 -m pip install --quiet pymysql mysql-connector-python mysqlclient 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages pymysql mysql-connector-python mysqlclient ||
         die "pip install failed"
+fi
+
+node_clients=crates/dbmesh/tests/clients/node
+if [ ! -d "$node_clients/node_modules" ]; then
+    step "Installing the Node.js drivers of the client matrix (npm ci)"
+    (cd "$node_clients" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
 fi
 
 # --- the local MariaDB on 127.0.0.1:3306 -------------------------------------------------
