@@ -3,8 +3,10 @@
 //!
 //! Reads that may go to a replica ask [`Cluster::pick_replica`]; everything else uses the
 //! primary. A server is taken out when a check fails or a session's use of it fails, and put
-//! back by the next successful check. A replica gets reads only while both replication threads
-//! run and it lags at most `max_replica_lag_secs`.
+//! back by the next successful check. A replica gets reads while both replication threads run
+//! and it lags at most `max_replica_lag_secs`, and (unless the rules say `fail`) while its
+//! primary is unreachable if it has applied everything it received: its data is then as fresh
+//! as the last write it saw, and its staleness is the time since it lost the primary.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,8 @@ use crate::BackendError;
 pub struct Server {
     pool: Arc<Pool>,
     up: AtomicBool,
-    /// Replicas: both replication threads were running at the last check.
-    replicating: AtomicBool,
+    /// Replicas: their link to the primary at the last check.
+    link: Mutex<Link>,
     /// Replicas: `Seconds_Behind_Master` at the last check; -1 when unknown.
     lag_secs: AtomicI64,
     /// Replicas: what it is known to have applied (from checks, and from sessions' waits).
@@ -35,6 +37,9 @@ pub struct ServerStats {
     pub replicating: bool,
     /// Seconds behind the primary; `None` when unknown (not a replica, or replication stopped).
     pub lag_secs: Option<u64>,
+    /// Replicas that lost their primary with everything received applied: seconds since the
+    /// health checker first saw it so (the data is at least that old).
+    pub stale_secs: Option<u64>,
     pub queries: u64,
     pub errors: u64,
 }
@@ -45,7 +50,7 @@ impl Server {
         Arc::new(Server {
             pool,
             up: AtomicBool::new(true),
-            replicating: AtomicBool::new(false),
+            link: Mutex::new(Link::Stopped),
             lag_secs: AtomicI64::new(-1),
             applied: Mutex::new(Position::default()),
             queries: AtomicU64::new(0),
@@ -113,20 +118,56 @@ impl Server {
         self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_link(&self) -> std::sync::MutexGuard<'_, Link> {
+        // A `Link` is replaced whole, never left half-written.
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a replica's link as a check found it, keeping when it lost its primary.
+    fn set_link(&self, found: LinkFound) {
+        let mut link = self.lock_link();
+        *link = match (found, *link) {
+            (LinkFound::Streaming, _) => Link::Streaming,
+            (LinkFound::PrimaryLost, Link::PrimaryLost { since }) => Link::PrimaryLost { since },
+            (LinkFound::PrimaryLost, _) => Link::PrimaryLost {
+                since: Instant::now(),
+            },
+            (LinkFound::Stopped, _) => Link::Stopped,
+        };
+    }
+
     pub fn stats(&self) -> ServerStats {
         let lag = self.lag_secs.load(Ordering::Relaxed);
+        let link = *self.lock_link();
         ServerStats {
             up: self.is_up(),
-            replicating: self.replicating.load(Ordering::Relaxed),
+            replicating: link == Link::Streaming,
             lag_secs: u64::try_from(lag).ok(),
+            stale_secs: match link {
+                Link::PrimaryLost { since } => Some(since.elapsed().as_secs()),
+                _ => None,
+            },
             queries: self.queries.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
         }
     }
 
-    fn readable(&self, max_lag_secs: u64) -> bool {
-        let stats = self.stats();
-        stats.up && stats.replicating && stats.lag_secs.is_some_and(|lag| lag <= max_lag_secs)
+    /// Whether this replica may serve a read that must see `write` (the session's last write,
+    /// if any): a streaming replica that lags at most `max_lag_secs` (it may wait for the
+    /// write), or with `without_primary` one that lost its primary and has the write already
+    /// (nothing more will arrive to wait for).
+    fn readable(&self, max_lag_secs: u64, without_primary: bool, write: Option<&Gtid>) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        match *self.lock_link() {
+            Link::Streaming => u64::try_from(self.lag_secs.load(Ordering::Relaxed))
+                .is_ok_and(|lag| lag <= max_lag_secs),
+            Link::PrimaryLost { .. } => {
+                without_primary && write.is_none_or(|gtid| self.has_applied(gtid))
+            }
+            Link::Stopped => false,
+        }
     }
 
     /// One health check, bounded by `timeout`: a ping, and for a replica its replication
@@ -144,7 +185,7 @@ impl Server {
             Ok(Probe::Busy) => {}
             Ok(Probe::Alive(status)) => {
                 if let Some(status) = status {
-                    self.replicating.store(status.running, Ordering::Relaxed);
+                    self.set_link(status.link);
                     self.lag_secs.store(status.lag_secs, Ordering::Relaxed);
                     self.lock_applied().clone_from(&status.applied);
                 }
@@ -161,7 +202,7 @@ impl Server {
             }
             Err(reason) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                self.replicating.store(false, Ordering::Relaxed);
+                self.set_link(LinkFound::Stopped);
                 self.lag_secs.store(-1, Ordering::Relaxed);
                 if self.up.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
@@ -218,26 +259,60 @@ enum Probe {
     Alive(Option<ReplicationStatus>),
 }
 
+/// A replica's link to its primary, as the health checker keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Both threads run and the I/O thread is connected: `Seconds_Behind_Master` is its lag.
+    Streaming,
+    /// The I/O thread is (re)connecting to an unreachable primary, and the SQL thread runs
+    /// with everything received applied, since `since`.
+    PrimaryLost { since: Instant },
+    /// A thread was stopped, or it is still applying what it received without its primary.
+    Stopped,
+}
+
+/// What one check found of a replica's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkFound {
+    Streaming,
+    PrimaryLost,
+    Stopped,
+}
+
 /// A replica's `SHOW SLAVE STATUS`, as far as routing cares.
 struct ReplicationStatus {
-    running: bool,
+    link: LinkFound,
     lag_secs: i64,
     applied: Position,
 }
 
 impl ReplicationStatus {
-    /// From `SHOW SLAVE STATUS` and `@@gtid_slave_pos`.
+    /// From `SHOW SLAVE STATUS` and `@@gtid_slave_pos`. `Seconds_Behind_Master` is NULL
+    /// while the I/O thread is not connected (`Slave_IO_Running` is `Connecting`, or briefly
+    /// still `Yes` right after the primary went away).
+    /// <https://mariadb.com/kb/en/show-replica-status/>
     fn new(status: &crate::conn::QueryResult, gtid_slave_pos: &str) -> ReplicationStatus {
-        let yes = |column| status.value(0, column) == Some("Yes");
-        let running = yes("Slave_IO_Running") && yes("Slave_SQL_Running");
+        let column = |name| status.value(0, name);
+        let lag: Option<i64> = column("Seconds_Behind_Master").and_then(|s| s.parse().ok());
+        let applied = Position::parse(gtid_slave_pos);
+        // Everything the I/O thread received has been applied: every GTID it received, or
+        // without GTIDs, up to the binlog position it read.
+        let caught_up = match column("Gtid_IO_Pos").filter(|p| !p.is_empty()) {
+            Some(received) => applied.includes(&Position::parse(received)),
+            None => {
+                column("Master_Log_File") == column("Relay_Master_Log_File")
+                    && column("Read_Master_Log_Pos") == column("Exec_Master_Log_Pos")
+            }
+        };
+        let link = match (column("Slave_IO_Running"), column("Slave_SQL_Running")) {
+            (Some("Yes"), Some("Yes")) if lag.is_some() => LinkFound::Streaming,
+            (Some("Yes" | "Connecting"), Some("Yes")) if caught_up => LinkFound::PrimaryLost,
+            _ => LinkFound::Stopped,
+        };
         ReplicationStatus {
-            running,
-            lag_secs: status
-                .value(0, "Seconds_Behind_Master")
-                .and_then(|s| s.parse().ok())
-                .filter(|_| running)
-                .unwrap_or(-1),
-            applied: Position::parse(gtid_slave_pos),
+            link,
+            lag_secs: lag.filter(|_| link == LinkFound::Streaming).unwrap_or(-1),
+            applied,
         }
     }
 }
@@ -258,23 +333,28 @@ pub struct Cluster {
     primary: Arc<Server>,
     replicas: Vec<(Arc<Server>, u32)>,
     max_lag_secs: u64,
+    /// Replicas that lost their primary keep serving reads (`reads_when_primary_down`).
+    reads_without_primary: bool,
     /// Advances with every replica read, spreading reads by weight.
     turn: AtomicUsize,
 }
 
 impl Cluster {
-    /// `replicas` with their weights.
+    /// `replicas` with their weights; `reads_without_primary`: replicas whose primary is
+    /// unreachable keep serving reads of what they applied.
     pub fn new(
         name: String,
         primary: Arc<Server>,
         replicas: Vec<(Arc<Server>, u32)>,
         max_lag_secs: u64,
+        reads_without_primary: bool,
     ) -> Cluster {
         Cluster {
             name,
             primary,
             replicas,
             max_lag_secs,
+            reads_without_primary,
             turn: AtomicUsize::new(0),
         }
     }
@@ -300,12 +380,13 @@ impl Cluster {
         self.replicas.iter().map(|(s, w)| (s, *w))
     }
 
-    /// A replica for a read, by weight among those that are up, replicating and not lagging,
-    /// leaving out the indexes set in `skip` (tried already); with whether it is known to
-    /// have applied `write`. `None`: read from the primary.
+    /// A replica for a read, by weight among those that are up, replicating and not lagging
+    /// (or serving without their primary and holding `write`), leaving out the indexes set in
+    /// `skip` (tried already); with whether it is known to have applied `write`. `None`: read
+    /// from the primary.
     pub fn pick_replica(&self, skip: u64, write: Option<&Gtid>) -> Option<ReplicaChoice> {
         let eligible = |i: usize, server: &Server, weight: u32| {
-            weight > 0 && skip & (1 << i.min(63)) == 0 && server.readable(self.max_lag_secs)
+            weight > 0 && skip & (1 << i.min(63)) == 0 && self.readable(server, write)
         };
         let total: u64 = self
             .replicas
@@ -331,6 +412,20 @@ impl Cluster {
             ticket -= u64::from(*weight);
         }
         None
+    }
+
+    /// Whether a read of this data source can be served: its primary is up, or a replica
+    /// qualifies for a read without a session write to see.
+    pub fn can_read(&self) -> bool {
+        self.primary.is_up()
+            || self
+                .replicas
+                .iter()
+                .any(|(s, w)| *w > 0 && self.readable(s, None))
+    }
+
+    fn readable(&self, server: &Server, write: Option<&Gtid>) -> bool {
+        server.readable(self.max_lag_secs, self.reads_without_primary, write)
     }
 
     /// Every server with whether it is a replica, for the health checker.
@@ -359,7 +454,7 @@ mod tests {
     }
 
     fn healthy(s: &Server, lag: i64, applied: &str) {
-        s.replicating.store(true, Ordering::Relaxed);
+        s.set_link(LinkFound::Streaming);
         s.lag_secs.store(lag, Ordering::Relaxed);
         *s.lock_applied() = Position::parse(applied);
     }
@@ -370,7 +465,7 @@ mod tests {
             .enumerate()
             .map(|(i, w)| (server(&format!("r{i}:1")), *w))
             .collect();
-        Cluster::new("ds".into(), server("p:1"), replicas, 5)
+        Cluster::new("ds".into(), server("p:1"), replicas, 5, true)
     }
 
     fn counts(c: &Cluster, reads: usize, write: Option<&Gtid>) -> Vec<usize> {
@@ -407,8 +502,128 @@ mod tests {
         healthy(c.replica(0), 6, "");
         healthy(c.replica(1), 5, "");
         assert_eq!(counts(&c, 4, None), vec![0, 4]);
-        c.replica(1).replicating.store(false, Ordering::Relaxed);
+        c.replica(1).set_link(LinkFound::Stopped);
         assert_eq!(c.pick_replica(0, None), None);
+    }
+
+    /// `SHOW SLAVE STATUS` with the given thread states, lag and positions.
+    fn slave_status(
+        io: &str,
+        sql: &str,
+        lag: Option<&str>,
+        read: &str,
+        exec: &str,
+    ) -> ReplicationStatus {
+        with_gtid_io_pos(io, sql, lag, read, exec, "")
+    }
+
+    fn with_gtid_io_pos(
+        io: &str,
+        sql: &str,
+        lag: Option<&str>,
+        read: &str,
+        exec: &str,
+        gtid_io_pos: &str,
+    ) -> ReplicationStatus {
+        let columns = [
+            "Slave_IO_Running",
+            "Slave_SQL_Running",
+            "Seconds_Behind_Master",
+            "Master_Log_File",
+            "Relay_Master_Log_File",
+            "Read_Master_Log_Pos",
+            "Exec_Master_Log_Pos",
+            "Gtid_IO_Pos",
+        ];
+        let row = [
+            Some(io),
+            Some(sql),
+            lag,
+            Some("b.01"),
+            Some("b.01"),
+            Some(read),
+            Some(exec),
+            Some(gtid_io_pos),
+        ];
+        let result = crate::conn::QueryResult {
+            ok: Default::default(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: vec![row.iter().map(|v| v.map(str::to_string)).collect()],
+        };
+        ReplicationStatus::new(&result, "0-1-10")
+    }
+
+    #[test]
+    fn a_replica_that_applied_all_it_received_has_lost_its_primary_not_stopped() {
+        let link = |io, sql, lag, read, exec| slave_status(io, sql, lag, read, exec).link;
+        assert_eq!(
+            link("Yes", "Yes", Some("0"), "9", "9"),
+            LinkFound::Streaming
+        );
+        assert_eq!(
+            link("Connecting", "Yes", None, "9", "9"),
+            LinkFound::PrimaryLost
+        );
+        assert_eq!(link("Yes", "Yes", None, "9", "9"), LinkFound::PrimaryLost);
+        assert_eq!(
+            link("Connecting", "Yes", None, "9", "5"),
+            LinkFound::Stopped,
+            "still applying"
+        );
+        assert_eq!(link("Connecting", "No", None, "9", "9"), LinkFound::Stopped);
+        assert_eq!(
+            link("No", "Yes", None, "9", "9"),
+            LinkFound::Stopped,
+            "a DBA stopped it"
+        );
+        assert_eq!(
+            slave_status("Connecting", "Yes", None, "9", "9").lag_secs,
+            -1
+        );
+        // With GTIDs, what was received against what was applied (`0-1-10`), whatever the
+        // binlog positions say.
+        let gtid = |received| with_gtid_io_pos("Connecting", "Yes", None, "9", "5", received).link;
+        assert_eq!(gtid("0-1-10"), LinkFound::PrimaryLost);
+        assert_eq!(gtid("0-1-11"), LinkFound::Stopped);
+        assert_eq!(gtid("0-1-10,1-2-1"), LinkFound::Stopped);
+    }
+
+    #[test]
+    fn replicas_without_their_primary_serve_reads_of_what_they_applied() {
+        let c = cluster(&[1, 1]);
+        healthy(c.replica(0), 0, "0-1-9");
+        healthy(c.replica(1), 0, "0-1-10");
+        c.primary().mark_down(&BackendError::Unreachable {
+            source_name: "ds".into(),
+            address: "p:1".into(),
+            reason: "test".into(),
+        });
+        for (s, _) in c.replicas() {
+            s.set_link(LinkFound::PrimaryLost);
+        }
+        assert_eq!(counts(&c, 4, None), vec![2, 2]);
+        assert!(c.can_read());
+        assert_eq!(c.replica(0).stats().stale_secs, Some(0));
+        assert!(!c.replica(0).stats().replicating);
+        // A session's write only the second has: nothing will arrive at the first to wait for.
+        let write = Gtid::parse("0-1-10").unwrap();
+        assert_eq!(counts(&c, 4, Some(&write)), vec![0, 4]);
+        let newer = Gtid::parse("0-1-11").unwrap();
+        assert_eq!(c.pick_replica(0, Some(&newer)), None);
+
+        let strict = Cluster::new(
+            "ds".into(),
+            c.primary().clone(),
+            c.replicas.clone(),
+            5,
+            false,
+        );
+        assert_eq!(
+            strict.pick_replica(0, None),
+            None,
+            "reads_when_primary_down = \"fail\""
+        );
+        assert!(!strict.can_read());
     }
 
     #[test]

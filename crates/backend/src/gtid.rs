@@ -56,6 +56,17 @@ impl Position {
             .any(|&(domain, sequence)| domain == gtid.domain && sequence >= gtid.sequence)
     }
 
+    /// Whether everything applied at `other` is applied here too.
+    pub fn includes(&self, other: &Position) -> bool {
+        other.applied.iter().all(|&(domain, sequence)| {
+            self.covers(&Gtid {
+                domain,
+                server: 0,
+                sequence,
+            })
+        })
+    }
+
     /// Records that `gtid` (and so everything before it in its domain) is applied.
     pub fn advance(&mut self, gtid: &Gtid) {
         match self.applied.iter_mut().find(|(d, _)| *d == gtid.domain) {
@@ -98,5 +109,9 @@ mod tests {
         later.advance(&gtid("0-1-45"));
         assert!(later.covers(&gtid("0-1-50")));
         assert!(Position::parse("").applied.is_empty());
+        assert!(position.includes(&Position::parse("0-1-40,1-2-7")));
+        assert!(!position.includes(&Position::parse("0-1-40,1-2-8")));
+        assert!(!position.includes(&Position::parse("0-1-40,2-2-1")));
+        assert!(position.includes(&Position::default()));
     }
 }

@@ -452,6 +452,19 @@ fn a_replica_killed_under_read_load_costs_no_client_errors() {
     drop(primary_only);
 }
 
+/// Rules for schema `bank` on two data sources `ds_0` and `ds_1` (databases `{db}_0` and
+/// `{db}_1`), the primary and replica of `sets[0]` and `sets[1]`, with table `acct` sharded by
+/// `id` mod 4 over two tables on each, and `tables` added.
+fn two_shards_rules(sets: &[ReplicaSet], db: &str, tables: &str) -> String {
+    format!(
+        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"ds_0\"\n\n{}{}\
+         [tables.acct]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..1}}.acct_{{0..1}}\"\n{tables}",
+        users(),
+        data_source("ds_0", &sets[0], &format!("{db}_0"), &[1]),
+        data_source("ds_1", &sets[1], &format!("{db}_1"), &[1]),
+    )
+}
+
 /// Two shards, each a primary with one replica: key reads and merged scatter reads use each
 /// shard's replica, writes use each shard's primary, a session reads its own writes on every
 /// shard, and a stopped replica sends only its own shard's reads to that shard's primary.
@@ -461,14 +474,7 @@ async fn sharded_reads_use_each_shards_replica() {
         return;
     };
     let db = testkit::unique_name("shrw");
-    let rules = format!(
-        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"ds_0\"\n\n{}{}\
-         [tables.acct]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..1}}.acct_{{0..1}}\"\n",
-        users(),
-        data_source("ds_0", &sets[0], &format!("{db}_0"), &[1]),
-        data_source("ds_1", &sets[1], &format!("{db}_1"), &[1]),
-    );
-    let proxy = Proxy::start(&rules);
+    let proxy = Proxy::start(&two_shards_rules(&sets, &db, ""));
     let mut conn = proxy.conn(Some("bank")).await;
     conn.query_drop("CREATE TABLE acct (id INT PRIMARY KEY, balance INT)")
         .await
@@ -674,6 +680,12 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
     let message = err.to_string();
     assert_eq!(common::server_code(err).0, 1105, "{message}");
     assert!(message.contains("'main'"), "{message}");
+    // Once the health checker has seen the replicas' I/O threads reconnecting (they used to
+    // be taken out then, sending reads to the dead primary), they still serve reads.
+    for i in 0..2 {
+        let address = set.replica(i).address();
+        wait_health_mentions(&proxy, &format!("replica {address} lost its primary"));
+    }
     let mut conn = proxy.conn(Some("bank")).await;
     let n: i64 = conn
         .query_first("SELECT COUNT(*) FROM t")
@@ -725,6 +737,149 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
         .sql(&format!("SELECT COUNT(*) FROM `{db}`.t"))
         .unwrap();
     assert_eq!(on_new_primary.trim(), "3");
+}
+
+/// One read of each kind the load runs: shard 0 and shard 1 by key (`mod` over four tables,
+/// two per data source: id 2 is on `ds_1`), the single table on shard 0's data source, the
+/// broadcast table.
+const LOAD_READS: [&str; 4] = [
+    "SELECT balance FROM acct WHERE id = 0",
+    "SELECT balance FROM acct WHERE id = 2",
+    "SELECT COUNT(*) FROM note",
+    "SELECT COUNT(*) FROM currency",
+];
+
+/// Shard 0's primary is killed (SIGKILL) under a steady read load of both shards, a single
+/// table on shard 0 and a broadcast table: its replica, which had applied every GTID, keeps
+/// serving reads (its I/O thread only reconnects), so no read fails; a session reads its own
+/// write there. With `reads_when_primary_down = "fail"` shard 0's reads fail with 1105, and
+/// broadcast reads go to the copy on shard 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_costs_no_reads_of_its_shard() {
+    let Some(mut sets) = start_sets(2, 1) else {
+        return;
+    };
+    let db = testkit::unique_name("deadp");
+    let tables = "[tables.note]\nkind = \"single\"\ndata_source = \"ds_0\"\n\
+                  [tables.currency]\nkind = \"broadcast\"\n";
+    let proxy = Proxy::start(&two_shards_rules(&sets, &db, tables));
+    let mut writer = proxy.conn(Some("bank")).await;
+    for statement in [
+        "CREATE TABLE acct (id INT PRIMARY KEY, balance INT)",
+        "CREATE TABLE note (id INT PRIMARY KEY)",
+        "CREATE TABLE currency (code CHAR(3) PRIMARY KEY)",
+        "INSERT INTO acct VALUES (0, 0), (2, 20)",
+        "INSERT INTO note VALUES (1)",
+        "INSERT INTO currency VALUES ('EUR'), ('USD')",
+    ] {
+        writer.query_drop(statement).await.unwrap();
+    }
+    // The writer's last write on shard 0, which it must see afterwards.
+    writer
+        .query_drop("UPDATE acct SET balance = 5 WHERE id = 0")
+        .await
+        .unwrap();
+    for set in &sets {
+        set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    }
+    wait_all_in_service(&proxy);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let mut conn = proxy.conn(Some("bank")).await;
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        load.spawn(async move {
+            let mut errors = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for read in LOAD_READS {
+                    if let Err(e) = conn.query_drop(read).await {
+                        errors.push(format!("{read}: {e}"));
+                    }
+                }
+                rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            errors
+        });
+    }
+    let read_rounds = |n| {
+        let target = rounds.load(std::sync::atomic::Ordering::Relaxed) + n;
+        while rounds.load(std::sync::atomic::Ordering::Relaxed) < target {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    read_rounds(20);
+    let killed_at = Instant::now();
+    sets[0].primary_mut().kill().unwrap();
+    let replica = sets[0].replica(0).address();
+    let lost = format!("replica {replica} lost its primary");
+    wait_health_mentions(&proxy, &lost);
+    eprintln!(
+        "shard 0's replica serving without its primary after {} ms",
+        killed_at.elapsed().as_millis()
+    );
+    // Past a few health checks (every 200 ms) with the primary gone.
+    std::thread::sleep(Duration::from_millis(600));
+    read_rounds(40);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let errors: Vec<String> = load.join_all().await.concat();
+    let total = rounds.load(std::sync::atomic::Ordering::Relaxed) * LOAD_READS.len() as u64;
+    eprintln!(
+        "primary killed under read load: {} read errors in {total} reads",
+        errors.len()
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // The replica has the writer's last write: it serves the writer's read.
+    let balance: Option<i64> = writer
+        .query_first("SELECT balance FROM acct WHERE id = 0")
+        .await
+        .unwrap();
+    assert_eq!(balance, Some(5));
+    // Its staleness is shown; the replica that still has its primary has none.
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    let stale = |address: &str| {
+        let line = format!("dbmesh_backend_replica_stale_seconds{{address=\"{address}\"");
+        let found = metrics.lines().find(|l| l.starts_with(&line));
+        found.and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    assert!(stale(&replica).is_some_and(|s| s >= 0), "{metrics}");
+    assert_eq!(stale(&sets[1].replica(0).address()), Some(-1), "{metrics}");
+
+    // "fail": shard 0's reads fail with the dead primary's error; broadcast reads use shard 1.
+    // (Connected first: a driver's connect-time query reads the default data source, ds_0.)
+    let mut conn = proxy.conn(Some("bank")).await;
+    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let text = text.replacen(
+        "[replication]\n",
+        "[replication]\nreads_when_primary_down = \"fail\"\n",
+        1,
+    );
+    std::fs::write(&proxy.config_path, text).unwrap();
+    proxy.sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        match conn.query_drop(LOAD_READS[0]).await {
+            Err(e) => break e,
+            Ok(()) => assert!(Instant::now() < deadline, "reads of shard 0 still served"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let message = err.to_string();
+    assert_eq!(common::server_code(err).0, 1105, "{message}");
+    assert!(message.contains("'ds_0'"), "{message}");
+    let before = queries_by_server(&proxy);
+    for _ in 0..3 {
+        let n: i64 = conn.query_first(LOAD_READS[3]).await.unwrap().unwrap();
+        assert_eq!(n, 2);
+    }
+    let after = queries_by_server(&proxy);
+    assert_eq!(delta(&before, &after, sets[1].replica(0)), 3);
+    sets[1]
+        .primary()
+        .sql(&format!("DROP DATABASE `{db}_1`"))
+        .unwrap();
 }
 
 /// Three data sources (`main`, `ds_a`, `ds_meta`) on one primary with one replica, the meta

@@ -226,6 +226,17 @@ pub enum ReadYourWrites {
     Window,
 }
 
+/// `reads_when_primary_down`: what reads of a data source do while its primary is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadsWhenPrimaryDown {
+    /// Replicas that applied everything they received keep serving reads (of data as old as
+    /// the last write they saw); a session's read only where its last write is applied.
+    Replicas,
+    /// Replicas without their primary get no reads, so reads fail with the primary's error.
+    Fail,
+}
+
 /// `[replication]`: backend health checks and the read/write split.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -237,6 +248,8 @@ pub struct ReplicationConfig {
     /// A replica further behind its primary than this (`Seconds_Behind_Master`) gets no
     /// reads. Default 5.
     pub max_replica_lag_secs: u64,
+    /// Default `replicas`.
+    pub reads_when_primary_down: ReadsWhenPrimaryDown,
     /// Default `gtid`.
     pub read_your_writes: ReadYourWrites,
     /// How long a read after the session's write may wait for a replica to apply it before
@@ -253,6 +266,7 @@ impl Default for ReplicationConfig {
             health_check_interval_ms: 1_000,
             health_check_timeout_ms: 1_000,
             max_replica_lag_secs: 5,
+            reads_when_primary_down: ReadsWhenPrimaryDown::Replicas,
             read_your_writes: ReadYourWrites::Gtid,
             gtid_wait_ms: 50,
             read_your_writes_window_ms: 1_000,

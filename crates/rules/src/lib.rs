@@ -81,8 +81,8 @@ pub use algorithm::{
 };
 pub use config::{
     AdminToken, AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig,
-    ReadYourWrites, ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig, SequenceConfig,
-    TableConfig, TlsConfig, UserConfig,
+    ReadYourWrites, ReadsWhenPrimaryDown, ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig,
+    SequenceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};

@@ -39,7 +39,8 @@ pub fn spawn_health_checks(ctx: Arc<Context>) {
 }
 
 /// What `/health` reports: servers out of service. A down primary makes the proxy unhealthy
-/// (its writes fail); a down or lagging replica only degrades it (reads go elsewhere).
+/// (its writes fail); a down or lagging replica only degrades it (reads go elsewhere), as does
+/// one serving reads without its primary (its data gets older).
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub primaries_down: Vec<String>,
@@ -65,6 +66,10 @@ pub fn verdict(ctx: &Context) -> Verdict {
                 verdict
                     .replicas_out
                     .push(format!("data source '{name}': replica {address} is down"));
+            } else if let Some(stale) = stats.stale_secs {
+                verdict.replicas_out.push(format!(
+                    "data source '{name}': replica {address} lost its primary, its data is {stale} s old"
+                ));
             } else if !stats.replicating {
                 verdict.replicas_out.push(format!(
                     "data source '{name}': replica {address} is not replicating"

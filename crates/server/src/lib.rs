@@ -19,7 +19,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use backend::{Cluster, ConnectOptions, Pool, Server};
 use router::Router;
-use rules::{DataSourceConfig, Rules};
+use rules::{DataSourceConfig, ReadsWhenPrimaryDown, Rules};
 use sequence::Sequences;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -81,6 +81,7 @@ impl Snapshot {
                     primary,
                     replicas,
                     rules.replication.max_replica_lag_secs,
+                    rules.replication.reads_when_primary_down == ReadsWhenPrimaryDown::Replicas,
                 );
                 (name.clone(), Arc::new(cluster))
             })

@@ -26,6 +26,7 @@ pub struct Metrics {
     /// Per server (primary or replica): state, lag, statements, errors, connections.
     server_up: IntGaugeVec,
     server_lag: IntGaugeVec,
+    server_stale: IntGaugeVec,
     server_queries: IntCounterVec,
     server_errors: IntCounterVec,
     server_connections: IntGaugeVec,
@@ -125,6 +126,11 @@ impl Metrics {
             "Replicas: Seconds_Behind_Master at the last check; -1 when replication is stopped or unknown",
             &[],
         );
+        let server_stale = server_gauge(
+            "dbmesh_backend_replica_stale_seconds",
+            "Replicas serving reads without their unreachable primary: seconds since it was lost (their data is at least that old); -1 otherwise",
+            &[],
+        );
         let server_queries = server_counter(
             "dbmesh_backend_queries_total",
             "Statements sent to the server",
@@ -160,6 +166,7 @@ impl Metrics {
             Box::new(session_pinned_vec),
             Box::new(server_up.clone()),
             Box::new(server_lag.clone()),
+            Box::new(server_stale.clone()),
             Box::new(server_queries.clone()),
             Box::new(server_errors.clone()),
             Box::new(server_connections.clone()),
@@ -181,6 +188,7 @@ impl Metrics {
             session_pinned,
             server_up,
             server_lag,
+            server_stale,
             server_queries,
             server_errors,
             server_connections,
@@ -200,6 +208,8 @@ impl Metrics {
             if replica {
                 let lag = stats.lag_secs.map_or(-1, |l| l as i64);
                 self.server_lag.with_label_values(&labels).set(lag);
+                let stale = stats.stale_secs.map_or(-1, |s| s as i64);
+                self.server_stale.with_label_values(&labels).set(stale);
             }
             for (counter, total) in [
                 (&self.server_queries, stats.queries),

@@ -256,12 +256,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match &plan.combine {
             Combine::Single => self.run_one(&plan.targets[0], request, kind).await,
             Combine::AnyOne => {
-                // Prefer a copy on a connection the session already holds (its transaction).
+                // Prefer a copy on a connection the session already holds (its transaction),
+                // then one whose data source can serve a read (a dead primary without a
+                // replica serving in its place fails every read).
+                let snapshot = self.ctx.snapshot.load();
+                let readable = |t: &&Target| {
+                    snapshot
+                        .clusters
+                        .get(&t.data_source)
+                        .is_some_and(|c| c.can_read())
+                };
                 let target = plan
                     .targets
                     .iter()
                     .find(|t| self.held.iter().any(|h| h.data_source == t.data_source))
+                    .or_else(|| plan.targets.iter().find(readable))
                     .unwrap_or(&plan.targets[0]);
+                drop(snapshot);
                 self.run_one(target, request, kind).await
             }
             Combine::SumAffected | Combine::EveryCopy(_) => {
