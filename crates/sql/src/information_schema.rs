@@ -1265,17 +1265,7 @@ impl Writer<'_> {
                 let subquery = parser(&text)?
                     .parse_query()
                     .map_err(|e| SqlError::Render(e.to_string()))?;
-                *f = TableFactor::Derived {
-                    lateral: false,
-                    subquery,
-                    alias: Some(ast::TableAlias {
-                        explicit: true,
-                        name: alias,
-                        columns: Vec::new(),
-                        at: None,
-                    }),
-                    sample: None,
-                };
+                *f = derived_table(subquery, alias);
                 Ok(())
             }
             _ => Ok(()),
@@ -1375,6 +1365,22 @@ impl VisitorMut for Writer<'_> {
             None => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `(subquery) AS alias` in place of a table: the logical views and the proxy's process list
+/// replace a system table so.
+pub(crate) fn derived_table(subquery: Box<ast::Query>, alias: ast::Ident) -> TableFactor {
+    TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(ast::TableAlias {
+            explicit: true,
+            name: alias,
+            columns: Vec::new(),
+            at: None,
+        }),
+        sample: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{self, TableFactor, VisitMut, VisitorMut};
 
 use crate::analyze::name_parts;
-use crate::information_schema::{parser, INFORMATION_SCHEMA};
+use crate::information_schema::{derived_table, parser, INFORMATION_SCHEMA};
 use crate::parse::parse;
 use crate::SqlError;
 
@@ -69,17 +69,7 @@ impl VisitorMut for Replacer {
         let alias = alias
             .as_ref()
             .map_or_else(|| ast::Ident::new(PROCESSLIST), |a| a.name.clone());
-        *factor = TableFactor::Derived {
-            lateral: false,
-            subquery: self.rows.clone(),
-            alias: Some(ast::TableAlias {
-                explicit: true,
-                name: alias,
-                columns: Vec::new(),
-                at: None,
-            }),
-            sample: None,
-        };
+        *factor = derived_table(self.rows.clone(), alias);
         self.replaced = true;
         ControlFlow::Continue(())
     }
