@@ -718,7 +718,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Runs a session statement on every held connection, relaying the answer of one of them:
-    /// the default data source's (acquired if none is held).
+    /// the default data source's (acquired if none is held). The other connections run it
+    /// first, so the client's answer comes when every shard is done: a COMMIT answered earlier
+    /// let the client's next read, on another session, miss a shard's committed rows.
     async fn everywhere(&mut self, packet: &[u8], text: &str) -> Flow {
         let default = self.default_data_source();
         self.last_statement_ok = false;
@@ -726,17 +728,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(i) => i,
             Err(e) => return self.error(e.to_server_error()).await,
         };
-        let outcome = match self.relay_on(index, packet, ResponseKind::Query).await {
-            Ok(o) => o,
-            Err(flow) => return flow,
-        };
-        if outcome.error.is_some() {
-            return Flow::Continue;
-        }
-        self.last_statement_ok = true;
         let mut lost = None;
         for (i, held) in self.held.iter_mut().enumerate() {
-            if held.data_source == default {
+            if i == index {
                 continue;
             }
             match held.conn.query(text).await {
@@ -750,6 +744,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some((i, e)) = lost {
             return self.backend_lost(i, e).await;
         }
+        let outcome = match self.relay_on(index, packet, ResponseKind::Query).await {
+            Ok(o) => o,
+            Err(flow) => return flow,
+        };
+        self.last_statement_ok = outcome.error.is_none();
         Flow::Continue
     }
 
