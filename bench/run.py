@@ -10,6 +10,9 @@ of the proxy process (dbmesh or haproxy).
   bench/run.sh            # short mode: oltp_point_select, 4 threads, both PS modes, 3 x 5 s
   bench/run.sh --full     # every test x {prepared, plain} x {4, 32} threads, 3 x 10 s
   bench/run.sh --smoke    # a few seconds per target, for CI: checks it runs, records nothing
+  bench/run.py --instructions BIN [BIN...]
+                          # instructions per statement of each dbmesh binary under callgrind:
+                          # repeatable on a busy machine, for before/after comparisons
 """
 import argparse
 import os
@@ -120,12 +123,16 @@ backend db
     return p, port
 
 
-def start_dbmesh(workdir, name, rules):
+def release_binary():
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "dbmesh")
+
+
+def start_dbmesh(workdir, name, rules, command=None):
     path = os.path.join(workdir, f"{name}.toml")
     with open(path, "w") as f:
         f.write(rules)
-    binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "dbmesh")
-    p = Proc([binary, "serve", "--config", path], stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, f"{name}.log"), "w"),
+    command = command or [release_binary()]
+    p = Proc(command + ["serve", "--config", path], stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, f"{name}.log"), "w"),
              env={**os.environ, "RUST_LOG": "warn"}, text=True)
     line = p.proc.stdout.readline()
     if not line.startswith("dbmesh ready"):
@@ -196,11 +203,11 @@ def distribute(db, tables):
     db.sql(" ".join(statements))
 
 
-def sysbench(port, user, password, test, threads, seconds, ps_mode, tables, table_size, action="run"):
+def sysbench(port, user, password, test, threads, seconds, ps_mode, tables, table_size, action="run", events=0):
     args = ["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
             f"--mysql-user={user}", f"--mysql-password={password}", "--mysql-db=sbtest",
             f"--tables={tables}", f"--table-size={table_size}", f"--threads={threads}",
-            f"--time={seconds}", f"--db-ps-mode={ps_mode}", "--percentile=95", "--report-interval=0", test, action]
+            f"--time={seconds}", f"--events={events}", f"--db-ps-mode={ps_mode}", "--percentile=95", "--report-interval=0", test, action]
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"sysbench {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
@@ -221,13 +228,63 @@ def parse(out):
     return qps, p95, queries, errors
 
 
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {path}")
+
+
+def instructions(binaries, tables=4, table_size=10000, short=300, long=1500):
+    """Instructions the proxy executes per statement, counted by callgrind: the difference
+    between a long and a short run of the same workload (one sysbench thread) divided by the
+    difference in statements, so start-up and connection set-up cancel out. Unlike CPU time it
+    does not depend on what else the machine is doing."""
+    workdir = tempfile.mkdtemp(prefix="dbmesh-instr-")
+    db = MariaDb(workdir)
+    try:
+        db.sql("CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY 'sbtest'; GRANT ALL ON *.* TO 'sbtest'@'127.0.0.1'")
+        sysbench(db.port, "sbtest", "sbtest", "oltp_common", 1, 1, "disable", tables, table_size, "prepare")
+        distribute(db, tables)
+        layouts = [("pass-through", passthrough_rules(db.port)), ("sharded x4", sharded_rules(db.port, tables))]
+        print("| test | ps mode | layout | binary | instructions/stmt | vs first |")
+        print("|---|---|---|---|---|---|")
+        for mode in ["auto", "disable"]:
+            for layout, rules in layouts:
+                first = None
+                for binary in binaries:
+                    totals = []
+                    for events in (short, long):
+                        out = os.path.join(workdir, "callgrind.out")
+                        proxy, port = start_dbmesh(workdir, "instr", rules,
+                                                   ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary])
+                        result = sysbench(port, "sbtest", "sbtest", "oltp_point_select", 1, 0, mode, tables, table_size,
+                                          events=events)
+                        proxy.proc.terminate()
+                        proxy.proc.wait(timeout=120)
+                        totals.append((callgrind_total(out), parse(result)[2]))
+                    per_statement = (totals[1][0] - totals[0][0]) / (totals[1][1] - totals[0][1])
+                    first = first or per_statement
+                    print(f"| oltp_point_select | {'prepared' if mode == 'auto' else 'plain'} | {layout} | {binary} "
+                          f"| {per_statement:,.0f} | {per_statement / first:.3f} |", flush=True)
+    finally:
+        db.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--instructions", nargs="+", metavar="BINARY",
+                    help="count instructions per statement of these dbmesh binaries under callgrind")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--seconds", type=int)
     args = ap.parse_args()
+    if args.instructions:
+        instructions(args.instructions)
+        return
     if args.full:
         tests = ["oltp_point_select", "oltp_read_only", "oltp_read_write", "oltp_insert"]
         threads_list, reps, seconds = [4, 32], 3, 10
