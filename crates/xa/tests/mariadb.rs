@@ -704,3 +704,43 @@ async fn a_prepared_branch_whose_connection_is_killed_is_not_lost() {
     assert_eq!(world.balance(3, 1), START_BALANCE + 8);
     assert_eq!(world.balance(1, 1), START_BALANCE - 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_periodic_recovery_task_resolves_what_a_crash_left_and_metrics_are_served() {
+    let world = World::start();
+    let crash = Failpoints::default();
+    crash.arm(Failpoint::Decided, FailAction::Error);
+    let dead = world.coordinator("periodic", &crash).await;
+    let (txn, mut conns) = transfer(&world, &dead, 0, &[2], 9).await;
+    txn.commit(&mut lend(&mut conns))
+        .await
+        .expect_err("failpoint");
+    drop(conns);
+    drop(dead);
+    let restarted = world.coordinator("periodic", &Failpoints::default()).await;
+    let registry = prometheus::Registry::new();
+    restarted.metrics().register(&registry).expect("register");
+    let task = world
+        .recoverer(&restarted)
+        .spawn(Duration::from_millis(100));
+    wait_for("the periodic recovery", || world.prepared() == 0).await;
+    assert_eq!(world.balance(2, 1), START_BALANCE + 9);
+    wait_for("the decision row to be deleted", || {
+        world.decision_rows() == 0
+    })
+    .await;
+    task.abort();
+    let names: Vec<String> = registry
+        .gather()
+        .iter()
+        .map(|family| family.name().to_owned())
+        .collect();
+    for name in [
+        "dbmesh_xa_in_doubt",
+        "dbmesh_xa_oldest_in_doubt_seconds",
+        "dbmesh_xa_recovered_total",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert_eq!(restarted.metrics().recovered(Outcome::Commit), 2);
+}
