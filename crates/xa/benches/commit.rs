@@ -116,7 +116,9 @@ fn main() {
     let durable = testkit::MariaDbBuilder::default().arg("--innodb-flush-log-at-trx-commit=1");
     let servers = testkit::backends_with(2, &durable).expect("two MariaDB servers");
     let meta = testkit::unique_name("xbmeta");
-    servers[0].sql(&format!("CREATE DATABASE {meta}")).expect("meta");
+    servers[0]
+        .sql(&format!("CREATE DATABASE {meta}"))
+        .expect("meta");
     let mut sources = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         let db = testkit::unique_name("xbds");
