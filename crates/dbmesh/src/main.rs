@@ -1,6 +1,7 @@
 //! The `dbmesh` command: `serve`, `check` and `explain` over a rule file.
 
 mod admin;
+mod check;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,11 @@ enum Command {
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Also log in to every data source's primary and replicas and check the account's
+        /// privileges, the databases, replication and that every shard of a table has the
+        /// same definition.
+        #[arg(long)]
+        connect: bool,
     },
     /// Show where a statement would be routed.
     Explain {
@@ -40,7 +46,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => {
+        Command::Check { config, connect } => {
             let rules = load(&config)?;
             println!(
                 "{}: OK ({} data sources, {} table rules, logical database '{}')",
@@ -49,6 +55,9 @@ fn main() -> anyhow::Result<()> {
                 rules.tables.len(),
                 rules.schema.name
             );
+            if connect {
+                check_servers(&rules)?;
+            }
             Ok(())
         }
         Command::Explain { config, sql } => {
@@ -88,6 +97,30 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(config))
         }
     }
+}
+
+/// `check --connect`: every problem on its own line on stderr; an error when there is any.
+fn check_servers(rules: &rules::Rules) -> anyhow::Result<()> {
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(check::check_servers(rules));
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    if !report.problems.is_empty() {
+        bail!("{} problem(s) found on the servers", report.problems.len());
+    }
+    println!(
+        "servers: OK ({} servers logged in to, {} physical tables compared{})",
+        report.servers_reached,
+        report.tables_compared,
+        match report.databases_to_create {
+            0 => String::new(),
+            n => format!(", {n} databases created at start by proxy.create_databases"),
+        }
+    );
+    Ok(())
 }
 
 fn load(path: &Path) -> anyhow::Result<rules::Rules> {
