@@ -2,12 +2,14 @@
 
 mod admin;
 mod check;
+mod logging;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use logging::LogFormat;
 use server::{Context, Metrics, Snapshot};
 use tokio::net::TcpListener;
 
@@ -24,6 +26,9 @@ enum Command {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// The log's format on stderr: one event per line either way.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a rule file and print every problem found.
     Check {
@@ -80,14 +85,8 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => bail!("ERROR {} ({}): {}", e.code(), e.sqlstate(), e.message()),
             }
         }
-        Command::Serve { config } => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .init();
+        Command::Serve { config, log_format } => {
+            logging::init(log_format);
             // The control runtime: accept loop, admin HTTP, health checks, signals. Client
             // sessions run on the worker event loops started by `serve`.
             tokio::runtime::Builder::new_multi_thread()
@@ -185,6 +184,10 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let admin = TcpListener::bind(&admin_listen)
         .await
         .with_context(|| format!("binding admin {admin_listen}"))?;
+    // Before the ready line: a SIGHUP that arrives before its handler is installed ends the
+    // process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, rules = %config.display(), "dbmesh serving");
     // One parseable line on stdout, so scripts and tests that ask for port 0 learn the ports.
     println!(
@@ -194,7 +197,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     );
     admin::start_health_checks(ctx.clone()).await;
     tokio::spawn(admin::serve(admin, ctx.clone(), config.clone(), env_token));
-    tokio::spawn(reload_on_sighup(ctx.clone(), config));
+    tokio::spawn(reload_on_sighup(ctx.clone(), config, hangups));
     let workers = start_workers(worker_threads)?;
     server::run(listener, ctx, shutdown_signal(), &workers).await;
     tracing::info!("dbmesh stopped accepting connections");
@@ -251,11 +254,12 @@ async fn create_databases(rules: &rules::Rules) {
 
 /// Re-reads the rule file on SIGHUP, validated exactly as `dbmesh check`; a bad file leaves
 /// the current rules in force.
-async fn reload_on_sighup(ctx: Arc<Context>, config: PathBuf) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
+async fn reload_on_sighup(
+    ctx: Arc<Context>,
+    config: PathBuf,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    while hangups.recv().await.is_some() {
         match admin::reload(&ctx, &config).await {
             Ok(()) => tracing::info!("rules reloaded on SIGHUP"),
             Err(e) => {

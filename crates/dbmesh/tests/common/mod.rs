@@ -32,30 +32,38 @@ impl Proxy {
     /// `admin_listen` or `admin_token`: the fixture asks for free ports and sets
     /// [`ADMIN_TOKEN`]).
     pub fn start(config: &str) -> Proxy {
+        Self::start_with_args(config, &[])
+    }
+
+    /// Like [`Proxy::start`], with `args` added to `dbmesh serve`'s command line.
+    pub fn start_with_args(config: &str, args: &[&str]) -> Proxy {
         let head = format!("[proxy]\n{FREE_PORTS}\nadmin_token = \"{ADMIN_TOKEN}\"");
         let config = if config.contains("[proxy]") {
             config.replacen("[proxy]", &head, 1)
         } else {
             format!("{head}\n{config}")
         };
-        Self::start_raw(&config, &[])
+        Self::start_file(&config, args, &[])
     }
 
     /// Starts the proxy on `config` exactly as given (it must ask for free ports), with
     /// `env` added to its environment.
     pub fn start_raw(config: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::start_file(config, &[], env)
+    }
+
+    /// Writes `config` to a rule file of its own and runs `dbmesh serve` on it with `args`
+    /// and `env` added.
+    fn start_file(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("rules.toml");
         std::fs::write(&config_path, config).expect("write rules");
-        Self::start_file(config_path, dir, env)
-    }
-
-    fn start_file(config_path: PathBuf, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Proxy {
         let stderr_path = dir.path().join("proxy.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dbmesh"))
             .args(["serve", "--config"])
             .arg(&config_path)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
