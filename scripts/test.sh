@@ -9,6 +9,7 @@
 # mysql-connector-python and mysqlclient with pip, the Node.js drivers with npm, and
 # cargo-nextest with cargo, each only when missing, and makes sure the local MariaDB on
 # 127.0.0.1:3306 answers. The tests start their own mariadbd processes (crates/testkit).
+# `prometheus` (apt-get, when promtool is missing) checks the alert rules in deploy/prometheus.
 #
 # Environment:
 #   DBMESH_TEST_BACKENDS=host:port[,...]  run the tests against these running servers instead
@@ -58,6 +59,8 @@ if ! have mariadb; then packages+=(mariadb-client); fi
 if ! have sysbench; then packages+=(sysbench); fi
 if [ -z "$external" ] && ! have haproxy && [ ! -x /usr/sbin/haproxy ]; then packages+=(haproxy); fi
 if ! have python3; then packages+=(python3 python3-pip); fi
+# promtool checks the alert rules in deploy/prometheus.
+if ! have promtool; then packages+=(prometheus); fi
 # The client matrix (crates/dbmesh/tests/clients): PHP PDO, Perl DBI, node, and what
 # mysqlclient builds against.
 if ! have php || ! php -r 'exit(in_array("mysql", PDO::getAvailableDrivers()) ? 0 : 1);' 2>/dev/null; then
@@ -186,6 +189,9 @@ else
     fi
     count_cargo_test "$log_dir/test.log"
 fi
+
+step "promtool check rules deploy/prometheus/*.yml"
+promtool check rules deploy/prometheus/*.yml || failed_steps+=(alert-rules)
 
 step "cargo bench --no-run --workspace (benches must compile)"
 # Only a compile check: skip the release profile's LTO, which costs minutes and proves nothing

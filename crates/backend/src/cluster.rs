@@ -428,6 +428,17 @@ impl Cluster {
         server.readable(self.max_lag_secs, self.reads_without_primary, write)
     }
 
+    /// Whether the proxy uses `server` now: a primary while it is up; a replica while it
+    /// may serve reads (up and replicating within the lag limit, or serving without its
+    /// primary as the rules allow), whatever its weight.
+    pub fn in_service(&self, server: &Server, replica: bool) -> bool {
+        if replica {
+            self.readable(server, None)
+        } else {
+            server.is_up()
+        }
+    }
+
     /// Every server with whether it is a replica, for the health checker.
     pub fn servers(&self) -> impl Iterator<Item = (&Arc<Server>, bool)> {
         std::iter::once((&self.primary, false)).chain(self.replicas.iter().map(|(s, _)| (s, true)))

@@ -37,8 +37,9 @@ pub async fn start_health_checks(ctx: Arc<Context>) {
 
 /// Validates the rule file as `dbmesh check` does and swaps it in.
 pub async fn reload(ctx: &Context, config: &Path) -> Result<(), String> {
-    let rules = rules::load_file(config).map_err(|e| e.to_string())?;
+    let (rules, sha256) = crate::load_rules(config).map_err(|e| e.to_string())?;
     ctx.reload(rules);
+    ctx.metrics.rules_applied(&sha256);
     Ok(())
 }
 
@@ -176,12 +177,21 @@ async fn health(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let verdict = server::health::verdict(&admin.ctx);
     let mut lines = verdict.primaries_down.clone();
     lines.extend(verdict.replicas_out.iter().cloned());
-    match (verdict.primaries_down.is_empty(), lines.is_empty()) {
-        (true, true) => text(StatusCode::OK, "ok\n".into()),
-        (true, false) => text(StatusCode::OK, format!("degraded\n{}\n", lines.join("\n"))),
+    let rules = admin.ctx.metrics.rules_in_force();
+    lines.push(format!(
+        "rules: version {}, sha256 {}",
+        rules.version, rules.sha256
+    ));
+    let lines = lines.join("\n");
+    match (
+        verdict.primaries_down.is_empty(),
+        verdict.replicas_out.is_empty(),
+    ) {
+        (true, true) => text(StatusCode::OK, format!("ok\n{lines}\n")),
+        (true, false) => text(StatusCode::OK, format!("degraded\n{lines}\n")),
         (false, _) => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy\n{}\n", lines.join("\n")),
+            format!("unhealthy\n{lines}\n"),
         ),
     }
 }

@@ -123,15 +123,33 @@ fn check_servers(rules: &rules::Rules) -> anyhow::Result<()> {
 }
 
 fn load(path: &Path) -> anyhow::Result<rules::Rules> {
-    match rules::load_file(path) {
-        Ok(r) => Ok(r),
+    Ok(load_rules(path)?.0)
+}
+
+/// Reads and validates the rule file at `path`: the rules, and the first 16 hex digits of
+/// the SHA-256 of its text (which metrics and `/health` show, so a DBA can tell which file
+/// is in force).
+fn load_rules(path: &Path) -> anyhow::Result<(rules::Rules, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the rule file: {e}", path.display()))?;
+    match rules::parse_str(&text, path) {
+        Ok(r) => Ok((r, rules_hash(&text))),
         Err(e) => bail!("{e}"),
     }
 }
 
+fn rules_hash(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let env_token = admin::env_token().map_err(anyhow::Error::msg)?;
-    let rules = load(&config)?;
+    let (rules, rules_sha256) = load_rules(&config)?;
     if rules.proxy.create_databases {
         create_databases(&rules).await;
     }
@@ -177,6 +195,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         }
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.rules_applied(&rules_sha256);
     let ctx = Context::new(snapshot, metrics, tls, server_version, sequences);
     let listener = TcpListener::bind(&listen)
         .await

@@ -91,10 +91,8 @@ async fn health_metrics_and_reload() {
         1.0
     );
     assert_eq!(value("dbmesh_session_pinned{reason=\"transaction\"}"), 0.0);
-    assert!(
-        value("dbmesh_plan_cache{stat=\"hits\"}") >= 2.0,
-        "repeated statements hit the plan cache"
-    );
+    let hits = value("dbmesh_plan_cache_hits_total ");
+    assert!(hits >= 2.0, "repeated statements hit the plan cache");
     assert_eq!(proxy.http("GET", "/nope").0, 404);
 
     // A bad rule file is rejected with its messages; the old rules stay in force.
@@ -139,6 +137,15 @@ async fn health_metrics_and_reload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen.contains(&"bank3".to_string()), "{seen:?}");
+    // Each reload starts a new plan cache; the counter goes on from where it was.
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    let hits_after: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dbmesh_plan_cache_hits_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hits_after >= hits, "{hits_after} < {hits}");
+    assert!(metrics.contains("dbmesh_rules_version 3\n"), "{metrics}");
     conn.disconnect().await.unwrap();
     backend
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))

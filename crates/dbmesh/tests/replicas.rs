@@ -86,7 +86,7 @@ fn wait_all_in_service(proxy: &Proxy) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, body) = proxy.http("GET", "/health");
-        if code == 200 && body.trim() == "ok" {
+        if code == 200 && body.lines().next() == Some("ok") {
             return;
         }
         assert!(
@@ -295,6 +295,10 @@ async fn reads_go_to_replicas_by_weight_and_writes_to_the_primary() {
         "stopped SQL thread detected after {} ms",
         taken_out.as_millis()
     );
+    // Reachable, but out of reads: not up as far as the proxy is concerned.
+    let up = metric_by_server(&proxy, "dbmesh_backend_up");
+    assert_eq!(up[&set.replica(0).address()], 0, "{up:?}");
+    assert_eq!(up[&set.replica(1).address()], 1, "{up:?}");
     let before = queries_by_server(&proxy);
     for _ in 0..40 {
         conn.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
@@ -728,6 +732,12 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
         "dbmesh_backend_up{{address=\"{new_primary}\",data_source=\"main\",role=\"primary\"}}"
     );
     assert!(metrics.contains(&up), "{up} missing in {metrics}");
+    // The dead primary switched away from is no server of the proxy any more: no series.
+    let old_primary = format!("address=\"{}\"", set.primary().address());
+    assert!(
+        !metrics.contains(&old_primary),
+        "{old_primary} in {metrics}"
+    );
     // A reload of the unchanged rule file keeps the switch.
     proxy.sighup();
     std::thread::sleep(Duration::from_millis(300));

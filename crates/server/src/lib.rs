@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Routes statements by these rules; its plan cache lives and dies with the snapshot.
     pub router: Router,
+    /// How much of the router's plan-cache hits and misses the metrics counted already.
+    pub plan_cache_counted: metrics::PlanCacheCounted,
 }
 
 impl Snapshot {
@@ -91,6 +93,7 @@ impl Snapshot {
             router: Router::new(rules.clone(), PLAN_CACHE_CAPACITY),
             rules,
             clusters,
+            plan_cache_counted: metrics::PlanCacheCounted::default(),
         }
     }
 
@@ -208,6 +211,9 @@ impl Context {
         let previous = self.snapshot.load_full();
         self.snapshot
             .store(Arc::new(Snapshot::build(rules, Some(&previous))));
+        // The old plan cache's last hits, before it goes with its snapshot.
+        self.metrics
+            .count_plan_cache(&previous.plan_cache_counted, previous.router.cache_stats());
     }
 
     fn lock_switches(&self) -> std::sync::MutexGuard<'_, Switches> {
@@ -264,15 +270,13 @@ impl Context {
         Ok(())
     }
 
-    /// Refreshes the backend-connection gauges (called when metrics are scraped).
+    /// Refreshes the backend and plan-cache metrics (called when metrics are scraped).
     pub fn update_pool_metrics(&self) {
         let snapshot = self.snapshot.load();
-        for (name, cluster) in &snapshot.clusters {
-            self.metrics
-                .set_backend_connections(name, cluster.primary().pool().stats());
-            self.metrics.set_servers(cluster);
-        }
-        self.metrics.set_plan_cache(snapshot.router.cache_stats());
+        self.metrics
+            .set_servers(snapshot.clusters.values().map(|c| c.as_ref()));
+        self.metrics
+            .count_plan_cache(&snapshot.plan_cache_counted, snapshot.router.cache_stats());
     }
 }
 

@@ -1,5 +1,12 @@
 //! Prometheus metrics of the frontend. One `Metrics` value is created by the binary and passed
 //! down explicitly (no process-wide statics), so tests can run many proxies in one process.
+//!
+//! Every family a dashboard or an alert may query has its series from start: `rate()` of a
+//! series that appears only with its first event misses that event, and an alert on it
+//! cannot fire. deploy/grafana and deploy/prometheus query only such families (a test checks
+//! their names against a running proxy's).
+
+use std::sync::{Mutex, MutexGuard};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -20,7 +27,9 @@ pub struct Metrics {
     pub statement_seconds: Histogram,
     backend_connections: IntGaugeVec,
     pub auth_failures: IntCounter,
-    plan_cache: IntGaugeVec,
+    plan_cache_hits: IntCounter,
+    plan_cache_misses: IntCounter,
+    plan_cache_entries: IntGauge,
     /// Sessions keeping their backend connections now, indexed like `PinReason::ALL`.
     session_pinned: Vec<IntGauge>,
     /// Per server (primary or replica): state, lag, statements, errors, connections.
@@ -31,10 +40,42 @@ pub struct Metrics {
     server_errors: IntCounterVec,
     server_connections: IntGaugeVec,
     broadcast_divergences: IntCounterVec,
+    rules_version: IntGauge,
+    rules_info: IntGaugeVec,
+    /// The rule file in force, as `/health` shows it.
+    rules_in_force: Mutex<RulesInForce>,
+    /// Held while the per-server families are rebuilt and while they are rendered, so a
+    /// scrape never sees them half rebuilt.
+    servers_refresh: Mutex<()>,
 }
 
 /// The labels identifying one server.
 const SERVER_LABELS: [&str; 3] = ["data_source", "role", "address"];
+
+/// The error codes whose series exist from start: those the proxy sends of its own (its
+/// refusals and failures: router, merge, sequence, XA, login, protocol and pool errors), and
+/// the backend errors an alert watches (1205 lock wait timeout, 1213 deadlock). Other backend
+/// errors pass through with their codes and get a series when first sent.
+/// Each code has one SQLSTATE; docs/operations.md lists both.
+pub const ERROR_CODES: [u16; 37] = [
+    1038, 1040, 1043, 1045, 1047, 1048, 1049, 1064, 1065, 1094, 1095, 1105, 1136, 1146, 1153, 1156,
+    1175, 1180, 1205, 1210, 1213, 1227, 1235, 1243, 1251, 1295, 1364, 1399, 1402, 1461, 1614, 1690,
+    1927, 3159, 4031, 4084, 4091,
+];
+
+/// The rule file in force: how many files were applied since start (1 for the first) and
+/// the SHA-256 of its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesInForce {
+    pub version: u64,
+    pub sha256: String,
+}
+
+/// How much of one plan cache's hits and misses the counters hold already. A snapshot owns
+/// one, as its router owns the cache; the cache starts at zero with each snapshot, the
+/// counters do not.
+#[derive(Debug, Default)]
+pub struct PlanCacheCounted(Mutex<router::CacheStats>);
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -89,12 +130,19 @@ impl Metrics {
         .expect("valid metric");
         let auth_failures = IntCounter::new("dbmesh_auth_failures_total", "Failed client logins")
             .expect("valid metric");
-        let plan_cache = IntGaugeVec::new(
-            Opts::new(
-                "dbmesh_plan_cache",
-                "Router plan cache of the current rules: hits, misses, entries",
-            ),
-            &["stat"],
+        let plan_cache_hits = IntCounter::new(
+            "dbmesh_plan_cache_hits_total",
+            "Statements routed from a cached plan template",
+        )
+        .expect("valid metric");
+        let plan_cache_misses = IntCounter::new(
+            "dbmesh_plan_cache_misses_total",
+            "Statements parsed and planned because no cached template matched",
+        )
+        .expect("valid metric");
+        let plan_cache_entries = IntGauge::new(
+            "dbmesh_plan_cache_entries",
+            "Plan templates the current rules' cache holds",
         )
         .expect("valid metric");
         let session_pinned_vec = IntGaugeVec::new(
@@ -118,7 +166,10 @@ impl Metrics {
         };
         let server_up = server_gauge(
             "dbmesh_backend_up",
-            "1 while the server is in service, 0 after a failed check or use",
+            "1 while the proxy uses the server: a primary that passed its last check and use, a \
+             replica that may serve reads (replicating within max_replica_lag_secs, or serving \
+             without its primary as the rules allow); 0 otherwise. Only the servers of the \
+             rules in force (a primary switched away from has no series)",
             &[],
         );
         let server_lag = server_gauge(
@@ -153,6 +204,22 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
+        let rules_version = IntGauge::new(
+            "dbmesh_rules_version",
+            "Rule files applied since start: 1 for the first, one more per applied reload",
+        )
+        .expect("valid metric");
+        let rules_info = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_rules_info",
+                "1, labelled with the SHA-256 of the rule file in force",
+            ),
+            &["sha256"],
+        )
+        .expect("valid metric");
+        for code in ERROR_CODES {
+            errors.with_label_values(&[&code.to_string()]);
+        }
         for c in [
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
@@ -162,7 +229,9 @@ impl Metrics {
             Box::new(statement_seconds.clone()),
             Box::new(backend_connections.clone()),
             Box::new(auth_failures.clone()),
-            Box::new(plan_cache.clone()),
+            Box::new(plan_cache_hits.clone()),
+            Box::new(plan_cache_misses.clone()),
+            Box::new(plan_cache_entries.clone()),
             Box::new(session_pinned_vec),
             Box::new(server_up.clone()),
             Box::new(server_lag.clone()),
@@ -171,6 +240,8 @@ impl Metrics {
             Box::new(server_errors.clone()),
             Box::new(server_connections.clone()),
             Box::new(broadcast_divergences.clone()),
+            Box::new(rules_version.clone()),
+            Box::new(rules_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -184,7 +255,9 @@ impl Metrics {
             statement_seconds,
             backend_connections,
             auth_failures,
-            plan_cache,
+            plan_cache_hits,
+            plan_cache_misses,
+            plan_cache_entries,
             session_pinned,
             server_up,
             server_lag,
@@ -193,32 +266,67 @@ impl Metrics {
             server_errors,
             server_connections,
             broadcast_divergences,
+            rules_version,
+            rules_info,
+            rules_in_force: Mutex::new(RulesInForce::default()),
+            servers_refresh: Mutex::new(()),
         }
     }
 
-    /// Refreshes the per-server families from a data source's servers.
-    pub fn set_servers(&self, cluster: &backend::Cluster) {
+    /// Rebuilds the per-server families from the data sources of the rules in force, so
+    /// servers no longer used (a primary switched away from, a server a reload dropped) lose
+    /// their series instead of keeping their last values.
+    pub fn set_servers<'a>(&self, clusters: impl Iterator<Item = &'a backend::Cluster>) {
+        let _refresh = lock(&self.servers_refresh);
+        for family in [
+            &self.backend_connections,
+            &self.server_up,
+            &self.server_lag,
+            &self.server_stale,
+            &self.server_connections,
+        ] {
+            family.reset();
+        }
+        self.server_queries.reset();
+        self.server_errors.reset();
+        for cluster in clusters {
+            self.set_cluster(cluster);
+        }
+    }
+
+    fn set_cluster(&self, cluster: &backend::Cluster) {
+        let pool = cluster.primary().pool().stats();
+        for (state, value) in [
+            ("open", pool.open),
+            ("idle", pool.idle),
+            ("in_use", pool.in_use),
+            ("max", pool.max),
+        ] {
+            self.backend_connections
+                .with_label_values(&[cluster.name(), state])
+                .set(value as i64);
+        }
         for (server, replica) in cluster.servers() {
             let role = if replica { "replica" } else { "primary" };
             let labels = [cluster.name(), role, server.address()];
             let stats = server.stats();
             self.server_up
                 .with_label_values(&labels)
-                .set(i64::from(stats.up));
+                .set(i64::from(cluster.in_service(server, replica)));
             if replica {
                 let lag = stats.lag_secs.map_or(-1, |l| l as i64);
                 self.server_lag.with_label_values(&labels).set(lag);
                 let stale = stats.stale_secs.map_or(-1, |s| s as i64);
                 self.server_stale.with_label_values(&labels).set(stale);
             }
-            for (counter, total) in [
-                (&self.server_queries, stats.queries),
-                (&self.server_errors, stats.errors),
-            ] {
-                let counter = counter.with_label_values(&labels);
-                // Counters only go up; a server rebuilt by a reload starts again from zero.
-                counter.inc_by(total.saturating_sub(counter.get()));
-            }
+            // The server's own totals: they only grow while it is in the rules (a server
+            // rebuilt by a reload starts again from zero, which Prometheus reads as a reset).
+            self.server_queries
+                .with_label_values(&labels)
+                .inc_by(stats.queries);
+            self.server_errors
+                .with_label_values(&labels)
+                .inc_by(stats.errors);
             let pool = server.pool().stats();
             for (state, value) in [
                 ("open", pool.open),
@@ -243,14 +351,31 @@ impl Metrics {
         }
     }
 
-    pub fn set_plan_cache(&self, stats: router::CacheStats) {
-        for (stat, value) in [
-            ("hits", stats.hits),
-            ("misses", stats.misses),
-            ("entries", stats.entries as u64),
-        ] {
-            self.plan_cache.with_label_values(&[stat]).set(value as i64);
-        }
+    /// Adds to the plan-cache counters what `stats` of one cache hold beyond what `counted`
+    /// says was added already.
+    pub fn count_plan_cache(&self, counted: &PlanCacheCounted, stats: router::CacheStats) {
+        let mut counted = lock(&counted.0);
+        self.plan_cache_hits
+            .inc_by(stats.hits.saturating_sub(counted.hits));
+        self.plan_cache_misses
+            .inc_by(stats.misses.saturating_sub(counted.misses));
+        self.plan_cache_entries.set(stats.entries as i64);
+        *counted = stats;
+    }
+
+    /// A rule file was applied: the version goes up, the hash is the new file's.
+    pub fn rules_applied(&self, sha256: &str) {
+        let mut in_force = lock(&self.rules_in_force);
+        in_force.version += 1;
+        in_force.sha256 = sha256.to_string();
+        self.rules_version.set(in_force.version as i64);
+        self.rules_info.reset();
+        self.rules_info.with_label_values(&[sha256]).set(1);
+    }
+
+    /// The rule file in force.
+    pub fn rules_in_force(&self) -> RulesInForce {
+        lock(&self.rules_in_force).clone()
     }
 
     pub fn statement(&self, command: u8) {
@@ -268,25 +393,18 @@ impl Metrics {
         self.errors.with_label_values(&[&code.to_string()]).inc();
     }
 
-    pub fn set_backend_connections(&self, data_source: &str, stats: backend::PoolStats) {
-        for (state, value) in [
-            ("open", stats.open),
-            ("idle", stats.idle),
-            ("in_use", stats.in_use),
-            ("max", stats.max),
-        ] {
-            self.backend_connections
-                .with_label_values(&[data_source, state])
-                .set(value as i64);
-        }
-    }
-
     /// The text exposition format.
     pub fn render(&self) -> String {
+        let _refresh = lock(&self.servers_refresh);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A lock whose holder cannot leave the data half-updated (each value is replaced whole).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Default for Metrics {
