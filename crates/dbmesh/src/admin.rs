@@ -1,5 +1,5 @@
 //! The admin HTTP listener (axum on hyper): `GET /health`, `GET /metrics` (Prometheus),
-//! `POST /reload` and `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data
+//! `POST /reload` (answers what changed, what was applied and what needs a restart) and `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data
 //! source's primary to a server the rule file names for it).
 //!
 //! Who may do what: a request that changes something must be a POST carrying
@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use server::metrics::RulesInForce;
 use server::Context;
 use tokio::net::TcpListener;
 
@@ -35,12 +36,78 @@ pub async fn start_health_checks(ctx: Arc<Context>) {
     server::health::spawn_health_checks(ctx);
 }
 
-/// Validates the rule file as `dbmesh check` does and swaps it in.
-pub async fn reload(ctx: &Context, config: &Path) -> Result<(), String> {
-    let (rules, sha256) = crate::load_rules(config).map_err(|e| e.to_string())?;
-    ctx.reload(rules);
-    ctx.metrics.rules_applied(&sha256);
-    Ok(())
+/// Validates the rule file as `dbmesh check` does and swaps it in; logs the outcome (with
+/// what set it off, `trigger`): the old and new rules version, what was applied, and a
+/// warning for each change that needs a restart.
+pub fn reload(ctx: &Context, config: &Path, trigger: &str) -> Result<Reloaded, String> {
+    let (rules, sha256) = match crate::load_rules(config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let error = e.to_string();
+            tracing::error!(
+                trigger,
+                error,
+                "reload rejected; the previous rules stay in force"
+            );
+            return Err(error);
+        }
+    };
+    let new = rules.clone();
+    let old = ctx.reload(rules);
+    let (before, now) = ctx.metrics.rules_applied(&sha256);
+    let reloaded = Reloaded {
+        changes: crate::reload::changes(&old, &new),
+        before,
+        now,
+    };
+    tracing::info!(
+        trigger,
+        old_version = reloaded.before.version,
+        old_sha256 = reloaded.before.sha256,
+        new_version = reloaded.now.version,
+        new_sha256 = reloaded.now.sha256,
+        applied = reloaded.changes.applied.join("; "),
+        "rules reloaded"
+    );
+    for change in &reloaded.changes.needs_restart {
+        tracing::warn!(
+            trigger,
+            change,
+            "reload: this change takes effect only after a restart; the old value stays in force"
+        );
+    }
+    Ok(reloaded)
+}
+
+/// A reload that was applied.
+pub struct Reloaded {
+    pub before: RulesInForce,
+    pub now: RulesInForce,
+    pub changes: crate::reload::Changes,
+}
+
+impl std::fmt::Display for Reloaded {
+    /// The answer to `POST /reload`: the versions, then one line per change.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "reloaded: rules version {} -> {} (sha256 {} -> {})",
+            self.before.version, self.now.version, self.before.sha256, self.now.sha256
+        )?;
+        if self.changes.applied.is_empty() && self.changes.needs_restart.is_empty() {
+            writeln!(f, "nothing changed")?;
+        }
+        for change in &self.changes.applied {
+            writeln!(f, "applied: {change}")?;
+        }
+        for change in &self.changes.needs_restart {
+            writeln!(
+                f,
+                "warning: needs a restart, the old value stays in force until then: {change}"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What every handler shares.
@@ -213,8 +280,8 @@ async fn reload_rules(State(admin): State<Admin>, headers: HeaderMap) -> Respons
     if let Err(refused) = admin.authorize_change(&headers) {
         return refused.into_response();
     }
-    match reload(&admin.ctx, &admin.config).await {
-        Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
+    match reload(&admin.ctx, &admin.config, "POST /reload") {
+        Ok(reloaded) => text(StatusCode::OK, reloaded.to_string()),
         Err(e) => text(
             StatusCode::BAD_REQUEST,
             format!("reload rejected; the previous rules stay in force\n{e}\n"),

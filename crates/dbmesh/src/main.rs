@@ -3,6 +3,7 @@
 mod admin;
 mod check;
 mod logging;
+mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -272,19 +273,14 @@ async fn create_databases(rules: &rules::Rules) {
 }
 
 /// Re-reads the rule file on SIGHUP, validated exactly as `dbmesh check`; a bad file leaves
-/// the current rules in force.
+/// the current rules in force. `admin::reload` logs the outcome.
 async fn reload_on_sighup(
     ctx: Arc<Context>,
     config: PathBuf,
     mut hangups: tokio::signal::unix::Signal,
 ) {
     while hangups.recv().await.is_some() {
-        match admin::reload(&ctx, &config).await {
-            Ok(()) => tracing::info!("rules reloaded on SIGHUP"),
-            Err(e) => {
-                tracing::error!(error = %e, "reload rejected; the previous rules stay in force")
-            }
-        }
+        let _ = admin::reload(&ctx, &config, "SIGHUP");
     }
 }
 

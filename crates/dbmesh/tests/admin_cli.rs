@@ -289,3 +289,71 @@ fn primary_switch_accepts_only_a_configured_server() {
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();
 }
+
+/// A reload answers what changed, what it applied and what needs a restart (a new `listen`
+/// used to get a plain `200 reloaded` while the proxy stayed on the old port), and logs
+/// every reload with the old and new rules version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_what_changed_and_what_needs_a_restart() {
+    let backend = one_backend();
+    let db = testkit::unique_name("adminreload");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, ""));
+    let good = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let changed = good.replace("\nlisten = \"127.0.0.1:0\"", "\nlisten = \"127.0.0.1:1\"")
+        + "\n[tables.ledger]\nkind = \"single\"\ndata_source = \"main\"\n";
+    std::fs::write(&proxy.config_path, &changed).unwrap();
+    let (code, body) = proxy.http("POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines[0].starts_with("reloaded: rules version 1 -> 2 (sha256 "),
+        "{body}"
+    );
+    assert!(lines.contains(&"applied: tables.ledger added"), "{body}");
+    assert!(
+        lines.contains(
+            &"warning: needs a restart, the old value stays in force until then: \
+              proxy.listen: \"127.0.0.1:0\" -> \"127.0.0.1:1\""
+        ),
+        "{body}"
+    );
+    // Still serving where it was.
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("SELECT 1").await.unwrap();
+
+    // The same file again: nothing changed, the version still counts the reload.
+    let (code, body) = proxy.http("POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("rules version 2 -> 3"), "{body}");
+    assert!(body.contains("nothing changed"), "{body}");
+
+    // A rejected reload is logged too, whatever set it off.
+    std::fs::write(
+        &proxy.config_path,
+        changed.replace("kind = \"single\"", "kind = \"x\""),
+    )
+    .unwrap();
+    assert_eq!(proxy.http("POST", "/reload").0, 400);
+    let log = proxy.log();
+    let reloaded = log
+        .lines()
+        .find(|l| l.contains("rules reloaded") && l.contains("new_version=2"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(reloaded.contains("old_version=1"), "{reloaded}");
+    assert!(reloaded.contains("trigger=\"POST /reload\""), "{reloaded}");
+    assert!(reloaded.contains("tables.ledger added"), "{reloaded}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("proxy.listen")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("reload rejected")),
+        "{log}"
+    );
+    drop(conn);
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}

@@ -181,11 +181,13 @@ impl Context {
     }
 
     /// Swaps in new rules read from the rule file (with the admin's primary switches);
-    /// statements in flight finish on the old snapshot.
-    pub fn reload(&self, rules: Rules) {
+    /// statements in flight finish on the old snapshot. Returns the rules the file gave
+    /// before, for telling what changed.
+    pub fn reload(&self, rules: Rules) -> Arc<Rules> {
         let mut switches = self.lock_switches();
-        switches.file_rules = Arc::new(rules);
+        let previous = std::mem::replace(&mut switches.file_rules, Arc::new(rules));
         self.apply(&mut switches);
+        previous
     }
 
     /// Builds and swaps in the snapshot of the file's rules with every primary switch. Always

@@ -363,14 +363,17 @@ impl Metrics {
         *counted = stats;
     }
 
-    /// A rule file was applied: the version goes up, the hash is the new file's.
-    pub fn rules_applied(&self, sha256: &str) {
+    /// A rule file was applied: the version goes up, the hash is the new file's. Returns the
+    /// rule file in force before and now.
+    pub fn rules_applied(&self, sha256: &str) -> (RulesInForce, RulesInForce) {
         let mut in_force = lock(&self.rules_in_force);
+        let before = in_force.clone();
         in_force.version += 1;
         in_force.sha256 = sha256.to_string();
         self.rules_version.set(in_force.version as i64);
         self.rules_info.reset();
         self.rules_info.with_label_values(&[sha256]).set(1);
+        (before, in_force.clone())
     }
 
     /// The rule file in force.
