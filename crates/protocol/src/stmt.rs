@@ -243,7 +243,9 @@ fn decode_time(r: &mut Reader<'_>) -> Result<String> {
     if !matches!(len, 0 | 8 | 12) {
         return Err(ProtocolError::Malformed("bad TIME parameter length"));
     }
-    let hours = days * 24 + u32::from(h);
+    // A client may send any day count (MySQL's own range ends at 34 days); in u32 the hours
+    // would overflow and the backend would get another time than the client sent.
+    let hours = u64::from(days) * 24 + u64::from(h);
     let mut text = format!("{}{hours:02}:{mi:02}:{s:02}", if neg { "-" } else { "" });
     if us > 0 {
         text.push_str(&format!(".{us:06}"));
@@ -330,6 +332,34 @@ mod tests {
             ParamValue::Bytes(b"2024-02-29 13:14:15.000123".to_vec())
         );
         assert_eq!(e.values[1], ParamValue::Bytes(b"-26:03:04".to_vec()));
+    }
+
+    #[test]
+    fn a_time_parameter_of_any_day_count_keeps_its_hours() {
+        // TIME 4294967295 days 23:59:59.000001 (found by the stmt_execute fuzz target: the
+        // hours overflowed u32).
+        let mut p = vec![
+            com::STMT_EXECUTE,
+            1,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            1,
+            ty::TIME,
+            0,
+        ];
+        p.extend_from_slice(&[12, 0, 0xff, 0xff, 0xff, 0xff, 23, 59, 59, 1, 0, 0, 0]);
+        let e = Execute::decode(&p, 1, &[], &[]).unwrap();
+        assert_eq!(
+            e.values[0],
+            ParamValue::Bytes(b"103079215103:59:59.000001".to_vec())
+        );
     }
 
     #[test]
