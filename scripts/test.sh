@@ -7,7 +7,7 @@
 # On a fresh Debian machine, as root (or with password-less sudo), it installs mariadb-server,
 # mariadb-client, sysbench and the client matrix's PHP, Perl and Node.js with apt-get, PyMySQL,
 # mysql-connector-python and mysqlclient with pip, the Node.js drivers with npm, and
-# cargo-nextest with cargo, each only when missing, and makes sure the local MariaDB on
+# cargo-nextest and (with a nightly toolchain) cargo-fuzz with cargo, each only when missing, and makes sure the local MariaDB on
 # 127.0.0.1:3306 answers. The tests start their own mariadbd processes (crates/testkit).
 # `prometheus` (apt-get, when promtool is missing) checks the alert rules in deploy/prometheus.
 #
@@ -17,6 +17,7 @@
 #                                         local MariaDB are not needed); see crates/testkit
 #   DBMESH_TEST_BACKEND_USER / _PASSWORD  credentials for them (default root, empty)
 #   DBMESH_LINT=1                         also run `cargo fmt --check` and clippy -D warnings
+#   DBMESH_FUZZ_SECONDS=N                 run each fuzz target N s (default 5; needs nightly)
 #   CI=true                               may set up root@127.0.0.1 on the local MariaDB
 #
 # Exits non-zero if anything fails; the last line counts the tests (`tests: N passed, N failed`).
@@ -198,6 +199,22 @@ step "cargo bench --no-run --workspace (benches must compile)"
 # here (a real `cargo bench` uses the profile from Cargo.toml).
 CARGO_PROFILE_BENCH_LTO=off CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 CARGO_PROFILE_BENCH_DEBUG=0 \
     cargo bench --no-run --workspace || failed_steps+=(benches)
+
+# The cargo-fuzz targets (fuzz/, nightly only), a few seconds each: a crash fails the run.
+fuzz_seconds=${DBMESH_FUZZ_SECONDS:-5}
+step "scripts/fuzz.sh $fuzz_seconds (each fuzz target for $fuzz_seconds s)"
+if cargo +nightly --version >/dev/null 2>&1 && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    # About a minute and a half on the project's machines.
+    note "installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+    cargo install cargo-fuzz --locked || note "warning: cannot install cargo-fuzz"
+fi
+fuzz_status=0
+scripts/fuzz.sh "$fuzz_seconds" || fuzz_status=$?
+case $fuzz_status in
+    0) ;;
+    3) note "fuzzing skipped (see the reason above)" ;;
+    *) failed_steps+=(fuzz) ;;
+esac
 
 if [ -z "$external" ]; then
     # The benchmark's smoke mode: a few seconds of sysbench against MariaDB, haproxy and dbmesh
