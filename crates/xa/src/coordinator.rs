@@ -40,9 +40,10 @@ use crate::XaError;
 
 /// MariaDB's ER_XAER_NOTA: "Unknown XID".
 pub(crate) const UNKNOWN_XID: u16 = 1397;
-/// Answers to `XA ROLLBACK` meaning the branch is gone: unknown xid, and the XA_RB* codes of
-/// a branch the server already rolled back (rollback, timeout, deadlock).
-const ROLLED_BACK: [u16; 4] = [UNKNOWN_XID, 1402, 1613, 1614];
+/// The XA_RB* answers: the branch is rolled back, and the server says why (rolled back,
+/// timeout, deadlock). MariaDB answers 1402 to committing or rolling back a prepared branch
+/// that changed nothing.
+pub(crate) const XA_RB: [u16; 3] = [1402, 1613, 1614];
 
 /// How a [`Coordinator`] runs.
 #[derive(Clone)]
@@ -657,6 +658,11 @@ impl Transaction {
         {
             let done = match answer {
                 Ok(()) => true,
+                // MariaDB's answer for a branch that changed nothing.
+                Err(BackendError::Server { error, .. }) if XA_RB.contains(&error.code) => {
+                    tracing::warn!(gtrid = self.gtrid, data_source = branch.data_source, %error, "XA COMMIT answered rolled back (a branch without changes)");
+                    true
+                }
                 Err(BackendError::Server { error, .. }) if error.code == UNKNOWN_XID => {
                     // Someone else (recovery) may have committed it, or the server may not
                     // let this connection see it: only XA RECOVER can tell.
@@ -707,8 +713,9 @@ impl Transaction {
                 match conn.read_query_result().await {
                     Ok(_) => {}
                     Err(BackendError::Server { .. }) if !last => {}
+                    // Unknown xid: the server rolled the branch back already.
                     Err(BackendError::Server { error, .. })
-                        if ROLLED_BACK.contains(&error.code) => {}
+                        if error.code == UNKNOWN_XID || XA_RB.contains(&error.code) => {}
                     Err(e) => {
                         trouble.get_or_insert((branch.data_source.clone(), e.to_string()));
                         break;

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use backend::{BackendConn, BackendError, ConnectOptions};
 use tokio::task::JoinHandle;
 
-use crate::coordinator::{is_prepared, recover, Shared, UNKNOWN_XID};
+use crate::coordinator::{is_prepared, recover, Shared, UNKNOWN_XID, XA_RB};
 use crate::failpoint::Failpoint;
 use crate::log::{Claim, Outcome};
 use crate::xid::{Gtrid, Xid};
@@ -214,6 +214,14 @@ async fn resolve(conn: &mut BackendConn, xid: &Xid, outcome: Outcome) -> Result<
     };
     match conn.query(&format!("XA {verb} {}", xid.sql())).await {
         Ok(_) => Ok(true),
+        // The branch is gone, rolled back: what MariaDB answers for a branch that changed
+        // nothing, whether it is committed or rolled back.
+        Err(BackendError::Server { error, .. }) if XA_RB.contains(&error.code) => {
+            if outcome == Outcome::Commit {
+                tracing::warn!(%xid, %error, "XA COMMIT answered rolled back (a branch without changes)");
+            }
+            Ok(true)
+        }
         Err(BackendError::Server { error, .. }) if error.code == UNKNOWN_XID => {
             if is_prepared(conn, &xid.sql()).await.map_err(failed)? {
                 // Still attached to a live connection somewhere: try again next round.

@@ -744,3 +744,43 @@ async fn the_periodic_recovery_task_resolves_what_a_crash_left_and_metrics_are_s
     }
     assert_eq!(restarted.metrics().recovered(Outcome::Commit), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_resolves_branches_that_changed_nothing() {
+    let world = World::start();
+    // MariaDB answers XA_RBROLLBACK (1402) to committing or rolling back a prepared branch
+    // without changes: it is resolved either way.
+    for (point, moved) in [(Failpoint::Prepared, 0), (Failpoint::Decided, 5)] {
+        let crash = Failpoints::default();
+        crash.arm(point, FailAction::Error);
+        let owner = world.coordinator("ro", &crash).await;
+        let (mut txn, mut conns) = transfer(&world, &owner, 0, &[2], 5).await;
+        let mut reader = world.connect(3).await;
+        txn.enlist(Participant {
+            data_source: "ds_3",
+            conn: &mut reader,
+        })
+        .await
+        .unwrap();
+        reader
+            .query("SELECT balance FROM account WHERE id = 1")
+            .await
+            .unwrap();
+        conns.push(("ds_3".to_owned(), reader));
+        txn.commit(&mut lend(&mut conns))
+            .await
+            .expect_err("failpoint");
+        drop(conns);
+        drop(owner);
+        let restarted = world.coordinator("ro", &Failpoints::default()).await;
+        let report = recover_all(&world.recoverer(&restarted)).await;
+        let (right, wrong) = if moved == 0 {
+            (report.rolled_back, report.committed)
+        } else {
+            (report.committed, report.rolled_back)
+        };
+        assert_eq!((right, wrong), (3, 0), "{point:?} {report:?}");
+        assert_eq!(world.prepared(), 0);
+        assert_eq!(world.balance(2, 1), START_BALANCE + moved, "{point:?}");
+    }
+}
