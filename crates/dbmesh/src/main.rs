@@ -1,6 +1,8 @@
-//! The `dbmesh` command: `serve`, `check` and `explain` over a rule file.
+//! The `dbmesh` command: `serve`, `check` and `explain` over a rule file, `status` and
+//! `reload` against a running proxy's admin listener.
 
 mod admin;
+mod admin_client;
 mod check;
 mod logging;
 mod reload;
@@ -14,8 +16,31 @@ use logging::LogFormat;
 use server::{Context, Metrics, Snapshot};
 use tokio::net::TcpListener;
 
+/// Printed after `dbmesh --help`.
+const AFTER_HELP: &str = "\
+Ports: MySQL clients on proxy.listen (default 127.0.0.1:3307), the admin HTTP listener on
+proxy.admin_listen (default 127.0.0.1:9307); serve's --listen / --admin-listen override them.
+
+Admin endpoints: GET /health (200 ok or degraded, 503 unhealthy; the rules version in force),
+GET /metrics (Prometheus), POST /reload (re-read the rule file; also on SIGHUP), POST
+/primary?data_source=NAME&address=HOST:PORT (after a failover). The POSTs need
+Authorization: Bearer <token>, the token being DBMESH_ADMIN_TOKEN or proxy.admin_token.
+
+Environment: RUST_LOG filters the log (default info; e.g. RUST_LOG=debug),
+DBMESH_ADMIN_TOKEN sets the admin token (it wins over the rule file's).
+
+Exit status: 0 success; 1 an error (an invalid rule file, problems found by check, a proxy
+that cannot start, a refused admin request, an unhealthy proxy for status); 2 a usage error.
+
+Documentation: docs/configuration.md (the rule file), docs/operations.md (running it).";
+
 #[derive(Parser)]
-#[command(name = "dbmesh", version, about = "A sharding MySQL proxy")]
+#[command(
+    name = "dbmesh",
+    version,
+    about = "A sharding MySQL proxy: one logical database over many MySQL/MariaDB servers",
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,16 +48,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve MySQL clients according to a rule file.
+    /// Serve MySQL clients according to a rule file (prints "dbmesh ready mysql=ADDR
+    /// admin=ADDR" on stdout once listening; logs on stderr).
     Serve {
+        /// The rule file (TOML; docs/configuration.md).
         #[arg(long)]
         config: PathBuf,
+        /// The MySQL listener, overriding proxy.listen (default 127.0.0.1:3307).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// The admin HTTP listener, overriding proxy.admin_listen (default 127.0.0.1:9307).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin_listen: Option<String>,
         /// The log's format on stderr: one event per line either way.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
     /// Validate a rule file and print every problem found.
     Check {
+        /// The rule file (TOML; docs/configuration.md).
         #[arg(long)]
         config: PathBuf,
         /// Also log in to every data source's primary and replicas and check the account's
@@ -41,11 +75,24 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Show where a statement would be routed.
+    /// Show where a statement would be routed: the plan, then each data source, its
+    /// database and the SQL it would run.
     Explain {
+        /// The rule file (TOML; docs/configuration.md).
         #[arg(long)]
         config: PathBuf,
+        /// The statement, in the logical database's terms.
         sql: String,
+    },
+    /// Ask a running proxy how it is: its GET /health (exit status 1 when unhealthy).
+    Status {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// Make a running proxy re-read its rule file (POST /reload) and print what changed.
+    Reload {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
     },
 }
 
@@ -71,22 +118,20 @@ fn main() -> anyhow::Result<()> {
             let router = router::Router::new(rules.clone(), 1);
             match router.route(&sql, &[]) {
                 Ok(plan) => {
-                    println!("{plan}");
-                    println!("data_source\tdatabase\tsql");
-                    for (ds, physical) in plan.describe() {
-                        let database = rules
-                            .data_sources
-                            .get(&ds)
-                            .map(|d| d.database.as_str())
-                            .unwrap_or("");
-                        println!("{ds}\t{database}\t{physical}");
-                    }
+                    print!("{}", explain(&plan, &rules));
                     Ok(())
                 }
                 Err(e) => bail!("ERROR {} ({}): {}", e.code(), e.sqlstate(), e.message()),
             }
         }
-        Command::Serve { config, log_format } => {
+        Command::Status { admin } => admin_client::status(&admin),
+        Command::Reload { admin } => admin_client::reload(&admin),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+            log_format,
+        } => {
             logging::init(log_format);
             // The control runtime: accept loop, admin HTTP, health checks, signals. Client
             // sessions run on the worker event loops started by `serve`.
@@ -94,7 +139,7 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(1)
                 .enable_all()
                 .build()?
-                .block_on(serve(config))
+                .block_on(serve(config, listen, admin_listen))
         }
     }
 }
@@ -148,7 +193,36 @@ fn rules_hash(text: &str) -> String {
         .collect()
 }
 
-async fn serve(config: PathBuf) -> anyhow::Result<()> {
+/// `explain`'s answer: the plan's kind and how results combine (each merge step), renames,
+/// then one row per target with its data source's database.
+fn explain(plan: &router::Plan, rules: &rules::Rules) -> String {
+    let mut out = format!("{} ({})\n", plan.kind, plan.combine);
+    for (physical, logical) in &plan.rename {
+        out += &format!("rename {physical} -> {logical}\n");
+    }
+    if !plan.add_tables.is_empty() {
+        out += &format!("add tables {}\n", plan.add_tables.join(", "));
+    }
+    if plan.targets.is_empty() {
+        return out;
+    }
+    out += "data_source\tdatabase\tsql\n";
+    for target in &plan.targets {
+        let database = rules
+            .data_sources
+            .get(&target.data_source)
+            .map_or("", |d| d.database.as_str());
+        out += &format!("{}\t{database}\t{}\n", target.data_source, target.sql);
+    }
+    out
+}
+
+/// Serves on the rule file's listeners, or on `listen` / `admin_listen` when given.
+async fn serve(
+    config: PathBuf,
+    listen: Option<String>,
+    admin_listen: Option<String>,
+) -> anyhow::Result<()> {
     let env_token = admin::env_token().map_err(anyhow::Error::msg)?;
     let (rules, rules_sha256) = load_rules(&config)?;
     if rules.proxy.create_databases {
@@ -162,12 +236,12 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let listen = rules.proxy.listen.clone();
+    let listen = listen.unwrap_or_else(|| rules.proxy.listen.clone());
     let worker_threads = match rules.proxy.worker_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let admin_listen = rules.proxy.admin_listen.clone();
+    let admin_listen = admin_listen.unwrap_or_else(|| rules.proxy.admin_listen.clone());
     let snapshot = Snapshot::build(rules, None);
     let server_version = match &snapshot.rules.proxy.server_version {
         Some(v) => v.clone(),

@@ -357,3 +357,119 @@ async fn reload_reports_what_changed_and_what_needs_a_restart() {
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();
 }
+
+#[test]
+fn help_names_ports_environment_endpoints_and_exit_codes() {
+    let out = dbmesh(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "127.0.0.1:3307",
+        "127.0.0.1:9307",
+        "RUST_LOG",
+        "DBMESH_ADMIN_TOKEN",
+        "GET /health",
+        "GET /metrics",
+        "POST /reload",
+        "POST\n/primary",
+        "Exit status",
+        "status",
+        "reload",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing in\n{help}");
+    }
+    let out = dbmesh(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--config <CONFIG>",
+        "The rule file",
+        "--listen",
+        "--admin-listen",
+        "--log-format",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing in\n{help}");
+    }
+    // A usage error exits with 2.
+    assert_eq!(dbmesh(&["serve"]).status.code(), Some(2));
+}
+
+#[test]
+fn explain_prints_each_route_once() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sharding-rules/mod.toml");
+    let out = dbmesh(&[
+        "explain",
+        "--config",
+        rules,
+        "SELECT order_id, COUNT(*) FROM t_order GROUP BY order_id",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("select (merge: "), "{stdout}");
+    assert_eq!(lines[1], "data_source\tdatabase\tsql", "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[2].starts_with("ds_0\tshop_0\t(SELECT order_id"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("ds_1\tshop_1\t(SELECT order_id"),
+        "{stdout}"
+    );
+}
+
+/// `--listen` / `--admin-listen` win over the rule file (which here names addresses already
+/// taken), and `dbmesh status` / `dbmesh reload` talk to the admin listener with the rule
+/// file's token.
+#[test]
+fn listen_overrides_and_the_status_and_reload_commands() {
+    let backend = one_backend();
+    let db = testkit::unique_name("admincmd");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let rules = passthrough_rules(
+        &backend,
+        "bank",
+        &db,
+        &format!(
+            "listen = \"{}\"\nadmin_listen = \"{}\"\nadmin_token = \"{ADMIN_TOKEN}\"",
+            taken.local_addr().unwrap(),
+            taken_admin.local_addr().unwrap()
+        ),
+    );
+    let proxy = Proxy::start_raw_with_args(
+        &rules,
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert_ne!(proxy.port, taken.local_addr().unwrap().port());
+    let admin = format!("127.0.0.1:{}", proxy.admin_port);
+    let config = proxy.config_path.to_str().unwrap();
+
+    let out = dbmesh(&["status", "--config", config, "--admin-listen", &admin]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("ok\n"), "{stdout}");
+    assert!(stdout.contains("rules: version 1, sha256 "), "{stdout}");
+
+    let out = dbmesh(&["reload", "--config", config, "--admin-listen", &admin]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("reloaded: rules version 1 -> 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+
+    // Without a token, reload refuses before asking; a proxy that is gone is an error.
+    let out = dbmesh(&["reload", "--admin-listen", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no admin token"), "{stderr}");
+    drop(proxy);
+    let out = dbmesh(&["status", "--admin-listen", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}

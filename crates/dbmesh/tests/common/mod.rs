@@ -43,18 +43,18 @@ impl Proxy {
         } else {
             format!("{head}\n{config}")
         };
-        Self::start_file(&config, args, &[])
+        Self::start_raw_with_args(&config, args, &[])
     }
 
     /// Starts the proxy on `config` exactly as given (it must ask for free ports), with
     /// `env` added to its environment.
     pub fn start_raw(config: &str, env: &[(&str, &str)]) -> Proxy {
-        Self::start_file(config, &[], env)
+        Self::start_raw_with_args(config, &[], env)
     }
 
     /// Writes `config` to a rule file of its own and runs `dbmesh serve` on it with `args`
-    /// and `env` added.
-    fn start_file(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+    /// and `env` added (the rule file or `args` must ask for free ports).
+    pub fn start_raw_with_args(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("rules.toml");
         std::fs::write(&config_path, config).expect("write rules");
