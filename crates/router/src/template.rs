@@ -269,8 +269,10 @@ pub(crate) fn build(
     if let Template::Routed(rt) = &mut template {
         rt.columns = used;
     }
+    // A merge that failed may have failed on a literal's value (`ORDER BY 3` of two columns);
+    // another statement of the fingerprint must be read afresh, not refused with its error.
     let cacheable = match &template {
-        Template::Routed(_) => complete,
+        Template::Routed(rt) => complete && !matches!(rt.merge, Some(Err(_))),
         _ => true,
     };
     Ok((template, cacheable))
