@@ -1,0 +1,304 @@
+//! Faults between the proxy and its peers: a backend that stalls (SIGSTOP) or dies (SIGKILL),
+//! and a client that stops reading in the middle of a result. Clients of the other backend keep
+//! their latency, nothing committed is lost, and every affected client gets an answer or an
+//! error — never a hang.
+//!
+//! Some bounds are not the proxy's yet: on main nothing limits how long a session waits on a
+//! silent backend or on a client that does not read (the backend read timeout and the client
+//! write timeout are being added). The assertions that depend on that say so; today the
+//! stalled client completes once its peer resumes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proxy, RawClient};
+use mysql_async::prelude::*;
+
+/// ds_0, ds_1 on server 0 and ds_2, ds_3 on server 1; `acct` sharded by `id` mod 4, so id 0
+/// is on server 0 and id 2 on server 1; `big` (not in the rules) on ds_0.
+struct Cluster {
+    servers: Vec<testkit::Backend>,
+    dbs: Vec<String>,
+    proxy: Proxy,
+}
+
+fn cluster() -> Option<Cluster> {
+    let servers = testkit::backends(2).expect("two MariaDB servers");
+    if let Some(reason) = testkit::skip_reason(&servers) {
+        println!("{reason}");
+        return None;
+    }
+    let prefix = testkit::unique_name("faults");
+    let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
+    let mut rules = common::four_data_sources(&servers, "bank", &dbs);
+    rules += "[tables.acct]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}\"\n";
+    let proxy = Proxy::start(&rules);
+    for (i, db) in dbs.iter().enumerate() {
+        servers[i / 2]
+            .sql(&format!(
+                "USE `{db}`; CREATE TABLE acct (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"
+            ))
+            .unwrap();
+    }
+    Some(Cluster {
+        servers,
+        dbs,
+        proxy,
+    })
+}
+
+impl Cluster {
+    fn signal(&self, server: usize, signal: &str) {
+        let pid = self.servers[server].pid().expect("a fixture server");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    fn drop_all(&mut self) {
+        for (i, db) in self.dbs.iter().enumerate() {
+            let _ = self.servers[i / 2].sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+        }
+    }
+}
+
+/// `v` of row `id` (a text statement: a prepared one may be prepared on every shard).
+async fn value(conn: &mut mysql_async::Conn, id: i64) -> mysql_async::Result<Option<i64>> {
+    conn.query_first(format!("SELECT v FROM acct WHERE id = {id}"))
+        .await
+}
+
+/// The slowest of `n` point reads of `id`, each of which must return `expected`.
+async fn slowest_read(conn: &mut mysql_async::Conn, id: i64, expected: i64, n: usize) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..n {
+        let started = Instant::now();
+        let v = tokio::time::timeout(Duration::from_secs(10), value(conn, id))
+            .await
+            .expect("a read of the healthy backend waited 10 s")
+            .unwrap();
+        assert_eq!(v, Some(expected));
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    slowest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_backend_holds_only_its_own_clients_and_loses_nothing() {
+    let Some(mut c) = cluster() else { return };
+    let mut healthy = c.proxy.conn(Some("bank")).await;
+    healthy
+        .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (2, 200)")
+        .await
+        .unwrap();
+    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+
+    c.signal(1, "-STOP");
+    let stopped_at = Instant::now();
+    // A read and a write on the stopped server, each on its own connection.
+    let mut reader = c.proxy.conn(Some("bank")).await;
+    let read = tokio::spawn(async move { value(&mut reader, 2).await.map(|v| (v, reader)) });
+    let mut writer = c.proxy.conn(Some("bank")).await;
+    let write = tokio::spawn(async move {
+        writer
+            .query_drop("INSERT INTO acct (id, v) VALUES (6, 600)")
+            .await
+            .map(|()| writer)
+    });
+    let during = slowest_read(&mut healthy, 0, 100, 60).await;
+    // A client that logs in while the server is stopped is served too (its data sources'
+    // connections are taken when a statement needs them).
+    let mut newcomer = c.proxy.conn(Some("bank")).await;
+    assert_eq!(value(&mut newcomer, 0).await.unwrap(), Some(100));
+    println!("slowest read of server 0: {before:?} before, {during:?} while server 1 was stopped");
+    assert!(
+        during <= before + Duration::from_secs(2),
+        "reads of the healthy server slowed from {before:?} to {during:?}"
+    );
+    // Depends on the backend read timeout (not on main yet): today nothing bounds this wait,
+    // so the stalled statements are still waiting, and complete once the server resumes.
+    // With a read timeout shorter than the stop, they end in an error instead.
+    let still_waiting = !read.is_finished() && !write.is_finished();
+    let stalled_for = stopped_at.elapsed();
+    c.signal(1, "-CONT");
+
+    let read = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the read is answered after the server resumes")
+        .unwrap();
+    let write = tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("the write is answered after the server resumes")
+        .unwrap();
+    println!(
+        "server 1 was stopped for {stalled_for:?} (its statements {} waiting); read: {:?}, write: {:?}",
+        if still_waiting { "still" } else { "no longer" },
+        read.as_ref().map(|(v, _)| v),
+        write.as_ref().map(|_| ()),
+    );
+    assert!(
+        still_waiting,
+        "on main nothing ends a wait on a silent backend"
+    );
+    let (v, mut reader) = read.unwrap();
+    assert_eq!(v, Some(200));
+    let mut writer = write.unwrap();
+    // Nothing lost: the write is there, on its shard, and every connection still works.
+    assert_eq!(value(&mut reader, 6).await.unwrap(), Some(600));
+    let on_shard = c.servers[1]
+        .sql(&format!("SELECT v FROM `{}`.acct WHERE id = 6", c.dbs[2]))
+        .unwrap();
+    assert_eq!(on_shard.trim(), "600");
+    assert_eq!(value(&mut writer, 2).await.unwrap(), Some(200));
+    c.proxy.assert_alive();
+    for conn in [healthy, reader, writer, newcomer] {
+        conn.disconnect().await.unwrap();
+    }
+    c.drop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_fails_its_clients_at_once_and_spares_the_others() {
+    let Some(mut c) = cluster() else { return };
+    let mut healthy = c.proxy.conn(Some("bank")).await;
+    healthy
+        .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (2, 200)")
+        .await
+        .unwrap();
+    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+
+    // A statement running on server 1 when it dies.
+    let mut victim = c.proxy.conn(Some("bank")).await;
+    let running = tokio::spawn(async move {
+        let started = Instant::now();
+        let r: mysql_async::Result<Option<i64>> = victim
+            .query_first("SELECT SLEEP(20) FROM acct WHERE id = 2")
+            .await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.servers[1].kill().unwrap();
+    let (result, took) = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the client of the killed server is answered, not left waiting")
+        .unwrap();
+    assert!(
+        result.is_err(),
+        "a statement on a killed server fails: {result:?}"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    println!(
+        "the statement on the killed server failed after {took:?}: {:?}",
+        result.err()
+    );
+
+    // While it is down: its data sources fail fast, the others keep their latency.
+    let mut other = c.proxy.conn(Some("bank")).await;
+    let started = Instant::now();
+    let down = tokio::time::timeout(Duration::from_secs(15), value(&mut other, 2))
+        .await
+        .expect("a read of the dead server is answered");
+    assert!(down.is_err(), "{down:?}");
+    println!(
+        "a read of the dead server failed after {:?}",
+        started.elapsed()
+    );
+    let during = slowest_read(&mut healthy, 0, 100, 40).await;
+    println!("slowest read of server 0: {before:?} before, {during:?} while server 1 was down");
+    assert!(
+        during <= before + Duration::from_secs(2),
+        "reads of the healthy server slowed from {before:?} to {during:?}"
+    );
+
+    // Back up: the same data sources serve again, the committed rows still there.
+    c.servers[1].restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = c.proxy.conn(Some("bank")).await;
+        match value(&mut conn, 2).await {
+            Ok(v) => {
+                assert_eq!(v, Some(200));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                println!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("server 1 is back but its data sources fail: {e}"),
+        }
+    }
+    c.proxy.assert_alive();
+    healthy.disconnect().await.unwrap();
+    c.drop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_mid_result_holds_only_itself() {
+    let Some(mut c) = cluster() else { return };
+    // 20,000 rows of 1 KiB on ds_0 (server 0): far more than the socket buffers hold.
+    c.servers[0]
+        .sql(&format!(
+            "USE `{}`; CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(1024));\
+             INSERT INTO big SELECT seq, REPEAT('x', 1024) FROM seq_1_to_20000",
+            c.dbs[0]
+        ))
+        .unwrap();
+    let mut healthy = c.proxy.conn(Some("bank")).await;
+    healthy
+        .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (4, 400)")
+        .await
+        .unwrap();
+    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+
+    let mut slow = RawClient::login(c.proxy.port, Some("bank"));
+    let mut query = vec![protocol::constants::com::QUERY];
+    query.extend_from_slice(b"SELECT id, pad FROM big ORDER BY id");
+    slow.write_packet(0, &query);
+    // It reads nothing for 3 s; the same server and the same data source serve others.
+    let during = slowest_read(&mut healthy, 0, 100, 100).await;
+    let mut other = c.proxy.conn(Some("bank")).await;
+    assert_eq!(value(&mut other, 4).await.unwrap(), Some(400));
+    let big: i64 = other
+        .query_first("SELECT COUNT(*) FROM big")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(big, 20_000);
+    println!("slowest read: {before:?} before, {during:?} while a client stopped reading");
+    assert!(
+        during <= before + Duration::from_secs(2),
+        "reads slowed from {before:?} to {during:?}"
+    );
+
+    // Depends on the client write timeout (not on main yet): today the proxy waits for the
+    // client, which then gets the whole result.
+    let mut rows = 0;
+    let (_, columns) = slow.read_packet().expect("column count");
+    assert_eq!(columns, [2]);
+    let mut eofs = 0;
+    while eofs < 2 {
+        let (_, p) = slow.read_packet().expect("the rest of the result");
+        if p[0] == 0xfe && p.len() < 9 {
+            eofs += 1;
+        } else if eofs == 1 {
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 20_000);
+    assert_eq!(
+        slow.query("SELECT 1")[0],
+        0xfe,
+        "the slow client's session goes on"
+    );
+    c.proxy.assert_alive();
+    healthy.disconnect().await.unwrap();
+    other.disconnect().await.unwrap();
+    c.drop_all();
+}
