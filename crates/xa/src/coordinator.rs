@@ -191,6 +191,12 @@ impl Coordinator {
         meta: ConnectOptions,
         options: CoordinatorOptions,
     ) -> Result<Coordinator, XaError> {
+        if options.heartbeat.is_zero() || options.heartbeat * 2 > options.lease {
+            return Err(XaError::Usage(format!(
+                "the XA lease ({:?}) must be at least twice the heartbeat ({:?}), or one late renewal loses it",
+                options.lease, options.heartbeat
+            )));
+        }
         let log =
             DecisionLog::open(meta, options.log_connections.max(1), options.query_timeout).await?;
         let owner = log.register(&options.owner, options.lease).await?;

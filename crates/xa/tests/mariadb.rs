@@ -275,6 +275,30 @@ async fn commits_across_two_to_four_participants_and_forgets_the_decision() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_refuses_a_bad_owner_name_or_lease() {
+    let world = World::start();
+    let meta = world.options(0, &world.meta, "meta");
+    for options in [
+        CoordinatorOptions {
+            owner: "no spaces".into(),
+            ..CoordinatorOptions::default()
+        },
+        CoordinatorOptions {
+            owner: "ok".into(),
+            lease: Duration::from_secs(3),
+            heartbeat: Duration::from_secs(2),
+            ..CoordinatorOptions::default()
+        },
+    ] {
+        let err = Coordinator::start(meta.clone(), options)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, XaError::Usage(_)), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_participant_commits_in_one_phase_and_rollback_undoes_all() {
     let world = World::start();
     let none = Failpoints::default();
