@@ -405,7 +405,11 @@ fn explain_prints_each_route_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("select (merge: "), "{stdout}");
+    // Merge steps in a DBA's terms, not the planner's (`group by [Item(0)]; Item(1) Count`).
+    assert!(
+        lines[0].starts_with("select (merge: group by col 1; col 2: sum of the shards' COUNTs;"),
+        "{stdout}"
+    );
     assert_eq!(lines[1], "data_source\tdatabase\tsql", "{stdout}");
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(

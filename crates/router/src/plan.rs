@@ -181,13 +181,23 @@ impl fmt::Display for MergeSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shape = &self.shape;
         let mut parts = Vec::new();
+        let list = |cols: &[sql::Col]| -> String {
+            cols.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if let Some(a) = &shape.aggregation {
-            parts.push(format!("group by {:?}", a.group_by));
+            if a.group_by.is_empty() {
+                parts.push("one group".into());
+            } else {
+                parts.push(format!("group by {}", list(&a.group_by)));
+            }
             for (col, role) in &a.roles {
-                parts.push(format!("{col:?} {role:?}"));
+                parts.push(format!("{col}: {role}"));
             }
             if !a.distinct_keys.is_empty() {
-                parts.push(format!("distinct keys {:?}", a.distinct_keys));
+                parts.push(format!("distinct keys {}", list(&a.distinct_keys)));
             }
         }
         if let Some(h) = &shape.having {
@@ -200,7 +210,7 @@ impl fmt::Display for MergeSpec {
             let keys: Vec<String> = shape
                 .order_by
                 .iter()
-                .map(|k| format!("{:?}{}", k.column, if k.descending { " desc" } else { "" }))
+                .map(|k| format!("{}{}", k.column, if k.descending { " desc" } else { "" }))
                 .collect();
             parts.push(format!("order by {}", keys.join(", ")));
         }

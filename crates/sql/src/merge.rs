@@ -52,6 +52,18 @@ impl Col {
     }
 }
 
+/// As `EXPLAIN ROUTE` names it: `col 2` (1-based, as `ORDER BY 2`), `col 1 from the end`
+/// (after a wildcard), `hidden 1` (a helper column the client does not see).
+impl std::fmt::Display for Col {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Col::Item(i) => write!(f, "col {}", i + 1),
+            Col::ItemFromEnd(k) => write!(f, "col {} from the end", k + 1),
+            Col::Hidden(j) => write!(f, "hidden {}", j + 1),
+        }
+    }
+}
+
 /// One sort key of a merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SortKey {
@@ -152,6 +164,33 @@ pub enum Role {
     },
     /// Evaluated over the merged group.
     Computed(MergeExpr),
+}
+
+/// What the merge does with the column, as `EXPLAIN ROUTE` shows it.
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Count => f.write_str("sum of the shards' COUNTs"),
+            Role::Sum => f.write_str("sum of the shards' SUMs"),
+            Role::Min => f.write_str("least of the shards' MINs"),
+            Role::Max => f.write_str("greatest of the shards' MAXs"),
+            Role::Avg { sum, count } => write!(f, "AVG = {sum} / {count}"),
+            Role::Distinct { function, args } => {
+                let args: Vec<String> = args.iter().map(Col::to_string).collect();
+                let name = match function {
+                    DistinctFn::Count => "COUNT",
+                    DistinctFn::Sum => "SUM",
+                    DistinctFn::Avg => "AVG",
+                };
+                write!(
+                    f,
+                    "{name}(DISTINCT {}) over the merged group",
+                    args.join(", ")
+                )
+            }
+            Role::Computed(expr) => write!(f, "computed over the merged group: {expr:?}"),
+        }
+    }
 }
 
 /// Grouping and aggregation.
