@@ -24,7 +24,6 @@ use sqlparser::ast::{
     TableFactor, TableObject, TableWithJoins, Use, Value, Visit, Visitor,
 };
 
-use crate::fill::{insert_column, is_column};
 use crate::parse::{slot_of, Statement};
 use crate::SqlError;
 
@@ -566,6 +565,12 @@ impl Analyzer<'_> {
     /// The statement kind; registers DDL/SHOW subjects the visitor does not see.
     fn kind(&mut self, stmt: &ast::Statement) -> Result<Kind, SqlError> {
         use ast::Statement as S;
+        if let Some(s) = session(stmt) {
+            return Ok(Kind::Session(s));
+        }
+        if let Some(show) = self.show(stmt) {
+            return Ok(Kind::Show(show));
+        }
         Ok(match stmt {
             S::Query(_) => Kind::Query,
             S::Insert(ins) => self.insert(ins)?,
@@ -589,60 +594,8 @@ impl Analyzer<'_> {
                 }
                 Kind::Delete
             }
-            S::CreateTable(ct) => {
-                self.visited_subject(&ct.name, true);
-                if let Some(like) = &ct.like {
-                    let like = match like {
-                        ast::CreateTableLikeKind::Parenthesized(l)
-                        | ast::CreateTableLikeKind::Plain(l) => &l.name,
-                    };
-                    self.subject(like, false);
-                }
-                if let Some(c) = &ct.clone {
-                    self.subject(c, false);
-                }
-                for c in &ct.constraints {
-                    if let TableConstraint::ForeignKey(fk) = c {
-                        self.subject(&fk.foreign_table, false);
-                    }
-                }
-                for col in &ct.columns {
-                    for opt in &col.options {
-                        if let ColumnOption::ForeignKey(fk) = &opt.option {
-                            self.subject(&fk.foreign_table, false);
-                        }
-                    }
-                }
-                Kind::Ddl(if ct.query.is_some() {
-                    DdlOp::CreateTableAs
-                } else {
-                    DdlOp::CreateTable
-                })
-            }
-            S::AlterTable(at) => {
-                self.visited_subject(&at.name, true);
-                let mut op = DdlOp::AlterTable;
-                for o in &at.operations {
-                    match o {
-                        AlterTableOperation::RenameTable { .. } => op = DdlOp::Rename,
-                        AlterTableOperation::AddConstraint {
-                            constraint: TableConstraint::ForeignKey(fk),
-                            ..
-                        } => {
-                            self.subject(&fk.foreign_table, false);
-                        }
-                        AlterTableOperation::AddColumn { column_def, .. } => {
-                            for opt in &column_def.options {
-                                if let ColumnOption::ForeignKey(fk) = &opt.option {
-                                    self.subject(&fk.foreign_table, false);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Kind::Ddl(op)
-            }
+            S::CreateTable(ct) => Kind::Ddl(self.create_table(ct)),
+            S::AlterTable(at) => Kind::Ddl(self.alter_table(at)),
             S::RenameTable(renames) => {
                 for r in renames {
                     self.subject(&r.old_name, true);
@@ -655,34 +608,7 @@ impl Analyzer<'_> {
                 names,
                 table,
                 ..
-            } => match object_type {
-                ObjectType::Table => {
-                    for n in names {
-                        self.subject(n, true);
-                    }
-                    Kind::Ddl(DdlOp::DropTable)
-                }
-                ObjectType::Index => match table {
-                    Some(t) => {
-                        self.subject(t, true);
-                        Kind::Ddl(DdlOp::DropIndex)
-                    }
-                    None => Kind::Other("DROP INDEX".into()),
-                },
-                ObjectType::Database | ObjectType::Schema => Kind::DropDatabase {
-                    name: names
-                        .first()
-                        .map(|n| name_parts(n).join("."))
-                        .unwrap_or_default(),
-                },
-                ObjectType::View => {
-                    for n in names {
-                        self.subject(n, true);
-                    }
-                    Kind::Ddl(DdlOp::View)
-                }
-                other => Kind::Other(format!("DROP {other}")),
-            },
+            } => self.drop(*object_type, names, table.as_ref()),
             S::Truncate(t) => {
                 for target in &t.table_names {
                     self.visited_subject(&target.name, true);
@@ -713,43 +639,141 @@ impl Analyzer<'_> {
                 name: schema_name.to_string(),
                 if_not_exists: *if_not_exists,
             },
-            S::ShowTables { show_options, .. } => Kind::Show(Show::Tables {
+            S::Use(_) => Kind::Other("USE".into()),
+            S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => Kind::SqlPrepare,
+            other => Kind::Other(first_words(other)),
+        })
+    }
+
+    /// CREATE TABLE: the table created, and those it copies or refers to (LIKE,
+    /// CLONE, foreign keys).
+    fn create_table(&mut self, ct: &ast::CreateTable) -> DdlOp {
+        self.visited_subject(&ct.name, true);
+        if let Some(like) = &ct.like {
+            let like = match like {
+                ast::CreateTableLikeKind::Parenthesized(l) | ast::CreateTableLikeKind::Plain(l) => {
+                    &l.name
+                }
+            };
+            self.subject(like, false);
+        }
+        if let Some(c) = &ct.clone {
+            self.subject(c, false);
+        }
+        for c in &ct.constraints {
+            if let TableConstraint::ForeignKey(fk) = c {
+                self.subject(&fk.foreign_table, false);
+            }
+        }
+        for col in &ct.columns {
+            self.column_references(col);
+        }
+        if ct.query.is_some() {
+            DdlOp::CreateTableAs
+        } else {
+            DdlOp::CreateTable
+        }
+    }
+
+    /// ALTER TABLE: the table altered, and those its new foreign keys refer to.
+    fn alter_table(&mut self, at: &ast::AlterTable) -> DdlOp {
+        self.visited_subject(&at.name, true);
+        let mut op = DdlOp::AlterTable;
+        for o in &at.operations {
+            match o {
+                AlterTableOperation::RenameTable { .. } => op = DdlOp::Rename,
+                AlterTableOperation::AddConstraint {
+                    constraint: TableConstraint::ForeignKey(fk),
+                    ..
+                } => {
+                    self.subject(&fk.foreign_table, false);
+                }
+                AlterTableOperation::AddColumn { column_def, .. } => {
+                    self.column_references(column_def);
+                }
+                _ => {}
+            }
+        }
+        op
+    }
+
+    /// The tables a column definition's foreign keys refer to.
+    fn column_references(&mut self, column: &ast::ColumnDef) {
+        for opt in &column.options {
+            if let ColumnOption::ForeignKey(fk) = &opt.option {
+                self.subject(&fk.foreign_table, false);
+            }
+        }
+    }
+
+    /// DROP of tables, an index, views or a database.
+    fn drop(
+        &mut self,
+        object_type: ObjectType,
+        names: &[ObjectName],
+        table: Option<&ObjectName>,
+    ) -> Kind {
+        match object_type {
+            ObjectType::Table => {
+                for n in names {
+                    self.subject(n, true);
+                }
+                Kind::Ddl(DdlOp::DropTable)
+            }
+            ObjectType::Index => match table {
+                Some(t) => {
+                    self.subject(t, true);
+                    Kind::Ddl(DdlOp::DropIndex)
+                }
+                None => Kind::Other("DROP INDEX".into()),
+            },
+            ObjectType::Database | ObjectType::Schema => Kind::DropDatabase {
+                name: names
+                    .first()
+                    .map(|n| name_parts(n).join("."))
+                    .unwrap_or_default(),
+            },
+            ObjectType::View => {
+                for n in names {
+                    self.subject(n, true);
+                }
+                Kind::Ddl(DdlOp::View)
+            }
+            other => Kind::Other(format!("DROP {other}")),
+        }
+    }
+
+    /// What a SHOW (or DESCRIBE) shows: the tables of a schema, one table (its
+    /// subject registered), or something else; `None` for other statements.
+    fn show(&mut self, stmt: &ast::Statement) -> Option<Show> {
+        use ast::Statement as S;
+        let of_table = |id: Option<usize>| id.map_or(Show::Other, Show::Table);
+        Some(match stmt {
+            S::ShowTables { show_options, .. } => Show::Tables {
                 schema: show_options
                     .show_in
                     .as_ref()
                     .and_then(|i| i.parent_name.as_ref())
                     .map(|n| name_parts(n).join(".")),
-            }),
+            },
             S::ShowColumns { show_options, .. } => {
                 match show_options
                     .show_in
                     .as_ref()
                     .and_then(|i| i.parent_name.as_ref())
                 {
-                    Some(n) => match self.visited_subject(n, false) {
-                        Some(id) => Kind::Show(Show::Table(id)),
-                        None => Kind::Show(Show::Other),
-                    },
-                    None => Kind::Show(Show::Other),
+                    Some(n) => of_table(self.visited_subject(n, false)),
+                    None => Show::Other,
                 }
             }
-            S::ExplainTable { table_name, .. } => match self.visited_subject(table_name, false) {
-                Some(id) => Kind::Show(Show::Table(id)),
-                None => Kind::Show(Show::Other),
-            },
+            S::ExplainTable { table_name, .. } => of_table(self.visited_subject(table_name, false)),
             S::ShowCreate {
                 obj_type: ShowCreateObject::Table,
                 obj_name,
-            } => match self.subject(obj_name, false) {
-                Some(id) => Kind::Show(Show::Table(id)),
-                None => Kind::Show(Show::Other),
-            },
+            } => of_table(self.subject(obj_name, false)),
             S::ShowVariable { variable } => match show_index_table(variable) {
-                Some(name) => match self.subject(&name, false) {
-                    Some(id) => Kind::Show(Show::Table(id)),
-                    None => Kind::Show(Show::Other),
-                },
-                None => Kind::Show(Show::Other),
+                Some(name) => of_table(self.subject(&name, false)),
+                None => Show::Other,
             },
             S::ShowCreate { .. }
             | S::ShowFunctions { .. }
@@ -762,27 +786,8 @@ impl Analyzer<'_> {
             | S::ShowCharset(_)
             | S::ShowObjects(_)
             | S::ShowViews { .. }
-            | S::ShowCollation { .. } => Kind::Show(Show::Other),
-            S::Set(_) => Kind::Session(Session::Set),
-            S::StartTransaction { statements, .. } if statements.is_empty() => {
-                Kind::Session(Session::Begin)
-            }
-            S::Commit { .. } => Kind::Session(Session::Commit),
-            S::Rollback {
-                savepoint: Some(name),
-                ..
-            } => Kind::Session(Session::RollbackTo(name.value.clone())),
-            S::Rollback { .. } => Kind::Session(Session::Rollback),
-            S::Savepoint { name } => Kind::Session(Session::Savepoint(name.value.clone())),
-            S::ReleaseSavepoint { name } => Kind::Session(Session::Release(name.value.clone())),
-            S::Use(u) => match u {
-                Use::Object(n) | Use::Database(n) | Use::Schema(n) => {
-                    Kind::Session(Session::Use(name_parts(n).join(".")))
-                }
-                _ => Kind::Other("USE".into()),
-            },
-            S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => Kind::SqlPrepare,
-            other => Kind::Other(first_words(other)),
+            | S::ShowCollation { .. } => Show::Other,
+            _ => return None,
         })
     }
 
@@ -1562,6 +1567,45 @@ pub(crate) fn key_value(e: &Expr, key: &str) -> KeyValue {
     }
 }
 
+/// Whether a column-list entry names `column` (ASCII case-insensitively).
+pub(crate) fn is_column(name: &ObjectName, column: &str) -> bool {
+    name_parts(name)
+        .last()
+        .is_some_and(|c| c.eq_ignore_ascii_case(column))
+}
+
+/// What `ins` gives `column`: see [`crate::InsertColumn::values`].
+pub(crate) fn insert_column(ins: &ast::Insert, column: &str) -> InsertKey {
+    let Some(query) = &ins.source else {
+        return ins
+            .assignments
+            .iter()
+            .find(|a| assigned_column(&a.target).is_some_and(|c| c.eq_ignore_ascii_case(column)))
+            .map_or(InsertKey::Missing, |a| {
+                InsertKey::Rows(vec![key_value(&a.value, column)])
+            });
+    };
+    if ins.columns.is_empty() {
+        return InsertKey::NoColumnList;
+    }
+    let Some(position) = ins.columns.iter().position(|c| is_column(c, column)) else {
+        return InsertKey::Missing;
+    };
+    match query.body.as_ref() {
+        SetExpr::Values(v) => InsertKey::Rows(
+            v.rows
+                .iter()
+                .map(|r| {
+                    r.content
+                        .get(position)
+                        .map_or(KeyValue::Other, |e| key_value(e, column))
+                })
+                .collect(),
+        ),
+        _ => InsertKey::Select(KeyValue::Other),
+    }
+}
+
 /// The column an assignment sets (last name part, lowercase).
 pub(crate) fn assigned_column(target: &AssignmentTarget) -> Option<String> {
     match target {
@@ -1591,6 +1635,27 @@ pub(crate) fn show_index_table(words: &[ast::Ident]) -> Option<ObjectName> {
         }
         _ => None,
     }
+}
+
+/// The session command a statement is; `None` for other statements.
+fn session(stmt: &ast::Statement) -> Option<Session> {
+    use ast::Statement as S;
+    Some(match stmt {
+        S::Set(_) => Session::Set,
+        S::StartTransaction { statements, .. } if statements.is_empty() => Session::Begin,
+        S::Commit { .. } => Session::Commit,
+        S::Rollback {
+            savepoint: Some(name),
+            ..
+        } => Session::RollbackTo(name.value.clone()),
+        S::Rollback { .. } => Session::Rollback,
+        S::Savepoint { name } => Session::Savepoint(name.value.clone()),
+        S::ReleaseSavepoint { name } => Session::Release(name.value.clone()),
+        S::Use(Use::Object(n) | Use::Database(n) | Use::Schema(n)) => {
+            Session::Use(name_parts(n).join("."))
+        }
+        _ => return None,
+    })
 }
 
 /// The first words of a statement, for messages (`ANALYZE TABLE`, `LOCK TABLES`).

@@ -20,12 +20,13 @@
 
 mod analyze;
 mod client_charset;
-mod fill;
 mod fingerprint;
+mod generated_values;
 mod information_schema;
 mod insert_columns;
 mod lexer;
-mod merge;
+mod merge_rewrite;
+mod merge_shape;
 mod mysql_syntax;
 mod parse;
 mod processlist;
@@ -37,17 +38,18 @@ pub use analyze::{
     TableRef,
 };
 pub use client_charset::{client_charset, ClientCharset};
-pub use fill::InsertColumn;
 pub use fingerprint::{fingerprint, unquote, Fingerprint, Literal, LiteralKind, LiteralValue};
+pub use generated_values::InsertColumn;
 pub use information_schema::{
     system_table, unqualified_system_tables, SchemaValue, SystemTable, ViewAnalysis, ViewSource,
     INFORMATION_SCHEMA,
 };
 pub use insert_columns::RowsWithoutColumns;
 pub use lexer::{identifiers, split, strip_leading_words};
-pub use merge::{
+pub use merge_rewrite::SelectMerge;
+pub use merge_shape::{
     Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,
-    Role, SelectMerge, SortKey,
+    Role, SortKey,
 };
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;

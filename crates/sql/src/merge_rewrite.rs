@@ -27,204 +27,11 @@ use sqlparser::ast::{
 };
 
 use crate::analyze::name_parts;
+use crate::merge_shape::{
+    Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,
+    Role, SortKey, HIDDEN_PREFIX,
+};
 use crate::parse::{slot_of, Statement, LIMIT_MARKER};
-
-/// A column of the shards' result. The select list may hold wildcards whose
-/// width is known only from the result's metadata, hence the three forms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Col {
-    /// The i-th column (no wildcard before it).
-    Item(usize),
-    /// The k-th visible column counted from the last one (0 = last).
-    ItemFromEnd(usize),
-    /// The j-th hidden helper column, after the visible ones.
-    Hidden(usize),
-}
-
-impl Col {
-    /// The column's index in a result with `visible` columns before the hidden ones.
-    pub fn index(self, visible: usize) -> usize {
-        match self {
-            Col::Item(i) => i,
-            Col::ItemFromEnd(k) => visible - 1 - k,
-            Col::Hidden(j) => visible + j,
-        }
-    }
-}
-
-/// As `EXPLAIN ROUTE` names it: `col 2` (1-based, as `ORDER BY 2`), `col 1 from the end`
-/// (after a wildcard), `hidden 1` (a helper column the client does not see).
-impl std::fmt::Display for Col {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Col::Item(i) => write!(f, "col {}", i + 1),
-            Col::ItemFromEnd(k) => write!(f, "col {} from the end", k + 1),
-            Col::Hidden(j) => write!(f, "hidden {}", j + 1),
-        }
-    }
-}
-
-/// One sort key of a merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SortKey {
-    pub column: Col,
-    pub descending: bool,
-}
-
-/// A literal of a merge expression: a fingerprint slot until the router
-/// resolves it with the statement's values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operand {
-    Slot(usize),
-    Const(Constant),
-}
-
-/// A constant value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Constant {
-    Null,
-    Int(i64),
-    UInt(u64),
-    /// A decimal or floating-point number as written (`1.5`, `2e3`).
-    Number(String),
-    /// A string (unescaped).
-    Str(Vec<u8>),
-}
-
-/// Binary operators the proxy evaluates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinOp {
-    Eq,
-    NotEq,
-    NullSafeEq,
-    Lt,
-    LtEq,
-    Gt,
-    GtEq,
-    And,
-    Or,
-    Xor,
-    Plus,
-    Minus,
-    Multiply,
-    Divide,
-    IntDivide,
-    Modulo,
-}
-
-/// An expression over merged columns (HAVING, expressions over aggregates).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MergeExpr {
-    Column(Col),
-    Value(Operand),
-    Not(Box<MergeExpr>),
-    Negate(Box<MergeExpr>),
-    IsNull(Box<MergeExpr>, bool),
-    Binary(Box<MergeExpr>, BinOp, Box<MergeExpr>),
-    Between {
-        expr: Box<MergeExpr>,
-        negated: bool,
-        low: Box<MergeExpr>,
-        high: Box<MergeExpr>,
-    },
-    InList {
-        expr: Box<MergeExpr>,
-        negated: bool,
-        list: Vec<MergeExpr>,
-    },
-}
-
-/// How a DISTINCT aggregate folds its distinct values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DistinctFn {
-    Count,
-    Sum,
-    Avg,
-}
-
-/// How one column of a grouped result is combined across shards. Columns
-/// without a role keep the first value seen in their group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
-    /// Sum of per-shard counts.
-    Count,
-    /// Sum of per-shard sums (NULL when every part is NULL).
-    Sum,
-    Min,
-    Max,
-    /// SUM / COUNT from two hidden columns; the column keeps AVG's metadata.
-    Avg {
-        sum: Col,
-        count: Col,
-    },
-    /// Folds the distinct non-NULL values of `args` (hidden group keys of the shards).
-    Distinct {
-        function: DistinctFn,
-        args: Vec<Col>,
-    },
-    /// Evaluated over the merged group.
-    Computed(MergeExpr),
-}
-
-/// What the merge does with the column, as `EXPLAIN ROUTE` shows it.
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Role::Count => f.write_str("sum of the shards' COUNTs"),
-            Role::Sum => f.write_str("sum of the shards' SUMs"),
-            Role::Min => f.write_str("least of the shards' MINs"),
-            Role::Max => f.write_str("greatest of the shards' MAXs"),
-            Role::Avg { sum, count } => write!(f, "AVG = {sum} / {count}"),
-            Role::Distinct { function, args } => {
-                let args: Vec<String> = args.iter().map(Col::to_string).collect();
-                let name = match function {
-                    DistinctFn::Count => "COUNT",
-                    DistinctFn::Sum => "SUM",
-                    DistinctFn::Avg => "AVG",
-                };
-                write!(
-                    f,
-                    "{name}(DISTINCT {}) over the merged group",
-                    args.join(", ")
-                )
-            }
-            Role::Computed(expr) => write!(f, "computed over the merged group: {expr:?}"),
-        }
-    }
-}
-
-/// Grouping and aggregation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Aggregation {
-    /// The group keys; empty: aggregates over all rows, exactly one result row.
-    pub group_by: Vec<Col>,
-    /// Columns combined by a [`Role`].
-    pub roles: Vec<(Col, Role)>,
-    /// Group keys the shards get beyond the statement's (DISTINCT aggregates'
-    /// arguments): rows of one merged group may differ in them.
-    pub distinct_keys: Vec<Col>,
-}
-
-/// How shard results combine into one answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MergeShape {
-    /// Trailing helper columns the client does not see.
-    pub hidden: usize,
-    /// Final order. Without aggregation the shards return rows in this order.
-    pub order_by: Vec<SortKey>,
-    pub aggregation: Option<Aggregation>,
-    /// Filter after aggregation.
-    pub having: Option<MergeExpr>,
-    /// Remove duplicate rows (over the visible columns).
-    pub distinct: bool,
-}
-
-/// LIMIT and OFFSET of the statement, by slot or as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitOperands {
-    pub count: Option<Operand>,
-    pub offset: Option<Operand>,
-}
 
 /// The result of [`Statement::select_merge`].
 #[derive(Debug, Clone)]
@@ -239,8 +46,6 @@ pub struct SelectMerge {
     /// for statements with the same literal text in these slots.
     pub position_slots: Vec<usize>,
 }
-
-const HIDDEN_PREFIX: &str = "__dbmesh_";
 
 impl Statement {
     /// The per-shard statement and merge shape of a top-level SELECT; `Err`
@@ -414,28 +219,6 @@ impl Statement {
             limit,
             shard_limit,
         })
-    }
-}
-
-impl MergeShape {
-    /// The ORDER BY that sorts a union of shard parts like each part (the
-    /// sort keys by position or hidden column alias), or nothing when the
-    /// proxy sorts after aggregating; `None` when a key has neither.
-    pub fn shard_order_clause(&self) -> Option<String> {
-        if self.order_by.is_empty() || self.aggregation.is_some() {
-            return Some(String::new());
-        }
-        let mut keys = Vec::with_capacity(self.order_by.len());
-        for k in &self.order_by {
-            let col = match k.column {
-                Col::Item(i) => (i + 1).to_string(),
-                Col::Hidden(j) => format!("{HIDDEN_PREFIX}{j}"),
-                // Not produced for unaggregated sorts (see `select_merge`).
-                Col::ItemFromEnd(_) => return None,
-            };
-            keys.push(if k.descending { col + " DESC" } else { col });
-        }
-        Some(format!(" ORDER BY {}", keys.join(", ")))
     }
 }
 

@@ -12,7 +12,7 @@
 
 use sqlparser::ast::{self, Expr, Ident, ObjectName, SetExpr, Value};
 
-use crate::analyze::{assigned_column, key_value, name_parts, InsertKey, KeyValue};
+use crate::analyze::{assigned_column, insert_column, is_column, key_value, InsertKey, KeyValue};
 use crate::parse::{Statement, GENERATED_MARKER};
 
 /// What an INSERT or REPLACE gives one column of its target table.
@@ -48,45 +48,6 @@ impl Statement {
             mark(ins, column);
         }
         copy
-    }
-}
-
-/// Whether a column-list entry names `column` (ASCII case-insensitively).
-pub(crate) fn is_column(name: &ObjectName, column: &str) -> bool {
-    name_parts(name)
-        .last()
-        .is_some_and(|c| c.eq_ignore_ascii_case(column))
-}
-
-/// What `ins` gives `column`: see [`InsertColumn::values`].
-pub(crate) fn insert_column(ins: &ast::Insert, column: &str) -> InsertKey {
-    let Some(query) = &ins.source else {
-        return ins
-            .assignments
-            .iter()
-            .find(|a| assigned_column(&a.target).is_some_and(|c| c.eq_ignore_ascii_case(column)))
-            .map_or(InsertKey::Missing, |a| {
-                InsertKey::Rows(vec![key_value(&a.value, column)])
-            });
-    };
-    if ins.columns.is_empty() {
-        return InsertKey::NoColumnList;
-    }
-    let Some(position) = ins.columns.iter().position(|c| is_column(c, column)) else {
-        return InsertKey::Missing;
-    };
-    match query.body.as_ref() {
-        SetExpr::Values(v) => InsertKey::Rows(
-            v.rows
-                .iter()
-                .map(|r| {
-                    r.content
-                        .get(position)
-                        .map_or(KeyValue::Other, |e| key_value(e, column))
-                })
-                .collect(),
-        ),
-        _ => InsertKey::Select(KeyValue::Other),
     }
 }
 
