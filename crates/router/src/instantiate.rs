@@ -11,241 +11,20 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
-use rules::{PhysicalNode, Rules, ShardValue, ShardedTable};
-use sql::{Cond, Constant, Fingerprint, LiteralKind, LiteralValue, MergeExpr, Operand, Seg};
+use rules::{PhysicalNode, Rules, ShardedTable};
+use sql::Cond;
 
 use crate::error::RouteError;
-use crate::fill::{Ids, RowIds};
-use crate::plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
+use crate::input::{Input, Val};
+use crate::key_nodes::{matching_nodes, shard_value};
+use crate::merged_select::{merge_spec, metadata_probe, union_per_data_source, MergeTemplate};
+use crate::placement::Place;
+use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
+use crate::sequence_ids::RowIds;
+use crate::splice::{params_subset, splice};
 use crate::stored::stored;
-use crate::template::{MergeTemplate, Mode, Place, Routed, Template};
-
-/// The statement being routed: its text, fingerprint, bound parameters, and
-/// the ids a sequence fills in.
-pub(crate) struct Input<'a> {
-    pub sql: &'a str,
-    pub fp: &'a Fingerprint,
-    pub params: &'a [Param],
-    pub ids: Ids<'a>,
-}
-
-/// A sharding value read from the statement.
-#[derive(Debug)]
-pub(crate) enum Val<'a> {
-    Int(i64),
-    UInt(u64),
-    Str(Cow<'a, str>),
-    /// A DOUBLE parameter (mysql2 sends every JavaScript number as one).
-    Double(f64),
-    /// A literal number with a fraction or an exponent, as written.
-    Number(&'a str),
-    Null,
-    /// Not known yet: a `?` without a bound value, or an id a sequence has
-    /// not given yet (COM_STMT_PREPARE).
-    Unbound,
-    /// Why the value cannot be used to route.
-    Unroutable(String),
-}
-
-impl<'a> Input<'a> {
-    /// Whether this is COM_STMT_PREPARE: parameters are not bound yet.
-    pub(crate) fn preparing(&self) -> bool {
-        matches!(self.ids, Ids::Prepare)
-    }
-
-    pub(crate) fn value(&self, slot: usize) -> Val<'a> {
-        let Some(lit) = self.fp.literals.get(slot) else {
-            return Val::Unroutable("a missing literal".into());
-        };
-        match lit.value(self.sql) {
-            LiteralValue::Int(v) => Val::Int(v),
-            LiteralValue::UInt(v) => Val::UInt(v),
-            LiteralValue::Str(s) => Val::Str(s),
-            LiteralValue::Number(t) => Val::Number(t),
-            LiteralValue::Binary(t) => Val::Unroutable(format!("the binary literal {t}")),
-            LiteralValue::Placeholder(k) => match self.params.get(k) {
-                None => Val::Unbound,
-                Some(Param::Null) => Val::Null,
-                Some(Param::Int(v)) => Val::Int(*v),
-                Some(Param::UInt(v)) => Val::UInt(*v),
-                Some(Param::Double(v)) => Val::Double(*v),
-                Some(Param::Bytes(b)) => match std::str::from_utf8(b) {
-                    Ok(s) => Val::Str(Cow::Owned(s.to_owned())),
-                    Err(_) => Val::Unroutable("a parameter that is not UTF-8 text".into()),
-                },
-            },
-        }
-    }
-}
-
-fn shard_value<'v>(v: &'v Val<'_>) -> Option<ShardValue<'v>> {
-    match v {
-        Val::Int(i) => Some(ShardValue::Int(*i)),
-        Val::UInt(u) => Some(ShardValue::UInt(*u)),
-        Val::Str(s) => Some(ShardValue::Str(s)),
-        // A key compares with a fractional number as a DOUBLE would: such a condition is
-        // not routed by key (a write routes by the value stored, see `stored`).
-        Val::Double(_) | Val::Number(_) | Val::Null | Val::Unbound | Val::Unroutable(_) => None,
-    }
-}
-
-fn int_of(v: &Val<'_>) -> Option<i128> {
-    match v {
-        Val::Int(i) => Some(i128::from(*i)),
-        Val::UInt(u) => Some(i128::from(*u)),
-        _ => None,
-    }
-}
-
-fn value_of_int(v: i128) -> ShardValue<'static> {
-    match i64::try_from(v) {
-        Ok(i) => ShardValue::Int(i),
-        Err(_) => ShardValue::UInt(u64::try_from(v).unwrap_or(u64::MAX)),
-    }
-}
-
-/// Node indexes (ascending, distinct) of `table` that can hold rows satisfying `cond`.
-fn eval(cond: &Cond, table: &ShardedTable, input: &Input<'_>) -> Vec<usize> {
-    match cond {
-        Cond::All => table.data_nodes(),
-        Cond::In(slots) => {
-            let mut out = Vec::with_capacity(slots.len());
-            for &s in slots {
-                let v = input.value(s);
-                match shard_value(&v).map(|sv| table.shard_index(&sv)) {
-                    Some(Ok(i)) => out.push(i),
-                    // A value the rule cannot place may match rows anywhere.
-                    _ => return table.data_nodes(),
-                }
-            }
-            out.sort_unstable();
-            out.dedup();
-            out
-        }
-        Cond::Range { lo, hi } => range_nodes(table, &[(lo, hi)], input),
-        Cond::And(parts) => {
-            // Intersect integer ranges before asking the algorithm (`uid >= 10 AND uid < 20`).
-            let ranges: Vec<(&Bound<usize>, &Bound<usize>)> = parts
-                .iter()
-                .filter_map(|p| match p {
-                    Cond::Range { lo, hi } => Some((lo, hi)),
-                    _ => None,
-                })
-                .collect();
-            let mut sets: Vec<Vec<usize>> = parts
-                .iter()
-                .filter(|p| !matches!(p, Cond::Range { .. }))
-                .map(|p| eval(p, table, input))
-                .collect();
-            if !ranges.is_empty() {
-                sets.push(range_nodes(table, &ranges, input));
-            }
-            let mut acc = sets.pop().unwrap_or_else(|| table.data_nodes());
-            for s in sets {
-                acc.retain(|i| s.contains(i));
-            }
-            acc
-        }
-        Cond::Or(parts) => {
-            let mut out: Vec<usize> = parts.iter().flat_map(|p| eval(p, table, input)).collect();
-            out.sort_unstable();
-            out.dedup();
-            out
-        }
-    }
-}
-
-/// Nodes for the intersection of ranges; integer bounds are combined first.
-fn range_nodes(
-    table: &ShardedTable,
-    ranges: &[(&Bound<usize>, &Bound<usize>)],
-    input: &Input<'_>,
-) -> Vec<usize> {
-    let mut lo: Bound<i128> = Bound::Unbounded;
-    let mut hi: Bound<i128> = Bound::Unbounded;
-    let mut others = Vec::new();
-    for &(l, h) in ranges {
-        let lv = bound_value(l, input);
-        let hv = bound_value(h, input);
-        match (lv, hv) {
-            (Some(lb), Some(hb)) => {
-                lo = tighter(lo, lb, true);
-                hi = tighter(hi, hb, false);
-            }
-            _ => others.push((l, h)),
-        }
-    }
-    let to_sv = |b: Bound<i128>| match b {
-        Bound::Included(v) => Bound::Included(value_of_int(v)),
-        Bound::Excluded(v) => Bound::Excluded(value_of_int(v)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    let mut acc = table
-        .nodes_for_range(to_sv(lo), to_sv(hi))
-        .unwrap_or_else(|_| table.data_nodes());
-    for (l, h) in others {
-        let (lv, hv) = (bound_val(l, input), bound_val(h, input));
-        let nodes = match (as_bound(&lv), as_bound(&hv)) {
-            (Some(lb), Some(hb)) => table
-                .nodes_for_range(lb, hb)
-                .unwrap_or_else(|_| table.data_nodes()),
-            _ => table.data_nodes(),
-        };
-        acc.retain(|i| nodes.contains(i));
-    }
-    acc
-}
-
-/// An integer bound, or `None` when the value is not an integer.
-fn bound_value(b: &Bound<usize>, input: &Input<'_>) -> Option<Bound<i128>> {
-    match b {
-        Bound::Unbounded => Some(Bound::Unbounded),
-        Bound::Included(s) => int_of(&input.value(*s)).map(Bound::Included),
-        Bound::Excluded(s) => int_of(&input.value(*s)).map(Bound::Excluded),
-    }
-}
-
-fn bound_val<'a>(b: &Bound<usize>, input: &Input<'a>) -> Bound<Val<'a>> {
-    match b {
-        Bound::Unbounded => Bound::Unbounded,
-        Bound::Included(s) => Bound::Included(input.value(*s)),
-        Bound::Excluded(s) => Bound::Excluded(input.value(*s)),
-    }
-}
-
-fn as_bound<'v>(b: &'v Bound<Val<'_>>) -> Option<Bound<ShardValue<'v>>> {
-    Some(match b {
-        Bound::Unbounded => Bound::Unbounded,
-        Bound::Included(v) => Bound::Included(shard_value(v)?),
-        Bound::Excluded(v) => Bound::Excluded(shard_value(v)?),
-    })
-}
-
-/// The tighter of two lower (`lower`) or upper bounds.
-fn tighter(a: Bound<i128>, b: Bound<i128>, lower: bool) -> Bound<i128> {
-    let key = |x: &Bound<i128>| -> Option<(i128, i8)> {
-        match x {
-            Bound::Unbounded => None,
-            // For a lower bound, Excluded(v) is tighter than Included(v); for an upper bound, too.
-            Bound::Included(v) => Some((*v, 0)),
-            Bound::Excluded(v) => Some((*v, if lower { 1 } else { -1 })),
-        }
-    };
-    match (key(&a), key(&b)) {
-        (None, _) => b,
-        (_, None) => a,
-        (Some(ka), Some(kb)) => {
-            let a_tighter = if lower { ka >= kb } else { ka <= kb };
-            if a_tighter {
-                a
-            } else {
-                b
-            }
-        }
-    }
-}
+use crate::template::{Class, Mode, Routed, Template};
 
 /// One target being assembled: its data source and each table's physical name.
 #[derive(Debug, Clone)]
@@ -397,56 +176,100 @@ pub(crate) fn instantiate(
             &rules.schema.default_data_source,
             input.sql,
         )),
-        Template::Set => Ok(Plan {
-            kind: StatementKind::Session(SessionStatement::Set(input.sql.trim().to_owned())),
-            targets: Vec::new(),
-            combine: Combine::Single,
-            rename: Vec::new(),
-            add_tables: Vec::new(),
-        }),
+        Template::Set => Ok(Plan::session(SessionStatement::Set(
+            input.sql.trim().to_owned(),
+        ))),
         Template::Fixed(plan) => Ok(plan.clone()),
         Template::Routed(rt) => routed(&Ctx { rules, rt }, input),
         Template::LogicalView(v) => crate::logical_view::instantiate(rules, v, input),
     }
 }
 
+/// Routes a statement by the rules: where its tables are placed, how results
+/// combine, and each target's physical statement.
 fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     let rt = ctx.rt;
-    let n = rt.places.len();
     let row_ids = rt
         .fill
         .as_ref()
-        .map(|f| crate::fill::assign(f, input))
+        .map(|f| crate::sequence_ids::assign(f, input))
         .transpose()?;
-    let mut any_one = false;
-    let placed: Vec<Placed> = if rt.show_tables {
+    let (placed, any_one) = placements(ctx, input, row_ids.as_ref())?;
+    check_key_updates(ctx, &placed, input)?;
+    let (mut combine, merge) = combine(ctx, input, placed.len(), any_one)?;
+    let rendered = merge.map_or(&rt.rendered, |m| &m.template.rendered);
+    let shard_limit = merge.and_then(|m| m.shard_limit);
+    let mut targets = Vec::with_capacity(placed.len());
+    for p in &placed {
+        targets.push(physical_target(
+            p,
+            rendered,
+            input,
+            shard_limit,
+            row_ids.as_ref(),
+        )?);
+    }
+    if let (Some(merged), Combine::Merge(spec)) = (merge, &mut combine) {
+        let first = targets.first().cloned();
+        targets = union_per_data_source(targets, spec, shard_limit, input.placeholders())?;
+        if targets.len() < placed.len() {
+            spec.metadata_probe = first
+                .map(|t| metadata_probe(t, merged.template, shard_limit))
+                .transpose()?;
+        }
+    }
+    let (rename, add_tables) = shown_names(ctx, &placed);
+    Ok(Plan {
+        kind: rt.kind.clone(),
+        targets,
+        combine,
+        rename,
+        add_tables,
+    })
+}
+
+/// Where the statement runs, by its kind; also whether a read may run on any
+/// one of them (tables with copies on each).
+fn placements(
+    ctx: &Ctx<'_>,
+    input: &Input<'_>,
+    row_ids: Option<&RowIds>,
+) -> Result<(Vec<Placed>, bool), RouteError> {
+    let rt = ctx.rt;
+    let placed = if rt.show_tables {
         vec![Placed {
             ds: ctx.default_ds().to_owned(),
-            names: vec![None; n],
+            names: vec![None; rt.places.len()],
             rows: None,
         }]
     } else if let Some(t) = rt.show_table {
         show_target(ctx, t)?
-    } else if let Some((t, slots)) = &rt.insert_rows {
-        insert_targets(ctx, *t, slots, input, row_ids.as_ref())?
+    } else if let Some(rows) = &rt.insert_rows {
+        insert_targets(ctx, rows.table, &rows.key_slots, input, row_ids)?
     } else if rt.mode == Mode::Ddl {
         ddl_targets(ctx)?
     } else if !rt.classes.is_empty() {
         class_targets(ctx, input)?
     } else {
-        let (p, one) = plain_targets(ctx)?;
-        any_one = one;
-        p
+        return plain_targets(ctx);
     };
+    Ok((placed, false))
+}
 
-    // Updating a sharding column: only a point update whose new key stays on its shard.
+/// Updating a sharding column: only a point update whose new key stays on its shard.
+fn check_key_updates(
+    ctx: &Ctx<'_>,
+    placed: &[Placed],
+    input: &Input<'_>,
+) -> Result<(), RouteError> {
+    let rt = ctx.rt;
     for &(table, slot) in &rt.key_updates {
         let t = ctx.sharded(table)?;
         let err = || RouteError::ShardingKeyUpdate {
             table: rt.names[table].clone(),
             column: t.column().to_owned(),
         };
-        let [only] = placed.as_slice() else {
+        let [only] = placed else {
             return Err(err());
         };
         let v = stored(t.column_type(), input.value(slot)).map_err(|_| err())?;
@@ -458,9 +281,26 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
             return Err(err());
         }
     }
+    Ok(())
+}
 
-    let mut merge: Option<(&MergeTemplate, Option<u64>)> = None;
-    let combine = match (rt.mode, placed.len()) {
+/// A SELECT merged across shards: its merge template and the rows each shard returns.
+#[derive(Clone, Copy)]
+struct Merged<'t> {
+    template: &'t MergeTemplate,
+    shard_limit: Option<u64>,
+}
+
+/// How the results of `targets` targets combine, or why they cannot; for a
+/// merged SELECT also how it merges.
+fn combine<'t>(
+    ctx: &Ctx<'t>,
+    input: &Input<'_>,
+    targets: usize,
+    any_one: bool,
+) -> Result<(Combine, Option<Merged<'t>>), RouteError> {
+    let rt = ctx.rt;
+    let combine = match (rt.mode, targets) {
         (_, 0) => return Err(RouteError::Internal("no target".into())),
         (_, 1) => Combine::Single,
         (Mode::Read, _) if any_one => Combine::AnyOne,
@@ -493,8 +333,11 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
                 Some(Ok(_)) if input.preparing() => Combine::Merge(Box::default()),
                 Some(Ok(m)) => {
                     let (spec, limit) = merge_spec(m, input)?;
-                    merge = Some((m, limit));
-                    Combine::Merge(Box::new(spec))
+                    let merged = Merged {
+                        template: m,
+                        shard_limit: limit,
+                    };
+                    return Ok((Combine::Merge(Box::new(spec)), Some(merged)));
                 }
             }
         }
@@ -513,190 +356,93 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
             copies.map_or(Combine::SumAffected, Combine::EveryCopy)
         }
     };
-
-    let total_params = total_params(input);
-    let rendered = merge.map_or(&rt.rendered, |(m, _)| &m.rendered);
-    let shard_limit = merge.and_then(|(_, limit)| limit);
-    let mut targets = Vec::with_capacity(placed.len());
-    for p in &placed {
-        let names: Vec<Option<Cow<'_, str>>> = p
-            .names
-            .iter()
-            .map(|n| n.as_deref().map(sql::quote_ident))
-            .collect();
-        let mut out = String::with_capacity(input.sql.len() + 16);
-        let mut used = Vec::new();
-        // Head and tail hold the one row of an INSERT … SET.
-        let first_row = row_ids.as_ref().map(|ids| (ids, 0));
-        splice(
-            &rendered.head,
-            &names,
-            input,
-            &mut out,
-            &mut used,
-            shard_limit,
-            first_row,
-        )?;
-        // Without a split, a target gets every row.
-        let every_row: Vec<usize>;
-        let rows = match &p.rows {
-            Some(rows) => rows,
-            None => {
-                every_row = (0..rendered.rows.len()).collect();
-                &every_row
-            }
-        };
-        for (k, &r) in rows.iter().enumerate() {
-            if k > 0 {
-                out.push_str(", ");
-            }
-            let row = rendered
-                .rows
-                .get(r)
-                .ok_or_else(|| RouteError::Internal("row out of range".into()))?;
-            let fill = row_ids.as_ref().map(|ids| (ids, r));
-            splice(row, &names, input, &mut out, &mut used, shard_limit, fill)?;
-        }
-        splice(
-            &rendered.tail,
-            &names,
-            input,
-            &mut out,
-            &mut used,
-            shard_limit,
-            first_row,
-        )?;
-        targets.push(Target {
-            data_source: p.ds.clone(),
-            sql: out,
-            params: params_subset(used, total_params),
-        });
-    }
-
-    let mut combine = combine;
-    if let (Some((m, _)), Combine::Merge(spec)) = (merge, &mut combine) {
-        let first = targets.first().cloned();
-        targets = union_per_data_source(targets, spec, shard_limit, total_params)?;
-        if targets.len() < placed.len() {
-            spec.metadata_probe = first
-                .map(|t| metadata_probe(t, m, shard_limit))
-                .transpose()?;
-        }
-    }
-
-    let (rename, add_tables) = if rt.show_tables {
-        show_tables_view(ctx)
-    } else if let Some(t) = rt.show_table {
-        let renamed = placed
-            .first()
-            .and_then(|p| p.names[t].clone())
-            .filter(|phys| *phys != rt.names[t]);
-        (
-            renamed
-                .map(|p| vec![(p, rt.names[t].clone())])
-                .unwrap_or_default(),
-            Vec::new(),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    Ok(Plan {
-        kind: rt.kind.clone(),
-        targets,
-        combine,
-        rename,
-        add_tables,
-    })
+    Ok((combine, None))
 }
 
-/// The statement's `?` placeholders.
-fn total_params(input: &Input<'_>) -> usize {
-    input
-        .fp
-        .literals
-        .iter()
-        .filter(|l| matches!(l.kind, LiteralKind::Placeholder(_)))
-        .count()
-}
-
-/// [`Target::params`] for a target whose SQL uses the parameters `used`, in order.
-fn params_subset(used: Vec<usize>, total: usize) -> Option<Vec<usize>> {
-    let all = used.len() == total && used.iter().enumerate().all(|(i, &k)| i == k);
-    (!all).then_some(used)
-}
-
-/// A target running `rendered` (a statement without INSERT rows to split) with the
-/// statement's literals and the shards' row limit.
-pub(crate) fn target_of(
-    data_source: &str,
+/// The statement one placement runs: `rendered` with its physical table names,
+/// the statement's literals, the shards' row limit, and its rows of a split
+/// INSERT with their ids.
+fn physical_target(
+    p: &Placed,
     rendered: &sql::Rendered,
     input: &Input<'_>,
     shard_limit: Option<u64>,
+    row_ids: Option<&RowIds>,
 ) -> Result<Target, RouteError> {
-    let mut sql = String::with_capacity(input.sql.len() + 16);
+    let names: Vec<Option<Cow<'_, str>>> = p
+        .names
+        .iter()
+        .map(|n| n.as_deref().map(sql::quote_ident))
+        .collect();
+    let mut out = String::with_capacity(input.sql.len() + 16);
     let mut used = Vec::new();
-    for segs in std::iter::once(&rendered.head)
-        .chain(&rendered.rows)
-        .chain(std::iter::once(&rendered.tail))
-    {
-        splice(segs, &[], input, &mut sql, &mut used, shard_limit, None)?;
+    // Head and tail hold the one row of an INSERT … SET.
+    let first_row = row_ids.map(|ids| (ids, 0));
+    splice(
+        &rendered.head,
+        &names,
+        input,
+        &mut out,
+        &mut used,
+        shard_limit,
+        first_row,
+    )?;
+    // Without a split, a target gets every row.
+    let every_row: Vec<usize>;
+    let rows = match &p.rows {
+        Some(rows) => rows,
+        None => {
+            every_row = (0..rendered.rows.len()).collect();
+            &every_row
+        }
+    };
+    for (k, &r) in rows.iter().enumerate() {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        let row = rendered
+            .rows
+            .get(r)
+            .ok_or_else(|| RouteError::Internal("row out of range".into()))?;
+        let fill = row_ids.map(|ids| (ids, r));
+        splice(row, &names, input, &mut out, &mut used, shard_limit, fill)?;
     }
+    splice(
+        &rendered.tail,
+        &names,
+        input,
+        &mut out,
+        &mut used,
+        shard_limit,
+        first_row,
+    )?;
     Ok(Target {
-        data_source: data_source.to_owned(),
-        sql,
-        params: params_subset(used, total_params(input)),
+        data_source: p.ds.clone(),
+        sql: out,
+        params: params_subset(used, input.placeholders()),
     })
 }
 
-/// Writes segments with table names, literal texts, the shards' row limit and
-/// the ids of row `fill.1` filled in; records the parameter indexes of the
-/// placeholders written.
-fn splice(
-    segs: &[Seg],
-    names: &[Option<Cow<'_, str>>],
-    input: &Input<'_>,
-    out: &mut String,
-    used: &mut Vec<usize>,
-    shard_limit: Option<u64>,
-    fill: Option<(&RowIds, usize)>,
-) -> Result<(), RouteError> {
-    for s in segs {
-        match s {
-            Seg::Limit => match shard_limit {
-                Some(n) => out.push_str(&n.to_string()),
-                None => return Err(RouteError::Internal("no shard limit".into())),
-            },
-            Seg::Generated => match fill {
-                Some((ids, row)) => ids.write_generated(row, out, used)?,
-                None => return Err(RouteError::Internal("a generated id was not filled".into())),
-            },
-            Seg::Text(t) => out.push_str(t),
-            Seg::Slot(i) if fill.is_some_and(|(ids, _)| ids.write_slot(*i, out, used)) => {}
-            Seg::Slot(i) => {
-                let lit = input
-                    .fp
-                    .literals
-                    .get(*i)
-                    .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
-                match lit.kind {
-                    LiteralKind::Placeholder(k) => {
-                        out.push('?');
-                        used.push(k);
-                    }
-                    _ => out.push_str(lit.text(input.sql)),
-                }
-            }
-            Seg::Table(t) => match names.get(*t) {
-                Some(Some(name)) => out.push_str(name),
-                _ => {
-                    return Err(RouteError::Internal(format!(
-                        "no physical name for table {t}"
-                    )))
-                }
-            },
-        }
+/// For SHOW: the (physical, logical) names the result shows under their
+/// logical name, and the logical tables SHOW TABLES lists.
+fn shown_names(ctx: &Ctx<'_>, placed: &[Placed]) -> (Vec<(String, String)>, Vec<String>) {
+    let rt = ctx.rt;
+    if rt.show_tables {
+        return show_tables_view(ctx);
     }
-    Ok(())
+    let Some(t) = rt.show_table else {
+        return (Vec::new(), Vec::new());
+    };
+    let renamed = placed
+        .first()
+        .and_then(|p| p.names[t].clone())
+        .filter(|phys| *phys != rt.names[t]);
+    (
+        renamed
+            .map(|p| vec![(p, rt.names[t].clone())])
+            .unwrap_or_default(),
+        Vec::new(),
+    )
 }
 
 /// Targets from the key classes (every statement touching a sharded table,
@@ -723,7 +469,7 @@ fn class_targets(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Vec<Placed>, RouteE
             nodes.dedup();
             sets.push(nodes);
         } else {
-            sets.push(eval(&c.cond, leader, input));
+            sets.push(matching_nodes(&c.cond, leader, input));
         }
     }
     let sharded_tables: Vec<usize> = rt
@@ -794,7 +540,7 @@ fn class_targets(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Vec<Placed>, RouteE
 }
 
 /// The table whose node indexes a class uses.
-fn leader_of(c: &crate::template::Class) -> Result<usize, RouteError> {
+fn leader_of(c: &Class) -> Result<usize, RouteError> {
     c.tables
         .first()
         .copied()
@@ -1031,241 +777,4 @@ fn show_tables_view(ctx: &Ctx<'_>) -> (Vec<(String, String)>, Vec<String>) {
         }
     }
     (rename, ctx.rules.tables.keys().cloned().collect())
-}
-
-/// The merge of a statement: the shape with its literals resolved, the LIMIT
-/// after merging, and the rows each shard returns (offset + count).
-pub(crate) fn merge_spec(
-    m: &MergeTemplate,
-    input: &Input<'_>,
-) -> Result<(MergeSpec, Option<u64>), RouteError> {
-    let mut shape = m.shape.clone();
-    if let Some(h) = &mut shape.having {
-        resolve(h, input)?;
-    }
-    if let Some(agg) = &mut shape.aggregation {
-        for (_, role) in &mut agg.roles {
-            if let sql::Role::Computed(e) = role {
-                resolve(e, input)?;
-            }
-        }
-    }
-    let count = |o: &Option<Operand>| -> Result<Option<u64>, RouteError> {
-        let Some(o) = o else { return Ok(None) };
-        let c = match o {
-            Operand::Const(c) => c.clone(),
-            Operand::Slot(s) => constant(*s, input)?,
-        };
-        match c {
-            Constant::Int(i) if i >= 0 => Ok(Some(i as u64)),
-            Constant::UInt(u) => Ok(Some(u)),
-            other => Err(RouteError::NotSupported(format!(
-                "LIMIT {other:?} (a row count must be a non-negative integer)"
-            ))),
-        }
-    };
-    let (limit, offset) = match &m.limit {
-        None => (None, 0),
-        Some(l) => (count(&l.count)?, count(&l.offset)?.unwrap_or(0)),
-    };
-    let shard_limit = limit
-        .filter(|_| m.shard_limit)
-        .map(|n| n.saturating_add(offset));
-    Ok((
-        MergeSpec {
-            shape,
-            offset,
-            limit,
-            metadata_probe: None,
-        },
-        shard_limit,
-    ))
-}
-
-/// Replaces the slots of a merge expression by the statement's values.
-fn resolve(e: &mut MergeExpr, input: &Input<'_>) -> Result<(), RouteError> {
-    match e {
-        MergeExpr::Column(_) => {}
-        MergeExpr::Value(o) => {
-            if let Operand::Slot(s) = o {
-                *o = Operand::Const(constant(*s, input)?);
-            }
-        }
-        MergeExpr::Not(x) | MergeExpr::Negate(x) | MergeExpr::IsNull(x, _) => resolve(x, input)?,
-        MergeExpr::Binary(l, _, r) => {
-            resolve(l, input)?;
-            resolve(r, input)?;
-        }
-        MergeExpr::Between {
-            expr, low, high, ..
-        } => {
-            resolve(expr, input)?;
-            resolve(low, input)?;
-            resolve(high, input)?;
-        }
-        MergeExpr::InList { expr, list, .. } => {
-            resolve(expr, input)?;
-            for x in list {
-                resolve(x, input)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The value of a literal slot (or of the parameter bound to it).
-fn constant(slot: usize, input: &Input<'_>) -> Result<Constant, RouteError> {
-    let lit = input
-        .fp
-        .literals
-        .get(slot)
-        .ok_or_else(|| RouteError::Internal(format!("literal slot {slot} missing")))?;
-    Ok(match lit.value(input.sql) {
-        LiteralValue::Int(v) => Constant::Int(v),
-        LiteralValue::UInt(v) => Constant::UInt(v),
-        LiteralValue::Number(t) => Constant::Number(t.to_owned()),
-        LiteralValue::Str(s) => Constant::Str(s.into_owned().into_bytes()),
-        LiteralValue::Binary(t) => {
-            return Err(RouteError::NotSupported(format!(
-                "the binary literal {t} in an expression the proxy evaluates"
-            )))
-        }
-        LiteralValue::Placeholder(k) => match input.params.get(k) {
-            None => {
-                return Err(RouteError::NotSupported(
-                    "an unbound parameter in an expression the proxy evaluates".into(),
-                ))
-            }
-            Some(Param::Null) => Constant::Null,
-            Some(Param::Int(v)) => Constant::Int(*v),
-            Some(Param::UInt(v)) => Constant::UInt(*v),
-            Some(Param::Double(v)) => Constant::Number(format!("{v:e}")),
-            Some(Param::Bytes(b)) => Constant::Str(b.clone()),
-        },
-    })
-}
-
-/// One target per data source: the parts of a merged SELECT that run on the
-/// same data source (several physical tables there) become one `UNION ALL`,
-/// ordered and limited like each part, so that one connection per data source
-/// streams them and the server merges them.
-fn union_per_data_source(
-    targets: Vec<Target>,
-    spec: &MergeSpec,
-    shard_limit: Option<u64>,
-    total_params: usize,
-) -> Result<Vec<Target>, RouteError> {
-    let mut groups: Vec<Vec<Target>> = Vec::new();
-    for t in targets {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].data_source == t.data_source)
-        {
-            Some(g) => g.push(t),
-            None => groups.push(vec![t]),
-        }
-    }
-    // DISTINCT parts are deduplicated together, or a LIMIT would keep duplicates.
-    let union = if spec.shape.distinct && spec.shape.aggregation.is_none() {
-        " UNION "
-    } else {
-        " UNION ALL "
-    };
-    let order = spec
-        .shape
-        .shard_order_clause()
-        .ok_or_else(|| RouteError::Internal("a sort key without a position".into()))?;
-    Ok(groups
-        .into_iter()
-        .map(|mut parts| {
-            if parts.len() == 1 {
-                return parts.remove(0);
-            }
-            let mut sql = String::new();
-            let mut params = Vec::new();
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(union);
-                }
-                sql.push('(');
-                sql.push_str(&p.sql);
-                sql.push(')');
-                match &p.params {
-                    Some(list) => params.extend_from_slice(list),
-                    None => params.extend(0..total_params),
-                }
-            }
-            sql.push_str(&order);
-            if let Some(n) = shard_limit {
-                sql.push_str(&format!(" LIMIT {n}"));
-            }
-            Target {
-                data_source: parts[0].data_source.clone(),
-                sql,
-                params: params_subset(params, total_params),
-            }
-        })
-        .collect::<Vec<_>>())
-}
-
-/// The locking clauses a rendered SELECT may end with, as sqlparser (and the share-mode
-/// handling of `sql::parse`) print them.
-const LOCKING_CLAUSES: [&str; 7] = [
-    " LOCK IN SHARE MODE",
-    " FOR UPDATE",
-    " FOR UPDATE NOWAIT",
-    " FOR UPDATE SKIP LOCKED",
-    " FOR SHARE",
-    " FOR SHARE NOWAIT",
-    " FOR SHARE SKIP LOCKED",
-];
-
-/// `part` (one shard's statement) returning no rows: the same metadata, at no cost.
-fn metadata_probe(
-    part: Target,
-    m: &MergeTemplate,
-    shard_limit: Option<u64>,
-) -> Result<Target, RouteError> {
-    // A probe returns no rows, so it takes no locks; LIMIT may not follow a locking clause.
-    let unlocked = LOCKING_CLAUSES
-        .iter()
-        .find_map(|lock| part.sql.strip_suffix(lock))
-        .unwrap_or(&part.sql);
-    let sql = match shard_limit.filter(|_| m.shard_limit) {
-        // The part ends with its `LIMIT n`.
-        Some(n) => {
-            let limit = format!(" LIMIT {n}");
-            let head = unlocked.strip_suffix(&limit).ok_or_else(|| {
-                RouteError::NotSupported("a clause after LIMIT in a merged SELECT".into())
-            })?;
-            format!("{head} LIMIT 0")
-        }
-        None => format!("{unlocked} LIMIT 0"),
-    };
-    Ok(Target { sql, ..part })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tighter_bounds() {
-        use Bound::*;
-        assert_eq!(tighter(Unbounded, Included(5), true), Included(5));
-        assert_eq!(tighter(Included(5), Excluded(5), true), Excluded(5));
-        assert_eq!(tighter(Included(7), Excluded(5), true), Included(7));
-        assert_eq!(tighter(Included(5), Excluded(5), false), Excluded(5));
-        assert_eq!(tighter(Included(3), Excluded(5), false), Included(3));
-        assert_eq!(tighter(Excluded(9), Unbounded, false), Excluded(9));
-    }
-
-    #[test]
-    fn ints_round_trip_to_shard_values() {
-        assert_eq!(value_of_int(-3), ShardValue::Int(-3));
-        assert_eq!(
-            value_of_int(i128::from(u64::MAX)),
-            ShardValue::UInt(u64::MAX)
-        );
-    }
 }

@@ -32,17 +32,26 @@
 //! with [`Router::learn_columns`]. Queries on `information_schema` are answered
 //! with logical names: each data source runs a copy that shows its part of the
 //! logical view, merged like a scatter read.
-//! Modules: `template` (miss path), `instantiate` (values → plan), `fill`
-//! (sequence ids), `columns` (column lists), `logical_view`
-//! (`information_schema`), `cache`, `plan`, `error`.
+//! Modules, each using only those after it: `instantiate` (template and values
+//! → plan) → `template` (the miss path) → `logical_view` (`information_schema`)
+//! → `merged_select` (SELECTs merged across shards) → `splice` (physical
+//! statement text) → `sequence_ids` (ids a sequence fills) → `key_nodes` (the
+//! nodes a key condition selects) → `stored` (values as a column stores them)
+//! → `input` (the statement's values); beside them `placement`, `columns`,
+//! `cache`, `plan`, `error`.
 
 mod cache;
 mod columns;
 mod error;
-mod fill;
+mod input;
 mod instantiate;
+mod key_nodes;
 mod logical_view;
+mod merged_select;
+mod placement;
 mod plan;
+mod sequence_ids;
+mod splice;
 mod stored;
 mod template;
 
@@ -53,16 +62,18 @@ use rules::Rules;
 
 pub use columns::ColumnSource;
 pub use error::RouteError;
-pub use fill::{IdStyle, PrepareRoute};
-pub use plan::{Combine, MergeSpec, Param, Plan, SessionStatement, StatementKind, Target};
+pub use input::IdStyle;
+pub use plan::{
+    Combine, MergeSpec, Param, Plan, PrepareRoute, SessionStatement, StatementKind, Target,
+};
 pub use sql::{
     Aggregation, BinOp, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role, SortKey,
 };
 
 use cache::ClockCache;
 use columns::KnownColumns;
-use fill::Ids;
-use instantiate::{instantiate, Input};
+use input::{Ids, Input};
+use instantiate::instantiate;
 use template::Template;
 
 /// Fingerprints longer than this are not cached (bulk INSERTs would fill the
@@ -185,33 +196,22 @@ impl Router {
         ids: Ids<'_>,
     ) -> Result<(Plan, bool), RouteError> {
         if let Some(inner) = sql::strip_leading_words(sql, &["EXPLAIN", "ROUTE"]) {
-            let plan = Plan {
-                kind: StatementKind::Session(SessionStatement::ExplainRoute(inner.to_owned())),
-                targets: Vec::new(),
-                combine: Combine::Single,
-                rename: Vec::new(),
-                add_tables: Vec::new(),
-            };
+            let plan = Plan::session(SessionStatement::ExplainRoute(inner.to_owned()));
             return Ok((plan, false));
         }
         let fp = sql::fingerprint(sql);
-        let placeholders = fp
-            .literals
-            .iter()
-            .filter(|l| matches!(l.kind, sql::LiteralKind::Placeholder(_)))
-            .count();
-        if !params.is_empty() && params.len() != placeholders {
-            return Err(RouteError::ParamCount {
-                expected: placeholders,
-                got: params.len(),
-            });
-        }
         let input = Input {
             sql,
             fp: &fp,
             params,
             ids,
         };
+        if !params.is_empty() && params.len() != input.placeholders() {
+            return Err(RouteError::ParamCount {
+                expected: input.placeholders(),
+                got: params.len(),
+            });
+        }
         let cacheable = self.options.cache_capacity > 0 && fp.text.len() <= MAX_CACHED_FINGERPRINT;
         if cacheable {
             if let Some(t) = self.cache.get(&fp.text).filter(|t| t.fits(sql, &fp)) {

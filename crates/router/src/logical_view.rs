@@ -23,9 +23,11 @@ use sql::{
 
 use crate::columns::{representative, ColumnSource, KnownColumns, UsedColumns};
 use crate::error::RouteError;
-use crate::instantiate::{merge_spec, target_of, Input, Val};
+use crate::input::{Input, Val};
+use crate::merged_select::{merge_spec, merge_template, MergeTemplate, Slots};
+use crate::placement::{default_db_is_schema, is_rule_table};
 use crate::plan::{Combine, MergeSpec, Plan, StatementKind};
-use crate::template::{default_db_is_schema, is_rule_table, merge_template, MergeTemplate, Slots};
+use crate::splice::target_of;
 
 /// The template of a query on `information_schema` the view concerns.
 #[derive(Debug)]

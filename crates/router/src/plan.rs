@@ -24,6 +24,20 @@ pub enum Param {
     Bytes(Vec<u8>),
 }
 
+/// Where COM_STMT_PREPARE prepares a statement ([`crate::Router::route_for_prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareRoute {
+    /// The statement with the client's placeholders on every target it may
+    /// run on (unbound values route like unknown ones). Ids a sequence fills
+    /// are not known before EXECUTE: where one is omitted the plan gives
+    /// `DEFAULT`. Prepare it to learn the parameters and columns; never
+    /// execute it.
+    pub plan: Plan,
+    /// A sequence may fill ids into the statement, so every execution must be
+    /// routed with its own values (even with one target).
+    pub fills_ids: bool,
+}
+
 /// What kind of statement a plan runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementKind {
@@ -161,6 +175,17 @@ impl Plan {
                 sql: sql.to_owned(),
                 params: None,
             }],
+            combine: Combine::Single,
+            rename: Vec::new(),
+            add_tables: Vec::new(),
+        }
+    }
+
+    /// A session statement: the frontend handles it, on no target.
+    pub(crate) fn session(statement: SessionStatement) -> Plan {
+        Plan {
+            kind: StatementKind::Session(statement),
+            targets: Vec::new(),
             combine: Combine::Single,
             rename: Vec::new(),
             add_tables: Vec::new(),

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 
 use rules::ColumnType;
 
-use crate::instantiate::Val;
+use crate::input::Val;
 
 /// The largest integral DOUBLE whose stored text is its decimal digits.
 const PLAIN_DOUBLE_TEXT_LIMIT: f64 = 1e15;

@@ -11,7 +11,7 @@
 //! statement's shape (no WHERE on a sharded UPDATE, a missing sharding
 //! column, …) fail here; checks that depend on values fail when instantiating.
 
-use rules::{Rules, TableRoute};
+use rules::Rules;
 use sql::{
     Analysis, Cond, DdlOp, Fingerprint, InsertKey, KeyOracle, KeyValue, Kind, Naming, Rendered,
     Session, Show, Statement,
@@ -19,9 +19,11 @@ use sql::{
 
 use crate::columns::{self, KnownColumns, UsedColumns};
 use crate::error::RouteError;
-use crate::fill::{self, FillSpec};
 use crate::logical_view::{self, ViewTemplate};
+use crate::merged_select::{merge_template, MergeTemplate, Slots};
+use crate::placement::{default_db_is_schema, is_rule_table, place_of, Place};
 use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
+use crate::sequence_ids::{self, FillSpec};
 use crate::RouterOptions;
 
 /// What the router caches per fingerprint.
@@ -37,19 +39,6 @@ pub(crate) enum Template {
     Routed(Box<Routed>),
     /// A query on `information_schema`, answered with logical names.
     LogicalView(Box<ViewTemplate>),
-}
-
-/// Where one table of a statement lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// A sharded table (the name as in the rule file).
-    Sharded(String),
-    /// A broadcast table (the name as in the rule file).
-    Broadcast(String),
-    /// A single table.
-    Single { data_source: String, table: String },
-    /// Not in the rules: the default data source, the name as written.
-    Default,
 }
 
 /// Reads run on the fewest targets; writes on every copy.
@@ -94,9 +83,8 @@ pub(crate) struct Routed {
     pub written: Vec<usize>,
     /// Assignments of sharding columns whose new value must stay on the row's shard.
     pub key_updates: Vec<(usize, usize)>,
-    /// A sharded INSERT … VALUES: the target and each row's key slot (`None`
-    /// for a row whose key the sequence filling it always generates).
-    pub insert_rows: Option<(usize, Vec<Option<usize>>)>,
+    /// A sharded INSERT … VALUES, split by row.
+    pub insert_rows: Option<InsertRows>,
     /// An INSERT into a table whose column a sequence fills.
     pub fill: Option<FillSpec>,
     /// SHOW of one table: its index.
@@ -107,49 +95,14 @@ pub(crate) struct Routed {
     pub columns: UsedColumns,
 }
 
-/// A SELECT rewritten for merging ([`Statement::select_merge`]), rendered.
+/// The rows of a sharded INSERT … VALUES, each routed by its key.
 #[derive(Debug)]
-pub(crate) struct MergeTemplate {
-    pub rendered: Rendered,
-    pub shape: sql::MergeShape,
-    pub limit: Option<sql::LimitOperands>,
-    /// Literal texts read as column positions, which the shape depends on.
-    pub positions: Vec<(usize, String)>,
-    /// The shards' statement limits their rows ([`sql::Seg::Limit`]).
-    pub shard_limit: bool,
-}
-
-pub(crate) fn merge_template(
-    stmt: &Statement,
-    a: &Analysis,
-    schema: &str,
-    naming: &[Naming],
-    database: Option<&str>,
-    slots: &Slots<'_>,
-) -> Result<MergeTemplate, String> {
-    let slot_integer = |slot: usize| -> Option<u64> {
-        let lit = slots.fp.literals.get(slot)?;
-        (lit.kind == sql::LiteralKind::Int)
-            .then(|| lit.text(slots.sql).parse().ok())
-            .flatten()
-    };
-    let m = stmt.select_merge(&slot_integer)?;
-    let rendered = m
-        .statement
-        .render(a, schema, naming, database, false)
-        .map_err(|e| e.to_string())?;
-    let positions = m
-        .position_slots
-        .iter()
-        .map(|&s| (s, slots.text(s).unwrap_or_default().to_owned()))
-        .collect();
-    Ok(MergeTemplate {
-        rendered,
-        shape: m.shape,
-        limit: m.limit,
-        positions,
-        shard_limit: m.shard_limit,
-    })
+pub(crate) struct InsertRows {
+    /// The table inserted into.
+    pub table: usize,
+    /// Each row's key slot (`None` for a row whose key the sequence filling
+    /// it always generates).
+    pub key_slots: Vec<Option<usize>>,
 }
 
 impl Template {
@@ -167,6 +120,11 @@ impl Template {
                 fp.literals.get(*slot).map(|l| l.text(sql)) == Some(text.as_str())
             })
         })
+    }
+
+    /// Whether a sequence may fill ids into the statement at each execution.
+    pub(crate) fn fills_ids(&self) -> bool {
+        matches!(self, Template::Routed(rt) if rt.fill.is_some())
     }
 
     /// The column lists the template was built with.
@@ -190,40 +148,6 @@ impl KeyOracle for Oracle<'_> {
     fn are_bound(&self, a: &str, b: &str) -> bool {
         self.0.are_bound(a, b)
     }
-}
-
-/// The placement rule of a table named in a statement.
-pub(crate) fn place_of(rules: &Rules, t: &sql::TableRef) -> Place {
-    if t.foreign_schema.is_some() {
-        return Place::Default;
-    }
-    match rules.table_rule(&t.name) {
-        TableRoute::Sharded(s) => Place::Sharded(s.name().to_owned()),
-        TableRoute::Broadcast(_) => Place::Broadcast(rule_name(rules, &t.name)),
-        TableRoute::Single(n) => Place::Single {
-            data_source: n.data_source.clone(),
-            table: n.table.clone(),
-        },
-        TableRoute::Default { .. } => Place::Default,
-    }
-}
-
-/// The rule-file key of a named table (lookups are case-insensitive).
-fn rule_name(rules: &Rules, name: &str) -> String {
-    if rules.tables.contains_key(name) {
-        return name.to_owned();
-    }
-    rules
-        .tables
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .cloned()
-        .unwrap_or_else(|| name.to_owned())
-}
-
-/// Whether `name` is a table of the rules (case-insensitively).
-pub(crate) fn is_rule_table(rules: &Rules, name: &str) -> bool {
-    rules.tables.keys().any(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// Builds the template of `sql` (whose fingerprint is `fp`). Returns it with
@@ -261,7 +185,7 @@ pub(crate) fn build(
         analysis = analyze(&stmt)?;
         used.push(list);
     }
-    let slots = Slots { sql, fp };
+    let slots = Slots::new(sql, fp);
     if let Some(view) = logical_view::template(rules, known, &stmt, &analysis, &slots)? {
         return Ok((Template::LogicalView(Box::new(view)), complete));
     }
@@ -316,40 +240,12 @@ fn has_fill_tables(rules: &Rules) -> bool {
     rules.sequences.values().any(|s| s.fills.is_some())
 }
 
-/// Whether the default data source's database has the logical schema's name
-/// (then `bank.t` and `DATABASE()` mean the same on it, unchanged).
-pub(crate) fn default_db_is_schema(rules: &Rules) -> bool {
-    rules
-        .data_source(&rules.schema.default_data_source)
-        .is_some_and(|d| d.database == rules.schema.name)
-}
-
-fn session_plan(s: SessionStatement) -> Plan {
-    Plan {
-        kind: StatementKind::Session(s),
-        targets: Vec::new(),
-        combine: Combine::Single,
-        rename: Vec::new(),
-        add_tables: Vec::new(),
-    }
-}
-
 fn not_supported(what: impl Into<String>) -> RouteError {
     RouteError::NotSupported(what.into())
 }
 
-/// The literal texts of the statement a template is built from.
-pub(crate) struct Slots<'a> {
-    sql: &'a str,
-    fp: &'a Fingerprint,
-}
-
-impl Slots<'_> {
-    fn text(&self, slot: usize) -> Option<&str> {
-        self.fp.literals.get(slot).map(|l| l.text(self.sql))
-    }
-}
-
+/// What the rules say of a parsed statement: passed through, a session
+/// command, a fixed plan, or routed (placing its tables on nodes).
 fn plan_template(
     rules: &Rules,
     options: &RouterOptions,
@@ -359,117 +255,29 @@ fn plan_template(
 ) -> Result<Template, RouteError> {
     let places: Vec<Place> = a.tables.iter().map(|t| place_of(rules, t)).collect();
     let names: Vec<String> = a.tables.iter().map(|t| t.name.clone()).collect();
-    let any_rule_table = places.iter().any(|p| *p != Place::Default);
-    let needs_db_rewrite = (a.schema_qualified || a.database_fn) && !default_db_is_schema(rules);
-    let fill = fill::spec(rules, stmt, a)?;
-    let pass_through = !any_rule_table && !needs_db_rewrite && fill.is_none();
+    let fill = sequence_ids::spec(rules, stmt, a)?;
+    let facts = Facts {
+        any_rule_table: places.iter().any(|p| *p != Place::Default),
+        needs_db_rewrite: (a.schema_qualified || a.database_fn) && !default_db_is_schema(rules),
+        fills: fill.is_some(),
+    };
     if let Some(cte) = a.ctes.iter().find(|c| is_rule_table(rules, c)) {
         return Err(not_supported(format!(
             "a common table expression named like the table {cte} of the rules"
         )));
     }
-    let kind = match &a.kind {
-        Kind::Session(s) => {
-            return Ok(match s {
-                Session::Set => {
-                    if any_rule_table {
-                        return Err(not_supported("SET with a subquery on tables of the rules"));
-                    }
-                    Template::Set
-                }
-                Session::Begin => Template::Fixed(session_plan(SessionStatement::Begin)),
-                Session::Commit => Template::Fixed(session_plan(SessionStatement::Commit)),
-                Session::Rollback => Template::Fixed(session_plan(SessionStatement::Rollback)),
-                Session::RollbackTo(n) => Template::Fixed(session_plan(
-                    SessionStatement::RollbackToSavepoint(n.clone()),
-                )),
-                Session::Savepoint(n) => {
-                    Template::Fixed(session_plan(SessionStatement::Savepoint(n.clone())))
-                }
-                Session::Release(n) => {
-                    Template::Fixed(session_plan(SessionStatement::ReleaseSavepoint(n.clone())))
-                }
-                Session::Use(db) => {
-                    Template::Fixed(session_plan(SessionStatement::Use(db.clone())))
-                }
-            })
-        }
-        Kind::SqlPrepare => {
-            if rules.tables.is_empty() {
-                return Ok(Template::PassThrough(StatementKind::Other));
-            }
-            return Err(not_supported(
-                "SQL-level PREPARE/EXECUTE (use the binary protocol's prepared statements)",
-            ));
-        }
-        Kind::Other(words) => {
-            let text = stmt.to_string();
-            let named = sql::identifiers(&text)
-                .into_iter()
-                .chain(names.iter().cloned())
-                .find(|w| is_rule_table(rules, w));
-            return match named {
-                Some(t) => Err(not_supported(format!("{words} on table {t}"))),
-                None if needs_db_rewrite => Err(not_supported(format!(
-                    "{words} naming the logical schema {}",
-                    rules.schema.name
-                ))),
-                None => Ok(Template::PassThrough(StatementKind::Other)),
-            };
-        }
-        Kind::CreateDatabase {
-            name,
-            if_not_exists,
-        } => {
-            if !name.eq_ignore_ascii_case(&rules.schema.name) {
-                return Ok(Template::PassThrough(StatementKind::Ddl));
-            }
-            return Ok(Template::Fixed(create_databases(rules, *if_not_exists)));
-        }
-        Kind::DropDatabase { name } => {
-            if !name.eq_ignore_ascii_case(&rules.schema.name) {
-                return Ok(Template::PassThrough(StatementKind::Ddl));
-            }
-            return Err(not_supported(format!(
-                "DROP DATABASE of the logical schema {name}; drop the shard databases directly"
-            )));
-        }
-        Kind::Show(Show::Other) => return Ok(Template::PassThrough(StatementKind::Show)),
-        Kind::Show(Show::Tables { schema }) => {
-            let logical = schema
-                .as_ref()
-                .is_none_or(|s| s.eq_ignore_ascii_case(&rules.schema.name));
-            if !logical || (rules.tables.is_empty() && !needs_db_rewrite_show(rules, schema)) {
-                return Ok(Template::PassThrough(StatementKind::Show));
-            }
-            StatementKind::Show
-        }
-        Kind::Show(Show::Table(_)) => {
-            if pass_through {
-                return Ok(Template::PassThrough(StatementKind::Show));
-            }
-            StatementKind::Show
-        }
-        Kind::Query => StatementKind::Select,
-        Kind::Insert(_) => StatementKind::Insert,
-        Kind::Update => StatementKind::Update,
-        Kind::Delete => StatementKind::Delete,
-        Kind::Ddl(_) => StatementKind::Ddl,
-    };
-    let kind = if a.explain {
-        StatementKind::Explain
-    } else {
-        kind
+    let kind = match by_kind(rules, stmt, a, &names, &facts)? {
+        ByKind::Unrouted(template) => return Ok(template),
+        ByKind::Routed(kind) => kind,
     };
     // SHOW TABLES names no table but lists those of the rules.
     let show_tables = matches!(a.kind, Kind::Show(Show::Tables { .. }));
-    if pass_through && !show_tables {
+    if facts.pass_through() && !show_tables {
         return Ok(Template::PassThrough(kind));
     }
     if a.select_into {
         return Err(not_supported("SELECT … INTO on tables of the rules"));
     }
-
     let mut classes: Vec<Class> = a
         .classes
         .iter()
@@ -479,159 +287,31 @@ fn plan_template(
             strict: false,
         })
         .collect();
-    let mut mode = match (&a.kind, a.explain) {
-        (_, true) => Mode::Read,
-        (Kind::Query | Kind::Show(_), _) => Mode::Read,
-        (Kind::Ddl(DdlOp::CreateTableAs), _) => Mode::Write,
-        (Kind::Ddl(_), _) => Mode::Ddl,
-        _ => Mode::Write,
-    };
-    let sharded = |i: usize| matches!(places[i], Place::Sharded(_));
-    let rule_table = |i: usize| places[i] != Place::Default;
     let mut key_updates = Vec::new();
     let mut insert_rows = None;
-    let mut show_table = None;
-    let mut show_tables = false;
-
     match &a.kind {
-        Kind::Ddl(op) => {
-            let rules_written: Vec<&str> = a
-                .written
-                .iter()
-                .filter(|&&i| rule_table(i))
-                .map(|&i| names[i].as_str())
-                .collect();
-            match op {
-                DdlOp::View if any_rule_table => {
-                    return Err(not_supported(
-                        "views over tables of the rules (create the view on each shard)",
-                    ))
-                }
-                DdlOp::Rename if !rules_written.is_empty() => {
-                    return Err(not_supported(format!(
-                        "renaming table {} of the rules (change the rule file instead)",
-                        rules_written.join(", ")
-                    )))
-                }
-                DdlOp::CreateTableAs if !rules_written.is_empty() => {
-                    return Err(not_supported(format!(
-                        "CREATE TABLE … SELECT into table {} of the rules",
-                        rules_written.join(", ")
-                    )))
-                }
-                _ => {}
-            }
-            if *op == DdlOp::CreateTableAs {
-                mode = Mode::Write;
-            }
-        }
+        Kind::Ddl(op) => check_ddl(*op, a, &names, &places, facts.any_rule_table)?,
         Kind::Insert(ins) => {
-            let t = ins.table;
-            if sharded(t) {
-                let column = rules
-                    .sharded(&names[t])
-                    .map(|s| s.column().to_owned())
-                    .unwrap_or_default();
-                let table = names[t].clone();
-                match &ins.key {
-                    InsertKey::NotSharded => {}
-                    InsertKey::NoColumnList => {
-                        return Err(not_supported(format!(
-                            "INSERT into sharded table {table} of only empty rows `VALUES ()` \
-                             (name the columns)"
-                        )))
-                    }
-                    InsertKey::Missing | InsertKey::Rows(_) => {
-                        // A sequence filling the key gives the rows that need one an id.
-                        let slots = match (&ins.key, fill.as_ref().filter(|f| f.fills(&column))) {
-                            (_, Some(f)) => f.key_slots()?,
-                            (InsertKey::Rows(keys), None) => keys
-                                .iter()
-                                .map(|&k| insert_key_slot(k, &table, &column).map(Some))
-                                .collect::<Result<_, _>>()?,
-                            _ => return Err(RouteError::MissingShardingKey { table, column }),
-                        };
-                        if !classes.is_empty() {
-                            return Err(not_supported(
-                                "INSERT … VALUES with a subquery on a sharded table",
-                            ));
-                        }
-                        insert_rows = Some((t, slots));
-                    }
-                    InsertKey::FromClass(c) => {
-                        let class = classes.get_mut(*c).ok_or_else(|| {
-                            RouteError::Internal("INSERT … SELECT class out of range".into())
-                        })?;
-                        let bound = class
-                            .tables
-                            .iter()
-                            .all(|&m| rules.are_bound(&names[t], &names[m]));
-                        if !bound {
-                            return Err(not_supported(format!(
-                                "INSERT … SELECT into {table} from a table not bound to it"
-                            )));
-                        }
-                        class.tables.push(t);
-                    }
-                    InsertKey::Select(KeyValue::Slot(s)) => classes.push(Class {
-                        tables: vec![t],
-                        cond: Cond::In(vec![*s]),
-                        strict: true,
-                    }),
-                    InsertKey::Select(_) => {
-                        return Err(not_supported(format!(
-                            "INSERT … SELECT into {table} whose {column} is neither a literal \
-                             nor the sharding column of a bound table"
-                        )))
-                    }
-                }
+            if matches!(places[ins.table], Place::Sharded(_)) {
+                insert_rows = sharded_insert(rules, ins, &names, fill.as_ref(), &mut classes)?;
             }
-            for (table, value) in &a.key_updates {
-                if *value != KeyValue::Unchanged {
-                    return Err(key_update_error(rules, &names[*table]));
-                }
+            // ON DUPLICATE KEY UPDATE may only leave the sharding column as it is.
+            if let Some((table, _)) = a
+                .key_updates
+                .iter()
+                .find(|(_, value)| *value != KeyValue::Unchanged)
+            {
+                return Err(key_update_error(rules, &names[*table]));
             }
         }
         Kind::Update | Kind::Delete => {
-            let statement = if a.kind == Kind::Update {
-                "UPDATE"
-            } else {
-                "DELETE"
-            };
-            if !a.has_where && !options.allow_full_scatter_write {
-                if let Some(&t) = a.written.iter().find(|&&i| sharded(i)) {
-                    return Err(RouteError::FullScatterWrite {
-                        statement,
-                        table: names[t].clone(),
-                    });
-                }
-            }
-            for (table, value) in &a.key_updates {
-                match value {
-                    KeyValue::Unchanged => {}
-                    KeyValue::Slot(s) => key_updates.push((*table, *s)),
-                    _ => return Err(key_update_error(rules, &names[*table])),
-                }
-            }
+            key_updates = checked_write(rules, options, a, &names, &places)?;
         }
-        Kind::Show(Show::Table(t)) => show_table = Some(*t),
-        Kind::Show(Show::Tables { .. }) => show_tables = true,
         _ => {}
     }
-
-    // Every copy of a broadcast table must receive the same change, so it
-    // cannot be computed from rows that live on one shard each.
+    let mode = mode(a);
     if mode != Mode::Read && !classes.is_empty() {
-        if let Some(&b) = a
-            .written
-            .iter()
-            .find(|&&i| matches!(places[i], Place::Broadcast(_)))
-        {
-            return Err(not_supported(format!(
-                "writing broadcast table {} from rows of a sharded table",
-                names[b]
-            )));
-        }
+        check_broadcast_writes(a, &names, &places)?;
     }
 
     let naming: Vec<Naming> = places
@@ -673,10 +353,322 @@ fn plan_template(
         key_updates,
         insert_rows,
         fill,
-        show_table,
+        show_table: match a.kind {
+            Kind::Show(Show::Table(t)) => Some(t),
+            _ => None,
+        },
         show_tables,
         columns: Vec::new(),
     })))
+}
+
+/// What decides, before its tables are placed, whether a statement is routed.
+struct Facts {
+    /// It names a table of the rules.
+    any_rule_table: bool,
+    /// It names the logical schema (or calls `DATABASE()`), which the default
+    /// data source's database does not carry.
+    needs_db_rewrite: bool,
+    /// A sequence fills ids into it.
+    fills: bool,
+}
+
+impl Facts {
+    /// Nothing in the statement needs the rules: it runs unchanged on the default data source.
+    fn pass_through(&self) -> bool {
+        !self.any_rule_table && !self.needs_db_rewrite && !self.fills
+    }
+}
+
+/// What a statement's kind says of its routing.
+enum ByKind {
+    /// Not routed by its tables: session commands, SQL-level PREPARE, statements
+    /// the router does not know, DDL of databases, SHOW of the default data
+    /// source's objects.
+    Unrouted(Template),
+    /// Routed by the rules, as a statement of this kind.
+    Routed(StatementKind),
+}
+
+fn by_kind(
+    rules: &Rules,
+    stmt: &Statement,
+    a: &Analysis,
+    names: &[String],
+    facts: &Facts,
+) -> Result<ByKind, RouteError> {
+    let unrouted = |t: Template| Ok(ByKind::Unrouted(t));
+    let kind = match &a.kind {
+        Kind::Session(s) => return unrouted(session_template(s, facts.any_rule_table)?),
+        Kind::SqlPrepare => {
+            if rules.tables.is_empty() {
+                return unrouted(Template::PassThrough(StatementKind::Other));
+            }
+            return Err(not_supported(
+                "SQL-level PREPARE/EXECUTE (use the binary protocol's prepared statements)",
+            ));
+        }
+        Kind::Other(words) => {
+            let text = stmt.to_string();
+            let named = sql::identifiers(&text)
+                .into_iter()
+                .chain(names.iter().cloned())
+                .find(|w| is_rule_table(rules, w));
+            return match named {
+                Some(t) => Err(not_supported(format!("{words} on table {t}"))),
+                None if facts.needs_db_rewrite => Err(not_supported(format!(
+                    "{words} naming the logical schema {}",
+                    rules.schema.name
+                ))),
+                None => unrouted(Template::PassThrough(StatementKind::Other)),
+            };
+        }
+        Kind::CreateDatabase {
+            name,
+            if_not_exists,
+        } => {
+            if !name.eq_ignore_ascii_case(&rules.schema.name) {
+                return unrouted(Template::PassThrough(StatementKind::Ddl));
+            }
+            return unrouted(Template::Fixed(create_databases(rules, *if_not_exists)));
+        }
+        Kind::DropDatabase { name } => {
+            if !name.eq_ignore_ascii_case(&rules.schema.name) {
+                return unrouted(Template::PassThrough(StatementKind::Ddl));
+            }
+            return Err(not_supported(format!(
+                "DROP DATABASE of the logical schema {name}; drop the shard databases directly"
+            )));
+        }
+        Kind::Show(Show::Other) => return unrouted(Template::PassThrough(StatementKind::Show)),
+        Kind::Show(Show::Tables { schema }) => {
+            let logical = schema
+                .as_ref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(&rules.schema.name));
+            if !logical || (rules.tables.is_empty() && !needs_db_rewrite_show(rules, schema)) {
+                return unrouted(Template::PassThrough(StatementKind::Show));
+            }
+            StatementKind::Show
+        }
+        Kind::Show(Show::Table(_)) => {
+            if facts.pass_through() {
+                return unrouted(Template::PassThrough(StatementKind::Show));
+            }
+            StatementKind::Show
+        }
+        Kind::Query => StatementKind::Select,
+        Kind::Insert(_) => StatementKind::Insert,
+        Kind::Update => StatementKind::Update,
+        Kind::Delete => StatementKind::Delete,
+        Kind::Ddl(_) => StatementKind::Ddl,
+    };
+    Ok(ByKind::Routed(if a.explain {
+        StatementKind::Explain
+    } else {
+        kind
+    }))
+}
+
+/// Session commands: the frontend handles them.
+fn session_template(s: &Session, any_rule_table: bool) -> Result<Template, RouteError> {
+    let statement = match s {
+        Session::Set => {
+            if any_rule_table {
+                return Err(not_supported("SET with a subquery on tables of the rules"));
+            }
+            return Ok(Template::Set);
+        }
+        Session::Begin => SessionStatement::Begin,
+        Session::Commit => SessionStatement::Commit,
+        Session::Rollback => SessionStatement::Rollback,
+        Session::RollbackTo(n) => SessionStatement::RollbackToSavepoint(n.clone()),
+        Session::Savepoint(n) => SessionStatement::Savepoint(n.clone()),
+        Session::Release(n) => SessionStatement::ReleaseSavepoint(n.clone()),
+        Session::Use(db) => SessionStatement::Use(db.clone()),
+    };
+    Ok(Template::Fixed(Plan::session(statement)))
+}
+
+/// Reads run on the fewest targets, writes on every copy; CREATE TABLE … SELECT
+/// writes the rows it reads.
+fn mode(a: &Analysis) -> Mode {
+    match (&a.kind, a.explain) {
+        (Kind::Ddl(DdlOp::CreateTableAs), _) => Mode::Write,
+        (_, true) | (Kind::Query | Kind::Show(_), _) => Mode::Read,
+        (Kind::Ddl(_), _) => Mode::Ddl,
+        _ => Mode::Write,
+    }
+}
+
+/// DDL the rules cannot carry out on their tables: views over them, renaming
+/// them, CREATE TABLE … SELECT into them.
+fn check_ddl(
+    op: DdlOp,
+    a: &Analysis,
+    names: &[String],
+    places: &[Place],
+    any_rule_table: bool,
+) -> Result<(), RouteError> {
+    let rules_written: Vec<&str> = a
+        .written
+        .iter()
+        .filter(|&&i| places[i] != Place::Default)
+        .map(|&i| names[i].as_str())
+        .collect();
+    match op {
+        DdlOp::View if any_rule_table => Err(not_supported(
+            "views over tables of the rules (create the view on each shard)",
+        )),
+        DdlOp::Rename if !rules_written.is_empty() => Err(not_supported(format!(
+            "renaming table {} of the rules (change the rule file instead)",
+            rules_written.join(", ")
+        ))),
+        DdlOp::CreateTableAs if !rules_written.is_empty() => Err(not_supported(format!(
+            "CREATE TABLE … SELECT into table {} of the rules",
+            rules_written.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// How an INSERT into a sharded table routes its rows: for INSERT … VALUES, the
+/// target and each row's key slot (`None` for a row whose key the sequence
+/// filling it always generates); an INSERT … SELECT joins the key class of its
+/// rows (a bound table's) or gets one of its own (a literal key, which must
+/// route exactly).
+fn sharded_insert(
+    rules: &Rules,
+    ins: &sql::Insert,
+    names: &[String],
+    fill: Option<&FillSpec>,
+    classes: &mut Vec<Class>,
+) -> Result<Option<InsertRows>, RouteError> {
+    let t = ins.table;
+    let table = names[t].clone();
+    let column = rules
+        .sharded(&table)
+        .map(|s| s.column().to_owned())
+        .unwrap_or_default();
+    match &ins.key {
+        InsertKey::NotSharded => {}
+        InsertKey::NoColumnList => {
+            return Err(not_supported(format!(
+                "INSERT into sharded table {table} of only empty rows `VALUES ()` \
+                 (name the columns)"
+            )))
+        }
+        InsertKey::Missing | InsertKey::Rows(_) => {
+            // A sequence filling the key gives the rows that need one an id.
+            let slots = match (&ins.key, fill.filter(|f| f.fills(&column))) {
+                (_, Some(f)) => f
+                    .rows
+                    .iter()
+                    .map(|&v| match v {
+                        KeyValue::Null | KeyValue::Default => Ok(None),
+                        v => insert_key_slot(v, &f.table, &f.column).map(Some),
+                    })
+                    .collect::<Result<_, _>>()?,
+                (InsertKey::Rows(keys), None) => keys
+                    .iter()
+                    .map(|&k| insert_key_slot(k, &table, &column).map(Some))
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(RouteError::MissingShardingKey { table, column }),
+            };
+            if !classes.is_empty() {
+                return Err(not_supported(
+                    "INSERT … VALUES with a subquery on a sharded table",
+                ));
+            }
+            return Ok(Some(InsertRows {
+                table: t,
+                key_slots: slots,
+            }));
+        }
+        InsertKey::FromClass(c) => {
+            let class = classes
+                .get_mut(*c)
+                .ok_or_else(|| RouteError::Internal("INSERT … SELECT class out of range".into()))?;
+            let bound = class
+                .tables
+                .iter()
+                .all(|&m| rules.are_bound(&table, &names[m]));
+            if !bound {
+                return Err(not_supported(format!(
+                    "INSERT … SELECT into {table} from a table not bound to it"
+                )));
+            }
+            class.tables.push(t);
+        }
+        InsertKey::Select(KeyValue::Slot(s)) => classes.push(Class {
+            tables: vec![t],
+            cond: Cond::In(vec![*s]),
+            strict: true,
+        }),
+        InsertKey::Select(_) => {
+            return Err(not_supported(format!(
+                "INSERT … SELECT into {table} whose {column} is neither a literal \
+                 nor the sharding column of a bound table"
+            )))
+        }
+    }
+    Ok(None)
+}
+
+/// An UPDATE or DELETE: refused without WHERE on a sharded table (unless allowed);
+/// the assignments of sharding columns, each to a literal or `?` slot.
+fn checked_write(
+    rules: &Rules,
+    options: &RouterOptions,
+    a: &Analysis,
+    names: &[String],
+    places: &[Place],
+) -> Result<Vec<(usize, usize)>, RouteError> {
+    let statement = if a.kind == Kind::Update {
+        "UPDATE"
+    } else {
+        "DELETE"
+    };
+    if !a.has_where && !options.allow_full_scatter_write {
+        if let Some(&t) = a
+            .written
+            .iter()
+            .find(|&&i| matches!(places[i], Place::Sharded(_)))
+        {
+            return Err(RouteError::FullScatterWrite {
+                statement,
+                table: names[t].clone(),
+            });
+        }
+    }
+    let mut key_updates = Vec::new();
+    for (table, value) in &a.key_updates {
+        match value {
+            KeyValue::Unchanged => {}
+            KeyValue::Slot(s) => key_updates.push((*table, *s)),
+            _ => return Err(key_update_error(rules, &names[*table])),
+        }
+    }
+    Ok(key_updates)
+}
+
+/// Every copy of a broadcast table must receive the same change, so it
+/// cannot be computed from rows that live on one shard each.
+fn check_broadcast_writes(
+    a: &Analysis,
+    names: &[String],
+    places: &[Place],
+) -> Result<(), RouteError> {
+    match a
+        .written
+        .iter()
+        .find(|&&i| matches!(places[i], Place::Broadcast(_)))
+    {
+        Some(&b) => Err(not_supported(format!(
+            "writing broadcast table {} from rows of a sharded table",
+            names[b]
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn needs_db_rewrite_show(rules: &Rules, schema: &Option<String>) -> bool {

@@ -21,48 +21,7 @@ use rules::Rules;
 use sql::{Analysis, InsertKey, KeyValue, Kind, Statement};
 
 use crate::error::RouteError;
-use crate::instantiate::{Input, Val};
-use crate::plan::Plan;
-use crate::template::insert_key_slot;
-
-/// How ids are written into the physical statements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdStyle {
-    /// As integer literals (COM_QUERY text).
-    Literal,
-    /// As `?` placeholders numbered after the statement's own: id `i` is
-    /// parameter `placeholders + i` in [`crate::Target::params`], and the
-    /// executor appends the ids (unsigned BIGINT) to the bound values. The
-    /// physical text is then the same at every execution, so each backend
-    /// prepares it once.
-    Param,
-}
-
-/// Where COM_STMT_PREPARE prepares a statement ([`crate::Router::route_for_prepare`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrepareRoute {
-    /// The statement with the client's placeholders on every target it may
-    /// run on (unbound values route like unknown ones). Ids a sequence fills
-    /// are not known before EXECUTE: where one is omitted the plan gives
-    /// `DEFAULT`. Prepare it to learn the parameters and columns; never
-    /// execute it.
-    pub plan: Plan,
-    /// A sequence may fill ids into the statement, so every execution must be
-    /// routed with its own values (even with one target).
-    pub fills_ids: bool,
-}
-
-/// The ids the caller brings for one statement.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Ids<'a> {
-    /// None: a statement that needs ids fails with [`RouteError::IdsNeeded`].
-    None,
-    /// One id per row that needs one, in row order.
-    Given(&'a [u64], IdStyle),
-    /// For COM_STMT_PREPARE: ids are not known before EXECUTE. Rows that need
-    /// one are routed like unknown values and their marker is written `DEFAULT`.
-    Prepare,
-}
+use crate::input::{IdStyle, Ids, Input, Val};
 
 /// The fill part of a template: the INSERT's target has a column a sequence fills.
 #[derive(Debug)]
@@ -149,18 +108,6 @@ impl FillSpec {
     pub(crate) fn fills(&self, column: &str) -> bool {
         self.column.eq_ignore_ascii_case(column)
     }
-
-    /// Each row's key slot when the filled column is the sharding key: `None`
-    /// for a row whose key is always an id (NULL, DEFAULT or omitted).
-    pub(crate) fn key_slots(&self) -> Result<Vec<Option<usize>>, RouteError> {
-        self.rows
-            .iter()
-            .map(|&v| match v {
-                KeyValue::Null | KeyValue::Default => Ok(None),
-                v => insert_key_slot(v, &self.table, &self.column).map(Some),
-            })
-            .collect()
-    }
 }
 
 /// What one row's filled column holds in the plan being made.
@@ -238,17 +185,11 @@ pub(crate) fn assign(spec: &FillSpec, input: &Input<'_>) -> Result<RowIds, Route
         }
         rows.push(id);
     }
-    let first_param = input
-        .fp
-        .literals
-        .iter()
-        .filter(|l| matches!(l.kind, sql::LiteralKind::Placeholder(_)))
-        .count();
     Ok(RowIds {
         rows,
         slots,
         style,
-        first_param,
+        first_param: input.placeholders(),
     })
 }
 
@@ -312,12 +253,5 @@ impl RowIds {
     pub(crate) fn write_slot(&self, slot: usize, out: &mut String, used: &mut Vec<usize>) -> bool {
         self.filled_slot(slot)
             .is_some_and(|id| self.write_id(id, out, used))
-    }
-}
-
-impl crate::template::Template {
-    /// Whether a sequence may fill ids into the statement at each execution.
-    pub(crate) fn fills_ids(&self) -> bool {
-        matches!(self, crate::template::Template::Routed(rt) if rt.fill.is_some())
     }
 }

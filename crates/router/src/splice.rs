@@ -1,0 +1,93 @@
+//! The physical statement of one target: a rendered template's segments with the
+//! target's physical table names, the statement's literal texts (or `?` for its
+//! parameters), the shards' row limit and the ids a sequence fills in, and which of the
+//! statement's parameters the text uses.
+
+use std::borrow::Cow;
+
+use sql::{LiteralKind, Seg};
+
+use crate::error::RouteError;
+use crate::input::Input;
+use crate::plan::Target;
+use crate::sequence_ids::RowIds;
+
+/// [`Target::params`] for a target whose SQL uses the parameters `used`, in order.
+pub(crate) fn params_subset(used: Vec<usize>, total: usize) -> Option<Vec<usize>> {
+    let all = used.len() == total && used.iter().enumerate().all(|(i, &k)| i == k);
+    (!all).then_some(used)
+}
+
+/// A target running `rendered` (a statement without INSERT rows to split) with the
+/// statement's literals and the shards' row limit.
+pub(crate) fn target_of(
+    data_source: &str,
+    rendered: &sql::Rendered,
+    input: &Input<'_>,
+    shard_limit: Option<u64>,
+) -> Result<Target, RouteError> {
+    let mut sql = String::with_capacity(input.sql.len() + 16);
+    let mut used = Vec::new();
+    for segs in std::iter::once(&rendered.head)
+        .chain(&rendered.rows)
+        .chain(std::iter::once(&rendered.tail))
+    {
+        splice(segs, &[], input, &mut sql, &mut used, shard_limit, None)?;
+    }
+    Ok(Target {
+        data_source: data_source.to_owned(),
+        sql,
+        params: params_subset(used, input.placeholders()),
+    })
+}
+
+/// Writes segments with table names, literal texts, the shards' row limit and
+/// the ids of row `fill.1` filled in; records the parameter indexes of the
+/// placeholders written.
+pub(crate) fn splice(
+    segs: &[Seg],
+    names: &[Option<Cow<'_, str>>],
+    input: &Input<'_>,
+    out: &mut String,
+    used: &mut Vec<usize>,
+    shard_limit: Option<u64>,
+    fill: Option<(&RowIds, usize)>,
+) -> Result<(), RouteError> {
+    for s in segs {
+        match s {
+            Seg::Limit => match shard_limit {
+                Some(n) => out.push_str(&n.to_string()),
+                None => return Err(RouteError::Internal("no shard limit".into())),
+            },
+            Seg::Generated => match fill {
+                Some((ids, row)) => ids.write_generated(row, out, used)?,
+                None => return Err(RouteError::Internal("a generated id was not filled".into())),
+            },
+            Seg::Text(t) => out.push_str(t),
+            Seg::Slot(i) if fill.is_some_and(|(ids, _)| ids.write_slot(*i, out, used)) => {}
+            Seg::Slot(i) => {
+                let lit = input
+                    .fp
+                    .literals
+                    .get(*i)
+                    .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
+                match lit.kind {
+                    LiteralKind::Placeholder(k) => {
+                        out.push('?');
+                        used.push(k);
+                    }
+                    _ => out.push_str(lit.text(input.sql)),
+                }
+            }
+            Seg::Table(t) => match names.get(*t) {
+                Some(Some(name)) => out.push_str(name),
+                _ => {
+                    return Err(RouteError::Internal(format!(
+                        "no physical name for table {t}"
+                    )))
+                }
+            },
+        }
+    }
+    Ok(())
+}
