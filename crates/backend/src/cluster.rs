@@ -460,6 +460,10 @@ mod tests {
             found_rows: false,
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(1),
+            tls: crate::Tls::Disabled,
+            read_timeout: Duration::from_secs(30),
+            keepalive: None,
+            statement_timeout: None,
         };
         Server::new(Pool::new(options, 1, 0, Duration::from_secs(1)))
     }

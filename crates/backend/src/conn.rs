@@ -12,8 +12,9 @@ use protocol::handshake::{decode_auth_switch, Greeting, HandshakeResponse};
 use protocol::packets::{is_err, is_terminator, OkPacket, EOF_HEADER, ERR_HEADER, OK_HEADER};
 use protocol::resultset::ColumnDef;
 use protocol::{ProtocolError, ServerError};
-use tokio::net::TcpStream;
+use rules::{BackendTls, DataSourceConfig};
 
+use crate::stream::{BackendStream, Tls};
 use crate::BackendError;
 
 /// Capabilities dbmesh asks of every backend. DEPRECATE_EOF is always on: the relay
@@ -48,6 +49,58 @@ pub struct ConnectOptions {
     /// How long the greeting and login may take once connected (a server that accepts
     /// and never answers costs this much).
     pub handshake_timeout: Duration,
+    /// Whether and how the connection is encrypted.
+    pub tls: Tls,
+    /// How long the server may stay silent while a response is awaited before a new
+    /// connection checks that it is alive (see [`crate::stream`]).
+    pub read_timeout: Duration,
+    /// TCP keepalive idle time and probe interval; `None` leaves keepalive off.
+    pub keepalive: Option<Duration>,
+    /// The server-side limit on each statement's run time, if any.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// How dbmesh reaches the primary of data source `name`: its login, limits and TLS,
+    /// with no database selected (each session selects the physical database it needs).
+    pub fn for_data_source(name: &str, ds: &DataSourceConfig) -> ConnectOptions {
+        let millis = Duration::from_millis;
+        ConnectOptions {
+            source_name: name.to_string(),
+            address: ds.address.clone(),
+            user: ds.user.clone(),
+            password: ds.password.clone(),
+            database: None,
+            found_rows: false,
+            connect_timeout: millis(ds.pool.connect_timeout_ms),
+            handshake_timeout: millis(ds.pool.handshake_timeout_ms),
+            tls: tls_for(ds),
+            read_timeout: millis(ds.pool.read_timeout_ms),
+            keepalive: (ds.pool.keepalive_secs > 0)
+                .then(|| Duration::from_secs(ds.pool.keepalive_secs)),
+            statement_timeout: (ds.pool.statement_timeout_ms > 0)
+                .then(|| millis(ds.pool.statement_timeout_ms)),
+        }
+    }
+}
+
+/// The TLS a data source asks for; a CA file that cannot be read makes every connection
+/// fail (naming the file) rather than quietly go unencrypted.
+fn tls_for(ds: &DataSourceConfig) -> Tls {
+    match ds.tls {
+        BackendTls::Disabled => Tls::Disabled,
+        BackendTls::Preferred => Tls::preferred(),
+        BackendTls::Required => Tls::required(),
+        BackendTls::VerifyIdentity => {
+            let Some(path) = &ds.tls_ca else {
+                return Tls::Unusable("tls = \"verify_identity\" without tls_ca".into());
+            };
+            match std::fs::read(path) {
+                Ok(pem) => Tls::verify_identity(&pem, &path.display().to_string()),
+                Err(e) => Tls::Unusable(format!("{}: {e}", path.display())),
+            }
+        }
+    }
 }
 
 /// The session state a client expects its backend connection to carry. Cheap to compare.
@@ -86,7 +139,7 @@ pub fn record_setting(settings: &mut Vec<String>, statement: &str) {
 
 /// An authenticated backend connection plus what it is known to carry.
 pub struct BackendConn {
-    pub(crate) conn: PacketConn<TcpStream>,
+    pub(crate) conn: PacketConn<BackendStream>,
     options_source: String,
     pub server_version: String,
     pub connection_id: u32,
@@ -105,6 +158,9 @@ pub struct BackendConn {
     /// Statements prepared on this connection: physical SQL → the server's statement id. It
     /// stays with the connection, so any session that borrows it reuses them.
     prepared: HashMap<String, u32>,
+    /// The `SET` that puts the data source's statement timeout in force; run at connect and
+    /// again after each COM_RESET_CONNECTION (which drops it).
+    statement_timeout: Option<String>,
 }
 
 impl BackendConn {
@@ -114,21 +170,7 @@ impl BackendConn {
             address: options.address.clone(),
             reason,
         };
-        let stream = tokio::time::timeout(
-            options.connect_timeout,
-            TcpStream::connect(&options.address),
-        )
-        .await
-        .map_err(|_| {
-            unreachable(format!(
-                "connect timed out after {:?}",
-                options.connect_timeout
-            ))
-        })?
-        .map_err(|e| unreachable(e.to_string()))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| unreachable(e.to_string()))?;
+        let stream = BackendStream::connect(options).await.map_err(unreachable)?;
         let handshake = Self::handshake(PacketConn::new(stream), options);
         let mut conn = tokio::time::timeout(options.handshake_timeout, handshake)
             .await
@@ -139,11 +181,22 @@ impl BackendConn {
                 ))
             })??;
         conn.state.database = options.database.clone();
+        // The probe only asks whether the server answers; it runs no statement.
+        let mut probe = options.clone();
+        probe.statement_timeout = None;
+        conn.conn
+            .stream_mut()
+            .watch_silence(options.read_timeout, probe);
+        if let Some(limit) = options.statement_timeout {
+            let set = statement_timeout_setting(&conn.server_version, limit);
+            conn.query(&set).await?;
+            conn.statement_timeout = Some(set);
+        }
         Ok(conn)
     }
 
     async fn handshake(
-        mut conn: PacketConn<TcpStream>,
+        mut conn: PacketConn<BackendStream>,
         options: &ConnectOptions,
     ) -> Result<BackendConn, BackendError> {
         let lost = |error: ProtocolError| BackendError::Lost {
@@ -165,6 +218,48 @@ impl BackendConn {
         }
         if options.database.is_some() {
             capabilities |= caps::CONNECT_WITH_DB & greeting.capabilities;
+        }
+        let tls_failed = |reason: String| BackendError::Tls {
+            source_name: options.source_name.clone(),
+            address: options.address.clone(),
+            reason,
+        };
+        let offers_tls = greeting.capabilities & caps::SSL != 0;
+        let tls_config = match &options.tls {
+            Tls::Disabled => None,
+            Tls::Preferred(config) => offers_tls.then_some(config),
+            Tls::Required(_) if !offers_tls => {
+                return Err(tls_failed(
+                    "the server does not offer TLS (it has no certificate configured), and \
+                     the data source's tls setting requires it"
+                        .into(),
+                ))
+            }
+            Tls::Required(config) => Some(config),
+            Tls::Unusable(reason) => return Err(tls_failed(reason.clone())),
+        };
+        if let Some(config) = tls_config {
+            // SSLRequest: the start of the handshake response, then TLS from the next byte.
+            capabilities |= caps::SSL;
+            let request = HandshakeResponse {
+                capabilities,
+                max_packet: 1 << 30,
+                collation: protocol::constants::UTF8MB4_GENERAL_CI,
+                ssl_request: true,
+                ..HandshakeResponse::default()
+            };
+            let mut payload = BytesMut::new();
+            request.encode(&mut payload);
+            conn.write_packet(&payload);
+            conn.flush().await.map_err(lost)?;
+            let seq = conn.seq();
+            let (stream, unread) = conn.into_parts();
+            let stream = stream
+                .upgrade(config.clone(), &options.address)
+                .await
+                .map_err(tls_failed)?;
+            conn = PacketConn::with_buffered(stream, unread);
+            conn.set_seq(seq);
         }
         let mut plugin = if greeting.auth_plugin.is_empty() {
             auth::MYSQL_NATIVE_PASSWORD.to_string()
@@ -211,6 +306,7 @@ impl BackendConn {
                         state_known: true,
                         settings: Vec::new(),
                         prepared: HashMap::new(),
+                        statement_timeout: None,
                     });
                 }
                 Some(ERR_HEADER) => {
@@ -235,13 +331,24 @@ impl BackendConn {
                     conn.flush().await.map_err(lost)?;
                 }
                 Some(AUTH_MORE_DATA) if packet.get(1) == Some(&FAST_AUTH_SUCCESS) => {}
+                Some(AUTH_MORE_DATA)
+                    if packet.get(1) == Some(&PERFORM_FULL_AUTHENTICATION)
+                        && conn.stream().is_encrypted() =>
+                {
+                    // caching_sha2_password over TLS: the password itself, as MySQL's
+                    // clients send it there.
+                    let mut clear = options.password.as_bytes().to_vec();
+                    clear.push(0);
+                    conn.write_packet(&clear);
+                    conn.flush().await.map_err(lost)?;
+                }
                 Some(AUTH_MORE_DATA) if packet.get(1) == Some(&PERFORM_FULL_AUTHENTICATION) => {
                     return Err(BackendError::AuthFailed {
                         source_name: options.source_name.clone(),
                         error: ServerError::new(
                             1251,
                             "08004",
-                            "caching_sha2_password full authentication needs TLS or RSA, which dbmesh does not use towards backends yet; log in once with another client to warm the server's cache, or use mysql_native_password for dbmesh's backend user",
+                            "caching_sha2_password full authentication needs TLS or RSA: set the data source's tls to \"required\" or \"verify_identity\", log in once with another client to warm the server's cache, or use mysql_native_password for dbmesh's backend user",
                         ),
                     });
                 }
@@ -270,18 +377,11 @@ impl BackendConn {
     /// killed, restarted, or timed the connection out) or sent something nobody asked for
     /// (a shutdown notice). Costs no system call unless the socket has signalled readability.
     pub fn peer_closed(&self) -> bool {
-        if self.conn.has_unread() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        match self.conn.stream().try_read(&mut probe) {
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            Ok(_) => true,
-        }
+        self.conn.has_unread() || self.conn.stream().peer_closed()
     }
 
     /// The framed connection, for relaying a response.
-    pub fn packets(&mut self) -> &mut PacketConn<TcpStream> {
+    pub fn packets(&mut self) -> &mut PacketConn<BackendStream> {
         &mut self.conn
     }
 
@@ -400,6 +500,11 @@ impl BackendConn {
             self.reset().await?;
         }
         let all = !self.state_known;
+        if all {
+            if let Some(set) = self.statement_timeout.clone() {
+                self.query(&set).await?;
+            }
+        }
         if all || self.state.charset != want.charset {
             self.query(&format!("SET NAMES {}", want.charset)).await?;
             self.state.charset = want.charset;
@@ -531,6 +636,21 @@ impl BackendConn {
     pub async fn ping(&mut self) -> Result<(), BackendError> {
         self.send_command(&[com::PING]).await?;
         self.read_query_result().await.map(|_| ())
+    }
+}
+
+/// The statement that bounds each statement's run time to `limit` on this server: MariaDB's
+/// `max_statement_time` (seconds, any statement), MySQL's `max_execution_time` (milliseconds,
+/// SELECT only).
+fn statement_timeout_setting(server_version: &str, limit: Duration) -> String {
+    if server_version.contains("MariaDB") {
+        format!(
+            "SET SESSION max_statement_time = {}.{:03}",
+            limit.as_secs(),
+            limit.subsec_millis()
+        )
+    } else {
+        format!("SET SESSION max_execution_time = {}", limit.as_millis())
     }
 }
 

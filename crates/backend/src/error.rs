@@ -15,6 +15,12 @@ pub enum BackendError {
         source_name: String,
         address: String,
     },
+    #[error("data source '{source_name}' ({address}): TLS failed: {reason}")]
+    Tls {
+        source_name: String,
+        address: String,
+        reason: String,
+    },
     #[error("data source '{source_name}' refused dbmesh's login: {error}")]
     AuthFailed {
         source_name: String,

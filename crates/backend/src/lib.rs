@@ -12,6 +12,7 @@ pub mod conn;
 pub mod error;
 pub mod gtid;
 pub mod pool;
+pub mod stream;
 
 pub use cluster::{Cluster, ReplicaChoice, Server, ServerStats};
 pub use conn::{
@@ -20,3 +21,4 @@ pub use conn::{
 pub use error::BackendError;
 pub use gtid::{Gtid, Position};
 pub use pool::{set_worker, Pool, PoolStats, PooledConn};
+pub use stream::{BackendStream, Tls};

@@ -155,7 +155,7 @@ async fn check_data_source(
                 message,
             })
         };
-        let mut options = server::connect_options(name, ds);
+        let mut options = backend::ConnectOptions::for_data_source(name, ds);
         options.address = server.address.clone();
         let mut conn = match BackendConn::connect(&options).await {
             Ok(conn) => conn,

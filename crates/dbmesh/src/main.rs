@@ -330,7 +330,7 @@ fn start_workers(count: usize) -> anyhow::Result<Vec<tokio::runtime::Handle>> {
 /// Creates every data source's database if missing (the quickstart's embedded default).
 async fn create_databases(rules: &rules::Rules) {
     for (name, ds) in &rules.data_sources {
-        let options = server::connect_options(name, ds);
+        let options = backend::ConnectOptions::for_data_source(name, ds);
         let result = async {
             let mut conn = backend::BackendConn::connect(&options).await?;
             conn.query(&format!(

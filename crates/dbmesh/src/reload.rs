@@ -72,6 +72,9 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         admin_token,
         admin_status_public,
         max_connections,
+        max_authenticating,
+        login_timeout_ms,
+        net_write_timeout_ms,
         max_allowed_packet,
         server_version,
         create_databases,
@@ -147,6 +150,25 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         "proxy.idle_timeout_secs",
         &old.idle_timeout_secs,
         idle_timeout_secs,
+        applied,
+    );
+    // Read when a client connects: in force for the clients that connect after the reload.
+    scalar_change(
+        "proxy.max_authenticating",
+        &old.max_authenticating,
+        max_authenticating,
+        applied,
+    );
+    scalar_change(
+        "proxy.login_timeout_ms",
+        &old.login_timeout_ms,
+        login_timeout_ms,
+        applied,
+    );
+    scalar_change(
+        "proxy.net_write_timeout_ms",
+        &old.net_write_timeout_ms,
+        net_write_timeout_ms,
         applied,
     );
     scalar_change(

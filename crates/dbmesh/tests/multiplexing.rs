@@ -865,6 +865,10 @@ async fn pin_cursor_fetches_from_the_connection_that_opened_it() {
         found_rows: false,
         connect_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        tls: backend::Tls::Disabled,
+        read_timeout: Duration::from_secs(30),
+        keepalive: None,
+        statement_timeout: None,
     })
     .await
     .unwrap();

@@ -17,6 +17,8 @@ pub enum ProtocolError {
     OutOfOrder { expected: u8, got: u8 },
     #[error("tls: {0}")]
     Tls(String),
+    #[error("the peer read nothing for {0:?} (write timeout)")]
+    WriteTimeout(std::time::Duration),
 }
 
 impl ProtocolError {

@@ -6,6 +6,8 @@
 //! logical payload of 16 MiB - 1 bytes or more is split into several physical packets; a
 //! payload whose length is an exact multiple of that is followed by an empty packet.
 
+use std::time::Duration;
+
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -28,6 +30,9 @@ pub struct PacketConn<S> {
     seq: u8,
     /// Length of the frame at the front of `rbuf` once `fill_frame` returned, else 0.
     frame_len: Option<usize>,
+    /// Longest a flush may wait without the peer taking any byte, see
+    /// [`set_write_timeout`](Self::set_write_timeout).
+    write_timeout: Option<Duration>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
@@ -43,7 +48,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
             wbuf: BytesMut::new(),
             seq: 0,
             frame_len: None,
+            write_timeout: None,
         }
+    }
+
+    /// Bounds how long a flush may wait for the peer to read: past `timeout` without any
+    /// byte taken, the flush fails with [`ProtocolError::WriteTimeout`] (MySQL's
+    /// `net_write_timeout`). A peer that reads slowly but steadily is not cut off.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
     }
 
     /// Gives back the stream and any bytes read from it but not consumed yet.
@@ -58,6 +71,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
     /// The stream, e.g. to check an idle connection without reading from it.
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// True when bytes are buffered that nobody consumed.
@@ -211,11 +228,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
 
     /// Writes all buffered output to the stream.
     pub async fn flush(&mut self) -> Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
+        let Some(timeout) = self.write_timeout else {
+            if !self.wbuf.is_empty() {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+            }
+            self.stream.flush().await?;
+            return Ok(());
+        };
+        // Each write is bounded on its own, so the timeout measures how long the peer takes
+        // no bytes at all, not how long the whole buffer takes.
+        let mut written = 0;
+        while written < self.wbuf.len() {
+            let n = tokio::time::timeout(timeout, self.stream.write(&self.wbuf[written..]))
+                .await
+                .map_err(|_| ProtocolError::WriteTimeout(timeout))??;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            written += n;
         }
-        self.stream.flush().await?;
+        self.wbuf.clear();
+        tokio::time::timeout(timeout, self.stream.flush())
+            .await
+            .map_err(|_| ProtocolError::WriteTimeout(timeout))??;
         Ok(())
     }
 
@@ -319,6 +355,43 @@ mod tests {
         let mut w2 = PacketConn::new(c);
         w2.write_packet(b"hello");
         assert_eq!(w1.wbuf, w2.wbuf);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_the_flush_out() {
+        // The duplex buffer holds 64 bytes; nobody reads the other end.
+        let (a, _unread) = tokio::io::duplex(64);
+        let mut w = PacketConn::new(a);
+        w.set_write_timeout(Some(Duration::from_millis(50)));
+        w.write_packet(&[0u8; 4096]);
+        let started = std::time::Instant::now();
+        let err = w.flush().await.unwrap_err();
+        assert!(matches!(err, ProtocolError::WriteTimeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_slowly_but_steadily_is_not_cut_off() {
+        let (a, mut b) = tokio::io::duplex(16);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 16];
+            loop {
+                // Each read comes well within the timeout; all of them (about 60) take far
+                // longer.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match b.read(&mut chunk).await.unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        let mut w = PacketConn::new(a);
+        w.set_write_timeout(Some(Duration::from_millis(500)));
+        w.write_packet(&[7u8; 1000]);
+        w.flush().await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap().len(), 4 + 1000);
     }
 
     proptest! {

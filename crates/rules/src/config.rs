@@ -59,8 +59,19 @@ pub struct ProxyConfig {
     pub admin_token: Option<AdminToken>,
     /// `/health` and `/metrics` answer without the token. Default true.
     pub admin_status_public: bool,
-    /// Client connections accepted at once. Default 10000.
+    /// Client sessions (logged-in connections) at once. Default 10000. Connections still
+    /// logging in do not count: `max_authenticating` bounds those.
     pub max_connections: usize,
+    /// Connections that may be logging in at once; one more closes the one that has been
+    /// logging in longest. Default 1000.
+    pub max_authenticating: usize,
+    /// How long a client has for its whole login (greeting to OK, TLS included), in
+    /// milliseconds. Default 10000 (MySQL's `connect_timeout`).
+    pub login_timeout_ms: u64,
+    /// How long one write to a client may wait for the client to read, in milliseconds; a
+    /// client that stops reading for longer is disconnected and the backend connection that
+    /// was streaming to it is closed (MySQL's `net_write_timeout`). Default 60000.
+    pub net_write_timeout_ms: u64,
     /// Largest packet accepted from a client, in bytes. Default 64 MiB.
     pub max_allowed_packet: usize,
     /// Overrides the server version string sent in the handshake.
@@ -98,6 +109,9 @@ impl Default for ProxyConfig {
             admin_token: None,
             admin_status_public: true,
             max_connections: 10_000,
+            max_authenticating: 1_000,
+            login_timeout_ms: 10_000,
+            net_write_timeout_ms: 60_000,
             max_allowed_packet: 64 * 1024 * 1024,
             server_version: None,
             create_databases: false,
@@ -192,10 +206,37 @@ pub struct DataSourceConfig {
     /// same limits).
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Whether dbmesh's connections to this data source's servers use TLS. Default
+    /// `preferred`.
+    #[serde(default)]
+    pub tls: BackendTls,
+    /// PEM file of the certificate authorities a server's certificate must chain to
+    /// (`tls = "verify_identity"`). Relative paths are resolved against the rule file's
+    /// directory.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// `[[data_sources.<name>.replicas]]`: servers replicating this one (the primary); reads
     /// that may see slightly old data go to them.
     #[serde(default)]
     pub replicas: Vec<ReplicaConfig>,
+}
+
+/// `tls` of a data source: MySQL's `--ssl-mode` for dbmesh's backend connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendTls {
+    /// Plaintext, even where the server offers TLS.
+    Disabled,
+    /// TLS where the server offers it, plaintext where it does not; the certificate is not
+    /// checked.
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is not checked (it encrypts, it does not
+    /// authenticate the server).
+    Required,
+    /// TLS with a certificate that chains to `tls_ca` and names the host of the server's
+    /// address.
+    VerifyIdentity,
 }
 
 /// `[[data_sources.<name>.replicas]]`: one replica of a data source's primary. It is reached
@@ -293,6 +334,8 @@ impl fmt::Debug for DataSourceConfig {
             .field("password", &"<redacted>")
             .field("database", &self.database)
             .field("pool", &self.pool)
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
@@ -313,6 +356,20 @@ pub struct PoolConfig {
     /// How long the server may take to greet and log dbmesh in once connected, in
     /// milliseconds. Default 5000.
     pub handshake_timeout_ms: u64,
+    /// How long a server may stay silent while dbmesh waits on it, in milliseconds; then a
+    /// new connection to it is tried, and if that gets no answer either (within
+    /// `connect_timeout_ms` and `handshake_timeout_ms`) the statement fails and the server is
+    /// taken out. A server that answers keeps running the statement. Default 30000.
+    pub read_timeout_ms: u64,
+    /// TCP keepalive of idle backend connections: probes start after this many idle seconds
+    /// and repeat at this interval; three unanswered probes close the connection. 0 turns
+    /// keepalive off. Default 30.
+    pub keepalive_secs: u64,
+    /// Longest a statement may run on a server, in milliseconds, enforced by the server
+    /// (MariaDB `max_statement_time`, MySQL `max_execution_time`, which bounds only SELECT):
+    /// past it the statement fails with the server's error and its locks are released. 0
+    /// means no limit. Default 0.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -323,6 +380,9 @@ impl Default for PoolConfig {
             acquire_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
             handshake_timeout_ms: 5_000,
+            read_timeout_ms: 30_000,
+            keepalive_secs: 30,
+            statement_timeout_ms: 0,
         }
     }
 }

@@ -80,9 +80,9 @@ pub use algorithm::{
     Algorithm, ColumnType, HashRing, ShardValue, SliceMap, DEFAULT_VIRTUAL_NODES, SLICES,
 };
 pub use config::{
-    AdminToken, AuthPlugin, BindingGroupConfig, DataSourceConfig, PoolConfig, ProxyConfig,
-    ReadYourWrites, ReadsWhenPrimaryDown, ReplicaConfig, ReplicationConfig, RuleFile, SchemaConfig,
-    SequenceConfig, TableConfig, TlsConfig, UserConfig,
+    AdminToken, AuthPlugin, BackendTls, BindingGroupConfig, DataSourceConfig, PoolConfig,
+    ProxyConfig, ReadYourWrites, ReadsWhenPrimaryDown, ReplicaConfig, ReplicationConfig, RuleFile,
+    SchemaConfig, SequenceConfig, TableConfig, TlsConfig, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};

@@ -8,12 +8,12 @@
 //! file's directory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::algorithm::{Algorithm, ColumnType, HashRing, SliceMap, DEFAULT_VIRTUAL_NODES};
 use crate::config::{
-    BindingGroupConfig, DataSourceConfig, ProxyConfig, ReplicationConfig, RuleFile, SchemaConfig,
-    SequenceConfig, TableConfig, UserConfig,
+    BackendTls, BindingGroupConfig, DataSourceConfig, ProxyConfig, ReplicationConfig, RuleFile,
+    SchemaConfig, SequenceConfig, TableConfig, UserConfig,
 };
 use crate::error::{ConfigError, Problem};
 use crate::expr;
@@ -85,7 +85,7 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     let RuleFile {
         mut proxy,
         users,
-        data_sources,
+        mut data_sources,
         schema,
         tables,
         binding_groups,
@@ -94,7 +94,7 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     } = file;
     check_proxy(&mut c, &mut proxy);
     check_users(&mut c, &users);
-    check_data_sources(&mut c, &data_sources);
+    check_data_sources(&mut c, &mut data_sources);
     check_replication(&mut c, &replication);
     check_schema(&mut c, &schema, &data_sources);
     let mut compiled = compile_tables(
@@ -154,8 +154,15 @@ fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
             c.err("proxy.admin_token", e);
         }
     }
-    if p.max_connections == 0 {
-        c.err("proxy.max_connections", "must be at least 1");
+    for (field, value) in [
+        ("max_connections", p.max_connections as u64),
+        ("max_authenticating", p.max_authenticating as u64),
+        ("login_timeout_ms", p.login_timeout_ms),
+        ("net_write_timeout_ms", p.net_write_timeout_ms),
+    ] {
+        if value == 0 {
+            c.err(format!("proxy.{field}"), "must be at least 1");
+        }
     }
     if !(1024..=MAX_PACKET).contains(&p.max_allowed_packet) {
         c.err(
@@ -178,21 +185,23 @@ fn check_proxy(c: &mut Checker<'_>, p: &mut ProxyConfig) {
             "must not be empty (omit it for the default)",
         );
     }
-    let base = c.origin.parent().unwrap_or(Path::new("")).to_path_buf();
     if let Some(tls) = &mut p.tls {
-        for (field, path) in [("cert", &mut tls.cert), ("key", &mut tls.key)] {
-            if path.as_os_str().is_empty() {
-                c.err(format!("proxy.tls.{field}"), "must not be empty");
-                continue;
-            }
-            match std::path::absolute(base.join(&*path)) {
-                Ok(abs) => *path = abs,
-                Err(e) => c.err(
-                    format!("proxy.tls.{field}"),
-                    format!("cannot resolve '{}': {e}", path.display()),
-                ),
-            }
-        }
+        resolve_path(c, "proxy.tls.cert", &mut tls.cert);
+        resolve_path(c, "proxy.tls.key", &mut tls.key);
+    }
+}
+
+/// Makes a path from the rule file absolute, relative to the rule file's directory.
+fn resolve_path(c: &mut Checker<'_>, field: &str, path: &mut PathBuf) {
+    if path.as_os_str().is_empty() {
+        c.err(field, "must not be empty");
+        return;
+    }
+    let origin: &Path = c.origin;
+    let base = origin.parent().unwrap_or(Path::new(""));
+    match std::path::absolute(base.join(&*path)) {
+        Ok(abs) => *path = abs,
+        Err(e) => c.err(field, format!("cannot resolve '{}': {e}", path.display())),
     }
 }
 
@@ -263,7 +272,7 @@ fn valid_identifier(name: &str) -> bool {
             .all(|ch| ch.is_alphanumeric() || matches!(ch, '_' | '$'))
 }
 
-fn check_data_sources(c: &mut Checker<'_>, sources: &BTreeMap<String, DataSourceConfig>) {
+fn check_data_sources(c: &mut Checker<'_>, sources: &mut BTreeMap<String, DataSourceConfig>) {
     if sources.is_empty() {
         c.err(
             "data_sources",
@@ -306,10 +315,23 @@ fn check_data_sources(c: &mut Checker<'_>, sources: &BTreeMap<String, DataSource
             ("acquire_timeout_ms", ds.pool.acquire_timeout_ms),
             ("connect_timeout_ms", ds.pool.connect_timeout_ms),
             ("handshake_timeout_ms", ds.pool.handshake_timeout_ms),
+            ("read_timeout_ms", ds.pool.read_timeout_ms),
         ] {
             if ms == 0 {
                 c.err(format!("{at}.pool.{field}"), "must be at least 1");
             }
+        }
+        match (&mut ds.tls_ca, ds.tls) {
+            (Some(ca), BackendTls::VerifyIdentity) => resolve_path(c, &format!("{at}.tls_ca"), ca),
+            (None, BackendTls::VerifyIdentity) => c.err(
+                format!("{at}.tls_ca"),
+                "tls = \"verify_identity\" needs the CA file the server's certificate is checked against",
+            ),
+            (Some(_), _) => c.err(
+                format!("{at}.tls_ca"),
+                "is only used with tls = \"verify_identity\" (the other modes do not check certificates)",
+            ),
+            (None, _) => {}
         }
         for (i, replica) in ds.replicas.iter().enumerate() {
             let field = format!("{at}.replicas[{i}].address");

@@ -433,7 +433,7 @@ fn unknown_fields_are_errors() {
     assert_eq!(
         parse(&text).expect_err("invalid").to_string(),
         "sharding-rules/x.toml: line 15, column 1: unknown field `databse`, expected one of \
-         `address`, `user`, `password`, `database`, `pool`, `replicas`"
+         `address`, `user`, `password`, `database`, `pool`, `tls`, `tls_ca`, `replicas`"
     );
     let text = format!("{USERS}{SOURCES}[tables.t]\nkind = \"single\"\ndata_source = \"ds_0\"\nshard_key = \"uid\"\n");
     assert_eq!(
@@ -552,4 +552,63 @@ address = "replica"
     ))
     .expect_err("unknown mode");
     assert!(bad_mode.to_string().contains("eventually"), "{bad_mode}");
+}
+
+#[test]
+fn backend_tls_and_timeouts() {
+    let extra = r#"
+[proxy]
+max_authenticating = 0
+login_timeout_ms = 0
+net_write_timeout_ms = 0
+[data_sources.ds_3]
+address = "127.0.0.1:3306"
+user = "root"
+database = "bank_3"
+tls = "verify_identity"
+pool = { read_timeout_ms = 0 }
+[data_sources.ds_4]
+address = "127.0.0.1:3306"
+user = "root"
+database = "bank_4"
+tls = "required"
+tls_ca = "ca.pem"
+"#;
+    assert_eq!(
+        problems(extra),
+        [
+            "sharding-rules/x.toml: proxy.max_authenticating: must be at least 1",
+            "sharding-rules/x.toml: proxy.login_timeout_ms: must be at least 1",
+            "sharding-rules/x.toml: proxy.net_write_timeout_ms: must be at least 1",
+            "sharding-rules/x.toml: data_sources.ds_3.pool.read_timeout_ms: must be at least 1",
+            "sharding-rules/x.toml: data_sources.ds_3.tls_ca: tls = \"verify_identity\" needs the CA file the server's certificate is checked against",
+            "sharding-rules/x.toml: data_sources.ds_4.tls_ca: is only used with tls = \"verify_identity\" (the other modes do not check certificates)",
+        ]
+    );
+    let unknown = parse(&format!(
+        "{USERS}{SOURCES}[data_sources.ds_3]\naddress = \"h:1\"\nuser = \"r\"\ndatabase = \"x\"\ntls = \"sometimes\"\n"
+    ))
+    .expect_err("unknown mode");
+    assert!(
+        unknown.to_string().contains("unknown variant `sometimes`"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn backend_tls_defaults_to_preferred_and_the_ca_path_is_resolved() {
+    let r = parse(&format!("{USERS}{SOURCES}")).expect("valid");
+    let ds = &r.data_sources["ds_0"];
+    assert_eq!(ds.tls, rules::BackendTls::Preferred);
+    assert_eq!(ds.pool.read_timeout_ms, 30_000);
+    assert_eq!(ds.pool.statement_timeout_ms, 0);
+    let r = parse(&format!(
+        "{USERS}{SOURCES}[data_sources.ds_3]\naddress = \"h:1\"\nuser = \"r\"\ndatabase = \"x\"\ntls = \"verify_identity\"\ntls_ca = \"certs/ca.pem\"\n"
+    ))
+    .expect("valid");
+    let ca = r.data_sources["ds_3"].tls_ca.as_ref().expect("tls_ca");
+    assert!(
+        ca.is_absolute() && ca.ends_with("sharding-rules/certs/ca.pem"),
+        "{ca:?}"
+    );
 }

@@ -162,14 +162,11 @@ impl MysqlStore {
         let name = rules.proxy.meta_data_source.as_deref()?;
         let ds = rules.data_source(name)?;
         Some(ConnectOptions {
-            source_name: name.to_owned(),
-            address: ds.address.clone(),
-            user: ds.user.clone(),
-            password: ds.password.clone(),
             database: Some(ds.database.clone()),
             found_rows: true,
             connect_timeout,
             handshake_timeout: connect_timeout,
+            ..ConnectOptions::for_data_source(name, ds)
         })
     }
 

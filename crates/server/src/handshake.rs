@@ -21,6 +21,7 @@ use rules::{AuthPlugin, Rules};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::logins::{Cut, LoginTicket};
 use crate::registry::Entry;
 use crate::session::Session;
 use crate::tls::Rewind;
@@ -46,14 +47,12 @@ pub(crate) const SERVER_CAPS: u32 = caps::LONG_PASSWORD
     | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
     | caps::DEPRECATE_EOF;
 
-/// The time a client has to finish logging in.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Login packets are small; anything larger is an attack or garbage.
 const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
 
-/// Answers a connection over `max_connections` with 1040 instead of a greeting, as MySQL does.
-pub(crate) async fn refuse_too_many(stream: TcpStream) {
-    let mut conn = PacketConn::new(stream);
+/// Answers a client that arrives when every session slot is taken with 1040 instead of a
+/// greeting (before the greeting) or instead of the login's OK (after it), as MySQL does.
+pub(crate) async fn refuse_too_many<S: AsyncRead + AsyncWrite + Unpin>(mut conn: PacketConn<S>) {
     let err = ServerError::new(1040, "08004", "Too many connections");
     conn.write_with(|b| err.encode(b));
     conn.shutdown().await;
@@ -71,14 +70,28 @@ pub(crate) struct Login {
     pub tls: bool,
 }
 
+/// A client's packets, with MySQL's `net_write_timeout` on what is sent to it: a client
+/// that stops reading fails the write, and whatever it was being sent (a backend's result)
+/// is abandoned as for a client that left.
+fn client_packets<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: &Context) -> PacketConn<S> {
+    let mut conn = PacketConn::new(stream);
+    let timeout = ctx.snapshot.load().rules.proxy.net_write_timeout_ms;
+    conn.set_write_timeout(Some(Duration::from_millis(timeout)));
+    conn
+}
+
+/// Logs a client in and runs its session. Every step of the login (greeting, TLS, every
+/// authentication round trip, the final OK) runs under `ticket`: one deadline for the whole
+/// login, and closed early when newer logins need the place.
 pub(crate) async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     entry: Arc<Entry>,
+    ticket: LoginTicket,
     ctx: &Arc<Context>,
 ) {
     let nonce = auth::new_nonce();
-    let mut conn = PacketConn::new(stream);
+    let mut conn = client_packets(stream, ctx);
     let mut offered = SERVER_CAPS;
     if ctx.tls.is_some() {
         offered |= caps::SSL;
@@ -93,15 +106,13 @@ pub(crate) async fn accept(
         auth_plugin: MYSQL_NATIVE_PASSWORD.to_string(),
     };
     conn.write_with(|b| greeting.encode(b));
-    if conn.flush().await.is_err() {
+    let Some(first) = step(&ticket, peer, ctx, read_login_packet(&mut conn)).await else {
         return;
-    }
-    let first =
-        match tokio::time::timeout(LOGIN_TIMEOUT, conn.read_packet(LOGIN_PACKET_LIMIT)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return refuse(conn, e.to_server_error(), ctx).await,
-            Err(_) => return,
-        };
+    };
+    let first = match first {
+        Ok(p) => p,
+        Err(e) => return refuse(conn, e.to_server_error(), ctx).await,
+    };
     let response = match HandshakeResponse::decode(&first) {
         Ok(r) => r,
         Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
@@ -117,30 +128,29 @@ pub(crate) async fn accept(
         };
         let seq = conn.seq();
         let (tcp, buffered) = conn.into_parts();
-        let tls =
-            match tokio::time::timeout(LOGIN_TIMEOUT, acceptor.accept(Rewind::new(tcp, buffered)))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-        let mut conn = PacketConn::new(tls);
+        let upgrade = acceptor.accept(Rewind::new(tcp, buffered));
+        let tls = match step(&ticket, peer, ctx, upgrade).await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            None => return,
+        };
+        let mut conn = client_packets(tls, ctx);
         conn.set_seq(seq);
-        let packet =
-            match tokio::time::timeout(LOGIN_TIMEOUT, conn.read_packet(LOGIN_PACKET_LIMIT)).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => return refuse(conn, e.to_server_error(), ctx).await,
-                Err(_) => return,
-            };
+        let Some(packet) = step(&ticket, peer, ctx, read_login_packet(&mut conn)).await else {
+            return;
+        };
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) => return refuse(conn, e.to_server_error(), ctx).await,
+        };
         let response = match HandshakeResponse::decode(&packet) {
             Ok(r) => r,
             Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
         };
-        finish(conn, response, nonce, true, peer, entry, ctx).await;
+        finish(conn, response, nonce, true, peer, entry, ticket, ctx).await;
     } else {
         let require_tls = ctx
             .snapshot
@@ -154,7 +164,36 @@ pub(crate) async fn accept(
             let err = ServerError::new(3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
             return refuse(conn, err, ctx).await;
         }
-        finish(conn, response, nonce, false, peer, entry, ctx).await;
+        finish(conn, response, nonce, false, peer, entry, ticket, ctx).await;
+    }
+}
+
+/// Sends what is buffered and reads the client's next login packet.
+async fn read_login_packet<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut PacketConn<S>,
+) -> Result<BytesMut, ProtocolError> {
+    conn.flush().await?;
+    conn.read_packet(LOGIN_PACKET_LIMIT).await
+}
+
+/// Runs one login step under `ticket`; `None` (the connection is to be closed without a
+/// word, as MySQL does on its connect timeout) when the login was cut short.
+async fn step<T>(
+    ticket: &LoginTicket,
+    peer: SocketAddr,
+    ctx: &Context,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match ticket.bound(work).await {
+        Ok(done) => Some(done),
+        Err(cut) => {
+            match cut {
+                Cut::TimedOut => ctx.metrics.client_logins_timed_out.inc(),
+                Cut::Evicted => ctx.metrics.client_logins_evicted.inc(),
+            }
+            tracing::debug!(%peer, ?cut, "login cut short");
+            None
+        }
     }
 }
 
@@ -180,6 +219,7 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     tls: bool,
     peer: SocketAddr,
     entry: Arc<Entry>,
+    ticket: LoginTicket,
     ctx: &Arc<Context>,
 ) {
     let rules = ctx.snapshot.load().rules.clone();
@@ -188,8 +228,10 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         .auth_plugin
         .clone()
         .unwrap_or_else(|| MYSQL_NATIVE_PASSWORD.to_string());
-    let login = tokio::time::timeout(
-        LOGIN_TIMEOUT,
+    let login = step(
+        &ticket,
+        peer,
+        ctx,
         authenticate(
             &mut conn,
             &rules,
@@ -203,12 +245,12 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await;
     match login {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
+        Some(Ok(())) => {}
+        Some(Err(err)) => {
             ctx.metrics.auth_failures.inc();
             return refuse(conn, err, ctx).await;
         }
-        Err(_) => return,
+        None => return,
     }
     let database = match &response.database {
         Some(db) => match crate::intercept::physical_database(&rules, db) {
@@ -221,14 +263,19 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(charset) => charset,
         Err(err) => return refuse(conn, err, ctx).await,
     };
+    let Ok(_slot) = ctx.connection_slots.clone().try_acquire_owned() else {
+        ctx.metrics.client_connections_rejected.inc();
+        return refuse_too_many(conn).await;
+    };
     let ok = OkPacket {
         status: status::AUTOCOMMIT,
         ..OkPacket::default()
     };
     conn.write_with(|b| ok.encode(0, b));
-    if conn.flush().await.is_err() {
+    if !matches!(step(&ticket, peer, ctx, conn.flush()).await, Some(Ok(()))) {
         return;
     }
+    drop(ticket);
     let login = Login {
         user: response.user,
         capabilities: response.capabilities & (SERVER_CAPS | caps::SSL),

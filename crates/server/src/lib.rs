@@ -6,6 +6,7 @@
 mod handshake;
 pub mod health;
 mod intercept;
+mod logins;
 pub mod metrics;
 mod processes;
 mod registry;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use backend::{Cluster, ConnectOptions, Pool, Server};
+use protocol::framing::PacketConn;
 use router::Router;
 use rules::{DataSourceConfig, ReadsWhenPrimaryDown, Rules};
 use sequence::Sequences;
@@ -58,7 +60,7 @@ impl Snapshot {
                     .map(|(s, _)| s.clone())
             });
             old.unwrap_or_else(|| {
-                let mut options = connect_options(name, ds);
+                let mut options = ConnectOptions::for_data_source(name, ds);
                 options.address = address.to_string();
                 Server::new(Pool::new(
                     options,
@@ -107,24 +109,15 @@ impl Snapshot {
     }
 }
 
-/// Whether connections opened for `a` serve `b` as well (same login, database and limits).
+/// Whether connections opened for `a` serve `b` as well (same login, database, limits and
+/// TLS).
 fn same_connections(a: &DataSourceConfig, b: &DataSourceConfig) -> bool {
-    a.user == b.user && a.password == b.password && a.database == b.database && a.pool == b.pool
-}
-
-/// Connect options for a data source. Connections start with no database selected; each
-/// session selects the physical database it needs.
-pub fn connect_options(name: &str, ds: &DataSourceConfig) -> ConnectOptions {
-    ConnectOptions {
-        source_name: name.to_string(),
-        address: ds.address.clone(),
-        user: ds.user.clone(),
-        password: ds.password.clone(),
-        database: None,
-        found_rows: false,
-        connect_timeout: Duration::from_millis(ds.pool.connect_timeout_ms),
-        handshake_timeout: Duration::from_millis(ds.pool.handshake_timeout_ms),
-    }
+    a.user == b.user
+        && a.password == b.password
+        && a.database == b.database
+        && a.pool == b.pool
+        && a.tls == b.tls
+        && a.tls_ca == b.tls_ca
 }
 
 /// Everything sessions share.
@@ -139,7 +132,10 @@ pub struct Context {
     pub sequences: Result<Arc<Sequences>, String>,
     /// Every client session, under the ids their greetings gave.
     sessions: Arc<registry::Registry>,
+    /// One permit per logged-in session (`proxy.max_connections`).
     connection_slots: Arc<Semaphore>,
+    /// Connections still logging in (`proxy.max_authenticating`, `proxy.login_timeout_ms`).
+    logins: Arc<logins::Logins>,
     /// The rules as last read from the file and the admin's primary switches on top of them.
     /// The lock also orders reloads and switches, so neither undoes the other.
     switches: Mutex<Switches>,
@@ -173,6 +169,7 @@ impl Context {
             sequences,
             sessions: Arc::new(registry::Registry::new(number)),
             connection_slots: Arc::new(Semaphore::new(max)),
+            logins: Arc::default(),
             switches: Mutex::new(Switches {
                 file_rules: snapshot_rules,
                 primaries: BTreeMap::new(),
@@ -241,7 +238,7 @@ impl Context {
                  (its primary or one of its replicas)"
             ));
         }
-        let mut options = connect_options(data_source, ds);
+        let mut options = ConnectOptions::for_data_source(data_source, ds);
         options.address = address.to_string();
         let mut conn = backend::BackendConn::connect(&options)
             .await
@@ -332,15 +329,24 @@ pub async fn run(
 }
 
 async fn serve_client(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Context>) {
-    let Ok(_slot) = ctx.connection_slots.clone().try_acquire_owned() else {
+    // A session slot is taken only once the client has logged in (connections that never do
+    // must not hold one), but when none is free the client hears so at once, as from MySQL.
+    if ctx.connection_slots.available_permits() == 0 {
         ctx.metrics.client_connections_rejected.inc();
-        handshake::refuse_too_many(stream).await;
+        handshake::refuse_too_many(PacketConn::new(stream)).await;
         return;
+    }
+    let ticket = {
+        let proxy = &ctx.snapshot.load().rules.proxy;
+        ctx.logins.begin(
+            proxy.max_authenticating,
+            Duration::from_millis(proxy.login_timeout_ms),
+        )
     };
     let port = stream.local_addr().map_or(0, |a| a.port());
     let registered = ctx.sessions.register(peer.to_string(), port);
     ctx.metrics.client_connections_total.inc();
     ctx.metrics.client_connections.inc();
-    handshake::accept(stream, peer, registered.entry.clone(), &ctx).await;
+    handshake::accept(stream, peer, registered.entry.clone(), ticket, &ctx).await;
     ctx.metrics.client_connections.dec();
 }

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     pub client_connections_total: IntCounter,
     pub client_connections_rejected: IntCounter,
+    /// Logins closed unfinished because their `login_timeout_ms` passed.
+    pub client_logins_timed_out: IntCounter,
+    /// Logins closed unfinished to make room under `max_authenticating`.
+    pub client_logins_evicted: IntCounter,
     /// Statements by command, indexed by command byte so the hot path does no label lookup.
     statements: Vec<IntCounter>,
     errors: IntCounterVec,
@@ -90,9 +94,20 @@ impl Metrics {
         .expect("valid metric");
         let client_connections_rejected = IntCounter::new(
             "dbmesh_client_connections_rejected_total",
-            "Client connections refused because max_connections was reached",
+            "Client connections refused because max_connections sessions were logged in",
         )
         .expect("valid metric");
+        let logins_cut = IntCounterVec::new(
+            Opts::new(
+                "dbmesh_client_logins_cut_total",
+                "Client connections closed before they finished logging in: reason=\"timeout\" \
+                 (login_timeout_ms passed), reason=\"evicted\" (max_authenticating reached)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let client_logins_timed_out = logins_cut.with_label_values(&["timeout"]);
+        let client_logins_evicted = logins_cut.with_label_values(&["evicted"]);
         let statements_vec = IntCounterVec::new(
             Opts::new("dbmesh_statements_total", "Client commands by command"),
             &["command"],
@@ -224,6 +239,7 @@ impl Metrics {
             Box::new(client_connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(client_connections_total.clone()),
             Box::new(client_connections_rejected.clone()),
+            Box::new(logins_cut),
             Box::new(statements_vec),
             Box::new(errors.clone()),
             Box::new(statement_seconds.clone()),
@@ -250,6 +266,8 @@ impl Metrics {
             client_connections,
             client_connections_total,
             client_connections_rejected,
+            client_logins_timed_out,
+            client_logins_evicted,
             statements,
             errors,
             statement_seconds,

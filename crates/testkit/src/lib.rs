@@ -8,10 +8,11 @@
 //! A server is stopped (SIGTERM, then SIGKILL) and its directory removed when its handle is
 //! dropped, also when the test panics; a watchdog process does the same if the test process is
 //! killed. [`MariaDb::kill`], [`MariaDb::stop`] and [`MariaDb::restart`] (same data dir and
-//! port) let tests crash and revive backends, and [`MariaDbBuilder::arg`] passes extra
+//! port) let tests crash and revive backends, [`MariaDbBuilder::arg`] passes extra
 //! `mariadbd` options (`--log-bin`, `--server-id=N`, `--gtid-domain-id=N`, `--read-only`) for
-//! replication setups. [`ReplicaSet`] (module [`replication`]) starts a primary with GTID
-//! replicas, already replicating, for tests of read/write splitting and replica failures.
+//! replication setups, and [`MariaDbBuilder::tls`] turns TLS on with given CA, certificate and
+//! key files. [`ReplicaSet`] (module [`replication`]) starts a primary with GTID replicas,
+//! already replicating, for tests of read/write splitting and replica failures.
 //!
 //! # Running against servers you already have
 //!

@@ -67,6 +67,17 @@ impl MariaDbBuilder {
         self
     }
 
+    /// Turns TLS on: `--ssl-ca`, `--ssl-cert` and `--ssl-key` with these PEM files (the CA
+    /// that signed the certificate, the server's certificate, its private key). Clients may
+    /// then switch to TLS; they are not required to.
+    pub fn tls(self, ca: &Path, cert: &Path, key: &Path) -> Self {
+        self.args([
+            format!("--ssl-ca={}", ca.display()),
+            format!("--ssl-cert={}", cert.display()),
+            format!("--ssl-key={}", key.display()),
+        ])
+    }
+
     /// `--max-connections` (default 300).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n;

@@ -30,6 +30,10 @@ fn options(server: &testkit::Backend, database: &str, name: &str) -> ConnectOpti
         found_rows: false,
         connect_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
+        tls: backend::Tls::Disabled,
+        read_timeout: Duration::from_secs(30),
+        keepalive: None,
+        statement_timeout: None,
     }
 }
 

@@ -55,14 +55,10 @@ pub fn data_source_options(rules: &rules::Rules, connect_timeout: Duration) -> V
         .data_sources
         .iter()
         .map(|(name, ds)| ConnectOptions {
-            source_name: name.clone(),
-            address: ds.address.clone(),
-            user: ds.user.clone(),
-            password: ds.password.clone(),
             database: Some(ds.database.clone()),
-            found_rows: false,
             connect_timeout,
             handshake_timeout: connect_timeout,
+            ..ConnectOptions::for_data_source(name, ds)
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 //! shard go to the client without the hidden helper columns, and the `merge`
 //! crate turns the shards' rows into the client's.
 
+use backend::BackendStream;
 use merge::{Failure, Layout, Limits, MergeError};
 use protocol::framing::PacketConn;
 use protocol::packets::OkPacket;
@@ -12,7 +13,6 @@ use protocol::resultset::{write_end_of_rows, ColumnDef};
 use protocol::{ProtocolError, ServerError};
 use router::{MergeSpec, Plan};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::route::Request;
 use super::{Flow, Session};
@@ -28,7 +28,7 @@ enum Io {
 
 /// The shards' row streams.
 struct ShardRows<'a> {
-    conns: Vec<&'a mut PacketConn<TcpStream>>,
+    conns: Vec<&'a mut PacketConn<BackendStream>>,
     done: Vec<bool>,
     warnings: u16,
 }
@@ -239,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let limits = Limits {
             memory: proxy.merge_memory_limit,
         };
-        let mut conns: Vec<Option<&mut PacketConn<TcpStream>>> = Vec::new();
+        let mut conns: Vec<Option<&mut PacketConn<BackendStream>>> = Vec::new();
         conns.resize_with(indexes.len(), || None);
         for (i, held) in self.held.iter_mut().enumerate() {
             if let Some(pos) = indexes.iter().position(|&x| x == i) {
