@@ -22,6 +22,8 @@ enum Acc {
     Extreme(Option<(Value, Vec<u8>)>),
     /// Distinct argument tuples (normalised) and, for one argument, its value.
     Distinct(HashMap<Vec<u8>, Value>),
+    /// BIT_AND / BIT_OR / BIT_XOR so far.
+    Bits(u64),
     /// Derived when the group is finished (AVG, expressions).
     Derived,
 }
@@ -125,6 +127,17 @@ impl<'a> Aggregator<'a> {
                         *best = Some((v, encoded));
                     }
                 }
+                (Role::Bits(function), Acc::Bits(bits)) => {
+                    // A shard's result is an unsigned 64-bit integer, never NULL.
+                    let Value::Int(v) = row.value(c, layout) else {
+                        return Err(MergeError::Malformed(
+                            "a bitwise aggregate that is no integer",
+                        ));
+                    };
+                    let v = u64::try_from(v)
+                        .map_err(|_| MergeError::Malformed("a bitwise aggregate beyond 64 bits"))?;
+                    *bits = function.fold(*bits, v);
+                }
                 (Role::Distinct { args, .. }, Acc::Distinct(seen)) => {
                     let mut key = Vec::new();
                     let mut value = Value::Null;
@@ -170,6 +183,9 @@ impl<'a> Aggregator<'a> {
                         function: DistinctFn::Count,
                         ..
                     }) => Finished::Value(Value::Int(0)),
+                    Some(Role::Bits(function)) => {
+                        Finished::Value(Value::Int(i128::from(function.identity())))
+                    }
                     _ => Finished::Value(Value::Null),
                 })
                 .collect();
@@ -187,6 +203,7 @@ impl<'a> Aggregator<'a> {
                     Acc::Distinct(seen) => {
                         Finished::Value(fold_distinct(self.roles[c], seen, layout, c)?)
                     }
+                    Acc::Bits(bits) => Finished::Value(Value::Int(i128::from(bits))),
                     Acc::Derived => Finished::Value(Value::Null),
                 });
             }
@@ -299,6 +316,7 @@ fn new_acc(role: Option<&Role>) -> Acc {
         Some(Role::Sum) => Acc::Sum(Value::Null),
         Some(Role::Min | Role::Max) => Acc::Extreme(None),
         Some(Role::Distinct { .. }) => Acc::Distinct(HashMap::new()),
+        Some(Role::Bits(function)) => Acc::Bits(function.identity()),
         Some(Role::Avg { .. } | Role::Computed(_)) | None => Acc::Derived,
     }
 }

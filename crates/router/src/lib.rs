@@ -67,7 +67,8 @@ pub use plan::{
     Combine, MergeSpec, Param, Plan, PrepareRoute, SessionStatement, StatementKind, Target,
 };
 pub use sql::{
-    Aggregation, BinOp, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role, SortKey,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role,
+    SortKey,
 };
 
 use cache::ClockCache;

@@ -48,8 +48,8 @@ pub use insert_columns::RowsWithoutColumns;
 pub use lexer::{identifiers, split, strip_leading_words};
 pub use merge_rewrite::SelectMerge;
 pub use merge_shape::{
-    Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,
-    Role, SortKey,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,
+    Operand, Role, SortKey,
 };
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;

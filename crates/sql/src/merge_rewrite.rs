@@ -11,25 +11,29 @@
 //!   proxy skips and takes after merging.
 //! - Aggregates and GROUP BY: shards group as written (no HAVING, ORDER BY,
 //!   LIMIT or DISTINCT); the proxy combines partial groups. COUNT and SUM
-//!   add up, MIN/MAX compare; AVG keeps its own column (for its metadata) and
+//!   add up, MIN/MAX compare, BIT_AND/BIT_OR/BIT_XOR fold bit by bit; AVG keeps its own column (for its metadata) and
 //!   adds hidden SUM and COUNT; COUNT/SUM/AVG(DISTINCT x) add `x` to the
 //!   shards' GROUP BY and count or add the distinct values; expressions over
 //!   aggregates (`SUM(a) / COUNT(*)`) and HAVING are evaluated by the proxy.
 //! - DISTINCT: shards deduplicate, the proxy again (after aggregation, if any).
+//! - Keys name select items as MariaDB resolves them: an alias, the same expression, or the
+//!   same column (`uid` is `payment.uid`); a position may fall into a wildcard. A hidden
+//!   sort key under DISTINCT must be a value the select list determines (one of its items,
+//!   or a column of its `*` / `t.*`).
 //!
 //! Anything else is refused with the construct's name (the router turns that
 //! into error 1235), never merged approximately.
 
 use sqlparser::ast::{
     self, BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, LimitClause, OrderByKind, Query, SelectItem, SetExpr,
-    UnaryOperator, Value,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, OrderByKind, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, UnaryOperator, Value,
 };
 
 use crate::analyze::name_parts;
 use crate::merge_shape::{
-    Aggregation, BinOp, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape, Operand,
-    Role, SortKey, HIDDEN_PREFIX,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,
+    Operand, Role, SortKey, HIDDEN_PREFIX,
 };
 use crate::parse::{slot_of, Statement, LIMIT_MARKER};
 
@@ -76,7 +80,7 @@ impl Statement {
         if matches!(select.distinct, Some(ast::Distinct::On(_))) {
             return Err("DISTINCT ON".into());
         }
-        let mut b = Builder::new(&select.projection, slot_integer);
+        let mut b = Builder::new(&select.projection, &select.from, slot_integer);
         let group_exprs = match &select.group_by {
             GroupByExpr::All(_) => return Err("GROUP BY ALL".into()),
             GroupByExpr::Expressions(v, modifiers) => {
@@ -173,10 +177,15 @@ impl Statement {
                     }
                     c => c,
                 };
-                if distinct && matches!(column, Col::Hidden(_)) {
-                    return Err(
-                        "SELECT DISTINCT ordered by an expression not in its select list".into(),
-                    );
+                // A hidden column the select list does not determine would make rows
+                // distinct on the shards that the proxy then sees as duplicates.
+                if let (true, Col::Hidden(j)) = (distinct, column) {
+                    if !b.determined_by_items(&b.hidden[j]) {
+                        return Err(
+                            "SELECT DISTINCT ordered by an expression not in its select list"
+                                .into(),
+                        );
+                    }
                 }
                 shape.order_by.push(SortKey {
                     column,
@@ -287,7 +296,9 @@ fn item_expr(item: &SelectItem) -> Option<&Expr> {
 }
 
 /// The aggregate functions the proxy can combine, by upper-case name.
-const MERGEABLE: &[&str] = &["COUNT", "SUM", "MIN", "MAX", "AVG"];
+const MERGEABLE: &[&str] = &[
+    "COUNT", "SUM", "MIN", "MAX", "AVG", "BIT_AND", "BIT_OR", "BIT_XOR",
+];
 
 /// The upper-case name of an aggregate call (not windowed), if `e` is one.
 fn aggregate_name(e: &Expr) -> Option<String> {
@@ -319,6 +330,42 @@ fn key_text(e: &Expr) -> String {
     e.to_string().to_ascii_lowercase()
 }
 
+/// A column named in a statement: its name and, if written, the table (or alias) that
+/// qualifies it; both lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnName {
+    qualifier: Option<String>,
+    name: String,
+}
+
+impl ColumnName {
+    /// `e` as a column name (`uid`, `p.uid`, `bank.payment.uid`), parentheses aside.
+    fn of(e: &Expr) -> Option<ColumnName> {
+        match strip_nested(e) {
+            Expr::Identifier(id) => Some(ColumnName {
+                qualifier: None,
+                name: id.value.to_lowercase(),
+            }),
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [.., table, column] => Some(ColumnName {
+                    qualifier: Some(table.value.to_lowercase()),
+                    name: column.value.to_lowercase(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// What a GROUP BY or ORDER BY key refers to in the shards' result.
+enum Reference {
+    /// A select item.
+    Item(usize),
+    /// A column a wildcard gives, by position.
+    Column(Col),
+}
+
 /// Collects hidden columns and resolves references to the select list.
 struct Builder<'a> {
     slot_integer: &'a dyn Fn(usize) -> Option<u64>,
@@ -327,6 +374,13 @@ struct Builder<'a> {
     aliases: Vec<Option<String>>,
     texts: Vec<Option<String>>,
     exprs: Vec<Option<Expr>>,
+    /// Per select item that is a column: its name.
+    columns: Vec<Option<ColumnName>>,
+    /// Per wildcard of the select list: `None` for `*`, the qualifier of `t.*` (lowercase).
+    wildcards: Vec<Option<String>>,
+    /// The name that qualifies the columns of the FROM clause's only table (its alias,
+    /// or its name), when it has one table.
+    only_table: Option<String>,
     /// Whether a wildcard precedes / follows item i.
     wildcard_before: Vec<bool>,
     wildcard_after: Vec<bool>,
@@ -338,7 +392,11 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(items: &[SelectItem], slot_integer: &'a dyn Fn(usize) -> Option<u64>) -> Builder<'a> {
+    fn new(
+        items: &[SelectItem],
+        from: &[TableWithJoins],
+        slot_integer: &'a dyn Fn(usize) -> Option<u64>,
+    ) -> Builder<'a> {
         let n = items.len();
         let is_wild = |i: &SelectItem| item_expr(i).is_none();
         let mut wildcard_before = vec![false; n];
@@ -349,6 +407,16 @@ impl<'a> Builder<'a> {
         for i in (0..n.saturating_sub(1)).rev() {
             wildcard_after[i] = wildcard_after[i + 1] || is_wild(&items[i + 1]);
         }
+        let only_table = match from {
+            [TableWithJoins {
+                relation: TableFactor::Table { name, alias, .. },
+                joins,
+            }] if joins.is_empty() => match alias {
+                Some(a) => Some(a.name.value.to_lowercase()),
+                None => name_parts(name).last().map(|t| t.to_lowercase()),
+            },
+            _ => None,
+        };
         Builder {
             slot_integer,
             position_slots: Vec::new(),
@@ -359,8 +427,27 @@ impl<'a> Builder<'a> {
                     _ => None,
                 })
                 .collect(),
-            texts: items.iter().map(|i| item_expr(i).map(key_text)).collect(),
+            texts: items
+                .iter()
+                .map(|i| item_expr(i).map(|e| key_text(strip_nested(e))))
+                .collect(),
             exprs: items.iter().map(|i| item_expr(i).cloned()).collect(),
+            columns: items
+                .iter()
+                .map(|i| item_expr(i).and_then(ColumnName::of))
+                .collect(),
+            wildcards: items
+                .iter()
+                .filter_map(|i| match i {
+                    SelectItem::Wildcard(_) => Some(None),
+                    SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(name),
+                        _,
+                    ) => Some(name_parts(name).last().map(|t| t.to_lowercase())),
+                    _ => None,
+                })
+                .collect(),
+            only_table,
             wildcard_before,
             wildcard_after,
             hidden: Vec::new(),
@@ -380,31 +467,60 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The select item `e` refers to: a position (`ORDER BY 2`), an alias, or
-    /// the same expression.
-    fn find_item(&mut self, e: &Expr, by_position: bool) -> Result<Option<usize>, String> {
-        if by_position {
-            let position = match (slot_of(e), e) {
-                (Some(slot), _) => {
-                    let p = (self.slot_integer)(slot);
-                    if p.is_some() {
-                        self.position_slots.push(slot);
-                    }
-                    p
-                }
-                (None, Expr::Value(v)) => match &v.value {
-                    Value::Number(n, _) => n.parse::<u64>().ok(),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(pos) = position {
-                return match usize::try_from(pos) {
-                    Ok(p) if p >= 1 && p <= self.exprs.len() => Ok(Some(p - 1)),
-                    _ => Err(format!("column position {pos}")),
-                };
-            }
+    /// What a GROUP BY or ORDER BY key refers to: a column position (`ORDER BY 2`),
+    /// or the select item [`Builder::find_item`] finds.
+    fn key_reference(&mut self, e: &Expr) -> Result<Option<Reference>, String> {
+        match self.position(e) {
+            Some(pos) => self.at_position(pos).map(Some),
+            None => Ok(self.find_item(e).map(Reference::Item)),
         }
+    }
+
+    /// The column position `e` gives, if it is an integer literal (a position is written
+    /// as a number literal, which binding left unslotted only if it could not bind: accept
+    /// both).
+    fn position(&mut self, e: &Expr) -> Option<u64> {
+        match (slot_of(e), e) {
+            (Some(slot), _) => {
+                let p = (self.slot_integer)(slot);
+                if p.is_some() {
+                    self.position_slots.push(slot);
+                }
+                p
+            }
+            (None, Expr::Value(v)) => match &v.value {
+                Value::Number(n, _) => n.parse::<u64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Column `pos` (1-based) of the result. Before the first wildcard it is a select
+    /// item; the wildcard's first column is column `pos` (a table has at least one); past
+    /// it, only when nothing follows the wildcard (the server refuses a position past the
+    /// last column).
+    fn at_position(&self, pos: u64) -> Result<Reference, String> {
+        let Some(i) = usize::try_from(pos).ok().and_then(|p| p.checked_sub(1)) else {
+            return Err(format!("column position {pos}"));
+        };
+        match self.exprs.iter().position(Option::is_none) {
+            Some(w) if i == w || (i > w && w + 1 == self.exprs.len()) => {
+                Ok(Reference::Column(Col::Item(i)))
+            }
+            Some(w) if i > w => Err(format!(
+                "column position {pos} past a wildcard that other items follow"
+            )),
+            _ if i < self.exprs.len() => Ok(Reference::Item(i)),
+            _ => Err(format!("column position {pos}")),
+        }
+    }
+
+    /// The select item `e` refers to, as MariaDB resolves a name in GROUP BY, ORDER BY
+    /// and HAVING: an alias, the same expression, or the same column (`uid` is
+    /// `payment.uid`; `p.uid` is `uid` when `p` is the only table).
+    fn find_item(&self, e: &Expr) -> Option<usize> {
+        let e = strip_nested(e);
         if let Expr::Identifier(id) = e {
             let name = id.value.to_lowercase();
             if let Some(i) = self
@@ -412,14 +528,51 @@ impl<'a> Builder<'a> {
                 .iter()
                 .position(|a| a.as_deref() == Some(&name))
             {
-                return Ok(Some(i));
+                return Some(i);
             }
         }
         let text = key_text(e);
-        Ok(self
+        if let Some(i) = self
             .texts
             .iter()
-            .position(|t| t.as_deref() == Some(text.as_str())))
+            .position(|t| t.as_deref() == Some(text.as_str()))
+        {
+            return Some(i);
+        }
+        let key = ColumnName::of(e)?;
+        self.columns
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| self.same_column(&key, c)))
+    }
+
+    /// Whether a key's column name names the column of a select item.
+    fn same_column(&self, key: &ColumnName, item: &ColumnName) -> bool {
+        if key.name != item.name {
+            return false;
+        }
+        match (&key.qualifier, &item.qualifier) {
+            (Some(k), Some(i)) => k == i,
+            // An unqualified key is the column of that name (were two select items columns
+            // of that name in different tables, the server would refuse it as ambiguous).
+            (None, _) => true,
+            (Some(k), None) => self.only_table.as_ref() == Some(k),
+        }
+    }
+
+    /// Whether the select list determines the value of `e` in each row: `e` is one of its
+    /// items, or a column a wildcard gives.
+    fn determined_by_items(&self, e: &Expr) -> bool {
+        if self.find_item(e).is_some() {
+            return true;
+        }
+        let Some(column) = ColumnName::of(e) else {
+            return false;
+        };
+        self.wildcards.iter().any(|w| match (w, &column.qualifier) {
+            (None, _) => true,
+            (Some(t), Some(q)) => t == q,
+            (Some(t), None) => self.only_table.as_ref() == Some(t),
+        })
     }
 
     fn add_hidden(&mut self, e: &Expr) -> Col {
@@ -431,34 +584,36 @@ impl<'a> Builder<'a> {
         Col::Hidden(self.hidden.len() - 1)
     }
 
-    /// The column of a GROUP BY key (a position is written as a number literal,
-    /// which binding left unslotted only if it could not bind: accept both).
+    /// The column of a GROUP BY key.
     fn group_key(&mut self, e: &Expr) -> Result<Col, String> {
         if has_aggregate(e) {
             return Err("an aggregate in GROUP BY".into());
         }
-        let found = self.find_item(e, true)?;
-        Ok(match found.and_then(|i| self.item_col(i)) {
-            Some(c) => c,
-            None => match found {
-                Some(i) => {
+        Ok(match self.key_reference(e)? {
+            Some(Reference::Column(c)) => c,
+            Some(Reference::Item(i)) => match self.item_col(i) {
+                Some(c) => c,
+                None => {
                     let expr = self.exprs[i].clone().ok_or("GROUP BY a wildcard")?;
                     self.add_hidden(&expr)
                 }
-                None => self.add_hidden(e),
             },
+            None => self.add_hidden(e),
         })
     }
 
     fn order_key(&mut self, e: &Expr, aggregated: bool) -> Result<Col, String> {
-        if let Some(i) = self.find_item(e, true)? {
-            if let Some(c) = self.item_col(i) {
-                return Ok(c);
-            }
-            let expr = self.exprs[i].clone().ok_or("ORDER BY a wildcard")?;
-            return self.hidden_value(&expr, aggregated);
+        match self.key_reference(e)? {
+            Some(Reference::Column(c)) => Ok(c),
+            Some(Reference::Item(i)) => match self.item_col(i) {
+                Some(c) => Ok(c),
+                None => {
+                    let expr = self.exprs[i].clone().ok_or("ORDER BY a wildcard")?;
+                    self.hidden_value(&expr, aggregated)
+                }
+            },
+            None => self.hidden_value(e, aggregated),
         }
-        self.hidden_value(e, aggregated)
     }
 
     /// A hidden column computing `e`; in an aggregated query, with the role
@@ -510,7 +665,8 @@ impl<'a> Builder<'a> {
                 _ => return Err(format!("the arguments of {name}()")),
             }
         }
-        if distinct && name != "MIN" && name != "MAX" {
+        // DISTINCT changes nothing of MIN, MAX and the bitwise aggregates.
+        if distinct && matches!(name.as_str(), "COUNT" | "SUM" | "AVG") {
             let function = match name.as_str() {
                 "COUNT" => DistinctFn::Count,
                 "SUM" => DistinctFn::Sum,
@@ -535,6 +691,9 @@ impl<'a> Builder<'a> {
             "SUM" => Role::Sum,
             "MIN" => Role::Min,
             "MAX" => Role::Max,
+            "BIT_AND" => Role::Bits(BitFn::And),
+            "BIT_OR" => Role::Bits(BitFn::Or),
+            "BIT_XOR" => Role::Bits(BitFn::Xor),
             _ => {
                 let [arg] = args.as_slice() else {
                     return Err("AVG() with several arguments".into());
@@ -581,7 +740,7 @@ impl<'a> Builder<'a> {
         if slot_of(e).is_some() || matches!(e, Expr::Value(_)) {
             return Ok(MergeExpr::Value(operand(e)?));
         }
-        if let Some(i) = self.find_item(e, false)? {
+        if let Some(i) = self.find_item(e) {
             if let Some(c) = self.item_col(i) {
                 if aggregate_name(e).is_some() || !has_aggregate(e) {
                     return Ok(MergeExpr::Column(c));

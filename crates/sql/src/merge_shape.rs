@@ -140,6 +140,9 @@ pub enum Role {
         function: DistinctFn,
         args: Vec<Col>,
     },
+    /// BIT_AND / BIT_OR / BIT_XOR of the per-shard results (an unsigned 64-bit
+    /// integer; over no row, the function's identity).
+    Bits(BitFn),
     /// Evaluated over the merged group.
     Computed(MergeExpr),
 }
@@ -166,7 +169,37 @@ impl std::fmt::Display for Role {
                     args.join(", ")
                 )
             }
+            Role::Bits(BitFn::And) => f.write_str("BIT_AND of the shards' BIT_ANDs"),
+            Role::Bits(BitFn::Or) => f.write_str("BIT_OR of the shards' BIT_ORs"),
+            Role::Bits(BitFn::Xor) => f.write_str("BIT_XOR of the shards' BIT_XORs"),
             Role::Computed(expr) => write!(f, "computed over the merged group: {expr:?}"),
+        }
+    }
+}
+
+/// The bitwise aggregate a [`Role::Bits`] column folds with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitFn {
+    And,
+    Or,
+    Xor,
+}
+
+impl BitFn {
+    /// The function's value over no row: every bit set for BIT_AND, none for the others.
+    pub fn identity(self) -> u64 {
+        match self {
+            BitFn::And => u64::MAX,
+            BitFn::Or | BitFn::Xor => 0,
+        }
+    }
+
+    /// Two partial results folded into one.
+    pub fn fold(self, a: u64, b: u64) -> u64 {
+        match self {
+            BitFn::And => a & b,
+            BitFn::Or => a | b,
+            BitFn::Xor => a ^ b,
         }
     }
 }

@@ -1,0 +1,267 @@
+//! Reads of one sharded logical table answered as one MariaDB holding it answers them
+//! (issue 22): names in ORDER BY, GROUP BY and DISTINCT resolved against the select list
+//! (qualified and unqualified names, parenthesized items, `*` and `t.*`, positions into a
+//! wildcard), and the bitwise aggregates. The table is sharded over two data sources with
+//! two physical tables each, on one server. Every query runs through the proxy as text,
+//! prepared as written and prepared with its literals bound as parameters, and the same
+//! way on a reference database holding the same rows; column names, types and rows must be
+//! equal, in order (each query orders its rows completely).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Proxy;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Params, Value};
+
+const TABLE: &str = "CREATE TABLE payment (id BIGINT PRIMARY KEY, uid BIGINT NOT NULL, \
+                     amount DECIMAL(12,2), status VARCHAR(10), flags INT UNSIGNED)";
+
+/// One query, and the same with its literals as `?` and the values to bind.
+struct Read {
+    sql: &'static str,
+    with_params: Option<(&'static str, Vec<Value>)>,
+}
+
+fn read(sql: &'static str) -> Read {
+    Read {
+        sql,
+        with_params: None,
+    }
+}
+
+fn read_bound(sql: &'static str, with_params: &'static str, params: Vec<Value>) -> Read {
+    Read {
+        sql,
+        with_params: Some((with_params, params)),
+    }
+}
+
+/// Names the statement's ORDER BY, GROUP BY and DISTINCT give resolved as MariaDB does.
+fn names() -> Vec<Read> {
+    vec![
+        read_bound(
+            "SELECT DISTINCT payment.uid FROM payment ORDER BY uid LIMIT 5",
+            "SELECT DISTINCT payment.uid FROM payment ORDER BY uid LIMIT ?",
+            vec![5.into()],
+        ),
+        read("SELECT DISTINCT(uid) FROM payment ORDER BY uid"),
+        read("SELECT DISTINCT p.uid FROM payment p ORDER BY uid DESC"),
+        read("SELECT DISTINCT uid FROM payment p ORDER BY p.uid"),
+        read_bound(
+            "SELECT uid, COUNT(*) FROM payment WHERE amount > 10 GROUP BY payment.uid ORDER BY payment.uid",
+            "SELECT uid, COUNT(*) FROM payment WHERE amount > ? GROUP BY payment.uid ORDER BY payment.uid",
+            vec![10.into()],
+        ),
+        read("SELECT DISTINCT * FROM payment ORDER BY id"),
+        read("SELECT DISTINCT p.* FROM payment p ORDER BY p.status, id DESC"),
+        read("SELECT DISTINCT *, status FROM payment ORDER BY status, id"),
+        read("SELECT * FROM payment p ORDER BY p.id, 2 DESC"),
+        read("SELECT * FROM payment p ORDER BY p.status DESC, 1"),
+        read("SELECT status, p.* FROM payment p ORDER BY 2"),
+        read_bound(
+            "SELECT DISTINCT status, uid FROM payment ORDER BY uid, status LIMIT 3, 4",
+            "SELECT DISTINCT status, uid FROM payment ORDER BY uid, status LIMIT ?, ?",
+            vec![3.into(), 4.into()],
+        ),
+    ]
+}
+
+/// BIT_AND, BIT_OR and BIT_XOR, grouped and not, over rows and over none; COUNT(DISTINCT)
+/// of two columns.
+fn aggregates() -> Vec<Read> {
+    vec![
+        read("SELECT BIT_AND(flags), BIT_OR(flags), BIT_XOR(flags) FROM payment"),
+        read(
+            "SELECT uid, BIT_AND(flags), BIT_OR(flags), BIT_XOR(flags) FROM payment \
+             GROUP BY uid ORDER BY uid",
+        ),
+        read_bound(
+            "SELECT BIT_AND(flags), BIT_OR(flags), BIT_XOR(flags), COUNT(*) FROM payment \
+             WHERE amount < 0",
+            "SELECT BIT_AND(flags), BIT_OR(flags), BIT_XOR(flags), COUNT(*) FROM payment \
+             WHERE amount < ?",
+            vec![0.into()],
+        ),
+        read(
+            "SELECT status, BIT_OR(flags) AS b FROM payment GROUP BY status \
+             HAVING b > 1 ORDER BY b DESC, status",
+        ),
+        read("SELECT COUNT(DISTINCT uid, status) FROM payment"),
+        read(
+            "SELECT status, COUNT(DISTINCT uid, flags) FROM payment GROUP BY status \
+             ORDER BY status",
+        ),
+    ]
+}
+
+/// Column names and types, then the rows as the protocol gave them.
+type Answer = (Vec<(String, u8)>, Vec<Vec<Value>>);
+
+async fn text(conn: &mut Conn, sql: &str) -> Result<Answer, String> {
+    let mut result = conn.query_iter(sql).await.map_err(|e| e.to_string())?;
+    let columns = result
+        .columns()
+        .map(|c| {
+            c.iter()
+                .map(|c| (c.name_str().into_owned(), c.column_type() as u8))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows: Vec<mysql_async::Row> = result.collect().await.map_err(|e| e.to_string())?;
+    Ok((columns, rows.into_iter().map(|r| r.unwrap()).collect()))
+}
+
+async fn prepared(conn: &mut Conn, sql: &str, params: Params) -> Result<Answer, String> {
+    let statement = conn.prep(sql).await.map_err(|e| e.to_string())?;
+    let columns = statement
+        .columns()
+        .iter()
+        .map(|c| (c.name_str().into_owned(), c.column_type() as u8))
+        .collect();
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(&statement, params)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((columns, rows.into_iter().map(|r| r.unwrap()).collect()))
+}
+
+/// Runs every read both ways in every protocol; returns the differences.
+async fn compare(proxy: &mut Conn, reference: &mut Conn, reads: &[Read]) -> Vec<String> {
+    let mut differences = Vec::new();
+    for r in reads {
+        let mut runs = vec![
+            (
+                "text",
+                text(proxy, r.sql).await,
+                text(reference, r.sql).await,
+            ),
+            (
+                "prepared",
+                prepared(proxy, r.sql, Params::Empty).await,
+                prepared(reference, r.sql, Params::Empty).await,
+            ),
+        ];
+        if let Some((sql, params)) = &r.with_params {
+            runs.push((
+                "prepared with parameters",
+                prepared(proxy, sql, Params::Positional(params.clone())).await,
+                prepared(reference, sql, Params::Positional(params.clone())).await,
+            ));
+        }
+        for (protocol, got, expected) in runs {
+            let expected = expected.unwrap_or_else(|e| panic!("reference: {}: {e}", r.sql));
+            if got.as_ref() != Ok(&expected) {
+                differences.push(format!(
+                    "{protocol}: {}\n  proxy:     {got:?}\n  reference: {expected:?}",
+                    r.sql
+                ));
+            }
+        }
+    }
+    differences
+}
+
+struct Setup {
+    backend: testkit::Backend,
+    dbs: Vec<String>,
+    /// Runs until the setup is dropped.
+    _proxy: Proxy,
+}
+
+/// The proxy over ds_0 and ds_1 (payment_0 and payment_1 each, by `uid` mod 4) and the
+/// reference database, both holding the same rows.
+async fn setup() -> (Setup, Conn, Conn) {
+    let backend = testkit::backends(1).expect("a MariaDB backend").remove(0);
+    let prefix = testkit::unique_name("reads");
+    let dbs: Vec<String> = ["0", "1", "ref"]
+        .iter()
+        .map(|s| format!("{prefix}_{s}"))
+        .collect();
+    let mut rules = format!(
+        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n\n\
+         [schema]\nname = \"shop\"\ndefault_data_source = \"ds_0\"\n\n",
+        common::USER,
+        common::PASSWORD
+    );
+    for (i, db) in dbs[..2].iter().enumerate() {
+        rules += &format!(
+            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
+            backend.address(),
+            backend.user(),
+            backend.password()
+        );
+    }
+    rules += "[tables.payment]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\n\
+              nodes = \"ds_{0..1}.payment_{0..1}\"\n";
+    let proxy = Proxy::start(&rules);
+    let mut through = proxy.conn(Some("shop")).await;
+    backend
+        .sql(&format!("CREATE DATABASE `{}`", dbs[2]))
+        .expect("reference database");
+    let mut reference = common::direct(&backend).await;
+    reference
+        .query_drop(format!("USE `{}`", dbs[2]))
+        .await
+        .unwrap();
+    // 40 rows over 9 uids: NULL amounts, statuses and flags, several rows per uid and status.
+    let rows: Vec<String> = (1..=40u64)
+        .map(|id| {
+            let uid = id * 7 % 9;
+            let amount = if id % 11 == 0 {
+                "NULL".to_owned()
+            } else {
+                format!("{}.{:02}", id * 13 % 50, id % 100)
+            };
+            let status = ["'new'", "'paid'", "'void'", "NULL"][(id % 4) as usize];
+            let flags = if id % 13 == 0 {
+                "NULL".to_owned()
+            } else {
+                (id * 37 % 64 + 1).to_string()
+            };
+            format!("({id}, {uid}, {amount}, {status}, {flags})")
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO payment (id, uid, amount, status, flags) VALUES {}",
+        rows.join(", ")
+    );
+    for conn in [&mut through, &mut reference] {
+        conn.query_drop(TABLE).await.unwrap();
+        conn.query_drop(&insert).await.unwrap();
+    }
+    (
+        Setup {
+            backend,
+            dbs,
+            _proxy: proxy,
+        },
+        through,
+        reference,
+    )
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for db in &self.dbs {
+            let _ = self.backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_order_by_group_by_and_distinct_resolve_against_the_select_list() {
+    let (setup, mut through, mut reference) = setup().await;
+    let differences = compare(&mut through, &mut reference, &names()).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    drop(setup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitwise_aggregates_and_count_distinct_of_two_columns_merge_exactly() {
+    let (setup, mut through, mut reference) = setup().await;
+    let differences = compare(&mut through, &mut reference, &aggregates()).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    drop(setup);
+}
