@@ -14,7 +14,7 @@ use prometheus::{
 };
 use protocol::constants::com;
 
-use crate::session::{PinReason, Pins};
+use executor::{PinReason, Pins, PlanCacheCounted};
 
 pub struct Metrics {
     registry: Registry,
@@ -74,12 +74,6 @@ pub struct RulesInForce {
     pub version: u64,
     pub sha256: String,
 }
-
-/// How much of one plan cache's hits and misses the counters hold already. A snapshot owns
-/// one, as its router owns the cache; the cache starts at zero with each snapshot, the
-/// counters do not.
-#[derive(Debug, Default)]
-pub struct PlanCacheCounted(Mutex<router::CacheStats>);
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -372,13 +366,13 @@ impl Metrics {
     /// Adds to the plan-cache counters what `stats` of one cache hold beyond what `counted`
     /// says was added already.
     pub fn count_plan_cache(&self, counted: &PlanCacheCounted, stats: router::CacheStats) {
-        let mut counted = lock(&counted.0);
-        self.plan_cache_hits
-            .inc_by(stats.hits.saturating_sub(counted.hits));
-        self.plan_cache_misses
-            .inc_by(stats.misses.saturating_sub(counted.misses));
-        self.plan_cache_entries.set(stats.entries as i64);
-        *counted = stats;
+        counted.count(stats, |counted, stats| {
+            self.plan_cache_hits
+                .inc_by(stats.hits.saturating_sub(counted.hits));
+            self.plan_cache_misses
+                .inc_by(stats.misses.saturating_sub(counted.misses));
+            self.plan_cache_entries.set(stats.entries as i64);
+        });
     }
 
     /// A rule file was applied: the version goes up, the hash is the new file's. Returns the

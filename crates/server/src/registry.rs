@@ -1,5 +1,5 @@
 //! The proxy's client sessions, proxy-wide: their ids, what each is doing (for the process
-//! list) and the backend connections each is using (so `KILL` can interrupt its statement
+//! list) and how to cancel its work on the backends (so `KILL` can interrupt its statement
 //! there).
 //!
 //! A session's id is the connection id of its greeting: this proxy's number in the high 8 bits
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use backend::Pool;
+use executor::Cancel;
 use tokio::sync::Notify;
 
 const COUNTER_BITS: u32 = 24;
@@ -46,18 +46,10 @@ pub struct Entry {
     /// The proxy's port the client connected to (`@@port`).
     pub port: u16,
     shown: Mutex<Shown>,
-    backends: Mutex<Backends>,
+    /// The session's executor's backend work, as `KILL` interrupts it.
+    pub cancel: Arc<Cancel>,
     killed: AtomicBool,
     kill: Notify,
-}
-
-/// The backend connections a session is using, and whether a `KILL` is interrupting them.
-#[derive(Default)]
-struct Backends {
-    threads: Vec<(Arc<Pool>, u32)>,
-    /// KILLs in flight: until they are over the session's connections must not go back to
-    /// a pool, where another session could get one and be interrupted instead.
-    killing: u32,
 }
 
 /// Removes its session from the registry when the session is over.
@@ -107,7 +99,7 @@ impl Registry {
                 state: String::new(),
                 info: None,
             }),
-            backends: Mutex::new(Backends::default()),
+            cancel: Arc::new(Cancel::default()),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
         });
@@ -176,19 +168,6 @@ impl Entry {
         set_db(&mut shown, db);
     }
 
-    /// The session uses backend connection `thread` of `pool`.
-    pub fn using(&self, pool: &Arc<Pool>, thread: u32) {
-        lock(&self.backends).threads.push((pool.clone(), thread));
-    }
-
-    /// The session gives up every backend connection it used. False while a KILL is
-    /// interrupting them: then they must be closed rather than go back to a pool.
-    pub fn release_backends(&self) -> bool {
-        let mut backends = lock(&self.backends);
-        backends.threads.clear();
-        backends.killing == 0
-    }
-
     /// Interrupts the statement the session is running on each backend connection it uses
     /// (`KILL QUERY <thread>` on a connection of its own to that server); with `connection`,
     /// also ends the session.
@@ -197,17 +176,7 @@ impl Entry {
             self.killed.store(true, Ordering::Release);
             self.kill.notify_one();
         }
-        let threads = {
-            let mut backends = lock(&self.backends);
-            backends.killing += 1;
-            backends.threads.clone()
-        };
-        for (pool, thread) in threads {
-            if let Err(e) = kill_query(&pool, thread).await {
-                tracing::warn!(session = self.id, address = pool.address(), thread, error = %e, "KILL QUERY on the backend failed");
-            }
-        }
-        lock(&self.backends).killing -= 1;
+        self.cancel.cancel(self.id).await;
     }
 
     /// Whether `KILL CONNECTION` ended the session.
@@ -224,18 +193,6 @@ impl Entry {
 fn set_db(shown: &mut Shown, db: Option<&str>) {
     if shown.db.as_deref() != db {
         shown.db = db.map(str::to_string);
-    }
-}
-
-/// `KILL QUERY thread` on a new connection to the server of `pool` (the pool's own may all be
-/// busy, and this must not wait behind the statement it interrupts).
-async fn kill_query(pool: &Pool, thread: u32) -> Result<(), backend::BackendError> {
-    let mut conn = backend::BackendConn::connect(&pool.options()).await?;
-    match conn.query(&format!("KILL QUERY {thread}")).await {
-        // The statement ended meanwhile and the connection closed: nothing to interrupt.
-        Err(backend::BackendError::Server { error, .. }) if error.code == 1094 => Ok(()),
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -12,7 +12,9 @@ use protocol::ServerError;
 use router::{ColumnSource, RouteError, Router};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Flow, Session};
+use executor::Flow;
+
+use super::Session;
 use crate::Snapshot;
 
 /// Lists one statement may need (e.g. `*` over several tables of information_schema).
@@ -63,11 +65,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The column list of `from`, read on a connection to its data source.
     async fn read_columns(&mut self, from: &ColumnSource) -> Result<Vec<String>, Flow> {
-        let index = match self.conn_for(&from.data_source).await {
-            Ok(i) => i,
+        let snapshot = self.ctx.snapshot.load_full();
+        let conn = match self.exec.backend(&snapshot, &from.data_source).await {
+            Ok(conn) => conn,
             Err(e) => return Err(self.error(e.to_server_error()).await),
         };
-        match self.held[index].conn.query(&columns_query(from)).await {
+        match conn.query(&columns_query(from)).await {
             Ok(result) => {
                 let columns: Vec<String> = result
                     .rows
@@ -90,7 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e @ backend::BackendError::Server { .. }) => {
                 Err(self.error(e.to_server_error()).await)
             }
-            Err(e) => Err(self.backend_lost(index, e).await),
+            Err(e) => Err(self.backend_lost(&from.data_source, e).await),
         }
     }
 }

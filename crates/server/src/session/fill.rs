@@ -19,8 +19,10 @@ use router::{IdStyle, Param, Plan};
 use sequence::Sequences;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::route::{route_error, Request};
-use super::{Flow, Session};
+use executor::{Flow, Request};
+
+use super::route::route_error;
+use super::Session;
 use crate::Snapshot;
 
 /// The ids one statement asks for (from [`router::RouteError::IdsNeeded`]).
@@ -111,8 +113,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Runs a filled INSERT: one OK, with the first id as its last insert id.
     async fn run_filled(&mut self, plan: &Plan, request: Request<'_>, ids: &[u64]) -> Flow {
-        self.answers_last_insert_id = true;
-        self.run_sum_affected(plan, request, ids.first().copied())
+        self.exec.reported.answers_last_insert_id = true;
+        let snapshot = self.ctx.snapshot.load_full();
+        self.exec
+            .run_sum_affected(
+                &mut self.client,
+                &snapshot,
+                plan,
+                request,
+                ids.first().copied(),
+            )
             .await
     }
 }

@@ -1,20 +1,16 @@
 //! One client session: reads commands, answers what concerns the logical schema itself, and
-//! relays the rest to backend connections.
+//! hands routed plans to its [`Executor`], which runs them on backend connections.
 //!
-//! A session borrows backend connections ([`backends`]) for one statement, or for as long as
-//! something pins them ([`pin`]: a transaction, user variables, temporary tables, locks…), so
-//! many sessions share a few connections while behaving as on a direct connection. Prepared
-//! statements belong to the session ([`statements`]); each connection keeps those it has
-//! prepared, for whichever session borrows it.
+//! The executor borrows backend connections for one statement, or for as long as something
+//! pins them (a transaction, user variables, temporary tables, locks…), so many sessions
+//! share a few connections while behaving as on a direct connection. Prepared statements
+//! belong to the session ([`statements`]); each connection keeps those it has prepared, for
+//! whichever session borrows it.
 
-mod access;
-mod backends;
 mod columns;
 mod diagnostics;
 mod fill;
-mod merge;
 mod own_values;
-mod pin;
 mod process;
 mod route;
 mod show;
@@ -24,10 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use protocol::constants::{caps, com, set_names_for_collation, status};
+use executor::{answer_error, ClientState, Diagnostic, Executor, Flow, Pins};
+use protocol::constants::{caps, com, set_names_for_collation};
 use protocol::framing::PacketConn;
 use protocol::handshake::ChangeUser;
-use protocol::packets::OkPacket;
 use protocol::response::ResponseKind;
 use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
 use protocol::text::{self, Charset};
@@ -39,36 +35,69 @@ use crate::handshake::{authenticate, handshake_charset, unknown_database, Login}
 use crate::intercept::{
     intercept, like_matches, physical_database, visible_databases, Intercepted,
 };
+use crate::metrics::Metrics;
 use crate::processes::{Kill, KillTarget};
 use crate::registry::Entry;
 use crate::Context;
-pub(crate) use pin::{PinReason, Pins};
 
-/// The connection state the client chose, which its backend connections follow.
-struct ClientState {
-    /// The logical database the client selected.
-    database: Option<String>,
-    /// `SET NAMES` arguments every backend connection must carry for this session.
-    charset: &'static str,
-    multi_statements: bool,
+/// The client's side of a session: its packets, and what the session answered it.
+struct ClientConn<S> {
+    packets: PacketConn<S>,
+    capabilities: u32,
+    metrics: Arc<Metrics>,
+    /// The last statement's warnings and errors, for `SHOW WARNINGS` ([`diagnostics`]).
+    diagnostics: Vec<Diagnostic>,
 }
 
-/// What the command loop does after a command.
-enum Flow {
-    Continue,
-    /// End the session (COM_QUIT, a lost client, or a state the client must not continue from).
-    Close,
+impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
+    type Stream = S;
+
+    fn packets(&mut self) -> &mut PacketConn<S> {
+        &mut self.packets
+    }
+
+    fn deprecate_eof(&self) -> bool {
+        self.capabilities & caps::DEPRECATE_EOF != 0
+    }
+
+    fn send_error(&mut self, err: &ServerError) {
+        self.metrics.error(err.code);
+        self.diagnostics.push(Diagnostic {
+            level: "Error".into(),
+            code: err.code,
+            message: err.message.to_string(),
+        });
+        self.packets.write_with(|b| err.encode(b));
+    }
+
+    fn count_error(&mut self, code: u16) {
+        self.metrics.error(code);
+    }
+
+    fn broadcast_divergence(&mut self, table: &str) {
+        self.metrics.broadcast_divergence(table);
+    }
+}
+
+/// The state a session starts from, and returns to on COM_RESET_CONNECTION.
+fn client_state(database: Option<String>, collation: u8, capabilities: u32) -> ClientState {
+    ClientState {
+        database,
+        charset: set_names_for_collation(collation),
+        multi_statements: capabilities & caps::MULTI_STATEMENTS != 0,
+    }
 }
 
 pub(crate) struct Session<S> {
-    client: PacketConn<S>,
+    client: ClientConn<S>,
+    /// Runs the session's plans on the backend connections it holds.
+    exec: Executor,
     ctx: Arc<Context>,
     /// The session as the process list and KILL see it; its id is `connection_id`.
     entry: Arc<Entry>,
     connection_id: u32,
     host: String,
     user: String,
-    capabilities: u32,
     handshake_collation: u8,
     /// How statements are read after the handshake (and COM_RESET_CONNECTION).
     handshake_charset: Charset,
@@ -76,54 +105,9 @@ pub(crate) struct Session<S> {
     text_charset: Charset,
     nonce: [u8; 20],
     tls: bool,
-    /// What every backend connection the session uses must be brought to.
-    state: ClientState,
-    held: Vec<backends::Held>,
     statements: statements::Statements,
-    /// Session statements (SET ...) every connection the session acquires later must replay.
-    replay: Vec<String>,
-    /// An explicit transaction (BEGIN) is open.
-    in_transaction: bool,
-    /// Whether the last session statement succeeded (so it is recorded for replay).
-    last_statement_ok: bool,
-    /// The id the last INSERT that generated one reported, whichever connection ran it.
-    last_insert_id: u64,
-    /// `LAST_INSERT_ID()` is answered from `last_insert_id` even while only the default data
-    /// source was used: the proxy filled ids from a sequence, which no backend knows of.
-    answers_last_insert_id: bool,
-    /// Status flags to report in locally generated OK packets.
-    status: u16,
-    /// Why the held connections must stay with the session, besides an open transaction.
-    pins: Pins,
     /// The pins last counted in the `dbmesh_session_pinned` metric, transaction included.
     counted_pins: Pins,
-    /// How the current statement may use primaries and replicas.
-    access: access::Access,
-    /// The session's last write per data source with replicas, which its reads must see.
-    writes: Vec<backends::Write>,
-    /// The last statement's warnings and errors, for `SHOW WARNINGS` ([`diagnostics`]).
-    diagnostics: Vec<diagnostics::Diagnostic>,
-    /// What `ROW_COUNT()` answers: the last statement's affected rows, -1 after a SELECT.
-    row_count: i64,
-    /// Set by a scatter read whose replica failed before anything reached the client: the
-    /// read runs again.
-    retry_read: bool,
-    /// A `SET TRANSACTION …` without scope waiting for the transaction it applies to.
-    next_transaction: Option<NextTransaction>,
-}
-
-/// A one-shot `SET TRANSACTION …` (isolation level or access mode of the next transaction
-/// only): run on the connections the session holds, run again on connections it acquires
-/// before that transaction begins, never replayed after it ([`PinReason::NextTransaction`]).
-struct NextTransaction {
-    statement: String,
-    /// Declared by the statement that just ran, so nothing consumed it yet.
-    declared_now: bool,
-    /// The transaction it applies to is open. The SET is over when that transaction ends;
-    /// an autocommitted statement may consume it too (a server does when the statement
-    /// succeeds and touches a table), which the proxy cannot tell, so until a transaction
-    /// ends the connection stays pinned, erring towards keeping it.
-    begun: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -136,45 +120,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Self {
         entry.set_user(&login.user);
         entry.idle("", login.database.as_deref());
+        let state = client_state(login.database, login.collation, login.capabilities);
+        let found_rows = login.capabilities & caps::FOUND_ROWS != 0;
         Session {
-            client,
+            exec: Executor::new(entry.id, found_rows, state, entry.cancel.clone()),
+            client: ClientConn {
+                packets: client,
+                capabilities: login.capabilities,
+                metrics: ctx.metrics.clone(),
+                diagnostics: Vec::new(),
+            },
             connection_id: entry.id,
             entry,
             host,
             user: login.user,
-            capabilities: login.capabilities,
             handshake_collation: login.collation,
             handshake_charset: login.charset,
             text_charset: login.charset,
             nonce: login.nonce,
             tls: login.tls,
-            state: ClientState {
-                database: login.database,
-                charset: set_names_for_collation(login.collation),
-                multi_statements: login.capabilities & caps::MULTI_STATEMENTS != 0,
-            },
-            held: Vec::new(),
             statements: statements::Statements::default(),
-            replay: Vec::new(),
-            in_transaction: false,
-            last_statement_ok: false,
-            last_insert_id: 0,
-            answers_last_insert_id: false,
-            status: status::AUTOCOMMIT,
-            pins: 0,
             counted_pins: 0,
-            access: access::Access::PrimaryRead,
-            writes: Vec::new(),
-            diagnostics: Vec::new(),
-            row_count: -1,
-            retry_read: false,
-            next_transaction: None,
             ctx,
         }
     }
 
     fn deprecate_eof(&self) -> bool {
-        self.capabilities & caps::DEPRECATE_EOF != 0
+        executor::Client::deprecate_eof(&self.client)
     }
 
     pub(crate) async fn run(mut self) {
@@ -194,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // One timer per session, pushed back lazily: arming a fresh timeout for every
             // statement showed up in profiles of the pass-through path.
             let outcome = {
-                let read = self.client.read_packet(max_packet);
+                let read = self.client.packets.read_packet(max_packet);
                 tokio::pin!(read);
                 let killed = self.entry.wait_killed();
                 tokio::pin!(killed);
@@ -220,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(Err(e)) => {
                     // Oversized or out-of-order packets leave the stream unusable: answer, close.
                     self.send_error(&e.to_server_error());
-                    let _ = self.client.flush().await;
+                    let _ = self.client.packets.flush().await;
                     break;
                 }
                 None => {
@@ -234,13 +206,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         )
                     };
                     self.send_error(&err);
-                    let _ = self.client.flush().await;
+                    let _ = self.client.packets.flush().await;
                     break;
                 }
             };
             let Some(&command) = packet.first() else {
                 self.send_error(&ServerError::new(1047, "08S01", "Empty command packet"));
-                if self.client.flush().await.is_err() {
+                if self.client.packets.flush().await.is_err() {
                     break;
                 }
                 continue;
@@ -253,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.entry.begin(
                 process::command_name(command),
                 info.as_deref(),
-                self.state.database.as_deref(),
+                self.exec.state.database.as_deref(),
             );
             drop(info);
             let started = Instant::now();
@@ -272,67 +244,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if matches!(flow, Flow::Close) || self.entry.killed() {
                 break;
             }
-            if self.has_uncollected_diagnostics() {
-                self.collect_diagnostics().await;
+            if self.exec.has_uncollected_diagnostics() {
+                let collected = self.exec.collect_diagnostics().await;
+                self.client.diagnostics.extend(collected);
             }
-            if self.has_unnoted_writes() {
-                self.note_writes().await;
+            if self.exec.has_unnoted_writes() {
+                self.exec.note_writes().await;
             }
             self.settle();
             self.entry
-                .idle(&self.idle_state(), self.state.database.as_deref());
+                .idle(&self.idle_state(), self.exec.state.database.as_deref());
         }
         self.finish().await;
     }
 
-    /// After a command: counts the session's pins and, when nothing pins the held
-    /// connections, gives them back to the pool.
+    /// After a command: the executor gives back the connections nothing pins, and the
+    /// session's pins are counted.
     fn settle(&mut self) {
-        self.access = access::Access::PrimaryRead;
-        let in_transaction = self.in_transaction_now();
-        if let Some(next) = &mut self.next_transaction {
-            if next.declared_now {
-                next.declared_now = false;
-            } else if in_transaction {
-                next.begun = true;
-            } else if next.begun {
-                self.next_transaction = None;
-                self.pins &= !PinReason::NextTransaction.bit();
-            }
-        }
-        let mut pins = self.pins;
-        if self.in_transaction_now() {
-            pins |= PinReason::Transaction.bit();
-        }
+        let pins = self.exec.settle();
         if pins != self.counted_pins {
             self.ctx.metrics.set_pinned(self.counted_pins, pins);
             self.counted_pins = pins;
-        }
-        if pins == 0 {
-            self.release_unpinned();
-        }
-    }
-
-    /// A transaction is open, or autocommit is off (so the next statement opens one).
-    fn in_transaction_now(&self) -> bool {
-        self.client_status() & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
-    }
-
-    /// `access` as far as the session allows: inside a transaction, or while connections are
-    /// pinned (their state lives on the primary's connection), reads stay on the primary.
-    fn effective_access(&self, access: access::Access) -> access::Access {
-        if access == access::Access::ReplicaRead && (self.pins != 0 || self.in_transaction_now()) {
-            access::Access::PrimaryRead
-        } else {
-            access
         }
     }
 
     /// Returns the backend connections to the pool if they can be cleaned, else closes them.
     async fn finish(&mut self) {
         self.ctx.metrics.set_pinned(self.counted_pins, 0);
-        self.release_all().await;
-        self.client.shutdown().await;
+        self.exec.release_all().await;
+        self.client.packets.shutdown().await;
     }
 
     async fn dispatch(&mut self, command: u8, mut packet: BytesMut) -> Flow {
@@ -430,41 +370,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     fn send_error(&mut self, err: &ServerError) {
-        self.ctx.metrics.error(err.code);
-        self.diagnostics.push(diagnostics::Diagnostic {
-            level: "Error".into(),
-            code: err.code,
-            message: err.message.to_string(),
-        });
-        self.client.write_with(|b| err.encode(b));
+        executor::Client::send_error(&mut self.client, err);
     }
 
     async fn flush(&mut self) -> Flow {
-        match self.client.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
+        executor::flush(&mut self.client).await
     }
 
     async fn ok(&mut self) -> Flow {
-        self.row_count = 0;
-        let ok = OkPacket {
-            status: self.status,
-            ..OkPacket::default()
-        };
-        self.client.write_with(|b| ok.encode(0, b));
-        self.flush().await
+        self.exec.ok(&mut self.client).await
     }
 
     async fn error(&mut self, err: ServerError) -> Flow {
-        self.send_error(&err);
-        self.flush().await
+        answer_error(&mut self.client, &err).await
+    }
+
+    /// The connection to `data_source` died (see [`Executor::backend_lost`]).
+    async fn backend_lost(&mut self, data_source: &str, error: backend::BackendError) -> Flow {
+        self.exec
+            .backend_lost(&mut self.client, data_source, error)
+            .await
     }
 
     async fn use_database(&mut self, db: &str) -> Flow {
         if physical_database(&self.ctx.snapshot.load().rules, db).is_some() {
             // Held connections switch lazily, when they are next used.
-            self.state.database = Some(db.to_string());
+            self.exec.state.database = Some(db.to_string());
             self.ok().await
         } else {
             self.error(unknown_database(db)).await
@@ -484,24 +415,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .collect();
         let deprecate_eof = self.deprecate_eof();
         write_text_result(
-            &mut self.client,
+            &mut self.client.packets,
             &[ColumnDef::varchar(&header, 64)],
             rows,
             deprecate_eof,
-            self.status,
+            self.exec.reported.status,
         );
         self.flush().await
     }
 
     async fn select_database(&mut self, column: &str) -> Flow {
-        let row = [self.state.database.clone().map(String::into_bytes)];
+        let row = [self.exec.state.database.clone().map(String::into_bytes)];
         let deprecate_eof = self.deprecate_eof();
         write_text_result(
-            &mut self.client,
+            &mut self.client.packets,
             &[ColumnDef::varchar(column, 64)],
             [row],
             deprecate_eof,
-            self.status,
+            self.exec.reported.status,
         );
         self.flush().await
     }
@@ -537,11 +468,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let deprecate_eof = self.deprecate_eof();
         write_text_result(
-            &mut self.client,
+            &mut self.client.packets,
             &columns,
             [row],
             deprecate_eof,
-            self.status,
+            self.exec.reported.status,
         );
         self.flush().await
     }
@@ -555,22 +486,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.forward_default(packet, ResponseKind::Query).await;
         }
         let column_def = ColumnDef::unsigned_bigint(column);
-        let row = [Some(self.last_insert_id.to_string().into_bytes())];
+        let row = [Some(
+            self.exec.reported.last_insert_id.to_string().into_bytes(),
+        )];
         let deprecate_eof = self.deprecate_eof();
         write_text_result(
-            &mut self.client,
+            &mut self.client.packets,
             &[column_def],
             [row],
             deprecate_eof,
-            self.status,
+            self.exec.reported.status,
         );
         self.flush().await
     }
 
     async fn set_option(&mut self, packet: &[u8]) -> Flow {
         match packet.get(1..3) {
-            Some([0, 0]) => self.state.multi_statements = true,
-            Some([1, 0]) => self.state.multi_statements = false,
+            Some([0, 0]) => self.exec.state.multi_statements = true,
+            Some([1, 0]) => self.exec.state.multi_statements = false,
             _ => {
                 return self
                     .error(ServerError::unknown_command(com::SET_OPTION))
@@ -578,31 +511,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let deprecate_eof = self.deprecate_eof();
-        write_end_of_rows(&mut self.client, deprecate_eof, 0, self.status);
+        write_end_of_rows(
+            &mut self.client.packets,
+            deprecate_eof,
+            0,
+            self.exec.reported.status,
+        );
         self.flush().await
     }
 
     async fn reset_connection(&mut self) -> Flow {
-        self.release_all().await;
-        self.reset_session_state();
+        self.reset_session_state().await;
         self.ok().await
     }
 
-    /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to.
-    fn reset_session_state(&mut self) {
-        self.state.charset = set_names_for_collation(self.handshake_collation);
+    /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to, its backend
+    /// connections given back first.
+    async fn reset_session_state(&mut self) {
+        let state = client_state(
+            self.exec.state.database.take(),
+            self.handshake_collation,
+            self.client.capabilities,
+        );
+        self.exec.reset(state).await;
         self.text_charset = self.handshake_charset;
-        self.state.multi_statements = self.capabilities & caps::MULTI_STATEMENTS != 0;
         self.statements.clear();
-        self.replay.clear();
-        self.in_transaction = false;
-        self.status = status::AUTOCOMMIT;
-        self.pins = 0;
-        self.next_transaction = None;
-        self.last_insert_id = 0;
-        self.answers_last_insert_id = false;
-        self.row_count = -1;
-        self.diagnostics.clear();
+        self.client.diagnostics.clear();
     }
 
     /// The data source of every table the rules do not name.
@@ -618,15 +552,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Relays a command to the default data source.
     async fn forward_default(&mut self, packet: &[u8], kind: ResponseKind) -> Flow {
-        let data_source = self.default_data_source();
-        match self.forward_to(&data_source, packet, kind).await {
+        let snapshot = self.ctx.snapshot.load_full();
+        let data_source = &snapshot.rules.schema.default_data_source;
+        match self
+            .exec
+            .forward(&mut self.client, &snapshot, data_source, packet, kind)
+            .await
+        {
             Ok(_) => Flow::Continue,
             Err(flow) => flow,
         }
     }
 
     async fn change_user(&mut self, packet: &[u8]) -> Flow {
-        let request = match ChangeUser::decode(&packet[1..], self.capabilities) {
+        let request = match ChangeUser::decode(&packet[1..], self.client.capabilities) {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -644,7 +583,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .clone()
             .unwrap_or_else(|| protocol::auth::MYSQL_NATIVE_PASSWORD.to_string());
         let verdict = authenticate(
-            &mut self.client,
+            &mut self.client.packets,
             &rules,
             &request.user,
             &self.host,
@@ -658,13 +597,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ctx.metrics.auth_failures.inc();
             // As MySQL does, a failed change of user ends the connection.
             self.send_error(&err);
-            let _ = self.client.flush().await;
+            let _ = self.client.packets.flush().await;
             return Flow::Close;
         }
         if let Some(db) = &request.database {
             if physical_database(&rules, db).is_none() {
                 self.send_error(&unknown_database(db));
-                let _ = self.client.flush().await;
+                let _ = self.client.packets.flush().await;
                 return Flow::Close;
             }
         }
@@ -673,17 +612,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(charset) => charset,
             Err(err) => {
                 self.send_error(&err);
-                let _ = self.client.flush().await;
+                let _ = self.client.packets.flush().await;
                 return Flow::Close;
             }
         };
-        self.release_all().await;
         self.user = request.user;
         self.entry.set_user(&self.user);
-        self.state.database = request.database;
+        self.exec.state.database = request.database;
         self.handshake_collation = collation;
         self.handshake_charset = charset;
-        self.reset_session_state();
+        self.reset_session_state().await;
         self.ok().await
     }
 }

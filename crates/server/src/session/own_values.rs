@@ -11,7 +11,8 @@ use protocol::ServerError;
 use sql::{Replacement, SessionValue, Unreplaceable};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::pin::PinReason;
+use executor::PinReason;
+
 use super::process::string_literal;
 use super::Session;
 
@@ -83,9 +84,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// the default data source, the backend holds the session's value.
     pub(super) fn backend_holds_last_insert_id(&self) -> bool {
         let default = self.default_data_source();
-        !self.answers_last_insert_id
-            && self.pins & PinReason::LastInsertId.bit() != 0
-            && self.held.iter().all(|h| h.data_source == default)
+        !self.exec.reported.answers_last_insert_id
+            && self.exec.pins() & PinReason::LastInsertId.bit() != 0
+            && self.exec.holds_only(&default)
     }
 
     /// The COM_QUERY `packet` with the session's own values in place (`None`: unchanged).
@@ -93,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn with_own_values(&self, packet: &[u8]) -> Result<Option<BytesMut>, ServerError> {
         let text = text::decode(&packet[1..], self.text_charset);
         let holds_insert_id = self.backend_holds_last_insert_id();
-        let found_rows_pinned = self.pins & PinReason::FoundRows.bit() != 0;
+        let found_rows_pinned = self.exec.pins() & PinReason::FoundRows.bit() != 0;
         let replaced = sql::replace_session_values(&text, |value| match value {
             SessionValue::ConnectionId
             | SessionValue::User
@@ -104,11 +105,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionValue::LastInsertId if holds_insert_id => Ok(Replacement::Keep),
             SessionValue::LastInsertId => Ok(Replacement::With(format!(
                 "CAST({} AS UNSIGNED)",
-                self.last_insert_id
+                self.exec.reported.last_insert_id
             ))),
             SessionValue::RowCount => Ok(Replacement::With(format!(
                 "CAST({} AS SIGNED)",
-                self.row_count
+                self.exec.reported.row_count
             ))),
             SessionValue::FoundRows if found_rows_pinned => Ok(Replacement::Keep),
             // The rows of the session's previous SELECT are not counted.

@@ -10,7 +10,9 @@ use protocol::resultset::{write_text_result, ColumnDef};
 use protocol::ServerError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Flow, PinReason, Session};
+use executor::{Flow, PinReason};
+
+use super::Session;
 use crate::processes::{about_sessions, AboutSessions, Kill, KillTarget};
 use crate::registry::{Entry, Shown};
 
@@ -212,7 +214,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             })
             .collect();
         let deprecate_eof = self.deprecate_eof();
-        write_text_result(&mut self.client, &columns, rows, deprecate_eof, self.status);
+        let status = self.exec.reported.status;
+        write_text_result(
+            &mut self.client.packets,
+            &columns,
+            rows,
+            deprecate_eof,
+            status,
+        );
         self.flush().await
     }
 
@@ -226,6 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map(|(entry, shown)| (entry.id, entry.host.clone(), shown))
             .collect();
         let in_information_schema = self
+            .exec
             .state
             .database
             .as_deref()
@@ -299,12 +309,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// What the process list shows of an idle session.
     pub(super) fn idle_state(&self) -> String {
         let mut state = String::new();
-        if self.in_transaction_now() {
+        if self.exec.in_transaction_now() {
             state.push_str("in transaction");
         }
         let pinned: Vec<&str> = PinReason::ALL
             .iter()
-            .filter(|r| **r != PinReason::Transaction && self.pins & r.bit() != 0)
+            .filter(|r| **r != PinReason::Transaction && self.exec.pins() & r.bit() != 0)
             .map(|r| r.label())
             .collect();
         if !pinned.is_empty() {

@@ -11,7 +11,9 @@ use protocol::ServerError;
 use router::Plan;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Flow, Session};
+use executor::Flow;
+
+use super::Session;
 use crate::intercept::like_matches;
 
 /// SHOW output is small; past this many rows it is refused rather than buffered.
@@ -51,16 +53,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         asked: Asked,
     ) -> Flow {
         let deprecate_eof = self.deprecate_eof();
-        let status = self.client_status();
+        let status = self.exec.client_status();
+        let packets = &mut self.client.packets;
         match asked {
-            Asked::Query => write_text_result(&mut self.client, defs, rows, deprecate_eof, status),
+            Asked::Query => write_text_result(packets, defs, rows, deprecate_eof, status),
             Asked::Prepare { statement_id } => {
-                write_prepare_ok(&mut self.client, statement_id, defs, deprecate_eof, status)
+                write_prepare_ok(packets, statement_id, defs, deprecate_eof, status)
             }
             Asked::Execute => {
-                if let Err(e) =
-                    write_binary_result(&mut self.client, defs, &rows, deprecate_eof, status)
-                {
+                if let Err(e) = write_binary_result(packets, defs, &rows, deprecate_eof, status) {
                     return self
                         .error(ServerError::internal(format!("dbmesh: SHOW result: {e}")))
                         .await;
@@ -78,18 +79,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         original_sql: &str,
     ) -> Result<Option<(Vec<ColumnDef>, Vec<Row>)>, Flow> {
         let target = &plan.targets[0];
-        let index = match self.conn_for(&target.data_source).await {
-            Ok(i) => i,
+        let logical_db = self.exec.state.database.clone().unwrap_or_default();
+        let snapshot = self.ctx.snapshot.load_full();
+        let conn = match self.exec.backend(&snapshot, &target.data_source).await {
+            Ok(conn) => conn,
             Err(e) => return Err(self.error(e.to_server_error()).await),
         };
-        let physical_db = self.held[index]
-            .conn
-            .state()
-            .database
-            .clone()
-            .unwrap_or_default();
-        let logical_db = self.state.database.clone().unwrap_or_default();
-        let conn = &mut self.held[index].conn;
+        let physical_db = conn.state().database.clone().unwrap_or_default();
         let result = async {
             conn.send_command_with(|b| {
                 b.extend_from_slice(&[protocol::constants::com::QUERY]);
@@ -143,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e @ backend::BackendError::Server { .. }) => {
                 return Err(self.error(e.to_server_error()).await)
             }
-            Err(e) => return Err(self.backend_lost(index, e).await),
+            Err(e) => return Err(self.backend_lost(&target.data_source, e).await),
         };
         let mut defs: Vec<ColumnDef> = match columns.iter().map(|c| ColumnDef::decode(c)).collect()
         {
@@ -153,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     source_name: target.data_source.clone(),
                     error: e,
                 };
-                return Err(self.backend_lost(index, lost).await);
+                return Err(self.backend_lost(&target.data_source, lost).await);
             }
         };
         for def in &mut defs {

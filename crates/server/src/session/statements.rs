@@ -20,13 +20,13 @@ use router::{Combine, Param, Plan, RouteError, SessionStatement, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::access::{self, Access};
+use executor::{Access, Effects, Flow, PinReason, Request};
+
 use super::fill::IdRequest;
 use super::own_values;
-use super::pin::{self, Effects, PinReason};
-use super::route::{route_error, Request};
+use super::route::route_error;
 use super::show::Asked;
-use super::{Flow, Session};
+use super::Session;
 use crate::intercept::unqualified_system_tables;
 
 /// One prepared statement of a session.
@@ -63,9 +63,9 @@ impl Prepared {
         plan: &Plan,
         rules: &Arc<Rules>,
     ) -> Prepared {
-        let items = pin::items(&sql);
-        let effects = pin::scan(&items).then(pin::unread_set(&plan.kind, &sql));
-        let access = access::classify(&plan.kind, &sql, &items);
+        let items = executor::items(&sql);
+        let effects = executor::scan(&items).then(executor::unread_set(&plan.kind, &sql));
+        let access = executor::classify(&plan.kind, &sql, &items);
         Prepared {
             sql,
             params,
@@ -235,7 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .await;
         }
         let sql = text::decode(&packet[1..], self.text_charset).into_owned();
-        if let Some(err) = unqualified_system_tables(self.state.database.as_deref(), &sql)
+        if let Some(err) = unqualified_system_tables(self.exec.state.database.as_deref(), &sql)
             .or_else(|| own_values::refused_in_prepared(&sql))
         {
             return self.error(err).await;
@@ -278,24 +278,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let fixed = fixed_route(&plan, fills_ids);
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
-        let index = match self.conn_for(&data_source).await {
-            Ok(i) => i,
-            Err(e) => return self.error(e.to_server_error()).await,
-        };
+        if let Err(e) = self.exec.backend(&snapshot, &data_source).await {
+            return self.error(e.to_server_error()).await;
+        }
         let mut request = BytesMut::with_capacity(1 + physical_sql.len());
         request.extend_from_slice(&[com::STMT_PREPARE]);
         request.extend_from_slice(&text::encode(&physical_sql));
         let kind = ResponseKind::Prepare {
             client_statement_id,
         };
-        let outcome = match self.relay_on(index, &request, kind).await {
+        let outcome = match self
+            .exec
+            .relay_on(&mut self.client, &data_source, &request, kind)
+            .await
+        {
             Ok(o) => o,
             Err(flow) => return flow,
         };
         if let Some(info) = outcome.prepared {
-            self.held[index]
-                .conn
-                .note_prepared(&physical_sql, info.statement_id);
+            if let Ok(conn) = self.exec.backend(&snapshot, &data_source).await {
+                conn.note_prepared(&physical_sql, info.statement_id);
+            }
             let params = usize::from(info.params);
             let prepared = Prepared::new(sql, params, fixed, session, &plan, &snapshot.rules);
             self.statements.insert(client_statement_id, prepared);
@@ -346,9 +349,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if cursor {
             effects = Effects::set(PinReason::Cursor).then(effects);
         }
-        self.pins = Effects::clear(PinReason::LongData)
-            .then(effects)
-            .apply(self.pins);
+        self.exec
+            .apply(Effects::clear(PinReason::LongData).then(effects));
         let (fixed, params) = (prepared.fixed.clone(), prepared.params);
         if let Some(statement) = prepared.session.clone() {
             if params > 0 {
@@ -371,17 +373,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some(fixed) = fixed {
             let (data_source, sql) = &*fixed;
             bind_types(&mut packet, params, &mut prepared.types);
-            self.access = self.effective_access(access);
+            self.exec.set_access(access);
             // A read that a failing replica did not answer runs once more elsewhere (the
             // replica is out by then).
             loop {
-                let (index, backend_id) = match self.fixed_on(data_source, sql).await {
-                    Ok(r) => r,
+                let backend_id = match self.exec.prepared_id(&snapshot, data_source, sql).await {
+                    Ok(id) => id,
                     Err(e) => return self.error(e.to_server_error()).await,
                 };
                 packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
+                let kind = ResponseKind::Execute { cursor };
                 match self
-                    .relay_read(index, &packet, ResponseKind::Execute { cursor })
+                    .exec
+                    .relay_read(&mut self.client, data_source, &packet, kind)
                     .await
                 {
                     Ok(_) => return Flow::Continue,
@@ -425,7 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.statements.long_data_bytes -= prepared.clear_long_data();
         let sql = prepared.sql.clone();
         let params: Vec<Param> = exec.values.iter().map(to_param).collect();
-        self.access = self.effective_access(access);
+        self.exec.set_access(access);
         let routed = match self
             .route_with_columns(&snapshot, |router| router.route(&sql, &params))
             .await
@@ -442,7 +446,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     sequence: &sequence,
                     count,
                 };
-                self.access = Access::Write;
+                self.exec.set_access(Access::Write);
                 return self.execute_filled(&exec, &sql, &params, request).await;
             }
             Err(e) => return self.error(route_error(&e)).await,
@@ -450,7 +454,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
             return self.run_show(&plan, &sql, Asked::Execute).await;
         }
-        let flow = self.run_plan(&plan, Request::Execute { exec: &exec }).await;
+        let flow = self
+            .exec
+            .run_plan(
+                &mut self.client,
+                &snapshot,
+                &plan,
+                Request::Execute { exec: &exec },
+            )
+            .await;
         if plan.kind == StatementKind::Ddl {
             // The definition of a table may have changed: column lists are read again.
             snapshot.router.forget_columns();
@@ -480,28 +492,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// A connection to `data_source` and the id `sql` has there, prepared now if it has none.
-    /// A connection lost while preparing is dropped; when it was a replica's, the replica is
-    /// out and another server is tried.
-    async fn fixed_on(
-        &mut self,
-        data_source: &str,
-        sql: &str,
-    ) -> Result<(usize, u32), backend::BackendError> {
-        loop {
-            let index = self.conn_for(data_source).await?;
-            match self.held[index].conn.prepare(sql).await {
-                Ok(id) => return Ok((index, id)),
-                Err(e @ backend::BackendError::Server { .. }) => return Err(e),
-                Err(e) if self.on_replica(index) => self.replica_failed(index, &e),
-                Err(e) => {
-                    self.held.swap_remove(index);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
     /// COM_STMT_FETCH and COM_STMT_RESET of a fixed statement are relayed with the backend's
     /// id; a routed statement has no server-side cursor and resets locally.
     pub(super) async fn stmt_relay(&mut self, mut packet: BytesMut, kind: ResponseKind) -> Flow {
@@ -514,12 +504,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match prepared.fixed.clone() {
             Some(fixed) => {
                 let (data_source, sql) = &*fixed;
-                let (index, backend_id) = match self.fixed_on(data_source, sql).await {
-                    Ok(r) => r,
+                let snapshot = self.ctx.snapshot.load_full();
+                let backend_id = match self.exec.prepared_id(&snapshot, data_source, sql).await {
+                    Ok(id) => id,
                     Err(e) => return self.error(e.to_server_error()).await,
                 };
                 packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-                match self.relay_on(index, &packet, kind).await {
+                match self
+                    .exec
+                    .relay_on(&mut self.client, data_source, &packet, kind)
+                    .await
+                {
                     Ok(_) => Flow::Continue,
                     Err(flow) => flow,
                 }
@@ -545,11 +540,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let (data_source, sql) = &*fixed;
             // The data waits in the backend's statement until the execute: nobody else may
             // use that connection meanwhile.
-            self.pins = Effects::set(PinReason::LongData).apply(self.pins);
-            return match self.fixed_on(data_source, sql).await {
-                Ok((index, backend_id)) => {
+            self.exec.apply(Effects::set(PinReason::LongData));
+            let snapshot = self.ctx.snapshot.load_full();
+            return match self.exec.prepared_id(&snapshot, data_source, sql).await {
+                Ok(backend_id) => {
                     packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
-                    self.send_on(index, &packet).await
+                    self.exec
+                        .send_on(&mut self.client, data_source, &packet)
+                        .await
                 }
                 Err(_) => Flow::Continue,
             };
@@ -593,12 +591,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         };
         let (data_source, sql) = &*fixed;
-        let Some(index) = self.held.iter().position(|h| h.data_source == *data_source) else {
-            return Flow::Continue;
-        };
-        if let Err(e) = self.held[index].conn.close_prepared(sql).await {
-            return self.backend_lost(index, e).await;
-        }
-        Flow::Continue
+        self.exec
+            .close_prepared(&mut self.client, data_source, sql)
+            .await
     }
 }

@@ -12,7 +12,7 @@ use router::StatementKind;
 
 /// Why a session keeps its backend connections; each is a label of `dbmesh_session_pinned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PinReason {
+pub enum PinReason {
     /// BEGIN, or autocommit off, or the backend reports a transaction open.
     Transaction,
     UserVariables,
@@ -40,7 +40,7 @@ pub(crate) enum PinReason {
 }
 
 impl PinReason {
-    pub(crate) const ALL: [PinReason; 14] = [
+    pub const ALL: [PinReason; 14] = [
         PinReason::Transaction,
         PinReason::UserVariables,
         PinReason::TemporaryTables,
@@ -57,7 +57,7 @@ impl PinReason {
         PinReason::UnreadSet,
     ];
 
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             PinReason::Transaction => "transaction",
             PinReason::UserVariables => "user_variables",
@@ -77,17 +77,17 @@ impl PinReason {
     }
 
     /// This reason's bit in a [`Pins`] set.
-    pub(crate) fn bit(self) -> u16 {
+    pub fn bit(self) -> u16 {
         1 << (self as u16)
     }
 }
 
 /// A set of reasons, one bit each.
-pub(crate) type Pins = u16;
+pub type Pins = u16;
 
 /// What a statement does to the session's pins.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Effects {
+pub struct Effects {
     set: Pins,
     clear: Pins,
 }
@@ -123,7 +123,7 @@ impl Effects {
 
 /// One lexical item of a statement, as far as pinning (and the read/write split) cares.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Item<'a> {
+pub enum Item<'a> {
     /// A bare word.
     Word(&'a str),
     /// `@name` (a user variable).
@@ -135,7 +135,7 @@ pub(super) enum Item<'a> {
 
 /// Splits `sql` into items, dropping string literals, quoted identifiers and comments. The
 /// content of `/*! … */` and MariaDB's `/*M! … */` comments is code, so it is scanned.
-pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
+pub fn items(sql: &str) -> Vec<Item<'_>> {
     let b = sql.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
     let mut out = Vec::new();
@@ -217,7 +217,7 @@ pub(super) fn items(sql: &str) -> Vec<Item<'_>> {
 
 /// A `SET` the router could not read (it would have been a session statement): the session
 /// keeps the connection it runs on rather than let the change reach other sessions.
-pub(super) fn unread_set(kind: &StatementKind, sql: &str) -> Effects {
+pub fn unread_set(kind: &StatementKind, sql: &str) -> Effects {
     if *kind == StatementKind::Other && sql::strip_leading_words(sql, &["SET"]).is_some() {
         Effects::set(PinReason::UnreadSet)
     } else {
@@ -227,7 +227,7 @@ pub(super) fn unread_set(kind: &StatementKind, sql: &str) -> Effects {
 
 /// The pin effects of a statement text (several statements when separated by `;`), from its
 /// [`items`] (lexed once per statement, for this and the read/write split).
-pub(super) fn scan(items: &[Item<'_>]) -> Effects {
+pub fn scan(items: &[Item<'_>]) -> Effects {
     let mut effects = Effects::default();
     let mut add = |e: Effects| effects = effects.then(e);
     let is_word = |item: Option<&Item>, w: &str| matches!(item, Some(Item::Word(x)) if x.eq_ignore_ascii_case(w));

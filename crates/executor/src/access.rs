@@ -9,11 +9,11 @@
 
 use router::StatementKind;
 
-use super::pin::Item;
+use crate::pin::Item;
 
 /// How a statement may use a data source's servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
+pub enum Access {
     /// May change data: the primary, and the session's later reads must see it.
     Write,
     /// Reads, on the primary.
@@ -63,11 +63,11 @@ const PRIMARY_VARIABLES: [&str; 14] = [
 ];
 
 /// The hint that sends one statement to the primary.
-pub(crate) const PRIMARY_HINT: &str = "dbmesh:primary";
+pub const PRIMARY_HINT: &str = "dbmesh:primary";
 
 /// What `sql` (lexed into `items`), routed as `kind`, may use, before the session's own
 /// state is considered.
-pub(crate) fn classify(kind: &StatementKind, sql: &str, items: &[Item<'_>]) -> Access {
+pub fn classify(kind: &StatementKind, sql: &str, items: &[Item<'_>]) -> Access {
     match kind {
         StatementKind::Select if !needs_primary(sql, items) => Access::ReplicaRead,
         StatementKind::Select
@@ -113,7 +113,7 @@ fn needs_primary(sql: &str, items: &[Item<'_>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::pin::items;
+    use crate::pin::items;
 
     fn classify(kind: &StatementKind, sql: &str) -> Access {
         super::classify(kind, sql, &items(sql))

@@ -1,0 +1,310 @@
+//! Running a SELECT merged across shards: every shard gets its part at once
+//! (one connection per data source; the router unions a data source's
+//! physical tables into one statement), the column definitions of the first
+//! shard go to the client without the hidden helper columns, and the `merge`
+//! crate turns the shards' rows into the client's.
+
+use backend::BackendStream;
+use merge::{Failure, Layout, Limits, MergeError};
+use protocol::framing::PacketConn;
+use protocol::packets::OkPacket;
+use protocol::response::{drain_after_header, read_result_header, ResultHeader};
+use protocol::resultset::{write_end_of_rows, ColumnDef};
+use protocol::{ProtocolError, ServerError};
+use router::{MergeSpec, Plan, Target};
+
+use crate::run::{write_columns, Request, Stop};
+use crate::{answer_error, flush, Client, Executor, Flow, Snapshot};
+
+/// What interrupted a merge besides the merge itself.
+enum Io {
+    /// Shard `i` sent an error in place of a row.
+    Shard(usize, ServerError),
+    /// Shard `i`'s connection failed.
+    Backend(usize, ProtocolError),
+    Client,
+}
+
+/// The shards' row streams.
+struct ShardRows<'a> {
+    conns: Vec<&'a mut PacketConn<BackendStream>>,
+    done: Vec<bool>,
+    warnings: u16,
+}
+
+impl merge::Shards for ShardRows<'_> {
+    type Error = Io;
+
+    fn count(&self) -> usize {
+        self.conns.len()
+    }
+
+    async fn next_row(&mut self, shard: usize) -> Result<Option<Vec<u8>>, Io> {
+        if self.done[shard] {
+            return Ok(None);
+        }
+        let packet = self.conns[shard]
+            .read_packet(usize::MAX)
+            .await
+            .map_err(|e| Io::Backend(shard, e))?;
+        match packet.first() {
+            Some(0xfe) if packet.len() < 0xff_ffff => {
+                let ok = OkPacket::decode(&packet).map_err(|e| Io::Backend(shard, e))?;
+                self.warnings = self.warnings.saturating_add(ok.warnings);
+                self.done[shard] = true;
+                Ok(None)
+            }
+            Some(0xff) => {
+                self.done[shard] = true;
+                let err = ServerError::decode(&packet).map_err(|e| Io::Backend(shard, e))?;
+                Err(Io::Shard(shard, err))
+            }
+            _ => Ok(Some(packet.to_vec())),
+        }
+    }
+}
+
+impl ShardRows<'_> {
+    /// Reads and drops what the shards still have, so their connections stay usable.
+    async fn drain(&mut self) -> Result<(), (usize, ProtocolError)> {
+        for shard in 0..self.conns.len() {
+            if !self.done[shard] {
+                protocol::response::drain_rows(self.conns[shard])
+                    .await
+                    .map_err(|e| (shard, e))?;
+                self.done[shard] = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The client's connection as the merge's output.
+struct ClientRows<'a, C> {
+    client: &'a mut C,
+}
+
+impl<C: Client> merge::Sink for ClientRows<'_, C> {
+    type Error = Io;
+
+    async fn row(&mut self, payload: &[u8]) -> Result<(), Io> {
+        let packets = self.client.packets();
+        packets.write_packet(payload);
+        packets.flush_if_full().await.map_err(|_| Io::Client)
+    }
+}
+
+impl Executor {
+    /// A merged read; when a replica fails before anything reached the client, the read runs
+    /// again (the replica is out by then).
+    pub(crate) async fn run_merge<C: Client>(
+        &mut self,
+        client: &mut C,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        spec: &MergeSpec,
+        request: Request<'_>,
+    ) -> Flow {
+        loop {
+            if let Some(flow) = self.merge_once(client, snapshot, plan, spec, request).await {
+                return flow;
+            }
+        }
+    }
+
+    /// One attempt at [`run_merge`](Self::run_merge); `None`: a replica failed before
+    /// anything reached the client, run it again.
+    async fn merge_once<C: Client>(
+        &mut self,
+        client: &mut C,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        spec: &MergeSpec,
+        request: Request<'_>,
+    ) -> Option<Flow> {
+        let proxy = &snapshot.rules.proxy;
+        if spec.offset > proxy.max_merge_offset {
+            let err = ServerError::not_supported(format!(
+                "OFFSET {} across shards: above proxy.max_merge_offset ({}), each shard would \
+                 return offset + count rows",
+                spec.offset, proxy.max_merge_offset
+            ));
+            return Some(answer_error(client, &err).await);
+        }
+        let binary = match request {
+            Request::Text { .. } => false,
+            Request::Execute { exec } if exec.flags != 0 => {
+                let err = ServerError::not_supported("a cursor over a result merged across shards");
+                return Some(answer_error(client, &err).await);
+            }
+            Request::Execute { .. } => true,
+        };
+        let probed = match &spec.metadata_probe {
+            Some(probe) => match self.probe_columns(client, snapshot, probe, request).await {
+                Ok(columns) => Some(columns),
+                Err(flow) => return Some(flow),
+            },
+            None => None,
+        };
+        let targets: Vec<&Target> = plan.targets.iter().collect();
+        let headers = match self
+            .send_wave(client, snapshot, &targets, request, true)
+            .await
+        {
+            Ok(headers) => headers,
+            Err(Stop::Retry) => return None,
+            Err(Stop::Answered(flow)) => return Some(flow),
+        };
+        let failed = headers.iter().zip(&targets).find_map(|(h, t)| match h {
+            ResultHeader::Err(e) => Some(shard_error(&t.data_source, e)),
+            ResultHeader::Ok(_) => Some(ServerError::not_supported(
+                "a statement without a result set on several shards",
+            )),
+            ResultHeader::Columns(_) => None,
+        });
+        let layout = match (&failed, headers.first()) {
+            (None, Some(ResultHeader::Columns(shard_columns))) => {
+                let columns = probed.as_ref().unwrap_or(shard_columns);
+                let decoded: Result<Vec<ColumnDef>, _> =
+                    columns.iter().map(|c| ColumnDef::decode(c)).collect();
+                let same_width = headers
+                    .iter()
+                    .all(|h| matches!(h, ResultHeader::Columns(c) if c.len() == columns.len()));
+                match decoded {
+                    Ok(defs) if same_width => Layout::new(defs, spec.shape.hidden, binary),
+                    _ => Err(MergeError::Malformed("shards returned different columns")),
+                }
+            }
+            _ => Err(MergeError::Internal("no result")),
+        };
+        let layout = match (failed, layout) {
+            (None, Ok(layout)) => layout,
+            (failed, layout) => {
+                if let Err(flow) = self.drain_headers(client, &targets, &headers).await {
+                    return Some(flow);
+                }
+                let err = match (failed, layout) {
+                    (Some(e), _) => e,
+                    (None, Err(e)) => merge_error(&e),
+                    (None, Ok(_)) => ServerError::internal("dbmesh: merge failed"),
+                };
+                return Some(answer_error(client, &err).await);
+            }
+        };
+        let deprecate_eof = client.deprecate_eof();
+        let client_columns = match (&probed, headers.first()) {
+            (Some(p), _) => Some(p),
+            (None, Some(ResultHeader::Columns(c))) => Some(c),
+            _ => None,
+        };
+        if let Some(columns) = client_columns {
+            let status = self.client_status();
+            write_columns(client, &columns[..layout.visible], status);
+        }
+
+        let limits = Limits {
+            memory: proxy.merge_memory_limit,
+        };
+        let mut conns: Vec<Option<&mut PacketConn<BackendStream>>> = Vec::new();
+        conns.resize_with(targets.len(), || None);
+        for held in self.held.iter_mut() {
+            if let Some(pos) = targets
+                .iter()
+                .position(|t| t.data_source == held.data_source)
+            {
+                conns[pos] = Some(held.conn.packets());
+            }
+        }
+        let mut shards = ShardRows {
+            conns: conns.into_iter().flatten().collect(),
+            done: vec![false; targets.len()],
+            warnings: 0,
+        };
+        let mut sink = ClientRows {
+            client: &mut *client,
+        };
+        let outcome = merge::merge(spec, &layout, limits, &mut shards, &mut sink).await;
+        let drained = shards.drain().await;
+        let warnings = shards.warnings;
+        let failure = match outcome {
+            Ok(_) => None,
+            Err(Failure::Merge(e)) => Some(merge_error(&e)),
+            Err(Failure::Io(Io::Shard(shard, e))) => {
+                Some(shard_error(&targets[shard].data_source, &e))
+            }
+            Err(Failure::Io(Io::Backend(shard, error))) => {
+                let data_source = &targets[shard].data_source;
+                return Some(self.stream_lost(client, data_source, error).await);
+            }
+            Err(Failure::Io(Io::Client)) => {
+                // The shards' results are abandoned: their connections cannot be reused.
+                for target in &targets {
+                    self.discard(&target.data_source);
+                }
+                return Some(Flow::Close);
+            }
+        };
+        if let Err((shard, error)) = drained {
+            let data_source = &targets[shard].data_source;
+            return Some(self.stream_lost(client, data_source, error).await);
+        }
+        Some(match failure {
+            // An error in place of a row ends the result, as a server's mid-result error does.
+            Some(err) => answer_error(client, &err).await,
+            None => {
+                let status = self.client_status();
+                write_end_of_rows(client.packets(), deprecate_eof, warnings, status);
+                flush(client).await
+            }
+        })
+    }
+
+    /// The column definitions of a probe (a part of the statement returning no rows).
+    async fn probe_columns<C: Client>(
+        &mut self,
+        client: &mut C,
+        snapshot: &Snapshot,
+        probe: &Target,
+        request: Request<'_>,
+    ) -> Result<Vec<Vec<u8>>, Flow> {
+        let packet = self
+            .target_request(client, snapshot, probe, request)
+            .await?;
+        let data_source = probe.data_source.as_str();
+        let Some(held) = self.held.get_mut(data_source) else {
+            return Err(Flow::Close);
+        };
+        if let Err(e) = held.conn.send_command(&packet).await {
+            return Err(self.fail_backend(client, data_source, e).await);
+        }
+        let header = match read_result_header(held.conn.packets()).await {
+            Ok(h) => h,
+            Err(error) => return Err(self.stream_lost(client, data_source, error).await),
+        };
+        if let Err(error) = drain_after_header(held.conn.packets(), &header).await {
+            return Err(self.stream_lost(client, data_source, error).await);
+        }
+        match header {
+            ResultHeader::Columns(columns) => Ok(columns),
+            ResultHeader::Err(e) => Err(answer_error(client, &shard_error(data_source, &e)).await),
+            ResultHeader::Ok(_) => {
+                let err = ServerError::internal("dbmesh: the metadata probe returned no columns");
+                Err(answer_error(client, &err).await)
+            }
+        }
+    }
+}
+
+/// A shard's error, naming the data source.
+fn shard_error(data_source: &str, e: &ServerError) -> ServerError {
+    ServerError::new(
+        e.code,
+        std::str::from_utf8(&e.sqlstate).unwrap_or("HY000"),
+        format!("{} (on data source {data_source})", e.message),
+    )
+}
+
+fn merge_error(e: &MergeError) -> ServerError {
+    let (code, state) = e.code();
+    ServerError::new(code, state, format!("dbmesh: {e}"))
+}
