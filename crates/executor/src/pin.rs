@@ -5,10 +5,11 @@
 //! or replay it — user variables, temporary tables, table and named locks, the row count
 //! `FOUND_ROWS()` reads, cursors, XA, SQL-level prepared statements, `LAST_INSERT_ID(expr)` —
 //! and while any of it may exist the session keeps its connections. Statements are recognised
-//! conservatively by their words (outside string literals and comments): a false match only
-//! costs multiplexing, a missed one would give wrong results.
+//! conservatively by their words (outside string literals and comments, as the `sql` lexer
+//! reads them): a false match only costs multiplexing, a missed one would give wrong results.
 
 use router::StatementKind;
+use sql::{CodeTokens, Tok, Token};
 
 /// Why a session keeps its backend connections; each is a label of `dbmesh_session_pinned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,83 +134,39 @@ pub enum Item<'a> {
     Punct(u8),
 }
 
-/// Splits `sql` into items, dropping string literals, quoted identifiers and comments. The
-/// content of `/*! … */` and MariaDB's `/*M! … */` comments is code, so it is scanned.
+/// The items of `sql` as the `sql` lexer reads it: string literals, quoted identifiers and
+/// comments dropped, the code of `/*! … */` and MariaDB's `/*M! … */` comments read as code.
 pub fn items(sql: &str) -> Vec<Item<'_>> {
-    let b = sql.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let text = |t: &Token| sql.get(t.start..t.end).unwrap_or("");
+    let mut tokens = CodeTokens::new(sql).peekable();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'\'' | b'"' | b'`' => {
-                i += 1;
-                while i < b.len() {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 2;
-                    } else if b[i] == c {
-                        i += 1;
-                        // A doubled quote is an escaped quote, not the end.
-                        if b.get(i) != Some(&c) {
-                            break;
-                        }
-                        i += 1;
-                    } else {
-                        i += 1;
-                    }
+    while let Some(t) = tokens.next() {
+        match t.kind {
+            Tok::Punct(b'@') => {
+                let system = tokens
+                    .next_if(|n| n.kind == Tok::Punct(b'@') && !n.space_before)
+                    .is_some();
+                if !system {
+                    out.push(Item::UserVariable);
+                    continue;
                 }
-            }
-            b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p)
-            }
-            b'-' if b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|x| x.is_ascii_whitespace()) =>
-            {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p)
-            }
-            b'/' if b.get(i + 1) == Some(&b'*')
-                && (b.get(i + 2) == Some(&b'!')
-                    || (b.get(i + 2) == Some(&b'M') && b.get(i + 3) == Some(&b'!'))) =>
-            {
-                i += if b[i + 2] == b'M' { 4 } else { 3 };
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
+                // `@@name` or `@@scope.name`, written without spaces.
+                let mut name = None::<(usize, usize)>;
+                while let Some(part) = tokens
+                    .next_if(|n| !n.space_before && matches!(n.kind, Tok::Word | Tok::Punct(b'.')))
+                {
+                    name = Some((name.map_or(part.start, |(s, _)| s), part.end));
                 }
+                let name = name.map_or("", |(s, e)| sql.get(s..e).unwrap_or(""));
+                out.push(Item::SystemVariable(name));
             }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2)
+            Tok::Punct(c) => out.push(Item::Punct(c)),
+            Tok::Semicolon => out.push(Item::Punct(b';')),
+            Tok::Placeholder => out.push(Item::Punct(b'?')),
+            Tok::Word | Tok::Int | Tok::Decimal | Tok::Hex | Tok::Bits => {
+                out.push(Item::Word(text(&t)))
             }
-            b'@' if b.get(i + 1) == Some(&b'@') => {
-                i += 2;
-                let start = i;
-                while b.get(i).is_some_and(|&x| word(x) || x == b'.') {
-                    i += 1;
-                }
-                out.push(Item::SystemVariable(&sql[start..i]));
-            }
-            b'@' => {
-                out.push(Item::UserVariable);
-                i += 1;
-            }
-            _ if word(c) => {
-                let start = i;
-                while b.get(i).is_some_and(|&x| word(x)) {
-                    i += 1;
-                }
-                out.push(Item::Word(&sql[start..i]));
-            }
-            _ if c.is_ascii_whitespace() => i += 1,
-            _ => {
-                out.push(Item::Punct(c));
-                i += 1;
-            }
+            Tok::Str(_) | Tok::NationalStr | Tok::QuotedIdent | Tok::KeptComment => {}
         }
     }
     out
@@ -336,6 +293,35 @@ mod tests {
         for (sql, want) in cases {
             assert_eq!(pins_after(&[sql]), *want, "{sql}");
         }
+    }
+
+    #[test]
+    fn items_are_what_the_lexer_reads() {
+        use Item::*;
+        assert_eq!(
+            items("SELECT @@session.sql_mode, @x FROM t WHERE a = 'b;c' -- ;\n;"),
+            [
+                Word("SELECT"),
+                SystemVariable("session.sql_mode"),
+                Punct(b','),
+                UserVariable,
+                Word("x"),
+                Word("FROM"),
+                Word("t"),
+                Word("WHERE"),
+                Word("a"),
+                Punct(b'='),
+                Punct(b';'),
+            ]
+        );
+        assert_eq!(
+            items("/*!40101 SET @a = 1 */ /*+ hint */ `q` \"s\""),
+            [Word("SET"), UserVariable, Word("a"), Punct(b'='), Word("1")]
+        );
+        assert_eq!(
+            items("SELECT @@ x"),
+            [Word("SELECT"), SystemVariable(""), Word("x")]
+        );
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! or the session rather than a backend: `USE db`, `SHOW DATABASES`, `SELECT DATABASE()`,
 //! `LAST_INSERT_ID()`, sequences, and the previous statement's diagnostics (`SHOW WARNINGS`,
 //! `@@warning_count`, `ROW_COUNT()`), which a pooled backend connection no longer holds for
-//! this session. Recognised by a tiny scanner so the pass-through path never pays for a full
-//! parse.
+//! this session. Recognised from the `sql` lexer's tokens so the pass-through path never pays
+//! for a full parse.
 
 use protocol::ServerError;
 use rules::Rules;
+use sql::{Lexer, Tok, Token};
 
 /// Databases every client may select besides the logical schema; they are the same on every
 /// backend.
@@ -87,51 +88,38 @@ pub enum Diagnostics {
 }
 
 /// Recognises the statements the frontend handles itself; `None` for everything else.
-pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
-    let mut s = Scanner { sql, pos: 0 };
+pub fn intercept(sql: &str) -> Option<Intercepted> {
+    let mut s = Tokens::new(sql);
     let first = s.word()?;
-    if first.eq_ignore_ascii_case(b"use") {
+    if first.eq_ignore_ascii_case("use") {
         let name = s.identifier()?;
         s.end().then_some(Intercepted::Use(name))
-    } else if first.eq_ignore_ascii_case(b"select") {
-        s.skip_space();
-        let start = s.pos;
-        if s.sql[s.pos..].starts_with(b"@@") {
-            return count_variable(s, start);
+    } else if first.eq_ignore_ascii_case("select") {
+        let start = s.peek()?.start;
+        if s.punct(b'@') {
+            // Only `@@warning_count` and `@@error_count` are answered here.
+            return s.adjacent_punct(b'@').then(|| count_variable(s, start))?;
         }
         let function = s.word()?;
-        if function.eq_ignore_ascii_case(b"row_count") {
-            s.skip_space();
-            if !(s.punct(b'(') && {
-                s.skip_space();
-                s.punct(b')')
-            }) {
+        if function.eq_ignore_ascii_case("row_count") {
+            if !s.empty_parens() {
                 return None;
             }
-            let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+            let column = s.since(start).to_string();
             return s
                 .end()
                 .then_some(Intercepted::Diagnostics(Diagnostics::RowCount(column)));
         }
-        if function.eq_ignore_ascii_case(b"nextval") || function.eq_ignore_ascii_case(b"next") {
-            return next_value(s, start, function.eq_ignore_ascii_case(b"next"));
+        if function.eq_ignore_ascii_case("nextval") || function.eq_ignore_ascii_case("next") {
+            return next_value(s, start, function.eq_ignore_ascii_case("next"));
         }
         let database =
-            function.eq_ignore_ascii_case(b"database") || function.eq_ignore_ascii_case(b"schema");
-        let last_insert_id = function.eq_ignore_ascii_case(b"last_insert_id");
-        if !database && !last_insert_id {
+            function.eq_ignore_ascii_case("database") || function.eq_ignore_ascii_case("schema");
+        let last_insert_id = function.eq_ignore_ascii_case("last_insert_id");
+        if (!database && !last_insert_id) || !s.empty_parens() {
             return None;
         }
-        s.skip_space();
-        if !s.punct(b'(')
-            || !{
-                s.skip_space();
-                s.punct(b')')
-            }
-        {
-            return None;
-        }
-        let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+        let column = s.since(start).to_string();
         if !s.end() {
             return None;
         }
@@ -140,22 +128,21 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
         } else {
             Intercepted::LastInsertId(column)
         })
-    } else if first.eq_ignore_ascii_case(b"show") {
+    } else if first.eq_ignore_ascii_case("show") {
         let what = s.word()?;
-        if what.eq_ignore_ascii_case(b"warnings") || what.eq_ignore_ascii_case(b"errors") {
-            return list_diagnostics(s, what.eq_ignore_ascii_case(b"errors"));
+        if what.eq_ignore_ascii_case("warnings") || what.eq_ignore_ascii_case("errors") {
+            return list_diagnostics(s, what.eq_ignore_ascii_case("errors"));
         }
-        if what.eq_ignore_ascii_case(b"count") {
+        if what.eq_ignore_ascii_case("count") {
             return count_diagnostics(s);
         }
-        if !(what.eq_ignore_ascii_case(b"databases") || what.eq_ignore_ascii_case(b"schemas")) {
+        if !(what.eq_ignore_ascii_case("databases") || what.eq_ignore_ascii_case("schemas")) {
             return None;
         }
         if s.end() {
             return Some(Intercepted::ShowDatabases(None));
         }
-        let like = s.word()?;
-        if !like.eq_ignore_ascii_case(b"like") {
+        if !s.word()?.eq_ignore_ascii_case("like") {
             return None;
         }
         let pattern = s.string_literal()?;
@@ -166,14 +153,13 @@ pub fn intercept(sql: &[u8]) -> Option<Intercepted> {
 }
 
 /// The rest of `SHOW WARNINGS` / `SHOW ERRORS`: nothing, or `LIMIT [offset,] count`.
-fn list_diagnostics(mut s: Scanner<'_>, errors_only: bool) -> Option<Intercepted> {
+fn list_diagnostics(mut s: Tokens<'_>, errors_only: bool) -> Option<Intercepted> {
     let (mut offset, mut limit) = (0, None);
     if !s.end() {
-        if !s.word()?.eq_ignore_ascii_case(b"limit") {
+        if !s.word()?.eq_ignore_ascii_case("limit") {
             return None;
         }
         let first = s.number()?;
-        s.skip_space();
         if s.punct(b',') {
             offset = first;
             limit = Some(s.number()?);
@@ -192,20 +178,11 @@ fn list_diagnostics(mut s: Scanner<'_>, errors_only: bool) -> Option<Intercepted
 }
 
 /// The rest of `SHOW COUNT(*) WARNINGS|ERRORS`.
-fn count_diagnostics(mut s: Scanner<'_>) -> Option<Intercepted> {
-    s.skip_space();
-    let star = s.punct(b'(')
-        && {
-            s.skip_space();
-            s.punct(b'*')
-        }
-        && {
-            s.skip_space();
-            s.punct(b')')
-        };
+fn count_diagnostics(mut s: Tokens<'_>) -> Option<Intercepted> {
+    let star = s.punct(b'(') && s.punct(b'*') && s.punct(b')');
     let what = s.word()?;
-    let errors_only = what.eq_ignore_ascii_case(b"errors");
-    if !star || !(errors_only || what.eq_ignore_ascii_case(b"warnings")) || !s.end() {
+    let errors_only = what.eq_ignore_ascii_case("errors");
+    if !star || !(errors_only || what.eq_ignore_ascii_case("warnings")) || !s.end() {
         return None;
     }
     let column = if errors_only {
@@ -219,18 +196,18 @@ fn count_diagnostics(mut s: Scanner<'_>) -> Option<Intercepted> {
     }))
 }
 
-/// The rest of `SELECT @@[session.]warning_count` / `@@[session.]error_count`.
-fn count_variable(mut s: Scanner<'_>, start: usize) -> Option<Intercepted> {
-    s.pos += 2;
+/// The rest of `SELECT @@[session.]warning_count` / `@@[session.]error_count`, from the `@@`
+/// at `start`.
+fn count_variable(mut s: Tokens<'_>, start: usize) -> Option<Intercepted> {
     let mut name = s.word()?;
-    if name.eq_ignore_ascii_case(b"session") && s.punct(b'.') {
+    if name.eq_ignore_ascii_case("session") && s.adjacent_punct(b'.') {
         name = s.word()?;
     }
-    let errors_only = name.eq_ignore_ascii_case(b"error_count");
-    if !errors_only && !name.eq_ignore_ascii_case(b"warning_count") {
+    let errors_only = name.eq_ignore_ascii_case("error_count");
+    if !errors_only && !name.eq_ignore_ascii_case("warning_count") {
         return None;
     }
-    let column = String::from_utf8_lossy(&s.sql[start..s.pos]).into_owned();
+    let column = s.since(start).to_string();
     s.end()
         .then_some(Intercepted::Diagnostics(Diagnostics::Count {
             errors_only,
@@ -238,37 +215,31 @@ fn count_variable(mut s: Scanner<'_>, start: usize) -> Option<Intercepted> {
         }))
 }
 
-/// The rest of `SELECT NEXTVAL(seq[, n])` or `SELECT NEXT VALUE FOR seq`.
-fn next_value(mut s: Scanner<'_>, start: usize, next_value_for: bool) -> Option<Intercepted> {
+/// The rest of `SELECT NEXTVAL(seq[, n])` or `SELECT NEXT VALUE FOR seq`, from `start`.
+fn next_value(mut s: Tokens<'_>, start: usize, next_value_for: bool) -> Option<Intercepted> {
     let (sequence, count) = if next_value_for {
         let value = s.word()?;
         let r#for = s.word()?;
-        if !value.eq_ignore_ascii_case(b"value") || !r#for.eq_ignore_ascii_case(b"for") {
+        if !value.eq_ignore_ascii_case("value") || !r#for.eq_ignore_ascii_case("for") {
             return None;
         }
         (s.identifier()?, None)
     } else {
-        s.skip_space();
         if !s.punct(b'(') {
             return None;
         }
         let sequence = s.identifier()?;
-        s.skip_space();
         let count = if s.punct(b',') {
-            let n = s.word()?;
-            Some(std::str::from_utf8(n).ok()?.parse().ok()?)
+            Some(s.number()?)
         } else {
             None
         };
-        s.skip_space();
         if !s.punct(b')') {
             return None;
         }
         (sequence, count)
     };
-    let column = String::from_utf8_lossy(&s.sql[start..s.pos])
-        .trim()
-        .to_string();
+    let column = s.since(start).to_string();
     s.end().then_some(Intercepted::NextVal {
         column,
         sequence,
@@ -321,123 +292,145 @@ pub fn like_matches(pattern: &str, text: &str) -> bool {
     pat[p..].iter().all(|x| matches!(x, Pat::Any))
 }
 
-struct Scanner<'a> {
-    sql: &'a [u8],
-    pos: usize,
+/// The value of string literal `text` (quotes included), escapes resolved as MySQL does;
+/// `None` when the quote is never closed (the lexer runs such a string to the end).
+pub fn string_value(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let quote = *bytes.first()?;
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => {
+                return (i + 1 == bytes.len()).then(|| sql::unquote(text).into_owned());
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
-impl<'a> Scanner<'a> {
-    fn skip_space(&mut self) {
-        loop {
-            while self.pos < self.sql.len() && self.sql[self.pos].is_ascii_whitespace() {
-                self.pos += 1;
-            }
-            let rest = &self.sql[self.pos..];
-            if rest.starts_with(b"/*") && !rest.starts_with(b"/*!") {
-                match rest.windows(2).position(|w| w == b"*/") {
-                    Some(end) => self.pos += end + 2,
-                    None => return,
-                }
-            } else if rest.starts_with(b"#") || rest.starts_with(b"-- ") {
-                match rest.iter().position(|&b| b == b'\n') {
-                    Some(end) => self.pos += end + 1,
-                    None => self.pos = self.sql.len(),
-                }
-            } else {
-                return;
-            }
+/// The statement's tokens as the `sql` lexer reads them, for the few shapes above. Comments
+/// are skipped, except executable ones (`/*! … */`), which end the match: their code is for
+/// the server to run.
+struct Tokens<'a> {
+    sql: &'a str,
+    lexer: Lexer<'a>,
+    peeked: Option<Option<Token>>,
+    /// Where the last token taken ends.
+    end: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(sql: &'a str) -> Self {
+        Tokens {
+            sql,
+            lexer: Lexer::new(sql),
+            peeked: None,
+            end: 0,
         }
+    }
+
+    fn peek(&mut self) -> Option<Token> {
+        if self.peeked.is_none() {
+            let mut next = self.lexer.next_token();
+            // Hints (`/*+ … */`) and MariaDB's `/*M! … */` are comments to this reading.
+            while let Some(t) = next.filter(|t| t.kind == Tok::KeptComment) {
+                if self.text(t).starts_with("/*!") {
+                    break;
+                }
+                next = self.lexer.next_token();
+            }
+            self.peeked = Some(next);
+        }
+        self.peeked.flatten()
+    }
+
+    fn take(&mut self) -> Option<Token> {
+        let t = self.peek()?;
+        self.peeked = None;
+        self.end = t.end;
+        Some(t)
+    }
+
+    fn text(&self, t: Token) -> &'a str {
+        self.sql.get(t.start..t.end).unwrap_or("")
+    }
+
+    /// The text from `start` to the end of the last token taken.
+    fn since(&self, start: usize) -> &'a str {
+        self.sql.get(start..self.end).unwrap_or("")
+    }
+
+    /// The next token if it is `kind`.
+    fn take_if(&mut self, kind: Tok) -> Option<Token> {
+        match self.peek() {
+            Some(t) if t.kind == kind => self.take(),
+            _ => None,
+        }
+    }
+
+    fn word(&mut self) -> Option<&'a str> {
+        let t = self.take_if(Tok::Word)?;
+        Some(self.text(t))
     }
 
     fn punct(&mut self, c: u8) -> bool {
-        if self.sql.get(self.pos) == Some(&c) {
-            self.pos += 1;
-            true
-        } else {
-            false
+        self.take_if(Tok::Punct(c)).is_some()
+    }
+
+    /// `c` written right after the last token.
+    fn adjacent_punct(&mut self, c: u8) -> bool {
+        match self.peek() {
+            Some(t) if t.kind == Tok::Punct(c) && !t.space_before => self.take().is_some(),
+            _ => false,
         }
     }
 
-    fn word(&mut self) -> Option<&'a [u8]> {
-        self.skip_space();
-        let start = self.pos;
-        while self.pos < self.sql.len()
-            && (self.sql[self.pos].is_ascii_alphanumeric() || self.sql[self.pos] == b'_')
-        {
-            self.pos += 1;
-        }
-        (self.pos > start).then(|| &self.sql[start..self.pos])
+    /// `()`, spaces allowed.
+    fn empty_parens(&mut self) -> bool {
+        self.punct(b'(') && self.punct(b')')
     }
 
     fn number(&mut self) -> Option<u64> {
-        std::str::from_utf8(self.word()?).ok()?.parse().ok()
+        let t = self.take_if(Tok::Int)?;
+        self.text(t).parse().ok()
     }
 
+    /// A bare or backtick-quoted name, unquoted.
     fn identifier(&mut self) -> Option<String> {
-        self.skip_space();
-        if self.sql.get(self.pos) == Some(&b'`') {
-            let mut out = Vec::new();
-            self.pos += 1;
-            loop {
-                match self.sql.get(self.pos)? {
-                    b'`' if self.sql.get(self.pos + 1) == Some(&b'`') => {
-                        out.push(b'`');
-                        self.pos += 2;
-                    }
-                    b'`' => {
-                        self.pos += 1;
-                        return String::from_utf8(out).ok();
-                    }
-                    &b => {
-                        out.push(b);
-                        self.pos += 1;
-                    }
-                }
+        let t = self.peek()?;
+        let text = self.text(t);
+        match t.kind {
+            Tok::Word | Tok::Int => {
+                self.take();
+                Some(text.to_string())
             }
+            Tok::QuotedIdent => {
+                self.take();
+                let inner = text.strip_prefix('`')?.strip_suffix('`')?;
+                // A lone backtick inside: the name was never closed.
+                (!inner.replace("``", "").contains('`')).then(|| inner.replace("``", "`"))
+            }
+            _ => None,
         }
-        let start = self.pos;
-        while self.pos < self.sql.len()
-            && (self.sql[self.pos].is_ascii_alphanumeric()
-                || self.sql[self.pos] == b'_'
-                || self.sql[self.pos] == b'$'
-                || self.sql[self.pos] >= 0x80)
-        {
-            self.pos += 1;
-        }
-        (self.pos > start).then(|| String::from_utf8_lossy(&self.sql[start..self.pos]).into_owned())
     }
 
     /// A quoted string's value, escapes resolved as MySQL does.
     fn string_literal(&mut self) -> Option<String> {
-        self.skip_space();
-        let start = self.pos;
-        let quote = *self.sql.get(start)?;
-        if quote != b'\'' && quote != b'"' {
+        let t = self.peek()?;
+        if !matches!(t.kind, Tok::Str(_)) {
             return None;
         }
-        self.pos += 1;
-        loop {
-            match *self.sql.get(self.pos)? {
-                b'\\' => self.pos += 2,
-                b if b == quote && self.sql.get(self.pos + 1) == Some(&quote) => self.pos += 2,
-                b if b == quote => {
-                    self.pos += 1;
-                    let text = std::str::from_utf8(&self.sql[start..self.pos]).ok()?;
-                    return Some(sql::unquote(text).into_owned());
-                }
-                _ => self.pos += 1,
-            }
-        }
+        self.take();
+        string_value(self.text(t))
     }
 
-    /// True when only whitespace, comments and an optional `;` remain.
+    /// True when only comments and an optional `;` remain.
     fn end(&mut self) -> bool {
-        self.skip_space();
-        if self.sql.get(self.pos) == Some(&b';') {
-            self.pos += 1;
-            self.skip_space();
-        }
-        self.pos == self.sql.len()
+        self.take_if(Tok::Semicolon);
+        self.peek().is_none()
     }
 }
 
@@ -454,13 +447,13 @@ mod tests {
                 limit,
             }))
         };
-        assert_eq!(intercept(b"SHOW WARNINGS"), list(false, 0, None));
-        assert_eq!(intercept(b"show errors limit 1"), list(true, 0, Some(1)));
+        assert_eq!(intercept("SHOW WARNINGS"), list(false, 0, None));
+        assert_eq!(intercept("show errors limit 1"), list(true, 0, Some(1)));
         assert_eq!(
-            intercept(b"SHOW WARNINGS LIMIT 2, 3;"),
+            intercept("SHOW WARNINGS LIMIT 2, 3;"),
             list(false, 2, Some(3))
         );
-        assert_eq!(intercept(b"SHOW WARNINGS LIMIT x"), None);
+        assert_eq!(intercept("SHOW WARNINGS LIMIT x"), None);
         let count = |errors_only, column: &str| {
             Some(Intercepted::Diagnostics(Diagnostics::Count {
                 errors_only,
@@ -468,67 +461,64 @@ mod tests {
             }))
         };
         assert_eq!(
-            intercept(b"SHOW COUNT(*) WARNINGS"),
+            intercept("SHOW COUNT(*) WARNINGS"),
             count(false, "@@session.warning_count")
         );
         assert_eq!(
-            intercept(b"show count( * ) errors"),
+            intercept("show count( * ) errors"),
             count(true, "@@session.error_count")
         );
         assert_eq!(
-            intercept(b"SELECT @@warning_count"),
+            intercept("SELECT @@warning_count"),
             count(false, "@@warning_count")
         );
         assert_eq!(
-            intercept(b"SELECT @@SESSION.error_count"),
+            intercept("SELECT @@SESSION.error_count"),
             count(true, "@@SESSION.error_count")
         );
-        assert_eq!(intercept(b"SELECT @@warning_count, 1"), None);
-        assert_eq!(intercept(b"SELECT @@version"), None);
+        assert_eq!(intercept("SELECT @@warning_count, 1"), None);
+        assert_eq!(intercept("SELECT @@version"), None);
         assert_eq!(
-            intercept(b"select row_count()"),
+            intercept("select row_count()"),
             Some(Intercepted::Diagnostics(Diagnostics::RowCount(
                 "row_count()".into()
             )))
         );
-        assert_eq!(intercept(b"SELECT ROW_COUNT() + 1"), None);
+        assert_eq!(intercept("SELECT ROW_COUNT() + 1"), None);
     }
 
     #[test]
     fn recognises_use_and_show_databases() {
+        assert_eq!(intercept("use bank"), Some(Intercepted::Use("bank".into())));
         assert_eq!(
-            intercept(b"use bank"),
-            Some(Intercepted::Use("bank".into()))
-        );
-        assert_eq!(
-            intercept(b"  USE `my``db` ; "),
+            intercept("  USE `my``db` ; "),
             Some(Intercepted::Use("my`db".into()))
         );
         assert_eq!(
-            intercept(b"/* hi */ show databases"),
+            intercept("/* hi */ show databases"),
             Some(Intercepted::ShowDatabases(None))
         );
         assert_eq!(
-            intercept(b"SHOW SCHEMAS LIKE 'b%'"),
+            intercept("SHOW SCHEMAS LIKE 'b%'"),
             Some(Intercepted::ShowDatabases(Some("b%".into())))
         );
-        assert_eq!(intercept(b"select 1"), None);
+        assert_eq!(intercept("select 1"), None);
         assert_eq!(
-            intercept(b"SELECT DATABASE()"),
+            intercept("SELECT DATABASE()"),
             Some(Intercepted::SelectDatabase("DATABASE()".into()))
         );
         assert_eq!(
-            intercept(b"select schema( ) ;"),
+            intercept("select schema( ) ;"),
             Some(Intercepted::SelectDatabase("schema( )".into()))
         );
-        assert_eq!(intercept(b"select database() from t"), None);
+        assert_eq!(intercept("select database() from t"), None);
         assert_eq!(
-            intercept(b"SELECT LAST_INSERT_ID()"),
+            intercept("SELECT LAST_INSERT_ID()"),
             Some(Intercepted::LastInsertId("LAST_INSERT_ID()".into()))
         );
-        assert_eq!(intercept(b"SELECT LAST_INSERT_ID(5)"), None);
+        assert_eq!(intercept("SELECT LAST_INSERT_ID(5)"), None);
         assert_eq!(
-            intercept(b"SELECT NEXTVAL(payment_seq)"),
+            intercept("SELECT NEXTVAL(payment_seq)"),
             Some(Intercepted::NextVal {
                 column: "NEXTVAL(payment_seq)".into(),
                 sequence: "payment_seq".into(),
@@ -536,7 +526,7 @@ mod tests {
             })
         );
         assert_eq!(
-            intercept(b"select next value for `s`"),
+            intercept("select next value for `s`"),
             Some(Intercepted::NextVal {
                 column: "next value for `s`".into(),
                 sequence: "s".into(),
@@ -544,17 +534,17 @@ mod tests {
             })
         );
         assert_eq!(
-            intercept(b"SELECT nextval(s, 500);"),
+            intercept("SELECT nextval(s, 500);"),
             Some(Intercepted::NextVal {
                 column: "nextval(s, 500)".into(),
                 sequence: "s".into(),
                 count: Some(500)
             })
         );
-        assert_eq!(intercept(b"SELECT nextval(s) + 1"), None);
-        assert_eq!(intercept(b"use bank; select 1"), None);
-        assert_eq!(intercept(b"show tables"), None);
-        assert_eq!(intercept(b"user_defined()"), None);
+        assert_eq!(intercept("SELECT nextval(s) + 1"), None);
+        assert_eq!(intercept("use bank; select 1"), None);
+        assert_eq!(intercept("show tables"), None);
+        assert_eq!(intercept("user_defined()"), None);
     }
 
     #[test]
@@ -605,13 +595,25 @@ mod tests {
     }
 
     #[test]
+    fn comments_are_skipped_but_executable_code_is_not_answered_here() {
+        assert_eq!(
+            intercept("SELECT /*+ hint */ DATABASE() # why\n"),
+            Some(Intercepted::SelectDatabase("DATABASE()".into()))
+        );
+        assert_eq!(intercept("SELECT /*!50000 1, */ DATABASE()"), None);
+        assert_eq!(intercept("USE `unclosed``"), None);
+        assert_eq!(intercept("SHOW DATABASES LIKE 'unclosed''"), None);
+        assert_eq!(intercept("SELECT @ @warning_count"), None);
+    }
+
+    #[test]
     fn string_literals_resolve_escapes() {
         assert_eq!(
-            intercept(br"SHOW DATABASES LIKE 'it\'s\_%'"),
+            intercept(r"SHOW DATABASES LIKE 'it\'s\_%'"),
             Some(Intercepted::ShowDatabases(Some(r"it's\_%".into())))
         );
         assert_eq!(
-            intercept(b"SHOW DATABASES LIKE 'a''b'"),
+            intercept("SHOW DATABASES LIKE 'a''b'"),
             Some(Intercepted::ShowDatabases(Some("a'b".into())))
         );
     }

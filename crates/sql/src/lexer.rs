@@ -13,7 +13,7 @@
 
 /// What a token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tok {
+pub enum Tok {
     /// A bare word: keyword, identifier, `@var` parts, `1abc`.
     Word,
     /// A backtick-quoted identifier, quotes included.
@@ -43,7 +43,7 @@ pub(crate) enum Tok {
 /// One token: its kind, byte range, and whether whitespace or a dropped
 /// comment came before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Token {
+pub struct Token {
     pub kind: Tok,
     pub start: usize,
     pub end: usize,
@@ -70,7 +70,7 @@ enum Prev {
 
 /// The lexer state: the text, the position, and what the previous token was
 /// (needed to tell a negative number from a binary minus).
-pub(crate) struct Lexer<'a> {
+pub struct Lexer<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
@@ -89,7 +89,7 @@ fn is_word_byte(b: u8) -> bool {
 }
 
 impl<'a> Lexer<'a> {
-    pub(crate) fn new(src: &'a str) -> Self {
+    pub fn new(src: &'a str) -> Self {
         Self {
             src,
             bytes: src.as_bytes(),
@@ -254,7 +254,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// The next significant token, or `None` at the end of the text.
-    pub(crate) fn next_token(&mut self) -> Option<Token> {
+    pub fn next_token(&mut self) -> Option<Token> {
         let space_before = self.skip_space();
         let start = self.pos;
         let n = self.bytes.len();
@@ -348,14 +348,14 @@ pub(crate) fn executable_code(comment: &str) -> Option<(usize, &str)> {
 /// The tokens of `sql` with the code of executable comments read in place of the comments,
 /// positions in `sql`. Comments do not nest (the first `*/` ends one), so an unterminated
 /// comment inside one runs to its end and replaces it: no recursion, whatever the text.
-pub(crate) struct CodeTokens<'a> {
+pub struct CodeTokens<'a> {
     outer: Lexer<'a>,
     /// The comment being read: its lexer and where its code starts in `sql`.
     inner: Option<(Lexer<'a>, usize)>,
 }
 
 impl<'a> CodeTokens<'a> {
-    pub(crate) fn new(sql: &'a str) -> Self {
+    pub fn new(sql: &'a str) -> Self {
         Self {
             outer: Lexer::new(sql),
             inner: None,

@@ -5,7 +5,9 @@
 //! - [`fingerprint`]: a hand-written lexer turns text into the plan-cache key
 //!   (literals → `?`) and the list of literals, without sqlparser; [`split`]
 //!   cuts multi-statement text and [`identifiers`] lists names; [`client_charset`]
-//!   reads what a SET does to the client's character set.
+//!   reads what a SET does to the client's character set. The lexer itself ([`Lexer`],
+//!   and [`CodeTokens`] reading executable comments as code) is every other crate's
+//!   scanner too: pins, the read/write split and the statements the proxy answers itself.
 //! - [`parse`]: text → [`Statement`]s, with a recursion limit for untrusted input;
 //!   [`Statement::bind_slots`] ties the AST's literals to fingerprint slots.
 //! - [`Statement::analyze`]: kind, tables, and sharding-key conditions
@@ -45,7 +47,7 @@ pub use information_schema::{
     INFORMATION_SCHEMA,
 };
 pub use insert_columns::RowsWithoutColumns;
-pub use lexer::{identifiers, split, strip_leading_words};
+pub use lexer::{identifiers, split, strip_leading_words, CodeTokens, Lexer, Tok, Token};
 pub use merge_rewrite::SelectMerge;
 pub use merge_shape::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,

@@ -277,7 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn dispatch(&mut self, command: u8, mut packet: BytesMut) -> Flow {
         let intercepted = if command == com::QUERY {
-            intercept(text::decode(&packet[1..], self.text_charset).as_bytes())
+            intercept(&text::decode(&packet[1..], self.text_charset))
         } else {
             None
         };

@@ -9,12 +9,13 @@ use protocol::response::{read_result_header, ResultHeader};
 use protocol::resultset::{write_binary_result, write_prepare_ok, write_text_result, ColumnDef};
 use protocol::ServerError;
 use router::Plan;
+use sql::{Lexer, Tok, Token};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::Flow;
 
 use super::Session;
-use crate::intercept::like_matches;
+use crate::intercept::{like_matches, string_value};
 
 /// SHOW output is small; past this many rows it is refused rather than buffered.
 const MAX_SHOW_ROWS: usize = 100_000;
@@ -211,12 +212,24 @@ fn rename_value(value: &mut Vec<u8>, renames: &[(String, String)]) {
 
 /// The pattern of a trailing `LIKE '...'`, if any.
 fn like_pattern(sql: &str) -> Option<String> {
-    let upper = sql.to_ascii_uppercase();
-    let at = upper.rfind(" LIKE ")?;
-    let rest = sql[at + 6..].trim().trim_end_matches(';').trim();
-    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    rest.strip_suffix(quote)?;
-    Some(sql::unquote(rest).into_owned())
+    let mut lexer = Lexer::new(sql);
+    let mut last: [Option<Token>; 2] = [None, None];
+    while let Some(t) = lexer.next_token() {
+        if t.kind != Tok::Semicolon {
+            last = [last[1], Some(t)];
+        }
+    }
+    let [Some(like), Some(pattern)] = last else {
+        return None;
+    };
+    let word = sql.get(like.start..like.end)?;
+    if like.kind != Tok::Word || !word.eq_ignore_ascii_case("LIKE") {
+        return None;
+    }
+    match pattern.kind {
+        Tok::Str(_) => string_value(sql.get(pattern.start..pattern.end)?),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +261,15 @@ mod tests {
         assert_eq!(
             like_pattern(r"SHOW TABLES LIKE 'o''k\'s\_%'"),
             Some(r"o'k's\_%".into())
+        );
+        // Only a trailing LIKE: a condition further on is not the pattern.
+        assert_eq!(
+            like_pattern("SHOW TABLES WHERE a LIKE 'x' AND b = 'y'"),
+            None
+        );
+        assert_eq!(
+            like_pattern("SHOW TABLES LIKE 'p%' -- pattern"),
+            Some("p%".into())
         );
     }
 }
