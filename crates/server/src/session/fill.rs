@@ -15,11 +15,11 @@ use std::sync::Arc;
 use protocol::constants::column_type;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::ServerError;
-use router::{IdStyle, Param, Plan};
+use router::{IdStyle, Param, Plan, RouteError};
 use sequence::Sequences;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use executor::{Flow, Request};
+use executor::{Access, Flow, Request};
 
 use super::route::route_error;
 use super::Session;
@@ -29,6 +29,21 @@ use crate::Snapshot;
 pub(super) struct IdRequest<'a> {
     pub sequence: &'a str,
     pub count: usize,
+}
+
+impl IdRequest<'_> {
+    /// The ids routing failure `e` asks for, if that is what it is.
+    pub fn asked_by(e: &RouteError) -> Option<IdRequest<'_>> {
+        match e {
+            RouteError::IdsNeeded {
+                sequence, count, ..
+            } => Some(IdRequest {
+                sequence,
+                count: *count,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -113,6 +128,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Runs a filled INSERT: one OK, with the first id as its last insert id.
     async fn run_filled(&mut self, plan: &Plan, request: Request<'_>, ids: &[u64]) -> Flow {
+        // Filled ids route rows like any value: the statement writes, on the primaries.
+        self.exec.set_access(Access::Write);
         self.exec.reported.answers_last_insert_id = true;
         let snapshot = self.ctx.snapshot.load_full();
         self.exec

@@ -82,17 +82,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let plan = match routed {
             Ok(plan) => plan,
-            Err(RouteError::IdsNeeded {
-                sequence, count, ..
-            }) => {
-                let request = IdRequest {
-                    sequence: &sequence,
-                    count,
-                };
-                self.exec.set_access(Access::Write);
-                return self.query_filled(&snapshot, packet, &text, request).await;
-            }
             Err(e) => {
+                if let Some(request) = IdRequest::asked_by(&e) {
+                    return self.query_filled(&snapshot, packet, &text, request).await;
+                }
                 if let Some(data_source) = multi_statement_target(&snapshot, &text) {
                     return self
                         .forward_multi(&data_source, packet, &text, &snapshot)
@@ -297,22 +290,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let plan = match routed {
             Ok(plan) => plan,
             // Shown with real ids (taken and then skipped, a gap like any unused id).
-            Err(RouteError::IdsNeeded {
-                sequence, count, ..
-            }) => {
-                let request = IdRequest {
-                    sequence: &sequence,
-                    count,
-                };
-                match self
+            Err(e) => match IdRequest::asked_by(&e) {
+                Some(request) => match self
                     .route_filling(&snapshot, sql, &[], request, IdStyle::Literal)
                     .await
                 {
                     Ok((plan, _)) => plan,
                     Err(e) => return self.error(e).await,
-                }
-            }
-            Err(e) => return self.error(route_error(&e)).await,
+                },
+                None => return self.error(route_error(&e)).await,
+            },
         };
         let rows: Vec<[Option<Vec<u8>>; 2]> = if plan.targets.is_empty() {
             vec![[

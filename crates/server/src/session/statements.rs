@@ -16,7 +16,7 @@ use protocol::response::ResponseKind;
 use protocol::stmt::{Execute, ParamType, ParamValue};
 use protocol::text;
 use protocol::ServerError;
-use router::{Combine, Param, Plan, RouteError, SessionStatement, StatementKind};
+use router::{Combine, Param, Plan, SessionStatement, StatementKind};
 use rules::Rules;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -439,17 +439,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let plan = match routed {
             Ok(plan) => plan,
-            Err(RouteError::IdsNeeded {
-                sequence, count, ..
-            }) => {
-                let request = IdRequest {
-                    sequence: &sequence,
-                    count,
-                };
-                self.exec.set_access(Access::Write);
-                return self.execute_filled(&exec, &sql, &params, request).await;
+            Err(e) => {
+                return match IdRequest::asked_by(&e) {
+                    Some(request) => self.execute_filled(&exec, &sql, &params, request).await,
+                    None => self.error(route_error(&e)).await,
+                }
             }
-            Err(e) => return self.error(route_error(&e)).await,
         };
         if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
             return self.run_show(&plan, &sql, Asked::Execute).await;
