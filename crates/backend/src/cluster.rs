@@ -452,18 +452,9 @@ mod tests {
 
     fn server(address: &str) -> Arc<Server> {
         let options = ConnectOptions {
-            source_name: "ds".into(),
-            address: address.into(),
-            user: "u".into(),
-            password: String::new(),
-            database: None,
-            found_rows: false,
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(1),
-            tls: crate::Tls::Disabled,
-            read_timeout: Duration::from_secs(30),
-            keepalive: None,
-            statement_timeout: None,
+            ..ConnectOptions::plaintext("ds", address, "u", "", None)
         };
         Server::new(Pool::new(options, 1, 0, Duration::from_secs(1)))
     }

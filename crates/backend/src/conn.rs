@@ -61,6 +61,32 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// A plaintext login to `address` with the rule file's default limits (5 s to connect and
+    /// to log in, 30 s of silence, no keepalive, no statement limit): for tools and tests that
+    /// reach a server outside any data source's configuration.
+    pub fn plaintext(
+        source_name: &str,
+        address: &str,
+        user: &str,
+        password: &str,
+        database: Option<&str>,
+    ) -> ConnectOptions {
+        ConnectOptions {
+            source_name: source_name.to_owned(),
+            address: address.to_owned(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            database: database.map(str::to_owned),
+            found_rows: false,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            tls: Tls::Disabled,
+            read_timeout: Duration::from_secs(30),
+            keepalive: None,
+            statement_timeout: None,
+        }
+    }
+
     /// How dbmesh reaches the primary of data source `name`: its login, limits and TLS,
     /// with no database selected (each session selects the physical database it needs).
     pub fn for_data_source(name: &str, ds: &DataSourceConfig) -> ConnectOptions {

@@ -388,19 +388,10 @@ mod tests {
     #[tokio::test]
     async fn backend_sockets_carry_the_configured_keepalive() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
         let options = ConnectOptions {
-            source_name: "ds".into(),
-            address: listener.local_addr().unwrap().to_string(),
-            user: "u".into(),
-            password: String::new(),
-            database: None,
-            found_rows: false,
-            connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(5),
-            tls: Tls::Disabled,
-            read_timeout: Duration::from_secs(30),
             keepalive: Some(Duration::from_secs(7)),
-            statement_timeout: None,
+            ..ConnectOptions::plaintext("ds", &address, "u", "", None)
         };
         let stream = BackendStream::connect(&options).await.unwrap();
         let Io::Plain(tcp) = &stream.io else {

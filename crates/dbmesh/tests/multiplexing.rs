@@ -856,20 +856,13 @@ async fn pin_cursor_fetches_from_the_connection_that_opened_it() {
         .await
         .unwrap();
     // mysql_async cannot open cursors: a raw client speaks the protocol to the proxy.
-    let mut raw = backend::BackendConn::connect(&backend::ConnectOptions {
-        source_name: "raw client".into(),
-        address: format!("127.0.0.1:{}", p.proxy.port),
-        user: common::USER.into(),
-        password: common::PASSWORD.into(),
-        database: Some("bank".into()),
-        found_rows: false,
-        connect_timeout: Duration::from_secs(5),
-        handshake_timeout: Duration::from_secs(5),
-        tls: backend::Tls::Disabled,
-        read_timeout: Duration::from_secs(30),
-        keepalive: None,
-        statement_timeout: None,
-    })
+    let mut raw = backend::BackendConn::connect(&backend::ConnectOptions::plaintext(
+        "raw client",
+        &format!("127.0.0.1:{}", p.proxy.port),
+        common::USER,
+        common::PASSWORD,
+        Some("bank"),
+    ))
     .await
     .unwrap();
     let id = raw.prepare("SELECT id FROM t ORDER BY id").await.unwrap();

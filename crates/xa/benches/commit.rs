@@ -21,20 +21,13 @@ enum Mode {
 }
 
 fn options(server: &testkit::Backend, database: &str, name: &str) -> ConnectOptions {
-    ConnectOptions {
-        source_name: name.to_owned(),
-        address: server.address(),
-        user: server.user().to_owned(),
-        password: server.password().to_owned(),
-        database: Some(database.to_owned()),
-        found_rows: false,
-        connect_timeout: Duration::from_secs(5),
-        handshake_timeout: Duration::from_secs(5),
-        tls: backend::Tls::Disabled,
-        read_timeout: Duration::from_secs(30),
-        keepalive: None,
-        statement_timeout: None,
-    }
+    ConnectOptions::plaintext(
+        name,
+        &server.address(),
+        server.user(),
+        server.password(),
+        Some(database),
+    )
 }
 
 async fn send(conn: &mut BackendConn, sql: &str) {

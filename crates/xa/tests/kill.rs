@@ -71,20 +71,13 @@ impl Layout {
     }
 
     fn options(&self, server: usize, database: &str, name: &str) -> ConnectOptions {
-        ConnectOptions {
-            source_name: name.to_owned(),
-            address: self.addresses[server].clone(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            database: Some(database.to_owned()),
-            found_rows: false,
-            connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(5),
-            tls: backend::Tls::Disabled,
-            read_timeout: Duration::from_secs(30),
-            keepalive: None,
-            statement_timeout: None,
-        }
+        ConnectOptions::plaintext(
+            name,
+            &self.addresses[server],
+            &self.user,
+            &self.password,
+            Some(database),
+        )
     }
 
     fn data_sources(&self) -> Vec<ConnectOptions> {

@@ -55,20 +55,7 @@ impl World {
 
     fn options(&self, server: usize, database: &str, name: &str) -> ConnectOptions {
         let s = &self.servers[server];
-        ConnectOptions {
-            source_name: name.to_owned(),
-            address: s.address(),
-            user: s.user().to_owned(),
-            password: s.password().to_owned(),
-            database: Some(database.to_owned()),
-            found_rows: false,
-            connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(5),
-            tls: backend::Tls::Disabled,
-            read_timeout: Duration::from_secs(30),
-            keepalive: None,
-            statement_timeout: None,
-        }
+        ConnectOptions::plaintext(name, &s.address(), s.user(), s.password(), Some(database))
     }
 
     fn data_sources(&self) -> Vec<ConnectOptions> {
