@@ -84,12 +84,15 @@ async fn health_metrics_and_reload() {
     assert_eq!(value("dbmesh_errors_total{code=\"1146\"}"), 1.0);
     assert_eq!(value("dbmesh_client_connections "), 1.0);
     assert!(value("dbmesh_statement_duration_seconds_count") >= 4.0);
-    // One pooled connection served the session's statements (and the health checks); the
-    // idle session holds none of it.
-    assert_eq!(
-        value("dbmesh_backend_connections{data_source=\"main\",state=\"open\"}"),
-        1.0
+    // The pool served the session's statements and the health checks: one connection, or two
+    // when a health check ran while a statement held the first (a loaded machine). The idle
+    // session holds none: at most a health check in flight has one in use.
+    let open = value("dbmesh_backend_connections{data_source=\"main\",state=\"open\"}");
+    assert!(
+        (1.0..=2.0).contains(&open),
+        "{open} open backend connections"
     );
+    assert!(value("dbmesh_backend_connections{data_source=\"main\",state=\"in_use\"}") <= 1.0);
     assert_eq!(value("dbmesh_session_pinned{reason=\"transaction\"}"), 0.0);
     let hits = value("dbmesh_plan_cache_hits_total ");
     assert!(hits >= 2.0, "repeated statements hit the plan cache");
