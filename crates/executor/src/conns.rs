@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::{BackendError, Cluster, Gtid, PooledConn, Server, WantedState};
+use protocol::constants::status;
 use protocol::response::{relay_response, RelayError, RelayOutcome, ResponseKind};
 use protocol::ProtocolError;
 use rules::{ReadYourWrites, ReplicationConfig, Rules};
@@ -50,6 +51,10 @@ pub(crate) struct HeldConn {
     /// The last response here carried warnings or an error, to collect before the
     /// connection serves anything else.
     pub diagnostics: bool,
+    /// With autocommit off, a statement ran here whose answer's status flags the proxy did
+    /// not read (a merged or scattered result, an error): it may have opened a transaction,
+    /// so the connection stays with the session until its status is known again.
+    pub unsure: bool,
 }
 
 /// The connections a session holds, by data source.
@@ -167,6 +172,7 @@ impl Executor {
             }
             held.server.note_query();
             held.wrote |= writes && held.role == Role::Primary;
+            held.unsure |= self.reported.status & status::AUTOCOMMIT == 0;
             return Ok(self.held.get_mut(data_source).expect("held: synced above"));
         }
         let cluster = snapshot.clusters.get(data_source).cloned().ok_or_else(|| {
@@ -185,12 +191,14 @@ impl Executor {
             }
         }
         let server = cluster.primary().clone();
+        let open = self.transaction_open();
+        let autocommit_off = self.reported.status & status::AUTOCOMMIT == 0;
         let mut conn = server.acquire(self.found_rows).await?;
         // A new connection joins the session: same state, same session variables, same open
         // transaction as the connections the session already holds.
         let want = wanted_state(rules, &self.state, data_source);
         conn.sync_state(want, &self.replay).await?;
-        self.transaction.join(&mut conn).await?;
+        self.transaction.join(&mut conn, open).await?;
         server.note_query();
         self.cancel.using(server.pool(), conn.connection_id);
         Ok(self.held.insert(HeldConn {
@@ -200,6 +208,7 @@ impl Executor {
             role: Role::Primary,
             wrote: self.access == Access::Write && cluster.has_replicas(),
             diagnostics: false,
+            unsure: autocommit_off,
         }))
     }
 
@@ -286,6 +295,7 @@ impl Executor {
                 role: Role::Replica,
                 wrote: false,
                 diagnostics: false,
+                unsure: false,
             });
             return true;
         }
@@ -328,6 +338,41 @@ impl Executor {
                 gtid,
                 at: Instant::now(),
             });
+        }
+    }
+
+    /// Records the status flags an answer on the connection to `data_source` ended with.
+    pub(crate) fn note_status(&mut self, data_source: &str, status: u16) {
+        if let Some(held) = self.held.get_mut(data_source) {
+            held.conn.status = status;
+            held.unsure = false;
+        }
+    }
+
+    /// Whether a held connection's transaction state is unknown
+    /// ([`refresh_transaction_state`](Self::refresh_transaction_state) has something to do).
+    pub fn has_unsure_transaction_state(&self) -> bool {
+        self.held.iter().any(|h| h.unsure)
+    }
+
+    /// Reads the status flags of every held connection whose transaction state is unknown,
+    /// with a COM_PING (its OK carries them and it changes nothing), so a connection goes
+    /// back to the pool exactly when it holds no transaction. One that fails is dropped.
+    pub async fn refresh_transaction_state(&mut self) {
+        for data_source in self.held.data_sources() {
+            let Some(held) = self.held.get_mut(&data_source) else {
+                continue;
+            };
+            if !held.unsure {
+                continue;
+            }
+            match held.conn.ping().await {
+                Ok(()) => held.unsure = false,
+                Err(e) => {
+                    tracing::warn!(conn = self.session, error = %e, "reading a connection's transaction state failed");
+                    self.held.take(&data_source);
+                }
+            }
         }
     }
 
@@ -540,6 +585,7 @@ impl Executor {
                         if reports_status && outcome.error.is_none() {
                             self.reported.status = outcome.status;
                             conn.status = outcome.status;
+                            held.unsure = false;
                         }
                         if outcome.last_insert_id != 0 {
                             self.reported.last_insert_id = outcome.last_insert_id;

@@ -181,10 +181,18 @@ impl Executor {
             };
     }
 
-    /// A transaction is open, or autocommit is off (so the next statement opens one).
+    /// A transaction is open, or autocommit is off (so the next statement that touches a
+    /// table opens one): statements run as part of the client's transaction.
     pub fn in_transaction_now(&self) -> bool {
+        self.transaction_open() || self.reported.status & status::AUTOCOMMIT == 0
+    }
+
+    /// A transaction is open: the client's BEGIN, or one a statement opened implicitly with
+    /// autocommit off, as the servers' status flags (`SERVER_STATUS_IN_TRANS`) report it.
+    /// Only then does the transaction keep the session's connections: with autocommit off
+    /// and no transaction open they go back to the pool like any other session's.
+    pub fn transaction_open(&self) -> bool {
         self.client_status() & status::IN_TRANS != 0
-            || self.reported.status & status::AUTOCOMMIT == 0
     }
 
     /// Status flags for answers the proxy composes: autocommit and whether a transaction is
@@ -201,12 +209,12 @@ impl Executor {
     /// included) and, when nothing does, the connections go back to their pools.
     pub fn settle(&mut self) -> Pins {
         self.access = Access::PrimaryRead;
-        let in_transaction = self.in_transaction_now();
-        if self.transaction.settle_next(in_transaction) {
+        let open = self.transaction_open();
+        if self.transaction.settle_next(open) {
             self.pins &= !PinReason::NextTransaction.bit();
         }
         let mut pins = self.pins;
-        if in_transaction {
+        if open || self.has_unsure_transaction_state() {
             pins |= PinReason::Transaction.bit();
         }
         if pins == 0 {

@@ -29,6 +29,8 @@ enum Io {
 struct ShardRows<'a> {
     conns: Vec<&'a mut PacketConn<BackendStream>>,
     done: Vec<bool>,
+    /// Each shard's status flags from its end of rows (whether a transaction is open there).
+    statuses: Vec<Option<u16>>,
     warnings: u16,
 }
 
@@ -52,6 +54,7 @@ impl merge::Shards for ShardRows<'_> {
                 let ok = OkPacket::decode(&packet).map_err(|e| Io::Backend(shard, e))?;
                 self.warnings = self.warnings.saturating_add(ok.warnings);
                 self.done[shard] = true;
+                self.statuses[shard] = Some(ok.status);
                 Ok(None)
             }
             Some(0xff) => {
@@ -69,10 +72,11 @@ impl ShardRows<'_> {
     async fn drain(&mut self) -> Result<(), (usize, ProtocolError)> {
         for shard in 0..self.conns.len() {
             if !self.done[shard] {
-                protocol::response::drain_rows(self.conns[shard])
+                let status = protocol::response::drain_rows(self.conns[shard])
                     .await
                     .map_err(|e| (shard, e))?;
                 self.done[shard] = true;
+                self.statuses[shard] = Some(status);
             }
         }
         Ok(())
@@ -218,6 +222,7 @@ impl Executor {
         let mut shards = ShardRows {
             conns: conns.into_iter().flatten().collect(),
             done: vec![false; targets.len()],
+            statuses: vec![None; targets.len()],
             warnings: 0,
         };
         let mut sink = ClientRows {
@@ -226,6 +231,12 @@ impl Executor {
         let outcome = merge::merge(spec, &layout, limits, &mut shards, &mut sink).await;
         let drained = shards.drain().await;
         let warnings = shards.warnings;
+        let statuses = std::mem::take(&mut shards.statuses);
+        for (target, status) in targets.iter().zip(statuses) {
+            if let Some(status) = status {
+                self.note_status(&target.data_source, status);
+            }
+        }
         let failure = match outcome {
             Ok(_) => None,
             Err(Failure::Merge(e)) => Some(merge_error(&e)),

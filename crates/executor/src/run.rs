@@ -418,7 +418,10 @@ impl Executor {
                     return Some(Flow::Close);
                 };
                 match relay_rows(held.conn.packets(), client.packets()).await {
-                    Ok(RowsEnd::Done(ok)) => warnings = warnings.saturating_add(ok.warnings),
+                    Ok(RowsEnd::Done(ok)) => {
+                        warnings = warnings.saturating_add(ok.warnings);
+                        self.note_status(data_source, ok.status);
+                    }
                     Ok(RowsEnd::Err(err)) => {
                         // The error ends the result for the client; the other shards' rows
                         // are read and dropped so their connections stay usable.

@@ -38,9 +38,11 @@ struct NextTransaction {
 }
 
 impl Transaction {
-    /// Brings a connection the session acquires into the open transaction, if there is one.
-    pub async fn join(&self, conn: &mut PooledConn) -> Result<(), BackendError> {
-        if self.open {
+    /// Brings a connection the session acquires into the open transaction, if there is one
+    /// (`open`: begun by the client or, with autocommit off, by a statement), so the
+    /// statement runs inside it and its answer carries the transaction's status flags.
+    pub async fn join(&self, conn: &mut PooledConn, open: bool) -> Result<(), BackendError> {
+        if open {
             if let Some(next) = &self.next {
                 conn.query(&next.statement).await?;
             }
@@ -143,7 +145,8 @@ impl Executor {
                 continue;
             }
             match held.conn.query(text).await {
-                Ok(_) | Err(BackendError::Server { .. }) => {}
+                Ok(_) => held.unsure = false,
+                Err(BackendError::Server { .. }) => {}
                 Err(e) => {
                     lost = Some((held.data_source.clone(), e));
                     break;

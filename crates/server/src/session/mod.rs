@@ -251,6 +251,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if self.exec.has_unnoted_writes() {
                 self.exec.note_writes().await;
             }
+            if self.exec.has_unsure_transaction_state() {
+                self.exec.refresh_transaction_state().await;
+            }
             self.settle();
             self.entry
                 .idle(&self.idle_state(), self.exec.state.database.as_deref());

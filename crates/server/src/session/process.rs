@@ -309,7 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// What the process list shows of an idle session.
     pub(super) fn idle_state(&self) -> String {
         let mut state = String::new();
-        if self.exec.in_transaction_now() {
+        if self.exec.transaction_open() {
             state.push_str("in transaction");
         }
         let pinned: Vec<&str> = PinReason::ALL
