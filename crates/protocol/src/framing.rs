@@ -240,18 +240,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         // no bytes at all, not how long the whole buffer takes.
         let mut written = 0;
         while written < self.wbuf.len() {
-            let n = tokio::time::timeout(timeout, self.stream.write(&self.wbuf[written..]))
-                .await
-                .map_err(|_| ProtocolError::WriteTimeout(timeout))??;
+            let n = bounded(timeout, self.stream.write(&self.wbuf[written..])).await?;
             if n == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }
             written += n;
         }
         self.wbuf.clear();
-        tokio::time::timeout(timeout, self.stream.flush())
-            .await
-            .map_err(|_| ProtocolError::WriteTimeout(timeout))??;
+        bounded(timeout, self.stream.flush()).await?;
         Ok(())
     }
 
@@ -267,6 +263,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// `io` within `timeout`. A socket with room takes the bytes on the first poll, so the timer
+/// (a clock read and the runtime's timer handle on each write) is set up only for a peer that
+/// makes dbmesh wait.
+async fn bounded<T>(
+    timeout: Duration,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T> {
+    let mut io = std::pin::pin!(io);
+    let first = io
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    if let std::task::Poll::Ready(done) = first {
+        return Ok(done?);
+    }
+    // Polled again under the timer with the task's own waker, which re-registers interest.
+    Ok(tokio::time::timeout(timeout, io)
+        .await
+        .map_err(|_| ProtocolError::WriteTimeout(timeout))??)
 }
 
 fn frame_length(buf: &[u8]) -> Option<usize> {
