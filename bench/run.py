@@ -2,7 +2,7 @@
 """dbmesh benchmark: sysbench through the proxy vs direct vs haproxy (mode tcp), in one run.
 
 Starts its own MariaDB (temp datadir, free port), haproxy relaying to it, and dbmesh (release
-build) in pass-through and, where supported, sharded mode; then runs sysbench against every
+build, or the binary DBMESH_BINARY names) in pass-through and, where supported, sharded mode; then runs sysbench against every
 target, interleaved (each repetition runs every target back to back), and prints a Markdown
 table of medians: QPS, p95 latency, ratios to direct and to haproxy, and CPU time per statement
 of the proxy process (dbmesh or haproxy).
@@ -123,15 +123,17 @@ backend db
     return p, port
 
 
-def release_binary():
-    return os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "dbmesh")
+def dbmesh_binary():
+    """The release build, or DBMESH_BINARY (CI's smoke run uses the debug build)."""
+    return os.environ.get("DBMESH_BINARY") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "dbmesh")
 
 
 def start_dbmesh(workdir, name, rules, command=None):
     path = os.path.join(workdir, f"{name}.toml")
     with open(path, "w") as f:
         f.write(rules)
-    command = command or [release_binary()]
+    command = command or [dbmesh_binary()]
     p = Proc(command + ["serve", "--config", path], stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, f"{name}.log"), "w"),
              env={**os.environ, "RUST_LOG": "warn"}, text=True)
     line = p.proc.stdout.readline()
