@@ -58,6 +58,7 @@ packages=()
 if [ -z "$external" ] && ! have_mariadbd; then packages+=(mariadb-server); fi
 if ! have mariadb; then packages+=(mariadb-client); fi
 if ! have sysbench; then packages+=(sysbench); fi
+if ! have nft && [ ! -x /usr/sbin/nft ]; then packages+=(nftables); fi
 if [ -z "$external" ] && ! have haproxy && [ ! -x /usr/sbin/haproxy ]; then packages+=(haproxy); fi
 if ! have python3; then packages+=(python3 python3-pip); fi
 # promtool checks the alert rules in deploy/prometheus.

@@ -92,6 +92,16 @@ pub enum FixtureError {
         reason: String,
     },
 
+    /// A network namespace of the fixture could not be set up or changed (`ip`, `nft`); the
+    /// machine may lack the tools, root or the kernel support (tests then skip).
+    #[error("network fixture: `{command}` failed: {reason}")]
+    Network {
+        /// The command that failed.
+        command: String,
+        /// Its standard error or why it could not run.
+        reason: String,
+    },
+
     /// `DBMESH_TEST_BACKENDS` names fewer servers than a test needs.
     #[error("the test needs {wanted} backends but DBMESH_TEST_BACKENDS names {available}")]
     NotEnoughBackends {

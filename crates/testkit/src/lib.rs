@@ -56,6 +56,7 @@
 mod backend;
 mod error;
 mod mariadb;
+mod netns;
 mod process;
 pub mod replication;
 mod template;
@@ -69,6 +70,7 @@ pub use backend::{
 };
 pub use error::FixtureError;
 pub use mariadb::{MariaDb, MariaDbBuilder, HOST};
+pub use netns::NetNs;
 pub use process::pid_exists;
 pub use replication::{ReplicaSet, APP_USER};
 

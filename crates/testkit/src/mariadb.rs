@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::error::{FixtureError, IoContext};
+use crate::netns::NetNs;
 use crate::process::ServerProcess;
 use crate::template::{copy_template, template_dir};
 use crate::tools::{find_program, run_sql, Target};
 
-/// The host every fixture server listens on.
+/// The host every fixture server listens on, unless it runs in a network namespace
+/// ([`MariaDbBuilder::in_netns`]).
 pub const HOST: &str = "127.0.0.1";
 const USER: &str = "root";
 const DEFAULT_MAX_CONNECTIONS: u32 = 300;
@@ -36,6 +38,8 @@ pub struct MariaDbBuilder {
     args: Vec<String>,
     max_connections: u32,
     startup_timeout: Duration,
+    /// `(namespace, address)`: the server runs in that network namespace, on that address.
+    netns: Option<(String, String)>,
 }
 
 impl Default for MariaDbBuilder {
@@ -44,6 +48,7 @@ impl Default for MariaDbBuilder {
             args: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            netns: None,
         }
     }
 }
@@ -90,6 +95,13 @@ impl MariaDbBuilder {
         self
     }
 
+    /// Run the server inside `netns`, listening on its address instead of 127.0.0.1, so that
+    /// its traffic crosses a link the test can break ([`NetNs::drop_packets`]).
+    pub fn in_netns(mut self, netns: &NetNs) -> Self {
+        self.netns = Some((netns.name().to_owned(), netns.address().to_owned()));
+        self
+    }
+
     /// The extra `mariadbd` options given so far.
     pub fn extra_args(&self) -> &[String] {
         &self.args
@@ -106,7 +118,12 @@ impl MariaDbBuilder {
             .context(|| "cannot create a temp dir".to_owned())?;
         let datadir = dir.path().join("data");
         copy_template(&template, &datadir)?;
+        let host = match &self.netns {
+            Some((_, address)) => address.clone(),
+            None => HOST.to_owned(),
+        };
         let mut server = MariaDb {
+            host,
             socket: dir.path().join("mariadbd.sock"),
             pid_file: dir.path().join("mariadbd.pid"),
             log_path: dir.path().join("mariadbd.log"),
@@ -138,6 +155,7 @@ pub struct MariaDb {
     // `process` is declared (and so dropped) before `dir`; `Drop` stops it explicitly anyway.
     process: Option<ServerProcess>,
     dir: TempDir,
+    host: String,
     datadir: PathBuf,
     socket: PathBuf,
     pid_file: PathBuf,
@@ -158,9 +176,9 @@ impl MariaDb {
         MariaDbBuilder::default()
     }
 
-    /// Always `127.0.0.1`.
+    /// `127.0.0.1`, or the namespace's address ([`MariaDbBuilder::in_netns`]).
     pub fn host(&self) -> &str {
-        HOST
+        &self.host
     }
 
     /// The TCP port; it stays the same across [`MariaDb::restart`].
@@ -168,9 +186,9 @@ impl MariaDb {
         self.port
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<host>:<port>`.
     pub fn address(&self) -> String {
-        format!("{HOST}:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Always `root`.
@@ -223,7 +241,7 @@ impl MariaDb {
     pub fn sql(&self, statements: &str) -> Result<String, FixtureError> {
         run_sql(
             &Target {
-                host: HOST,
+                host: &self.host,
                 port: self.port,
                 user: USER,
                 password: "",
@@ -274,12 +292,30 @@ impl MariaDb {
                 self.options.max_connections,
             );
             args.push(format!("--port={port}"));
-            args.push(format!("--bind-address={HOST}"));
+            args.push(format!("--bind-address={}", self.host));
             args.push(format!("--tmpdir={}", self.dir.path().display()));
             args.extend(self.options.args.iter().cloned());
 
-            let mut process =
-                ServerProcess::spawn(&self.mariadbd, &args, &self.log_path, Some(self.dir.path()))?;
+            let mut process = match &self.options.netns {
+                // `ip netns exec` execs the server, so the pid is the server's.
+                Some((netns, _)) => {
+                    let mut wrapped = vec![
+                        "netns".to_owned(),
+                        "exec".to_owned(),
+                        netns.clone(),
+                        self.mariadbd.display().to_string(),
+                    ];
+                    wrapped.extend(args);
+                    let ip = find_program(&["ip"])?;
+                    ServerProcess::spawn(&ip, &wrapped, &self.log_path, Some(self.dir.path()))?
+                }
+                None => ServerProcess::spawn(
+                    &self.mariadbd,
+                    &args,
+                    &self.log_path,
+                    Some(self.dir.path()),
+                )?,
+            };
             let failure = match self.wait_ready(&mut process, port, deadline)? {
                 None => {
                     self.port = port;
@@ -315,9 +351,10 @@ impl MariaDb {
         port: u16,
         deadline: Instant,
     ) -> Result<Option<String>, FixtureError> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let ip: Ipv4Addr = self.host.parse().unwrap_or(Ipv4Addr::LOCALHOST);
+        let addr = SocketAddr::from((ip, port));
         let target = Target {
-            host: HOST,
+            host: &self.host,
             port,
             user: USER,
             password: "",
@@ -329,6 +366,20 @@ impl MariaDb {
                 return Ok(Some(format!("mariadbd exited with {status}")));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok() {
+                if self.options.netns.is_some() {
+                    // The template lets root in from 127.0.0.1 only: from the namespace's own
+                    // socket, let it in from the host's end of the link too (kept in the data
+                    // dir, so a restart finds it).
+                    let local = Target {
+                        socket: Some(&self.socket),
+                        ..target
+                    };
+                    let _ = run_sql(
+                        &local,
+                        "CREATE USER IF NOT EXISTS 'root'@'%'; \
+                         GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
+                    );
+                }
                 if let Ok(out) = run_sql(&target, "SELECT @@socket") {
                     if out.trim() == socket {
                         return Ok(None);
