@@ -78,7 +78,6 @@ impl Server {
         if !self.is_up() {
             return Err(BackendError::Down {
                 source_name: self.pool.name().to_string(),
-                address: self.address().to_string(),
             });
         }
         let result = self.pool.acquire(found_rows).await;
@@ -491,7 +490,6 @@ mod tests {
         assert_eq!(counts(&c, 400, None), vec![100, 300, 0]);
         c.replica(1).mark_down(&BackendError::Unreachable {
             source_name: "ds".into(),
-            address: "r1:1".into(),
             reason: "test".into(),
         });
         assert_eq!(counts(&c, 10, None), vec![10, 0, 0]);
@@ -601,7 +599,6 @@ mod tests {
         healthy(c.replica(1), 0, "0-1-10");
         c.primary().mark_down(&BackendError::Unreachable {
             source_name: "ds".into(),
-            address: "p:1".into(),
             reason: "test".into(),
         });
         for (s, _) in c.replicas() {

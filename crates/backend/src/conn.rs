@@ -193,7 +193,6 @@ impl BackendConn {
     pub async fn connect(options: &ConnectOptions) -> Result<BackendConn, BackendError> {
         let unreachable = |reason: String| BackendError::Unreachable {
             source_name: options.source_name.clone(),
-            address: options.address.clone(),
             reason,
         };
         let stream = BackendStream::connect(options).await.map_err(unreachable)?;
@@ -247,7 +246,6 @@ impl BackendConn {
         }
         let tls_failed = |reason: String| BackendError::Tls {
             source_name: options.source_name.clone(),
-            address: options.address.clone(),
             reason,
         };
         let offers_tls = greeting.capabilities & caps::SSL != 0;

@@ -1,26 +1,19 @@
 //! Backend errors, each mapped to the MySQL error the client will see.
+//!
+//! Their texts name the data source, never the server's address or the backend account: they
+//! reach clients. The address goes to the log with the data source (`Backend::mark_down` and
+//! the pool's warnings), where a DBA can match the two.
 
 use protocol::{ProtocolError, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("data source '{source_name}' ({address}) is unreachable: {reason}")]
-    Unreachable {
-        source_name: String,
-        address: String,
-        reason: String,
-    },
-    #[error("data source '{source_name}' ({address}) is down: it failed its last health check or connection attempt; statements to it fail at once until a check passes")]
-    Down {
-        source_name: String,
-        address: String,
-    },
-    #[error("data source '{source_name}' ({address}): TLS failed: {reason}")]
-    Tls {
-        source_name: String,
-        address: String,
-        reason: String,
-    },
+    #[error("data source '{source_name}' is unreachable: {reason}")]
+    Unreachable { source_name: String, reason: String },
+    #[error("data source '{source_name}' is down: it failed its last health check or connection attempt; statements to it fail at once until a check passes")]
+    Down { source_name: String },
+    #[error("data source '{source_name}': TLS failed: {reason}")]
+    Tls { source_name: String, reason: String },
     #[error("data source '{source_name}' refused dbmesh's login: {error}")]
     AuthFailed {
         source_name: String,
@@ -52,6 +45,10 @@ impl BackendError {
                 ServerError::new(1040, "08004", format!("dbmesh: {self}"))
             }
             BackendError::Server { error, .. } => error.clone(),
+            // The reason can name the server (its certificate's names): it stays in the log.
+            BackendError::Tls { source_name, .. } => ServerError::internal(format!(
+                "dbmesh: data source '{source_name}': TLS to its server failed (dbmesh's log has the reason)"
+            )),
             _ => ServerError::internal(format!("dbmesh: {self}")),
         }
     }

@@ -178,7 +178,6 @@ impl Executor {
         let cluster = snapshot.clusters.get(data_source).cloned().ok_or_else(|| {
             BackendError::Unreachable {
                 source_name: data_source.to_string(),
-                address: String::new(),
                 reason: "the data source is not in the current rules".into(),
             }
         })?;

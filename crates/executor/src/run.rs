@@ -169,7 +169,6 @@ impl Executor {
                     Some(held) => held.conn.prepare(&target.sql).await,
                     None => Err(BackendError::Unreachable {
                         source_name: data_source.clone(),
-                        address: String::new(),
                         reason: "no connection held".into(),
                     }),
                 };
