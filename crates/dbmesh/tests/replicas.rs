@@ -1049,11 +1049,14 @@ async fn a_data_source_marked_down_fails_each_statement_at_once() {
     });
     let db = testkit::unique_name("silent");
     let rules = format!(
-        "{HEAD}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n\
+        "{}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n\
          [data_sources.main]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n\
          [data_sources.ds_silent]\naddress = \"{silent_address}\"\nuser = \"u\"\ndatabase = \"{db}\"\n\
-         pool = {{ handshake_timeout_ms = 300 }}\n\n\
+         pool = {{ handshake_timeout_ms = 1500 }}\n\n\
          [tables.t_silent]\nkind = \"single\"\ndata_source = \"ds_silent\"\n",
+        // The health check waits longer than the handshake, so the handshake timeout is what
+        // takes the server out.
+        HEAD.replace("health_check_timeout_ms = 500", "health_check_timeout_ms = 3000"),
         users(),
         backend.address(),
         backend.user(),
@@ -1062,22 +1065,26 @@ async fn a_data_source_marked_down_fails_each_statement_at_once() {
     let proxy = Proxy::start(&rules);
     wait_health_mentions(&proxy, "data source 'ds_silent': primary");
     let mut conn = proxy.conn(Some("bank")).await;
+    let mut slowest = Duration::ZERO;
     for _ in 0..3 {
         let started = Instant::now();
         let err = conn.query_drop("SELECT * FROM t_silent").await.unwrap_err();
         let elapsed = started.elapsed();
         let message = err.to_string();
         assert_eq!(common::server_code(err).0, 1105, "{message}");
-        assert!(message.contains("'ds_silent'"), "{message}");
-        assert!(
-            elapsed < Duration::from_millis(100),
-            "{elapsed:?}: {message}"
-        );
+        assert!(message.contains("'ds_silent' is down"), "{message}");
+        // The address is for the log, not for clients.
+        assert!(!message.contains(&silent_address.to_string()), "{message}");
+        // Generous against a loaded machine, and still below the 1.5 s handshake timeout each
+        // statement used to wait out (5 s by default). The figure itself is printed.
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}: {message}");
+        slowest = slowest.max(elapsed);
     }
+    eprintln!("slowest of 3 statements for a data source marked down: {slowest:?}");
     let one: i64 = conn.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1);
     assert!(
-        proxy.log().contains("handshake timed out after 300ms"),
+        proxy.log().contains("handshake timed out after 1.5s"),
         "{}",
         proxy.log()
     );
