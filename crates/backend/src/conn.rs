@@ -154,6 +154,24 @@ pub struct WantedState<'a> {
 /// (`max_prepared_stmt_count`, 16382 by default) is global.
 const MAX_PREPARED: usize = 128;
 
+/// `text` as a string literal in a statement dbmesh sends itself: quotes, backslashes and
+/// NULs escaped, for a session whose sql_mode lacks NO_BACKSLASH_ESCAPES (which would take
+/// the backslashes literally).
+pub fn quote_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Records a session statement (`SET …`) in an ordered list of those in force: a repeated
 /// statement moves to the end, since the last one run decides the value. Sessions and
 /// connections record with the same rule, so a connection carries exactly a session's
@@ -706,4 +724,16 @@ fn decode_text_row(payload: &[u8], columns: u64) -> Result<Vec<Option<String>>, 
                 .map(|b| String::from_utf8_lossy(b).into_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_literal;
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(quote_literal("ds_0,ds_1"), "'ds_0,ds_1'");
+        assert_eq!(quote_literal(r"a'b\c"), r"'a''b\\c'");
+        assert_eq!(quote_literal("a\0b"), r"'a\0b'");
+    }
 }

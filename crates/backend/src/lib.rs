@@ -16,7 +16,8 @@ pub mod stream;
 
 pub use cluster::{Cluster, ReplicaChoice, Server, ServerStats};
 pub use conn::{
-    record_setting, BackendConn, ConnectOptions, QueryResult, SessionState, WantedState,
+    quote_literal, record_setting, BackendConn, ConnectOptions, QueryResult, SessionState,
+    WantedState,
 };
 pub use error::BackendError;
 pub use gtid::{Gtid, Position};

@@ -241,7 +241,7 @@ async fn check_server(
     let exists = conn
         .query(&format!(
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
-            quote_string(&ds.database)
+            backend::quote_literal(&ds.database)
         ))
         .await?;
     if exists.rows.is_empty() {
@@ -261,7 +261,7 @@ async fn check_server(
     let present = conn
         .query(&format!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {}",
-            quote_string(&ds.database)
+            backend::quote_literal(&ds.database)
         ))
         .await?;
     for row in &present.rows {
@@ -304,7 +304,7 @@ async fn missing_privileges(
             "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = {GRANTEE} \
              UNION SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES \
              WHERE GRANTEE = {GRANTEE} AND {} LIKE TABLE_SCHEMA",
-            quote_string(database)
+            backend::quote_literal(database)
         ))
         .await?;
     let held: Vec<&str> = held
@@ -456,12 +456,6 @@ fn definition_line(line: &str) -> &str {
     line.trim().trim_end_matches(',')
 }
 
-/// A string literal for SQL sent to a backend (sql_mode may not include NO_BACKSLASH_ESCAPES
-/// there, so both quotes and backslashes are escaped).
-fn quote_string(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 fn quote_identifier(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -487,8 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn literals_are_quoted_for_any_sql_mode() {
-        assert_eq!(quote_string(r"a'b\c"), r"'a''b\\c'");
+    fn identifiers_are_quoted() {
         assert_eq!(quote_identifier("a`b"), "`a``b`");
     }
 }

@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use backend::conn::QueryResult;
-use backend::{BackendConn, BackendError, ConnectOptions};
+use backend::{quote_literal, BackendConn, BackendError, ConnectOptions};
 use rules::Rules;
 use tokio::sync::Mutex;
 
@@ -228,7 +228,7 @@ impl MysqlStore {
         slot: &mut Slot,
         r: &Reservation,
     ) -> Result<Option<Range<u64>>, StoreError> {
-        let name = quote(&r.name);
+        let name = quote_literal(&r.name);
         let (start, count, max) = (r.start, r.count, r.max);
         let update = format!(
             "UPDATE dbmesh_sequence \
@@ -284,7 +284,7 @@ impl MysqlStore {
         owner: &str,
         timeout: Duration,
     ) -> Result<Option<u16>, StoreError> {
-        let me = quote(owner);
+        let me = quote_literal(owner);
         let held = format!(
             "SELECT worker_id FROM dbmesh_worker_lease WHERE owner = {me} ORDER BY worker_id LIMIT 1"
         );
@@ -336,7 +336,7 @@ impl MysqlStore {
         worker: u16,
         owner: &str,
     ) -> Result<bool, StoreError> {
-        let me = quote(owner);
+        let me = quote_literal(owner);
         let sql = format!(
             "UPDATE dbmesh_worker_lease SET heartbeat_at = NOW(3) \
              WHERE worker_id = {worker} AND owner = {me}"
@@ -389,30 +389,13 @@ impl MetaStore for MysqlStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut slot = self.conn.lock().await;
-            let me = quote(owner);
+            let me = quote_literal(owner);
             let sql = format!(
                 "DELETE FROM dbmesh_worker_lease WHERE worker_id = {worker_id} AND owner = {me}"
             );
             self.query(&mut slot, &sql).await.map(|_| ())
         })
     }
-}
-
-/// A string literal for MySQL/MariaDB, quotes and backslashes escaped (the session has
-/// NO_BACKSLASH_ESCAPES off). Only validated identifiers and owner names reach it.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for ch in s.chars() {
-        match ch {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            _ => out.push(ch),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 /// The first column of the first row, parsed.
@@ -426,15 +409,4 @@ fn first_u16(rows: &[Vec<Option<String>>]) -> Option<u16> {
 
 fn cell<T: std::str::FromStr>(row: &[Option<String>]) -> Option<T> {
     row.first()?.as_deref()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("payment_seq"), "'payment_seq'");
-        assert_eq!(quote("a'b\\c"), "'a''b\\\\c'");
-    }
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend::conn::QueryResult;
-use backend::{BackendError, ConnectOptions, Pool};
+use backend::{quote_literal, BackendError, ConnectOptions, Pool};
 use protocol::ServerError;
 
 use crate::xid::Owner;
@@ -226,8 +226,8 @@ impl DecisionLog {
             "INSERT INTO dbmesh_xa_decision (gtrid, outcome, participants, decided_at) \
              SELECT {gtrid}, 'commit', {participants}, UTC_TIMESTAMP(3) FROM dbmesh_xa_owner \
              WHERE {owner} AND expires_at > UTC_TIMESTAMP(3)",
-            gtrid = quote(gtrid),
-            participants = quote(&participants.join(",")),
+            gtrid = quote_literal(gtrid),
+            participants = quote_literal(&participants.join(",")),
             owner = owner_is(owner),
         );
         match self.run(&sql).await {
@@ -263,7 +263,7 @@ impl DecisionLog {
             "INSERT IGNORE INTO dbmesh_xa_decision (gtrid, outcome, participants, decided_at) \
              SELECT {gtrid}, 'rollback', '', UTC_TIMESTAMP(3) FROM DUAL{condition}; \
              SELECT outcome FROM dbmesh_xa_decision WHERE gtrid = {gtrid}",
-            gtrid = quote(gtrid)
+            gtrid = quote_literal(gtrid)
         );
         let result = self.run(&sql).await.map_err(|e| self.meta_error(e))?;
         Ok(result.rows.first().map(|row| {
@@ -295,7 +295,7 @@ impl DecisionLog {
         if gtrids.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = gtrids.iter().map(|g| quote(g)).collect();
+        let list: Vec<String> = gtrids.iter().map(|g| quote_literal(g)).collect();
         let sql = format!(
             "DELETE FROM dbmesh_xa_decision WHERE gtrid IN ({})",
             list.join(",")
@@ -319,31 +319,4 @@ fn owner_is(owner: &Owner) -> String {
         "name = '{}' AND incarnation = {}",
         owner.name, owner.incarnation
     )
-}
-
-/// `text` as a string literal, whatever it holds.
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('\'');
-    for c in text.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_are_quoted() {
-        assert_eq!(quote("ds_0,ds_1"), "'ds_0,ds_1'");
-        assert_eq!(quote(r"a'b\c"), r"'a''b\\c'");
-    }
 }
