@@ -1,6 +1,8 @@
 //! The admin HTTP listener (axum on hyper): `GET /health`, `GET /metrics` (Prometheus),
-//! `POST /reload` (answers what changed, what was applied and what needs a restart) and `POST /primary?data_source=NAME&address=HOST:PORT` (switch a data
-//! source's primary to a server the rule file names for it).
+//! `POST /reload` (answers what changed, what was applied and what needs a restart) and
+//! `POST /primary?[data_source=NAME&]address=HOST:PORT` (switch a data source's primary, or
+//! without a name every data source's that the server serves, to a server the rule file names
+//! for it; recorded in the meta data source, see `server::primaries`).
 //!
 //! Who may do what: a request that changes something must be a POST carrying
 //! `Authorization: Bearer <proxy.admin_token>` (or `DBMESH_ADMIN_TOKEN`), and must not come
@@ -244,6 +246,7 @@ async fn health(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let verdict = server::health::verdict(&admin.ctx);
     let mut lines = verdict.primaries_down.clone();
     lines.extend(verdict.replicas_out.iter().cloned());
+    lines.extend(server::health::primaries(&admin.ctx));
     let rules = admin.ctx.metrics.rules_in_force();
     lines.push(format!(
         "rules: version {}, sha256 {}",
@@ -291,7 +294,7 @@ async fn reload_rules(State(admin): State<Admin>, headers: HeaderMap) -> Respons
 
 #[derive(serde::Deserialize)]
 struct PrimaryParams {
-    data_source: String,
+    data_source: Option<String>,
     address: String,
 }
 
@@ -311,13 +314,26 @@ async fn switch_primary(
     else {
         return text(
             StatusCode::BAD_REQUEST,
-            "usage: POST /primary?data_source=NAME&address=HOST:PORT\n".into(),
+            "usage: POST /primary?[data_source=NAME&]address=HOST:PORT\n".into(),
         );
     };
-    match admin.ctx.switch_primary(&data_source, &address).await {
-        Ok(()) => text(
+    let number = admin.ctx.snapshot.load().rules.proxy.number;
+    let set_by = format!("proxy {number} (POST /primary)");
+    match admin
+        .ctx
+        .switch_primary(data_source.as_deref(), &address, &set_by)
+        .await
+    {
+        Ok(switched) => text(
             StatusCode::OK,
-            format!("data source '{data_source}' now writes to {address}\n"),
+            format!(
+                "now writing to {address}: data source {}\n",
+                switched
+                    .iter()
+                    .map(|name| format!("'{name}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         Err(e) => text(StatusCode::CONFLICT, format!("primary not switched: {e}\n")),
     }

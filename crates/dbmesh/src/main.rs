@@ -9,6 +9,7 @@ mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -23,7 +24,8 @@ proxy.admin_listen (default 127.0.0.1:9307); serve's --listen / --admin-listen o
 
 Admin endpoints: GET /health (200 ok or degraded, 503 unhealthy; the rules version in force),
 GET /metrics (Prometheus), POST /reload (re-read the rule file; also on SIGHUP), POST
-/primary?data_source=NAME&address=HOST:PORT (after a failover). The POSTs need
+/primary?[data_source=NAME&]address=HOST:PORT (after a failover: the data source, or every
+one the server serves, writes there; recorded in the meta data source). The POSTs need
 Authorization: Bearer <token>, the token being DBMESH_ADMIN_TOKEN or proxy.admin_token.
 
 Environment: RUST_LOG filters the log (default info; e.g. RUST_LOG=debug),
@@ -242,7 +244,19 @@ async fn serve(
         n => n,
     };
     let admin_listen = admin_listen.unwrap_or_else(|| rules.proxy.admin_listen.clone());
-    let snapshot = Snapshot::build(rules, None);
+    // Switches recorded in the meta data source hold across restarts: the first snapshot
+    // already writes to the recorded primaries.
+    let check_timeout = Duration::from_millis(rules.replication.health_check_timeout_ms);
+    let records = match server::primaries::read(&rules, &rules, check_timeout).await {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(error = e, "no server of the meta data source answered at start; the rule file's primaries serve until one does");
+            Default::default()
+        }
+    };
+    let mut in_force = rules.clone();
+    server::primaries::apply(&mut in_force, &records);
+    let snapshot = Snapshot::build(in_force, None);
     let server_version = match &snapshot.rules.proxy.server_version {
         Some(v) => v.clone(),
         None => {
@@ -271,7 +285,15 @@ async fn serve(
     };
     let metrics = Arc::new(Metrics::new());
     metrics.rules_applied(&rules_sha256);
-    let ctx = Context::new(snapshot, metrics, tls, server_version, sequences);
+    let ctx = Context::new(
+        snapshot,
+        rules,
+        records,
+        metrics,
+        tls,
+        server_version,
+        sequences,
+    );
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -712,10 +712,19 @@ async fn the_admin_switches_a_data_source_to_a_promoted_replica() {
         .unwrap_err();
     assert_eq!(common::server_code(err).0, 1105);
 
-    // Promoted, it takes the writes.
+    // Writable but still configured as a replica (its replication only stopped): refused.
     set.replica(0)
-        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .sql("STOP SLAVE; SET GLOBAL read_only = OFF")
         .unwrap();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=main&address={new_primary}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("still configured as a replica"), "{body}");
+
+    // Promoted, it takes the writes.
+    set.replica(0).sql("RESET SLAVE ALL").unwrap();
     let (code, body) = proxy.http(
         "POST",
         &format!("/primary?data_source=main&address={new_primary}"),
@@ -897,6 +906,20 @@ async fn a_killed_primary_costs_no_reads_of_its_shard() {
 /// and `t_meta` created, one row each, and the replica caught up. The databases are
 /// `{db}_main`, `{db}_a` and `{db}_meta`.
 async fn three_sources_on_one_server(set: &ReplicaSet, db: &str, step: u32) -> Proxy {
+    let proxy = Proxy::start(&three_sources_rules(set, db, step));
+    let mut conn = proxy.conn(Some("bank")).await;
+    for table in ["t", "t_a", "t_meta"] {
+        conn.query_drop(format!(
+            "CREATE TABLE {table} (id INT PRIMARY KEY); INSERT INTO {table} VALUES (1)"
+        ))
+        .await
+        .expect("create and fill a table");
+    }
+    proxy
+}
+
+/// The rules of [`three_sources_on_one_server`].
+fn three_sources_rules(set: &ReplicaSet, db: &str, step: u32) -> String {
     let mut rules = format!(
         "{}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\n",
         HEAD.replace("[proxy]", "[proxy]\nmeta_data_source = \"ds_meta\""),
@@ -911,16 +934,7 @@ async fn three_sources_on_one_server(set: &ReplicaSet, db: &str, step: u32) -> P
          [tables.t_meta]\nkind = \"single\"\ndata_source = \"ds_meta\"\n\
          [sequences.txn_seq]\nkind = \"segment\"\nstep = {step}\n"
     );
-    let proxy = Proxy::start(&rules);
-    let mut conn = proxy.conn(Some("bank")).await;
-    for table in ["t", "t_a", "t_meta"] {
-        conn.query_drop(format!(
-            "CREATE TABLE {table} (id INT PRIMARY KEY); INSERT INTO {table} VALUES (1)"
-        ))
-        .await
-        .expect("create and fill a table");
-    }
-    proxy
+    rules
 }
 
 /// The primary of all three data sources dies and the DBA promotes its replica.
@@ -955,7 +969,16 @@ async fn switches_of_several_data_sources_survive_reloads() {
     let db = testkit::unique_name("switch3");
     let proxy = three_sources_on_one_server(&set, &db, 1000).await;
     kill_and_promote(&mut set);
-    for data_source in ["ds_a", "main", "ds_meta"] {
+    // A switch is recorded in the meta data source, whose primary is the dead server: the
+    // meta data source must move first.
+    let address = set.replica(0).address();
+    let (code, body) = proxy.http(
+        "POST",
+        &format!("/primary?data_source=ds_a&address={address}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("switch it first"), "{body}");
+    for data_source in ["ds_meta", "ds_a", "main"] {
         switch_to_replica(&proxy, &set, data_source);
     }
     let mut conn = proxy.conn(Some("bank")).await;
@@ -977,6 +1000,151 @@ async fn switches_of_several_data_sources_survive_reloads() {
             .unwrap();
         assert_eq!(rows.trim(), "3", "{table}");
     }
+}
+
+/// Writes `id` to each of the three data sources' tables, or the first error.
+async fn write_all_three(conn: &mut mysql_async::Conn, id: u64) -> Result<(), String> {
+    for table in ["t", "t_a", "t_meta"] {
+        conn.query_drop(format!("INSERT INTO {table} VALUES ({id})"))
+            .await
+            .map_err(|e| format!("{table}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The `dbmesh_primary_epoch` of `data_source` on `proxy`'s metrics.
+fn primary_epoch(proxy: &Proxy, data_source: &str) -> Option<u64> {
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    let series = format!("dbmesh_primary_epoch{{data_source=\"{data_source}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// A switch is state in the meta data source: one call by address moves every data source
+/// on the dead server; a second proxy sharing `meta` follows it by itself within 2 s; a
+/// reload and a restart (whose rule file still names the dead primary) keep it, and
+/// sequences continue without handing out an id twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_is_recorded_and_every_proxy_follows_it() {
+    let Some(mut sets) = start_sets(1, 1) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("switchrec");
+    let rules = three_sources_rules(&set, &db, 2);
+    let first = three_sources_on_one_server(&set, &db, 2).await;
+    let mut second = Proxy::start(&rules);
+    let mut ids = Vec::new();
+    for proxy in [&first, &second] {
+        let mut conn = proxy.conn(Some("bank")).await;
+        for _ in 0..3 {
+            let id: u64 = conn
+                .query_first("SELECT NEXTVAL(txn_seq)")
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(id);
+        }
+        assert_eq!(primary_epoch(proxy, "main"), Some(0));
+    }
+    kill_and_promote(&mut set);
+    let new_primary = set.replica(0).address();
+
+    let (code, body) = first.http("POST", &format!("/primary?address={new_primary}"));
+    let switched_at = Instant::now();
+    assert_eq!(code, 200, "{body}");
+    for name in ["main", "ds_a", "ds_meta"] {
+        assert!(body.contains(&format!("'{name}'")), "{body}");
+    }
+    let mut conn = first.conn(Some("bank")).await;
+    write_all_three(&mut conn, 2).await.unwrap();
+
+    // The second proxy was told nothing: it follows the record.
+    let followed = loop {
+        // A new connection each time: a failed write may end the session, and the login
+        // itself fails while the default data source is down.
+        let written = match mysql_async::Conn::new(second.opts(Some("bank"))).await {
+            Ok(mut conn) => write_all_three(&mut conn, 3).await,
+            Err(e) => Err(format!("login: {e}")),
+        };
+        match written {
+            Ok(()) => break switched_at.elapsed(),
+            Err(e) => {
+                assert!(
+                    switched_at.elapsed() < Duration::from_secs(2),
+                    "the second proxy did not follow the switch within 2 s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut conn = second.conn(Some("bank")).await;
+    eprintln!("the second proxy wrote to the new primary {followed:?} after the switch");
+    for name in ["main", "ds_a", "ds_meta"] {
+        assert_eq!(primary_epoch(&second, name), Some(1), "{name}");
+    }
+    let (_, health) = second.http("GET", "/health");
+    assert!(
+        health.contains(&format!(
+            "data source 'main': writes to {new_primary}, epoch 1, switched by proxy 0"
+        )),
+        "{health}"
+    );
+
+    // A reload of the rule file, which still names the dead primary, keeps the switch.
+    let (code, body) = second.http("POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    write_all_three(&mut conn, 4).await.unwrap();
+    drop(conn);
+
+    // So does a restart: the first statement goes to the recorded primary.
+    second.assert_alive();
+    drop(second);
+    let second = Proxy::start(&rules);
+    let mut conn = second.conn(Some("bank")).await;
+    write_all_three(&mut conn, 5).await.unwrap();
+    for proxy in [&first, &second] {
+        let mut conn = proxy.conn(Some("bank")).await;
+        for _ in 0..3 {
+            let id: u64 = conn
+                .query_first("SELECT NEXTVAL(txn_seq)")
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id handed out twice: {ids:?}");
+    for (table, suffix) in [("t", "main"), ("t_a", "a"), ("t_meta", "meta")] {
+        let rows = set
+            .replica(0)
+            .sql(&format!("SELECT COUNT(*) FROM `{db}_{suffix}`.{table}"))
+            .unwrap();
+        assert_eq!(rows.trim(), "5", "{table}");
+    }
+    let recorded = set
+        .replica(0)
+        .sql(&format!(
+            "SELECT data_source, epoch, address FROM `{db}_meta`.dbmesh_primary ORDER BY data_source"
+        ))
+        .unwrap();
+    assert_eq!(
+        recorded.split_whitespace().collect::<Vec<_>>(),
+        [
+            "ds_a",
+            "1",
+            &new_primary,
+            "ds_meta",
+            "1",
+            &new_primary,
+            "main",
+            "1",
+            &new_primary
+        ],
+        "{recorded}"
+    );
 }
 
 /// Sequences follow a switch of the meta data source at once: blocks are reserved on the

@@ -1,7 +1,8 @@
 //! The backend health checker: every `replication.health_check_interval_ms` it checks every
 //! server of the current rules at once (a ping; for replicas their replication state), so a
 //! dead server is taken out within one interval plus one check timeout even when no session
-//! uses it, and put back by the first check it passes.
+//! uses it, and put back by the first check it passes. After each round it reads the primaries
+//! recorded in the meta data source, so this proxy follows another's switch within an interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub fn spawn_health_checks(ctx: Arc<Context>) {
     tokio::spawn(async move {
         loop {
             check_backends(&ctx).await;
+            ctx.follow_primaries().await;
             let interval = ctx
                 .snapshot
                 .load()
@@ -82,4 +84,25 @@ pub fn verdict(ctx: &Context) -> Verdict {
         }
     }
     verdict
+}
+
+/// One line per data source for `/health`: its primary in force and the switch that put it
+/// there.
+pub fn primaries(ctx: &Context) -> Vec<String> {
+    ctx.primaries()
+        .into_iter()
+        .map(|(name, address, record)| match record {
+            Some(r) => format!(
+                "data source '{name}': writes to {address}, epoch {}, switched by {} at {}",
+                r.epoch,
+                r.set_by,
+                r.set_at
+                    .as_deref()
+                    .unwrap_or("(not recorded: no meta data source)")
+            ),
+            None => format!(
+                "data source '{name}': writes to {address}, epoch 0 (the rule file's primary)"
+            ),
+        })
+        .collect()
 }

@@ -8,17 +8,18 @@ pub mod health;
 mod intercept;
 mod logins;
 pub mod metrics;
+pub mod primaries;
 mod processes;
 mod registry;
 mod session;
 pub mod tls;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use backend::ConnectOptions;
+pub use primaries::{PrimaryRecord, PrimaryRecords};
 use protocol::framing::PacketConn;
 use rules::Rules;
 use sequence::Sequences;
@@ -45,23 +46,27 @@ pub struct Context {
     connection_slots: Arc<Semaphore>,
     /// Connections still logging in (`proxy.max_authenticating`, `proxy.login_timeout_ms`).
     logins: Arc<logins::Logins>,
-    /// The rules as last read from the file and the admin's primary switches on top of them.
+    /// The rules as last read from the file and the recorded primaries on top of them.
     /// The lock also orders reloads and switches, so neither undoes the other.
     switches: Mutex<Switches>,
 }
 
-/// The admin's primary switches and the rule file they apply to.
+/// The recorded primaries and the rule file they apply to.
 struct Switches {
     /// The rules as the file says, before any switch.
     file_rules: Arc<Rules>,
-    /// Data source → the address it was switched to, applied to every rule set loaded until
-    /// the rule file itself names that primary.
-    primaries: BTreeMap<String, String>,
+    /// Data source → its recorded primary (see [`primaries`]), applied to every rule set
+    /// loaded: a switch is state, which no rule-file edit undoes.
+    records: PrimaryRecords,
 }
 
 impl Context {
+    /// A context serving `snapshot`, built from `file_rules` (the rule file) with `records`
+    /// (the recorded primaries, see [`primaries::apply`]).
     pub fn new(
         snapshot: Snapshot,
+        file_rules: Rules,
+        records: PrimaryRecords,
         metrics: Arc<Metrics>,
         tls: Option<TlsAcceptor>,
         server_version: String,
@@ -69,7 +74,7 @@ impl Context {
     ) -> Arc<Context> {
         let max = snapshot.rules.proxy.max_connections;
         let number = snapshot.rules.proxy.number;
-        let snapshot_rules = snapshot.rules.clone();
+        metrics.set_primary_epochs(&file_rules, &records);
         Arc::new(Context {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -80,39 +85,29 @@ impl Context {
             connection_slots: Arc::new(Semaphore::new(max)),
             logins: Arc::default(),
             switches: Mutex::new(Switches {
-                file_rules: snapshot_rules,
-                primaries: BTreeMap::new(),
+                file_rules: Arc::new(file_rules),
+                records,
             }),
         })
     }
 
-    /// Swaps in new rules read from the rule file (with the admin's primary switches);
-    /// statements in flight finish on the old snapshot. Returns the rules the file gave
-    /// before, for telling what changed.
+    /// Swaps in new rules read from the rule file (with the recorded primaries); statements
+    /// in flight finish on the old snapshot. Returns the rules the file gave before, for
+    /// telling what changed.
     pub fn reload(&self, rules: Rules) -> Arc<Rules> {
         let mut switches = self.lock_switches();
         let previous = std::mem::replace(&mut switches.file_rules, Arc::new(rules));
-        self.apply(&mut switches);
+        self.apply(&switches);
         previous
     }
 
-    /// Builds and swaps in the snapshot of the file's rules with every primary switch. Always
-    /// from the file's rules: switches applied to an earlier snapshot would look like the
-    /// file naming the new primaries, and be dropped.
-    fn apply(&self, switches: &mut Switches) {
+    /// Builds and swaps in the snapshot of the file's rules with every recorded primary.
+    /// Always from the file's rules, never from an earlier snapshot's.
+    fn apply(&self, switches: &Switches) {
         let mut rules = Rules::clone(&switches.file_rules);
-        switches.primaries.retain(|name, address| {
-            let Some(ds) = rules.data_sources.get_mut(name) else {
-                return false;
-            };
-            if ds.address == *address {
-                // The rule file names the new primary now; nothing left to override.
-                return false;
-            }
-            ds.replicas.retain(|r| r.address != *address);
-            ds.address = address.clone();
-            true
-        });
+        primaries::apply(&mut rules, &switches.records);
+        self.metrics
+            .set_primary_epochs(&switches.file_rules, &switches.records);
         if let Ok(sequences) = &self.sequences {
             sequences.follow(&rules);
         }
@@ -128,54 +123,170 @@ impl Context {
         self.switches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes `address` the primary of `data_source` (after a failover the DBA performed):
-    /// writes go there from the next statement on, and the old primary gets no more
-    /// statements (it may have diverged). Refused unless the server answers and is writable
-    /// (`@@read_only` off), so writes never go to a replica that was not promoted.
-    /// Only a server the rule file names for that data source (its primary or a replica) is
-    /// accepted, and checked before any connection is opened: the switch never makes the
-    /// proxy log in to an address a request made up.
-    pub async fn switch_primary(&self, data_source: &str, address: &str) -> Result<(), String> {
-        let rules = self.lock_switches().file_rules.clone();
-        let ds = rules
-            .data_sources
-            .get(data_source)
-            .ok_or_else(|| format!("no data source '{data_source}'"))?;
-        if ds.address != address && ds.replicas.iter().all(|r| r.address != address) {
+    /// Makes `address` the primary of `data_source`, or without one of every data source the
+    /// rule file gives that server (as primary or replica) which does not write to it yet:
+    /// after a failover the DBA or an HA tool performed. Writes go there from the next
+    /// statement on, and the old primary gets no more statements (it may have diverged).
+    /// Refused unless the server answers, is writable (`@@read_only` off) and replicates from
+    /// nothing, so writes never go to a replica that was not promoted. Only a server the rule
+    /// file names for the data source is accepted, checked before any connection is opened:
+    /// the switch never makes the proxy log in to an address a request made up.
+    ///
+    /// Each switch is recorded in the meta data source (if one is configured) with the next
+    /// epoch, compare-and-set, so other proxies follow it and reloads and restarts keep it.
+    /// Returns the data sources switched.
+    pub async fn switch_primary(
+        &self,
+        data_source: Option<&str>,
+        address: &str,
+        set_by: &str,
+    ) -> Result<Vec<String>, String> {
+        let file = self.lock_switches().file_rules.clone();
+        let in_force = self.snapshot.load().rules.clone();
+        let names_server = |ds: &rules::DataSourceConfig| {
+            ds.address == address || ds.replicas.iter().any(|r| r.address == address)
+        };
+        let names: Vec<String> = match data_source {
+            Some(name) => {
+                let ds = file
+                    .data_sources
+                    .get(name)
+                    .ok_or_else(|| format!("no data source '{name}'"))?;
+                if !names_server(ds) {
+                    return Err(format!(
+                        "{address} is not a server of data source '{name}' in the rule file \
+                         (its primary or one of its replicas)"
+                    ));
+                }
+                vec![name.to_string()]
+            }
+            None => file
+                .data_sources
+                .iter()
+                .filter(|(name, ds)| {
+                    names_server(ds)
+                        && in_force
+                            .data_sources
+                            .get(*name)
+                            .is_some_and(|now| now.address != address)
+                })
+                .map(|(name, _)| name.clone())
+                .collect(),
+        };
+        let Some(first) = names.first() else {
             return Err(format!(
-                "{address} is not a server of data source '{data_source}' in the rule file \
-                 (its primary or one of its replicas)"
+                "no data source of the rule file has {address} among its servers and writes \
+                 elsewhere"
             ));
-        }
-        let mut options = ConnectOptions::for_data_source(data_source, ds);
+        };
+        let mut options = ConnectOptions::for_data_source(first, &file.data_sources[first]);
         options.address = address.to_string();
         let mut conn = backend::BackendConn::connect(&options)
             .await
             .map_err(|e| e.to_string())?;
-        let read_only = conn
-            .query("SELECT @@global.read_only")
-            .await
-            .map_err(|e| e.to_string())?;
-        if read_only
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .cloned()
-            .flatten()
-            != Some("0".into())
-        {
-            return Err(format!(
-                "{address} is read-only: promote it first (STOP SLAVE; SET GLOBAL read_only = OFF)"
-            ));
+        primaries::check_writable(&mut conn, address).await?;
+        drop(conn);
+        // The meta data source's primary once this switch is done holds the records.
+        let meta_address = in_force.proxy.meta_data_source.as_ref().map(|meta| {
+            if names.contains(meta) {
+                address.to_string()
+            } else {
+                in_force.data_sources[meta].address.clone()
+            }
+        });
+        let mut switched = Vec::new();
+        let mut failure = None;
+        for name in &names {
+            let known = self
+                .lock_switches()
+                .records
+                .get(name)
+                .map_or(0, |r| r.epoch);
+            let record = match &meta_address {
+                Some(meta_address) => {
+                    primaries::write(&in_force, meta_address, name, known, address, set_by).await
+                }
+                None => Ok(PrimaryRecord {
+                    epoch: known + 1,
+                    address: address.to_string(),
+                    set_by: set_by.to_string(),
+                    set_at: None,
+                }),
+            };
+            match record {
+                Ok(record) => {
+                    tracing::warn!(
+                        data_source = name,
+                        address,
+                        epoch = record.epoch,
+                        set_by,
+                        "primary switched"
+                    );
+                    let mut switches = self.lock_switches();
+                    primaries::merge(&mut switches.records, [(name.clone(), record)].into());
+                    switched.push(name.clone());
+                }
+                Err(e) => {
+                    failure = Some(format!(
+                        "data source '{name}': the switch could not be recorded in the meta \
+                         data source (if its primary is down, switch it first, or switch by \
+                         address alone): {e}"
+                    ));
+                    break;
+                }
+            }
         }
+        if !switched.is_empty() {
+            self.apply(&self.lock_switches());
+        }
+        match failure {
+            None => Ok(switched),
+            Some(e) if switched.is_empty() => Err(e),
+            Some(e) => Err(format!("{e} (switched before it: {})", switched.join(", "))),
+        }
+    }
+
+    /// Applies the primaries recorded in the meta data source that are newer than those in
+    /// force (another proxy's switch), from every server of it that answers.
+    pub async fn follow_primaries(&self) {
+        let file = self.lock_switches().file_rules.clone();
+        let in_force = self.snapshot.load().rules.clone();
+        let timeout = Duration::from_millis(in_force.replication.health_check_timeout_ms);
+        let found = match primaries::read(&in_force, &file, timeout).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = e, "primary records unreadable");
+                return;
+            }
+        };
         let mut switches = self.lock_switches();
-        switches
-            .primaries
-            .insert(data_source.to_string(), address.to_string());
-        self.apply(&mut switches);
-        drop(switches);
-        tracing::warn!(data_source, address, "primary switched by the admin");
-        Ok(())
+        let changed = primaries::merge(&mut switches.records, found);
+        if changed.is_empty() {
+            return;
+        }
+        for name in &changed {
+            let record = &switches.records[name];
+            tracing::warn!(
+                data_source = name,
+                address = record.address,
+                epoch = record.epoch,
+                set_by = record.set_by,
+                "primary switched by its record in the meta data source"
+            );
+        }
+        self.apply(&switches);
+    }
+
+    /// Each data source's primary in force, with its recorded epoch and who set it (`None`:
+    /// the rule file's, never switched).
+    pub fn primaries(&self) -> Vec<(String, String, Option<PrimaryRecord>)> {
+        let records = self.lock_switches().records.clone();
+        let rules = self.snapshot.load().rules.clone();
+        rules
+            .data_sources
+            .iter()
+            .map(|(name, ds)| (name.clone(), ds.address.clone(), records.get(name).cloned()))
+            .collect()
     }
 
     /// Refreshes the backend and plan-cache metrics (called when metrics are scraped).

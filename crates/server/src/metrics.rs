@@ -46,6 +46,8 @@ pub struct Metrics {
     broadcast_divergences: IntCounterVec,
     rules_version: IntGauge,
     rules_info: IntGaugeVec,
+    /// Each data source's recorded primary epoch (0: the rule file's primary).
+    primary_epoch: IntGaugeVec,
     /// The rule file in force, as `/health` shows it.
     rules_in_force: Mutex<RulesInForce>,
     /// Held while the per-server families are rebuilt and while they are rendered, so a
@@ -226,6 +228,15 @@ impl Metrics {
             &["sha256"],
         )
         .expect("valid metric");
+        let primary_epoch = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_primary_epoch",
+                "Each data source's primary switch epoch, as recorded in the meta data source: \
+                 0 for the rule file's primary, one more per switch",
+            ),
+            &["data_source"],
+        )
+        .expect("valid metric");
         for code in ERROR_CODES {
             errors.with_label_values(&[&code.to_string()]);
         }
@@ -252,6 +263,7 @@ impl Metrics {
             Box::new(broadcast_divergences.clone()),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
+            Box::new(primary_epoch.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -280,6 +292,7 @@ impl Metrics {
             broadcast_divergences,
             rules_version,
             rules_info,
+            primary_epoch,
             rules_in_force: Mutex::new(RulesInForce::default()),
             servers_refresh: Mutex::new(()),
         }
@@ -349,6 +362,17 @@ impl Metrics {
                     .with_label_values(&[cluster.name(), role, server.address(), state])
                     .set(value as i64);
             }
+        }
+    }
+
+    /// Sets each data source's primary epoch from the recorded primaries.
+    pub fn set_primary_epochs(&self, rules: &rules::Rules, records: &crate::PrimaryRecords) {
+        self.primary_epoch.reset();
+        for name in rules.data_sources.keys() {
+            let epoch = records.get(name).map_or(0, |r| r.epoch);
+            self.primary_epoch
+                .with_label_values(&[name])
+                .set(i64::try_from(epoch).unwrap_or(i64::MAX));
         }
     }
 
