@@ -161,21 +161,13 @@ async fn a_stalled_backend_holds_only_its_own_clients_and_loses_nothing() {
     };
     // Nothing lost, nothing half-done: once the server is back in service, the row written is
     // on its shard exactly when the client was told so, and row 2 is intact.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut after = loop {
-        let mut conn = c.proxy.conn(Some("bank")).await;
-        match value(&mut conn, 2).await {
-            Ok(v) => {
-                assert_eq!(v, Some(200));
-                break conn;
-            }
-            Err(e) if Instant::now() < deadline => {
-                println!("not yet back in service: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("server 1 resumed but its data sources fail: {e}"),
-        }
-    };
+    let mut after = common::wait_for_answer(
+        &c.proxy,
+        "SELECT v FROM acct WHERE id = 2",
+        Some(200),
+        Duration::from_secs(30),
+    )
+    .await;
     if let Some(written) = written {
         let on_shard = c.servers[1]
             .sql(&format!(
@@ -251,21 +243,13 @@ async fn a_killed_backend_fails_its_clients_at_once_and_spares_the_others() {
 
     // Back up: the same data sources serve again, the committed rows still there.
     c.servers[1].restart().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut conn = c.proxy.conn(Some("bank")).await;
-        match value(&mut conn, 2).await {
-            Ok(v) => {
-                assert_eq!(v, Some(200));
-                break;
-            }
-            Err(e) if Instant::now() < deadline => {
-                println!("not yet: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("server 1 is back but its data sources fail: {e}"),
-        }
-    }
+    common::wait_for_answer(
+        &c.proxy,
+        "SELECT v FROM acct WHERE id = 2",
+        Some(200),
+        Duration::from_secs(30),
+    )
+    .await;
     c.proxy.assert_alive();
     healthy.disconnect().await.unwrap();
     c.drop_all();

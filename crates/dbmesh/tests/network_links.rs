@@ -176,21 +176,13 @@ async fn assert_nothing_lost(
     acknowledged: &[i64],
     unknown: &[i64],
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut conn = proxy.conn(Some("bank")).await;
-        match value(&mut conn, 2).await {
-            Ok(v) => {
-                assert_eq!(v, Some(2));
-                break;
-            }
-            Err(e) if Instant::now() < deadline => {
-                println!("not yet back in service: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("the link is back but server 1's data sources fail: {e}"),
-        }
-    }
+    common::wait_for_answer(
+        proxy,
+        "SELECT v FROM acct WHERE id = 2",
+        Some(2),
+        Duration::from_secs(30),
+    )
+    .await;
     let stored = server
         .sql(&format!(
             "SELECT id FROM `{db}`.acct WHERE id >= {} AND id < {} ORDER BY id",

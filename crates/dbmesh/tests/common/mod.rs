@@ -441,6 +441,33 @@ impl RawClient {
 }
 
 /// The (code, SQLSTATE) of a server error from `mysql_async`; any other error fails the test.
+/// Runs `query` (one integer cell) through the proxy on a new connection every 250 ms until it
+/// answers, for at most `within` (a backend coming back into service), asserts the answer is
+/// `expected` and returns the connection; panics with the last error past `within`.
+pub async fn wait_for_answer(
+    proxy: &Proxy,
+    query: &str,
+    expected: Option<i64>,
+    within: Duration,
+) -> mysql_async::Conn {
+    use mysql_async::prelude::Queryable;
+    let deadline = Instant::now() + within;
+    loop {
+        let mut conn = proxy.conn(Some("bank")).await;
+        match conn.query_first::<i64, _>(query).await {
+            Ok(v) => {
+                assert_eq!(v, expected, "{query}");
+                return conn;
+            }
+            Err(e) if Instant::now() < deadline => {
+                println!("not yet in service: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("{query} still fails after {within:?}: {e}"),
+        }
+    }
+}
+
 pub fn server_code(e: mysql_async::Error) -> (u16, String) {
     match e {
         mysql_async::Error::Server(s) => (s.code, s.state),
