@@ -116,12 +116,14 @@ pub fn encode_text_row<'a>(values: impl IntoIterator<Item = Option<&'a [u8]>>, o
     }
 }
 
-/// Writes a whole text result set (metadata, rows, terminator) in the client's EOF style.
+/// Writes a whole text result set (metadata, rows, terminator with `warnings`) in the
+/// client's EOF style.
 pub fn write_text_result<S, R, V>(
     conn: &mut PacketConn<S>,
     columns: &[ColumnDef],
     rows: R,
     deprecate_eof: bool,
+    warnings: u16,
     status: u16,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -132,7 +134,7 @@ pub fn write_text_result<S, R, V>(
     for row in rows {
         conn.write_with(|b| encode_text_row(row.as_ref().iter().map(|v| v.as_deref()), b));
     }
-    write_end_of_rows(conn, deprecate_eof, 0, status);
+    write_end_of_rows(conn, deprecate_eof, warnings, status);
 }
 
 /// Encodes one binary-protocol row from the text a text-protocol row carries for the same
@@ -257,12 +259,13 @@ fn put_binary_time(text: &str, out: &mut BytesMut) -> Option<()> {
 }
 
 /// Writes a whole binary-protocol result set (the answer to COM_STMT_EXECUTE) from text
-/// values; nothing is written when a value does not fit its column.
+/// values, ended with `warnings`; nothing is written when a value does not fit its column.
 pub fn write_binary_result<S>(
     conn: &mut PacketConn<S>,
     columns: &[ColumnDef],
     rows: &[Vec<Option<Vec<u8>>>],
     deprecate_eof: bool,
+    warnings: u16,
     status: u16,
 ) -> Result<(), ProtocolError>
 where
@@ -278,7 +281,7 @@ where
     for row in encoded {
         conn.write_packet(&row);
     }
-    write_end_of_rows(conn, deprecate_eof, 0, status);
+    write_end_of_rows(conn, deprecate_eof, warnings, status);
     Ok(())
 }
 

@@ -85,9 +85,10 @@ pub(crate) fn representative_node(table: &ShardedTable) -> usize {
     table.data_nodes().first().copied().unwrap_or(0)
 }
 
-/// The (data source, physical table) standing for `logical` (see [`representative_node`];
-/// a broadcast table's first copy; a single or unnamed table itself).
-pub(crate) fn representative(rules: &Rules, logical: &str) -> Option<(String, String)> {
+/// The (data source, physical table) standing for `logical`: a sharded table's first node
+/// holding data, a broadcast table's first copy, a single or unnamed table itself. SHOW
+/// CREATE TABLE, the logical view of `information_schema` and SHOW TABLES describe it.
+pub fn representative(rules: &Rules, logical: &str) -> Option<(String, String)> {
     let node = match rules.table_rule(logical) {
         TableRoute::Sharded(s) => s.node(representative_node(s))?,
         TableRoute::Broadcast(b) => b.nodes().first()?,

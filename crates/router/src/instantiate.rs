@@ -765,12 +765,7 @@ fn show_tables_view(ctx: &Ctx<'_>) -> (Vec<(String, String)>, Vec<String>) {
     let ds = ctx.default_ds();
     let mut rename = Vec::new();
     for (logical, rule) in &ctx.rules.tables {
-        let nodes: Vec<&PhysicalNode> = match rule {
-            rules::TableRule::Sharded(s) => s.all_nodes().iter().collect(),
-            rules::TableRule::Broadcast(b) => b.nodes().iter().collect(),
-            rules::TableRule::Single(n) => vec![n],
-        };
-        for node in nodes {
+        for node in rule.physical_tables() {
             if node.data_source == ds && node.table != *logical {
                 rename.push((node.table.clone(), logical.clone()));
             }

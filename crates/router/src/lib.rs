@@ -60,7 +60,7 @@ use std::sync::Arc;
 
 use rules::Rules;
 
-pub use columns::ColumnSource;
+pub use columns::{representative, ColumnSource};
 pub use error::RouteError;
 pub use input::IdStyle;
 pub use plan::{

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use rules::{PhysicalNode, Rules, TableRule};
+use rules::Rules;
 use sql::{
     Analysis, Kind, Naming, Rendered, SchemaValue, Statement, SystemTable, ViewSource,
     INFORMATION_SCHEMA,
@@ -108,12 +108,7 @@ fn sources(rules: &Rules) -> Vec<Source> {
                 shown.entry(name.as_str()).or_default().push(table);
             }
         }
-        let nodes: Vec<&PhysicalNode> = match rule {
-            TableRule::Sharded(s) => s.all_nodes().iter().collect(),
-            TableRule::Broadcast(b) => b.nodes().iter().collect(),
-            TableRule::Single(n) => vec![n],
-        };
-        for n in nodes {
+        for n in rule.physical_tables() {
             if n.table != *logical {
                 names
                     .entry(n.data_source.as_str())

@@ -159,9 +159,9 @@ pub struct Plan {
     /// For SHOW / DESCRIBE: (physical, logical) table names; the executor
     /// shows the logical name wherever the result names the physical table.
     pub rename: Vec<(String, String)>,
-    /// For SHOW TABLES: logical tables to list even if the target does not
-    /// hold a table of that name (sharded tables living elsewhere), and in
-    /// place of their physical tables.
+    /// For SHOW TABLES: the tables of the rules, listed in place of their
+    /// physical tables on the target when their standing table exists,
+    /// wherever it lives.
     pub add_tables: Vec<String>,
 }
 

@@ -50,6 +50,18 @@ pub enum TableRule {
     Single(PhysicalNode),
 }
 
+impl TableRule {
+    /// Every physical table of the rule: a sharded table's nodes, a broadcast table's
+    /// copies, a single table's one table.
+    pub fn physical_tables(&self) -> &[PhysicalNode] {
+        match self {
+            TableRule::Sharded(s) => s.all_nodes(),
+            TableRule::Broadcast(b) => b.nodes(),
+            TableRule::Single(n) => std::slice::from_ref(n),
+        }
+    }
+}
+
 /// Where a logical table lives, as the router sees it; see [`crate::Rules::table_rule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableRoute<'a> {

@@ -44,6 +44,7 @@ pub struct Metrics {
     server_errors: IntCounterVec,
     server_connections: IntGaugeVec,
     broadcast_divergences: IntCounterVec,
+    table_physical_missing: IntGaugeVec,
     rules_version: IntGauge,
     rules_info: IntGaugeVec,
     /// Each data source's recorded primary epoch (0: the rule file's primary).
@@ -215,6 +216,16 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
+        let table_physical_missing = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_table_physical_missing",
+                "Physical tables missing of a table of the rules whose other physical tables \
+                 exist (a DDL fan-out that half failed), as the last SHOW TABLES found; 0 when \
+                 all or none exist",
+            ),
+            &["table"],
+        )
+        .expect("valid metric");
         let rules_version = IntGauge::new(
             "dbmesh_rules_version",
             "Rule files applied since start: 1 for the first, one more per applied reload",
@@ -261,6 +272,7 @@ impl Metrics {
             Box::new(server_errors.clone()),
             Box::new(server_connections.clone()),
             Box::new(broadcast_divergences.clone()),
+            Box::new(table_physical_missing.clone()),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
             Box::new(primary_epoch.clone()),
@@ -290,6 +302,7 @@ impl Metrics {
             server_errors,
             server_connections,
             broadcast_divergences,
+            table_physical_missing,
             rules_version,
             rules_info,
             primary_epoch,
@@ -426,6 +439,13 @@ impl Metrics {
     /// A write found the copies of broadcast `table` diverged.
     pub fn broadcast_divergence(&self, table: &str) {
         self.broadcast_divergences.with_label_values(&[table]).inc();
+    }
+
+    /// SHOW TABLES found `missing` physical tables of `table` missing while others exist.
+    pub fn table_physical_missing(&self, table: &str, missing: usize) {
+        self.table_physical_missing
+            .with_label_values(&[table])
+            .set(i64::try_from(missing).unwrap_or(i64::MAX));
     }
 
     pub fn error(&self, code: u16) {

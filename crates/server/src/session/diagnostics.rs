@@ -58,6 +58,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     &columns,
                     rows,
                     deprecate_eof,
+                    0,
                     status,
                 );
             }
@@ -78,6 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     &columns,
                     [row],
                     deprecate_eof,
+                    0,
                     status,
                 );
             }
@@ -89,6 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     &columns,
                     [row],
                     deprecate_eof,
+                    0,
                     status,
                 );
                 // ROW_COUNT() is itself a SELECT.

@@ -422,6 +422,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &[ColumnDef::varchar(&header, 64)],
             rows,
             deprecate_eof,
+            0,
             self.exec.reported.status,
         );
         self.flush().await
@@ -435,6 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &[ColumnDef::varchar(column, 64)],
             [row],
             deprecate_eof,
+            0,
             self.exec.reported.status,
         );
         self.flush().await
@@ -475,6 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &columns,
             [row],
             deprecate_eof,
+            0,
             self.exec.reported.status,
         );
         self.flush().await
@@ -498,6 +501,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &[column_def],
             [row],
             deprecate_eof,
+            0,
             self.exec.reported.status,
         );
         self.flush().await

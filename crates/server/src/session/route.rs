@@ -323,6 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &columns,
             rows,
             deprecate_eof,
+            0,
             status,
         );
         self.flush().await

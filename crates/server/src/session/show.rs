@@ -1,19 +1,23 @@
 //! SHOW / DESCRIBE through the logical view: the statement runs on one backend, and its small
 //! result is rewritten so clients see logical names (`payment`, not `payment_3`; `Tables_in_bank`,
-//! not `Tables_in_bank_0`), with the logical tables listed by SHOW TABLES even where the default
-//! data source holds none of their rows.
+//! not `Tables_in_bank_0`). SHOW TABLES lists the tables of the rules that exist, wherever
+//! they live, as `information_schema.TABLES` does (see `Session::show_tables`).
+
+use std::collections::{BTreeSet, HashMap};
 
 use protocol::buf::Reader;
 use protocol::packets::{is_err, is_terminator, OkPacket};
 use protocol::response::{read_result_header, ResultHeader};
 use protocol::resultset::{write_binary_result, write_prepare_ok, write_text_result, ColumnDef};
+
+use executor::{Diagnostic, Flow};
 use protocol::ServerError;
 use router::Plan;
+use rules::PhysicalNode;
 use sql::{Lexer, Tok, Token};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use executor::Flow;
-
+use super::process::string_literal;
 use super::Session;
 use crate::intercept::{like_matches, string_value};
 
@@ -33,6 +37,13 @@ pub(super) enum Asked {
     Execute,
 }
 
+/// A SHOW result as the client sees it, with the warnings that go with it.
+pub(super) struct Shown {
+    pub defs: Vec<ColumnDef>,
+    pub rows: Vec<Row>,
+    pub warnings: Vec<Diagnostic>,
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs a SHOW / DESCRIBE plan (as text on its backend, whichever way the client asked:
     /// the rewrite works on text values) and answers as `asked`. A prepared SHOW never reaches
@@ -40,7 +51,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// physical database.
     pub(super) async fn run_show(&mut self, plan: &Plan, original_sql: &str, asked: Asked) -> Flow {
         match self.show_result(plan, original_sql).await {
-            Ok(Some((defs, rows))) => self.answer_show(&defs, rows, asked).await,
+            Ok(Some(shown)) => {
+                let warnings = u16::try_from(shown.warnings.len()).unwrap_or(u16::MAX);
+                self.client.diagnostics.extend(shown.warnings);
+                self.answer_show(&shown.defs, shown.rows, warnings, asked)
+                    .await
+            }
             Ok(None) => self.ok().await,
             Err(flow) => flow,
         }
@@ -51,18 +67,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &mut self,
         defs: &[ColumnDef],
         rows: Vec<Row>,
+        warnings: u16,
         asked: Asked,
     ) -> Flow {
         let deprecate_eof = self.deprecate_eof();
         let status = self.exec.client_status();
         let packets = &mut self.client.packets;
         match asked {
-            Asked::Query => write_text_result(packets, defs, rows, deprecate_eof, status),
+            Asked::Query => write_text_result(packets, defs, rows, deprecate_eof, warnings, status),
             Asked::Prepare { statement_id } => {
                 write_prepare_ok(packets, statement_id, defs, deprecate_eof, status)
             }
             Asked::Execute => {
-                if let Err(e) = write_binary_result(packets, defs, &rows, deprecate_eof, status) {
+                let written =
+                    write_binary_result(packets, defs, &rows, deprecate_eof, warnings, status);
+                if let Err(e) = written {
                     return self
                         .error(ServerError::internal(format!("dbmesh: SHOW result: {e}")))
                         .await;
@@ -78,11 +97,236 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &mut self,
         plan: &Plan,
         original_sql: &str,
-    ) -> Result<Option<(Vec<ColumnDef>, Vec<Row>)>, Flow> {
+    ) -> Result<Option<Shown>, Flow> {
         let target = &plan.targets[0];
-        let logical_db = self.exec.state.database.clone().unwrap_or_default();
+        if let (Some(asked), Some(physical)) = (
+            ShowTables::parse(original_sql),
+            ShowTables::parse(&target.sql),
+        ) {
+            return self.show_tables(plan, &asked, &physical).await.map(Some);
+        }
+        let Some((defs, mut rows)) = self.backend_rows(&target.data_source, &target.sql).await?
+        else {
+            return Ok(None);
+        };
+        for row in &mut rows {
+            for value in row.iter_mut().flatten() {
+                rename_value(value, &plan.rename);
+            }
+        }
+        Ok(Some(Shown {
+            defs,
+            rows,
+            warnings: Vec::new(),
+        }))
+    }
+
+    /// `SHOW [FULL] TABLES [FROM db] [LIKE … | WHERE …]` of the logical schema: the default
+    /// data source's own tables, and each table of the rules that exists — exactly those
+    /// `information_schema.TABLES` lists, whose physical table standing for them exists.
+    /// LIKE is the backend's for its own tables; a WHERE condition is evaluated by the
+    /// default data source's server on the logical rows, under the logical column names.
+    /// `asked` is the client's statement, `physical` the target's (the physical database
+    /// after FROM).
+    async fn show_tables(
+        &mut self,
+        plan: &Plan,
+        asked: &ShowTables<'_>,
+        physical: &ShowTables<'_>,
+    ) -> Result<Shown, Flow> {
+        let target = &plan.targets[0];
+        // FULL always, for the type of the tables it lists; WHERE is applied below.
+        let mut sql = format!("SHOW FULL TABLES {}", physical.from);
+        if let Some(Filter::Like(like)) = physical.filter {
+            sql = format!("{sql} {like}");
+        }
+        let Some((mut defs, mut rows)) = self.backend_rows(&target.data_source, &sql).await? else {
+            return Err(self
+                .error(ServerError::internal("dbmesh: SHOW TABLES answered OK"))
+                .await);
+        };
+        for row in &mut rows {
+            if let Some(Some(name)) = row.first_mut() {
+                rename_value(name, &plan.rename);
+            }
+        }
+        // The tables of the rules are listed by whether they exist, below.
+        rows.retain(|r| {
+            let name = r.first().cloned().flatten().unwrap_or_default();
+            !plan.add_tables.iter().any(|t| t.as_bytes() == name)
+        });
+        let (existing, warnings) = self.existing_rule_tables(&plan.add_tables).await?;
+        let like = like_pattern(asked.sql);
+        for (table, kind) in existing {
+            if like.as_deref().is_none_or(|p| like_matches(p, &table)) {
+                rows.push(vec![
+                    Some(table.into_bytes()),
+                    Some(kind.as_bytes().to_vec()),
+                ]);
+            }
+        }
+        rows.sort_by(|a, b| a.first().cmp(&b.first()));
+        rows.dedup_by(|a, b| a.first() == b.first());
+        if !asked.full {
+            defs.truncate(1);
+            for row in &mut rows {
+                row.truncate(1);
+            }
+        }
+        if let Some(Filter::Where(condition)) = asked.filter {
+            rows = self
+                .filtered(&target.data_source, &defs, rows, condition)
+                .await?;
+        }
+        Ok(Shown {
+            defs,
+            rows,
+            warnings,
+        })
+    }
+
+    /// The rows of SHOW TABLES for which `condition` holds, as the server of `data_source`
+    /// evaluates it on a derived table of them with SHOW TABLES' column names.
+    async fn filtered(
+        &mut self,
+        data_source: &str,
+        defs: &[ColumnDef],
+        rows: Vec<Row>,
+        condition: &str,
+    ) -> Result<Vec<Row>, Flow> {
+        let mut derived = format!("SELECT NULL AS {ROW_COLUMN}");
+        for def in defs {
+            derived += &format!(", NULL AS {}", sql::quote_ident(&def.name));
+        }
+        derived += " FROM DUAL WHERE FALSE";
+        for (i, row) in rows.iter().enumerate() {
+            derived += &format!(" UNION ALL SELECT {i}");
+            for value in row {
+                let text = value
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                derived += &format!(", {}", string_literal(&text));
+            }
+        }
+        let query =
+            format!("SELECT {ROW_COLUMN} FROM ({derived}) AS dbmesh_show_tables WHERE {condition}");
+        let result = self.query_on(data_source, &query).await?;
+        let kept: BTreeSet<usize> = result
+            .rows
+            .iter()
+            .filter_map(|r| r.first()?.as_deref()?.parse().ok())
+            .collect();
+        Ok(rows
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| kept.contains(i))
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Which of `tables` (of the rules) exist, with SHOW FULL TABLES' type: those whose
+    /// physical table standing for them exists ([`router::representative`], the one
+    /// `information_schema.TABLES` describes). A table whose physical tables exist on some
+    /// of its data sources and not on others gets a warning, its count of missing physical
+    /// tables in `dbmesh_table_physical_missing`, and the missing ones in the log.
+    async fn existing_rule_tables(
+        &mut self,
+        tables: &[String],
+    ) -> Result<(Vec<(String, &'static str)>, Vec<Diagnostic>), Flow> {
         let snapshot = self.ctx.snapshot.load_full();
-        let conn = match self.exec.backend(&snapshot, &target.data_source).await {
+        let rules = &snapshot.rules;
+        let data_sources: BTreeSet<&str> = tables
+            .iter()
+            .filter_map(|t| rules.tables.get(t))
+            .flat_map(|r| r.physical_tables())
+            .map(|n| n.data_source.as_str())
+            .collect();
+        // (data source, physical table) → its TABLE_TYPE.
+        let mut present: HashMap<(&str, String), String> = HashMap::new();
+        for ds in data_sources {
+            let result = self.query_on(ds, PHYSICAL_TABLES).await?;
+            for row in result.rows {
+                if let [Some(name), Some(kind)] = row.as_slice() {
+                    present.insert((ds, name.clone()), kind.clone());
+                }
+            }
+        }
+        let schema = &rules.schema.name;
+        let mut existing = Vec::new();
+        let mut warnings = Vec::new();
+        for table in tables {
+            let Some(rule) = rules.tables.get(table) else {
+                continue;
+            };
+            let nodes = rule.physical_tables();
+            let missing: Vec<&PhysicalNode> = nodes
+                .iter()
+                .filter(|n| !present.contains_key(&(n.data_source.as_str(), n.table.clone())))
+                .collect();
+            let partial = !missing.is_empty() && missing.len() < nodes.len();
+            self.ctx
+                .metrics
+                .table_physical_missing(table, if partial { missing.len() } else { 0 });
+            if partial {
+                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    table = %table,
+                    missing = %names.join(", "),
+                    "physical tables of a table of the rules are missing while others exist"
+                );
+                warnings.push(Diagnostic {
+                    level: "Warning".into(),
+                    code: ER_NO_SUCH_TABLE,
+                    message: format!(
+                        "Table '{schema}.{table}' is missing on {} of its {} physical tables: \
+                         CREATE TABLE IF NOT EXISTS or DROP TABLE IF EXISTS through dbmesh \
+                         repairs it; `dbmesh check --connect` lists them",
+                        missing.len(),
+                        nodes.len()
+                    ),
+                });
+            }
+            let standing = router::representative(rules, table)
+                .and_then(|(ds, name)| present.get(&(ds.as_str(), name)).cloned());
+            if let Some(kind) = standing {
+                existing.push((table.clone(), show_table_type(&kind)));
+            }
+        }
+        Ok((existing, warnings))
+    }
+
+    /// Runs `sql` on a connection to `data_source` and reads its small result. On failure
+    /// the client has its answer.
+    async fn query_on(
+        &mut self,
+        data_source: &str,
+        sql: &str,
+    ) -> Result<backend::QueryResult, Flow> {
+        let snapshot = self.ctx.snapshot.load_full();
+        let result = match self.exec.backend(&snapshot, data_source).await {
+            Ok(conn) => conn.query(sql).await,
+            Err(e) => return Err(self.error(e.to_server_error()).await),
+        };
+        match result {
+            Ok(result) => Ok(result),
+            Err(e @ backend::BackendError::Server { .. }) => {
+                Err(self.error(e.to_server_error()).await)
+            }
+            Err(e) => Err(self.backend_lost(data_source, e).await),
+        }
+    }
+
+    /// Runs `sql` on `data_source` as text and returns its columns, named with the logical
+    /// database where they name the physical one, and its rows (values as the server sent
+    /// them); `None` when the server answered OK. On failure the client has its answer.
+    async fn backend_rows(
+        &mut self,
+        data_source: &str,
+        sql: &str,
+    ) -> Result<Option<(Vec<ColumnDef>, Vec<Row>)>, Flow> {
+        let snapshot = self.ctx.snapshot.load_full();
+        let conn = match self.exec.backend(&snapshot, data_source).await {
             Ok(conn) => conn,
             Err(e) => return Err(self.error(e.to_server_error()).await),
         };
@@ -90,11 +334,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let result = async {
             conn.send_command_with(|b| {
                 b.extend_from_slice(&[protocol::constants::com::QUERY]);
-                b.extend_from_slice(&protocol::text::encode(&target.sql));
+                b.extend_from_slice(&protocol::text::encode(sql));
             })
             .await?;
             let lost = |error| backend::BackendError::Lost {
-                source_name: target.data_source.clone(),
+                source_name: data_source.to_owned(),
                 error,
             };
             let header = read_result_header(conn.packets()).await.map_err(lost)?;
@@ -103,7 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ResultHeader::Ok(_) => return Ok(None),
                 ResultHeader::Err(error) => {
                     return Err(backend::BackendError::Server {
-                        source_name: target.data_source.clone(),
+                        source_name: data_source.to_owned(),
                         error,
                     })
                 }
@@ -118,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if is_err(&packet) {
                     let error = ServerError::decode(&packet).map_err(lost)?;
                     return Err(backend::BackendError::Server {
-                        source_name: target.data_source.clone(),
+                        source_name: data_source.to_owned(),
                         error,
                     });
                 }
@@ -131,64 +375,126 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     rows.push(row);
                 }
             }
-            Ok(Some((columns, rows)))
+            let defs = columns
+                .iter()
+                .map(|c| ColumnDef::decode(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(lost)?;
+            Ok(Some((defs, rows)))
         }
         .await;
-        let (columns, mut rows) = match result {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(None),
-            Err(e @ backend::BackendError::Server { .. }) => {
-                return Err(self.error(e.to_server_error()).await)
-            }
-            Err(e) => return Err(self.backend_lost(&target.data_source, e).await),
-        };
-        let mut defs: Vec<ColumnDef> = match columns.iter().map(|c| ColumnDef::decode(c)).collect()
-        {
-            Ok(d) => d,
-            Err(e) => {
-                let lost = backend::BackendError::Lost {
-                    source_name: target.data_source.clone(),
-                    error: e,
-                };
-                return Err(self.backend_lost(&target.data_source, lost).await);
-            }
-        };
-        for def in &mut defs {
-            // `Tables_in_bank_0`, or `Tables_in_bank_0 (pay%)` with LIKE.
-            let rest = def
-                .name
-                .strip_prefix("Tables_in_")
-                .and_then(|n| n.strip_prefix(physical_db.as_str()))
-                .filter(|rest| rest.is_empty() || rest.starts_with(" ("));
-            if let Some(rest) = rest {
-                def.name = format!("Tables_in_{logical_db}{rest}");
-                def.org_name = def.name.clone();
-            }
-            if def.schema == physical_db {
-                def.schema = logical_db.clone();
-            }
-        }
-        for row in &mut rows {
-            for value in row.iter_mut().flatten() {
-                rename_value(value, &plan.rename);
-            }
-        }
-        if !plan.add_tables.is_empty() {
-            let like = like_pattern(original_sql);
-            for table in &plan.add_tables {
-                let present = rows
-                    .iter()
-                    .any(|r| r.first().and_then(|v| v.as_deref()) == Some(table.as_bytes()));
-                if !present && like.as_deref().is_none_or(|p| like_matches(p, table)) {
-                    let mut row: Row = vec![Some(table.clone().into_bytes())];
-                    row.resize(defs.len(), Some(b"BASE TABLE".to_vec()));
-                    rows.push(row);
+        let logical_db = self.exec.state.database.clone().unwrap_or_default();
+        match result {
+            Ok(Some((mut defs, rows))) => {
+                for def in &mut defs {
+                    logical_column(def, &physical_db, &logical_db);
                 }
+                Ok(Some((defs, rows)))
             }
-            rows.sort_by(|a, b| a.first().cmp(&b.first()));
-            rows.dedup_by(|a, b| a.first() == b.first());
+            Ok(None) => Ok(None),
+            Err(e @ backend::BackendError::Server { .. }) => {
+                Err(self.error(e.to_server_error()).await)
+            }
+            Err(e) => Err(self.backend_lost(data_source, e).await),
         }
-        Ok(Some((defs, rows)))
+    }
+}
+
+/// `def` named with the logical database where it names the physical one: SHOW TABLES'
+/// `Tables_in_bank_0`, or `Tables_in_bank_0 (pay%)` with LIKE, and the column's schema.
+fn logical_column(def: &mut ColumnDef, physical_db: &str, logical_db: &str) {
+    let rest = def
+        .name
+        .strip_prefix("Tables_in_")
+        .and_then(|n| n.strip_prefix(physical_db))
+        .filter(|rest| rest.is_empty() || rest.starts_with(" ("));
+    if let Some(rest) = rest {
+        def.name = format!("Tables_in_{logical_db}{rest}");
+        def.org_name = def.name.clone();
+    }
+    if def.schema == physical_db {
+        def.schema = logical_db.to_owned();
+    }
+}
+
+/// What the proxy asks each data source holding tables of the rules: which exist.
+const PHYSICAL_TABLES: &str =
+    "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()";
+
+/// The column of SHOW TABLES' derived table numbering its rows (see `filtered`).
+const ROW_COLUMN: &str = "dbmesh_row";
+
+/// MariaDB's ER_NO_SUCH_TABLE: the warning for a table that only partly exists.
+const ER_NO_SUCH_TABLE: u16 = 1146;
+
+/// SHOW FULL TABLES' `Table_type` for an `information_schema.TABLES.TABLE_TYPE`.
+fn show_table_type(information_schema_type: &str) -> &'static str {
+    match information_schema_type {
+        "VIEW" => "VIEW",
+        "SEQUENCE" => "SEQUENCE",
+        _ => "BASE TABLE",
+    }
+}
+
+/// How SHOW TABLES filters its rows.
+#[derive(Debug, PartialEq, Eq)]
+enum Filter<'a> {
+    /// `LIKE '…'`: the text from LIKE on.
+    Like(&'a str),
+    /// `WHERE …`: the condition's text.
+    Where(&'a str),
+}
+
+/// A `SHOW [FULL] TABLES [{FROM | IN} db] [LIKE … | WHERE …]` statement.
+#[derive(Debug, PartialEq, Eq)]
+struct ShowTables<'a> {
+    sql: &'a str,
+    full: bool,
+    /// The text between TABLES and the filter: `FROM db`, if any.
+    from: &'a str,
+    filter: Option<Filter<'a>>,
+}
+
+impl<'a> ShowTables<'a> {
+    /// `sql` read as SHOW TABLES; `None` for any other statement.
+    fn parse(sql: &'a str) -> Option<ShowTables<'a>> {
+        let mut lexer = Lexer::new(sql);
+        let mut words = Vec::new();
+        while let Some(t) = lexer.next_token() {
+            words.push(t);
+        }
+        let word = |t: &Token| sql.get(t.start..t.end).unwrap_or("");
+        let is = |i: usize, w: &str| {
+            words
+                .get(i)
+                .is_some_and(|t| t.kind == Tok::Word && word(t).eq_ignore_ascii_case(w))
+        };
+        if !is(0, "SHOW") {
+            return None;
+        }
+        let full = is(1, "FULL");
+        let at = 1 + usize::from(full);
+        if !is(at, "TABLES") {
+            return None;
+        }
+        let text = |from: usize| {
+            let rest = sql[from..].trim_end();
+            rest.strip_suffix(';').unwrap_or(rest).trim()
+        };
+        let filter_at = (at + 1..words.len()).find(|&i| is(i, "LIKE") || is(i, "WHERE"));
+        let from_end = filter_at.map_or(sql.len(), |i| words[i].start);
+        let from = sql[words[at].end..from_end].trim();
+        let from = from.strip_suffix(';').unwrap_or(from);
+        let filter = filter_at.map(|i| match is(i, "LIKE") {
+            true => Filter::Like(text(words[i].start)),
+            false => Filter::Where(text(words[i].end)),
+        });
+        Some(ShowTables {
+            sql,
+            full,
+            from: from.trim(),
+            filter,
+        })
     }
 }
 
@@ -248,6 +554,27 @@ mod tests {
         let mut v = b"payment_30".to_vec();
         rename_value(&mut v, &renames);
         assert_eq!(v, b"payment_30");
+    }
+
+    #[test]
+    fn reads_show_tables() {
+        let parse = |sql| ShowTables::parse(sql).map(|s| (s.full, s.from, s.filter));
+        assert_eq!(parse("SHOW TABLES"), Some((false, "", None)));
+        assert_eq!(
+            parse("show full tables from `bank` like 'p%';"),
+            Some((true, "from `bank`", Some(Filter::Like("like 'p%'"))))
+        );
+        assert_eq!(
+            parse("SHOW FULL TABLES IN bank WHERE Table_type = 'VIEW' ; "),
+            Some((true, "IN bank", Some(Filter::Where("Table_type = 'VIEW'"))))
+        );
+        assert_eq!(
+            parse("SHOW TABLES WHERE Tables_in_bank LIKE 'a%'"),
+            Some((false, "", Some(Filter::Where("Tables_in_bank LIKE 'a%'"))))
+        );
+        assert_eq!(parse("SHOW TABLE STATUS"), None);
+        assert_eq!(parse("SHOW CREATE TABLE tables"), None);
+        assert_eq!(parse("SELECT 'SHOW TABLES'"), None);
     }
 
     #[test]

@@ -317,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         snapshot: &crate::Snapshot,
     ) -> Flow {
         let defs = match self.show_result(plan, &sql).await {
-            Ok(Some((defs, _rows))) => defs,
+            Ok(Some(shown)) => shown.defs,
             Ok(None) => Vec::new(),
             Err(flow) => return flow,
         };
@@ -325,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let statement_id = self.statements.next_id;
         let prepared = Prepared::new(sql, 0, None, None, plan, &snapshot.rules);
         self.statements.insert(statement_id, prepared);
-        self.answer_show(&defs, Vec::new(), Asked::Prepare { statement_id })
+        self.answer_show(&defs, Vec::new(), 0, Asked::Prepare { statement_id })
             .await
     }
 
