@@ -285,6 +285,24 @@ async fn serve(
     };
     let metrics = Arc::new(Metrics::new());
     metrics.rules_applied(&rules_sha256);
+    let xa = match snapshot.rules.transaction_mode() {
+        rules::TransactionMode::Local => {
+            if snapshot.rules.data_sources.len() > 1 {
+                tracing::info!("transaction_mode is 'local': a transaction that writes on several data sources commits on each in turn, not atomically");
+            }
+            None
+        }
+        // Before clients are accepted, so its recovery round runs first.
+        rules::TransactionMode::Xa => {
+            match server::Xa::start(&snapshot.rules, metrics.registry()).await {
+                Ok(xa) => Some(xa),
+                Err(e) => {
+                    tracing::error!(error = %e, "distributed transactions unavailable: transactions in 'xa' mode are refused until a restart reaches the meta data source");
+                    None
+                }
+            }
+        }
+    };
     let ctx = Context::new(
         snapshot,
         rules,
@@ -293,6 +311,7 @@ async fn serve(
         tls,
         server_version,
         sequences,
+        xa,
     );
     let listener = TcpListener::bind(&listen)
         .await
@@ -315,8 +334,11 @@ async fn serve(
     tokio::spawn(admin::serve(admin, ctx.clone(), config.clone(), env_token));
     tokio::spawn(reload_on_sighup(ctx.clone(), config, hangups));
     let workers = start_workers(worker_threads)?;
-    server::run(listener, ctx, shutdown_signal(), &workers).await;
+    server::run(listener, ctx.clone(), shutdown_signal(), &workers).await;
     tracing::info!("dbmesh stopped accepting connections");
+    if let Some(xa) = &ctx.xa {
+        xa.shutdown().await;
+    }
     Ok(())
 }
 

@@ -81,7 +81,7 @@ impl Held {
         Some(self.conns.swap_remove(at))
     }
 
-    fn insert(&mut self, held: HeldConn) -> &mut HeldConn {
+    pub(crate) fn insert(&mut self, held: HeldConn) -> &mut HeldConn {
         self.conns.push(held);
         let last = self.conns.len() - 1;
         &mut self.conns[last]
@@ -102,6 +102,13 @@ impl Held {
 
     pub fn any_in_transaction(&self) -> bool {
         self.conns.iter().any(|h| h.conn.in_transaction())
+    }
+
+    /// Whether a connection to a data source not in `branches` has a transaction open.
+    pub fn any_in_transaction_outside(&self, branches: &[String]) -> bool {
+        self.conns
+            .iter()
+            .any(|h| h.conn.in_transaction() && !branches.contains(&h.data_source))
     }
 
     fn drain(&mut self) -> std::vec::Drain<'_, HeldConn> {
@@ -173,6 +180,7 @@ impl Executor {
             held.server.note_query();
             held.wrote |= writes && held.role == Role::Primary;
             held.unsure |= self.reported.status & status::AUTOCOMMIT == 0;
+            self.enlist(snapshot, data_source).await?;
             return Ok(self.held.get_mut(data_source).expect("held: synced above"));
         }
         let cluster = snapshot.clusters.get(data_source).cloned().ok_or_else(|| {
@@ -197,10 +205,11 @@ impl Executor {
         // transaction as the connections the session already holds.
         let want = wanted_state(rules, &self.state, data_source);
         conn.sync_state(want, &self.replay).await?;
-        self.transaction.join(&mut conn, open).await?;
+        let xa = self.transaction_mode(rules) == rules::TransactionMode::Xa;
+        self.transaction.join(&mut conn, open, xa).await?;
         server.note_query();
         self.cancel.using(server.pool(), conn.connection_id);
-        Ok(self.held.insert(HeldConn {
+        self.held.insert(HeldConn {
             data_source: data_source.to_string(),
             conn,
             server,
@@ -208,7 +217,12 @@ impl Executor {
             wrote: self.access == Access::Write && cluster.has_replicas(),
             diagnostics: false,
             unsure: autocommit_off,
-        }))
+        });
+        self.enlist(snapshot, data_source).await?;
+        Ok(self
+            .held
+            .get_mut(data_source)
+            .expect("held: inserted above"))
     }
 
     /// Where a replica-safe read of `data_source` goes, given the session's last write there.
@@ -436,6 +450,10 @@ impl Executor {
     /// Resets every held connection and returns it to its pool (or closes it if the reset
     /// fails).
     pub async fn release_all(&mut self) {
+        // A distributed transaction still open (a client gone, a reset) is rolled back.
+        if let Err(e) = self.finish_distributed(false).await {
+            tracing::warn!(conn = self.session, error = %e.message, "rolling back a distributed transaction failed");
+        }
         for mut held in self.held.drain() {
             if held.conn.reset().await.is_ok() && self.cancel.release() {
                 held.conn.release();

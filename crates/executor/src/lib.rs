@@ -139,6 +139,8 @@ pub struct Executor {
     writes: Vec<conns::Write>,
     pub reported: Reported,
     cancel: Arc<Cancel>,
+    /// The proxy's coordinator of distributed transactions (`xa` mode), if it runs.
+    coordinator: Option<Arc<xa::Coordinator>>,
 }
 
 impl Executor {
@@ -156,7 +158,14 @@ impl Executor {
             writes: Vec::new(),
             reported: Reported::default(),
             cancel,
+            coordinator: None,
         }
+    }
+
+    /// The coordinator the session's distributed transactions (`xa` mode) commit through.
+    pub fn with_coordinator(mut self, coordinator: Option<Arc<xa::Coordinator>>) -> Self {
+        self.coordinator = coordinator;
+        self
     }
 
     /// The session's pins, transaction excluded.
@@ -199,7 +208,10 @@ impl Executor {
     /// open on any held connection.
     pub fn client_status(&self) -> u16 {
         let mut flags = self.reported.status & !(status::IN_TRANS | status::MORE_RESULTS_EXISTS);
-        if self.transaction.open || self.held.any_in_transaction() {
+        if self.transaction.open
+            || self.held.any_in_transaction()
+            || self.transaction.distributed.is_some()
+        {
             flags |= status::IN_TRANS;
         }
         flags
@@ -209,6 +221,7 @@ impl Executor {
     /// included) and, when nothing does, the connections go back to their pools.
     pub fn settle(&mut self) -> Pins {
         self.access = Access::PrimaryRead;
+        self.transaction.no_branch = false;
         let open = self.transaction_open();
         if self.transaction.settle_next(open) {
             self.pins &= !PinReason::NextTransaction.bit();

@@ -299,12 +299,20 @@ impl Executor {
         // Inside the client's transaction the statement cannot be undone alone: the whole
         // transaction is, as MariaDB does on a deadlock.
         let client_rollback = diverged.is_some() && !wrap;
-        let rollback: Vec<String> = if client_rollback {
+        let distributed = client_rollback && self.distributed_open();
+        let rollback: Vec<String> = if distributed {
+            Vec::new()
+        } else if client_rollback {
             self.held.data_sources()
         } else {
             begun.iter().map(|d| d.to_string()).collect()
         };
         failure = failure.or(diverged);
+        if distributed {
+            if let Err(e) = self.finish_distributed(false).await {
+                failure = Some(e);
+            }
+        }
         let finish = if failure.is_some() {
             "ROLLBACK"
         } else {

@@ -3,14 +3,24 @@
 //! session holds) so all of them agree.
 //!
 //! A transaction's participants are the connections the session holds while it is open: a
-//! connection acquired meanwhile joins it (`BEGIN` after the session's state), and COMMIT or
-//! ROLLBACK runs on each. Each participant commits on its own (one shard's transaction is
-//! that shard's own); a two-phase commit across participants (XA) is a phase of
-//! [`Executor::end_transaction`] still to come.
+//! connection acquired meanwhile joins it. How it joins and commits depends on the session's
+//! transaction mode (`schema.transaction_mode`, `SET dbmesh_transaction_mode`):
+//!
+//! - `local`: `BEGIN` on each participant, and COMMIT or ROLLBACK runs on each, one after
+//!   another: each shard's transaction is that shard's own, not atomic across them;
+//! - `xa`: each participant is a branch of one distributed transaction ([`xa::Transaction`]),
+//!   started with `XA START` as the transaction first touches its data source (a plain
+//!   transaction cannot become a branch later); COMMIT is the coordinator's (one phase for one
+//!   participant, two-phase commit for several), ROLLBACK, a disconnect or a reset roll every
+//!   branch back.
 
 use backend::{BackendError, PooledConn};
+use protocol::constants::status;
 use protocol::response::ResponseKind;
+use protocol::ServerError;
+use rules::TransactionMode;
 
+use crate::conns::HeldConn;
 use crate::pin::PinReason;
 use crate::{answer_error, Client, Executor, Flow, Snapshot};
 
@@ -21,6 +31,20 @@ pub(crate) struct Transaction {
     pub open: bool,
     /// A `SET TRANSACTION …` without scope waiting for the transaction it applies to.
     next: Option<NextTransaction>,
+    /// The session's own `dbmesh_transaction_mode`; `None`: the rules'.
+    mode: Option<TransactionMode>,
+    /// In `xa` mode, the distributed transaction once a statement touched a data source.
+    pub distributed: Option<Distributed>,
+    /// The current statement starts no XA branch: a session statement (`SET`), or one that
+    /// commits implicitly (DDL). Cleared after each command.
+    pub no_branch: bool,
+}
+
+/// An open distributed transaction and the data sources it has a branch on, whose
+/// connections the session holds until it ends.
+pub(crate) struct Distributed {
+    txn: xa::Transaction,
+    branches: Vec<String>,
 }
 
 /// A one-shot `SET TRANSACTION …` (isolation level or access mode of the next transaction
@@ -41,12 +65,21 @@ impl Transaction {
     /// Brings a connection the session acquires into the open transaction, if there is one
     /// (`open`: begun by the client or, with autocommit off, by a statement), so the
     /// statement runs inside it and its answer carries the transaction's status flags.
-    pub async fn join(&self, conn: &mut PooledConn, open: bool) -> Result<(), BackendError> {
+    /// In `xa` mode the connection joins as an XA branch instead
+    /// ([`Executor::enlist`]), so only the pending `SET TRANSACTION` runs here.
+    pub async fn join(
+        &self,
+        conn: &mut PooledConn,
+        open: bool,
+        xa: bool,
+    ) -> Result<(), BackendError> {
         if open {
             if let Some(next) = &self.next {
                 conn.query(&next.statement).await?;
             }
-            conn.query("BEGIN").await?;
+            if !xa {
+                conn.query("BEGIN").await?;
+            }
         }
         Ok(())
     }
@@ -73,15 +106,17 @@ impl Transaction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionStatement {
     Begin,
-    /// COMMIT or ROLLBACK.
-    End,
+    Commit,
+    Rollback,
     /// SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK TO SAVEPOINT.
     Savepoint,
 }
 
 impl Executor {
     /// Runs a transaction statement on every participant, relaying one answer (see
-    /// [`everywhere`](Self::everywhere)), and follows the transaction's state.
+    /// [`everywhere`](Self::everywhere)), and follows the transaction's state. In `xa` mode
+    /// BEGIN, COMMIT and ROLLBACK are the proxy's: branches start as data sources are touched,
+    /// and end by the coordinator.
     pub async fn transaction_statement<C: Client>(
         &mut self,
         client: &mut C,
@@ -90,18 +125,269 @@ impl Executor {
         packet: &[u8],
         text: &str,
     ) -> Flow {
+        if self.xa_mode(snapshot) && !self.held.any_in_transaction_outside(&self.xa_branches()) {
+            if let Some(flow) = self.xa_statement(client, statement, text).await {
+                return flow;
+            }
+        }
+        if statement != TransactionStatement::Savepoint {
+            self.transaction.no_branch = true;
+        }
         let (flow, ok) = self.everywhere(client, snapshot, packet, text).await;
         match statement {
             TransactionStatement::Begin if ok => self.transaction.open = true,
-            TransactionStatement::End => self.end_transaction(),
+            TransactionStatement::Commit | TransactionStatement::Rollback => self.end_transaction(),
             _ => {}
         }
         flow
     }
 
+    /// BEGIN, COMMIT and ROLLBACK in `xa` mode, answered here; `None` for the statements
+    /// that run on the participants as in `local` mode (savepoints).
+    async fn xa_statement<C: Client>(
+        &mut self,
+        client: &mut C,
+        statement: TransactionStatement,
+        text: &str,
+    ) -> Option<Flow> {
+        let words = crate::pin::items(text);
+        let word = |w: &str| {
+            words
+                .iter()
+                .any(|i| matches!(i, crate::pin::Item::Word(x) if x.eq_ignore_ascii_case(w)))
+        };
+        let result = match statement {
+            TransactionStatement::Savepoint => return None,
+            TransactionStatement::Begin => {
+                if word("ONLY") || word("SNAPSHOT") {
+                    Err(ServerError::not_supported(
+                        "START TRANSACTION READ ONLY or WITH CONSISTENT SNAPSHOT in transaction \
+                         mode 'xa' (SET dbmesh_transaction_mode = 'local' for this session)",
+                    ))
+                } else {
+                    // BEGIN commits the open transaction first, as on one server.
+                    self.finish_distributed(true).await.map(|()| {
+                        self.transaction.open = true;
+                    })
+                }
+            }
+            TransactionStatement::Commit | TransactionStatement::Rollback
+                if (word("CHAIN") || word("RELEASE")) && !word("NO") =>
+            {
+                Err(ServerError::not_supported(
+                    "COMMIT or ROLLBACK with AND CHAIN or RELEASE in transaction mode 'xa'",
+                ))
+            }
+            TransactionStatement::Commit | TransactionStatement::Rollback => {
+                let commit = statement == TransactionStatement::Commit;
+                let result = self.finish_distributed(commit).await;
+                self.transaction.open = false;
+                result
+            }
+        };
+        Some(match result {
+            Ok(()) => {
+                self.reported.status = self.client_status();
+                self.ok(client).await
+            }
+            Err(e) => answer_error(client, &e).await,
+        })
+    }
+
     /// The client's transaction is over (committed or rolled back on every participant).
     pub(crate) fn end_transaction(&mut self) {
         self.transaction.open = false;
+    }
+
+    /// The session's transaction mode: its own `SET dbmesh_transaction_mode`, else the rules'.
+    pub fn transaction_mode(&self, rules: &rules::Rules) -> TransactionMode {
+        self.transaction
+            .mode
+            .unwrap_or_else(|| rules.transaction_mode())
+    }
+
+    /// `SET dbmesh_transaction_mode`: refused while a transaction is open, as MySQL refuses to
+    /// change a transaction's characteristics in the middle of it.
+    pub fn set_transaction_mode(&mut self, mode: TransactionMode) -> Result<(), ServerError> {
+        if self.transaction_open() {
+            return Err(ServerError::new(
+                1568,
+                "25001",
+                "Transaction characteristics can't be changed while a transaction is in progress",
+            ));
+        }
+        self.transaction.mode = Some(mode);
+        Ok(())
+    }
+
+    fn xa_mode(&self, snapshot: &Snapshot) -> bool {
+        self.transaction_mode(&snapshot.rules) == TransactionMode::Xa
+    }
+
+    /// Whether a distributed transaction has branches open.
+    pub fn distributed_open(&self) -> bool {
+        self.transaction.distributed.is_some()
+    }
+
+    fn xa_branches(&self) -> Vec<String> {
+        self.transaction
+            .distributed
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.branches.clone())
+    }
+
+    /// The current statement starts no XA branch (see [`Transaction::no_branch`]).
+    pub fn without_branch(&mut self) {
+        self.transaction.no_branch = true;
+    }
+
+    /// Makes the held primary connection to `data_source` a branch of the session's
+    /// distributed transaction if the statement runs inside a transaction in `xa` mode and it
+    /// is not one yet (`XA START`). A connection whose `XA START` failed is dropped: it may
+    /// be in any state.
+    pub(crate) async fn enlist(
+        &mut self,
+        snapshot: &Snapshot,
+        data_source: &str,
+    ) -> Result<(), BackendError> {
+        if self.transaction.no_branch
+            || !self.in_transaction_now()
+            || !self.xa_mode(snapshot)
+            || self
+                .transaction
+                .distributed
+                .as_ref()
+                .is_some_and(|d| d.branches.iter().any(|b| b == data_source))
+        {
+            return Ok(());
+        }
+        let unavailable = |reason: String| BackendError::Server {
+            source_name: data_source.to_string(),
+            error: ServerError::new(
+                1399,
+                "XAE07",
+                format!("dbmesh: distributed transactions are unavailable: {reason}"),
+            ),
+        };
+        let Some(coordinator) = self.coordinator.clone() else {
+            return Err(unavailable(
+                "the XA coordinator is not running (the meta data source was unreachable at \
+                 start, see the proxy's log)"
+                    .into(),
+            ));
+        };
+        let Some(held) = self.held.get_mut(data_source) else {
+            return Ok(());
+        };
+        if held.role != crate::conns::Role::Primary {
+            return Ok(());
+        }
+        let distributed = self
+            .transaction
+            .distributed
+            .get_or_insert_with(|| Distributed {
+                txn: coordinator.begin(),
+                branches: Vec::new(),
+            });
+        let participant = xa::Participant {
+            data_source,
+            conn: &mut held.conn,
+        };
+        match distributed.txn.enlist(participant).await {
+            Ok(()) => {
+                distributed.branches.push(data_source.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(conn = self.session, data_source, error = %e, "XA START failed");
+                self.held.take(data_source);
+                Err(unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Ends the distributed transaction, if one is open: commits it (`commit`) or rolls it
+    /// back. The participants' connections stay with the session when their branches ended
+    /// cleanly; after an error (or a branch left to recovery) they are closed, never pooled.
+    pub(crate) async fn finish_distributed(&mut self, commit: bool) -> Result<(), ServerError> {
+        let Some(Distributed { txn, branches }) = self.transaction.distributed.take() else {
+            return Ok(());
+        };
+        let mut conns: Vec<HeldConn> = branches
+            .iter()
+            .filter_map(|ds| self.held.take(ds))
+            .collect();
+        if conns.len() < branches.len() {
+            // A participant's connection was lost, and its server rolled the branch back: so
+            // must every other. Closing them does it (an unprepared branch ends with its
+            // connection).
+            drop(conns);
+            drop(txn);
+            return if commit {
+                Err(ServerError::new(
+                    1402,
+                    "XA100",
+                    "dbmesh: the transaction was rolled back on every data source: a \
+                     participant's connection was lost",
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        let mut participants: Vec<xa::Participant<'_>> = conns
+            .iter_mut()
+            .map(|h| xa::Participant {
+                data_source: &h.data_source,
+                conn: &mut h.conn,
+            })
+            .collect();
+        let result = if commit {
+            txn.commit(&mut participants).await.map(|c| c.pending)
+        } else {
+            txn.rollback(&mut participants).await.map(|()| Vec::new())
+        };
+        drop(participants);
+        match result {
+            Ok(pending) => {
+                for mut held in conns {
+                    if pending.contains(&held.data_source) {
+                        continue;
+                    }
+                    held.conn.status &= !status::IN_TRANS;
+                    self.held.insert(held);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(conn = self.session, error = %e, commit, "distributed transaction failed");
+                Err(e.to_server_error())
+            }
+        }
+    }
+
+    /// A statement's answer was a deadlock: as on one server, the whole transaction is rolled
+    /// back (the deadlocked branch already is; MariaDB keeps it as rollback-only), and the
+    /// session's next statement starts afresh.
+    pub async fn roll_back_after_deadlock(&mut self) {
+        if self.transaction.distributed.is_none() {
+            return;
+        }
+        if let Err(e) = self.finish_distributed(false).await {
+            tracing::warn!(conn = self.session, error = %e.message, "rolling back after a deadlock failed");
+        }
+        self.transaction.open = false;
+    }
+
+    /// Statements that commit implicitly (DDL) commit the open distributed transaction first,
+    /// as one server would, and start no branch themselves.
+    pub async fn commit_implicitly(&mut self) -> Result<(), ServerError> {
+        self.transaction.no_branch = true;
+        if self.transaction.distributed.is_none() {
+            return Ok(());
+        }
+        let result = self.finish_distributed(true).await;
+        self.transaction.open = false;
+        result
     }
 
     /// A `SET TRANSACTION …` without scope ran: it applies to the session's next transaction,

@@ -171,13 +171,18 @@ impl Fixture {
                     .await
             }
             router::StatementKind::Session(
-                router::SessionStatement::Commit | router::SessionStatement::Rollback,
+                ending @ (router::SessionStatement::Commit | router::SessionStatement::Rollback),
             ) => {
+                let statement = if *ending == router::SessionStatement::Commit {
+                    TransactionStatement::Commit
+                } else {
+                    TransactionStatement::Rollback
+                };
                 self.exec
                     .transaction_statement(
                         &mut self.client,
                         &self.snapshot,
-                        TransactionStatement::End,
+                        statement,
                         &packet,
                         sql,
                     )

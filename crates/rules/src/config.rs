@@ -395,6 +395,41 @@ pub struct SchemaConfig {
     pub name: String,
     /// Data source of every table not named in `[tables]`.
     pub default_data_source: String,
+    /// How a transaction that wrote on several data sources commits: `xa` (atomic, two-phase
+    /// commit logged in `proxy.meta_data_source`) or `local` (one commit per data source, not
+    /// atomic). Unset: `xa` when `proxy.meta_data_source` is set, else `local`
+    /// ([`crate::Rules::transaction_mode`]).
+    #[serde(default)]
+    pub transaction_mode: Option<TransactionMode>,
+}
+
+/// `schema.transaction_mode` (and a session's `dbmesh_transaction_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionMode {
+    /// Every transaction's branches are XA branches: one data source commits in one phase,
+    /// several by two-phase commit with the decision in the meta data source.
+    Xa,
+    /// Each data source commits on its own, one after another: not atomic across data
+    /// sources (a crash between the commits keeps some and loses others).
+    Local,
+}
+
+impl TransactionMode {
+    /// The name in the rule file and in `dbmesh_transaction_mode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransactionMode::Xa => "xa",
+            TransactionMode::Local => "local",
+        }
+    }
+
+    /// The mode named `name` (case-insensitive).
+    pub fn parse(name: &str) -> Option<TransactionMode> {
+        [TransactionMode::Xa, TransactionMode::Local]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// `[tables.<name>]` as written; `validate` turns it into a [`crate::TableRule`].

@@ -82,7 +82,7 @@ pub use algorithm::{
 pub use config::{
     AdminToken, AuthPlugin, BackendTls, BindingGroupConfig, DataSourceConfig, PoolConfig,
     ProxyConfig, ReadYourWrites, ReadsWhenPrimaryDown, ReplicaConfig, ReplicationConfig, RuleFile,
-    SchemaConfig, SequenceConfig, TableConfig, TlsConfig, UserConfig,
+    SchemaConfig, SequenceConfig, TableConfig, TlsConfig, TransactionMode, UserConfig,
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};

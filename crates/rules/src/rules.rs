@@ -46,6 +46,18 @@ pub struct BindingGroup {
 }
 
 impl Rules {
+    /// How transactions on several data sources commit: `schema.transaction_mode`, or when
+    /// unset `xa` if there is a meta data source to log decisions in, else `local`.
+    pub fn transaction_mode(&self) -> crate::TransactionMode {
+        self.schema
+            .transaction_mode
+            .unwrap_or(if self.proxy.meta_data_source.is_some() {
+                crate::TransactionMode::Xa
+            } else {
+                crate::TransactionMode::Local
+            })
+    }
+
     /// Where `logical_table` lives. Names are matched exactly first, then
     /// ASCII case-insensitively (so `PAYMENT` is never mistaken for an
     /// unnamed table and sent to the default data source). Tables not named

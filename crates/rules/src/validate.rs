@@ -107,6 +107,14 @@ pub(crate) fn compile(file: RuleFile, origin: &Path) -> Result<Rules, ConfigErro
     let groups = compile_binding_groups(&mut c, &binding_groups, &tables, &mut compiled);
     let sequences = compile_sequences(&mut c, &sequences);
     check_meta_data_source(&mut c, &proxy, &data_sources, &sequences);
+    if schema.transaction_mode == Some(crate::TransactionMode::Xa)
+        && proxy.meta_data_source.is_none()
+    {
+        c.err(
+            "schema.transaction_mode",
+            "\"xa\" needs proxy.meta_data_source (where commit decisions are logged); set it, or set transaction_mode = \"local\" (not atomic across data sources)",
+        );
+    }
     if !c.problems.is_empty() {
         return Err(ConfigError::new(c.problems));
     }

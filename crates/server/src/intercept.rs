@@ -68,7 +68,15 @@ pub enum Intercepted {
     },
     /// A question about the previous statement's outcome.
     Diagnostics(Diagnostics),
+    /// `SELECT @@[session.]dbmesh_transaction_mode`, with the column name as written.
+    TransactionMode(String),
+    /// `SET [SESSION] dbmesh_transaction_mode = 'xa' | 'local'` (also `@@[session.]`), with
+    /// the value as written: the proxy's own variable, which no backend knows.
+    SetTransactionMode(String),
 }
+
+/// The session variable holding a session's transaction mode.
+const TRANSACTION_MODE_VARIABLE: &str = "dbmesh_transaction_mode";
 
 /// Questions about the previous statement's outcome, which the session answers from what it
 /// kept of it.
@@ -97,7 +105,8 @@ pub fn intercept(sql: &str) -> Option<Intercepted> {
     } else if first.eq_ignore_ascii_case("select") {
         let start = s.peek()?.start;
         if s.punct(b'@') {
-            // Only `@@warning_count` and `@@error_count` are answered here.
+            // Only `@@warning_count`, `@@error_count` and the proxy's own variable are
+            // answered here.
             return s.adjacent_punct(b'@').then(|| count_variable(s, start))?;
         }
         let function = s.word()?;
@@ -128,6 +137,8 @@ pub fn intercept(sql: &str) -> Option<Intercepted> {
         } else {
             Intercepted::LastInsertId(column)
         })
+    } else if first.eq_ignore_ascii_case("set") {
+        set_transaction_mode(s)
     } else if first.eq_ignore_ascii_case("show") {
         let what = s.word()?;
         if what.eq_ignore_ascii_case("warnings") || what.eq_ignore_ascii_case("errors") {
@@ -203,6 +214,10 @@ fn count_variable(mut s: Tokens<'_>, start: usize) -> Option<Intercepted> {
     if name.eq_ignore_ascii_case("session") && s.adjacent_punct(b'.') {
         name = s.word()?;
     }
+    if name.eq_ignore_ascii_case(TRANSACTION_MODE_VARIABLE) {
+        let column = s.since(start).to_string();
+        return s.end().then_some(Intercepted::TransactionMode(column));
+    }
     let errors_only = name.eq_ignore_ascii_case("error_count");
     if !errors_only && !name.eq_ignore_ascii_case("warning_count") {
         return None;
@@ -213,6 +228,32 @@ fn count_variable(mut s: Tokens<'_>, start: usize) -> Option<Intercepted> {
             errors_only,
             column,
         }))
+}
+
+/// The rest of `SET [SESSION | LOCAL | @@[session.]]dbmesh_transaction_mode = value`, the
+/// value a string or a bare word; `None` for any other SET (several variables in one SET
+/// included: the backends would refuse the proxy's variable).
+fn set_transaction_mode(mut s: Tokens<'_>) -> Option<Intercepted> {
+    if s.punct(b'@') && !s.adjacent_punct(b'@') {
+        return None;
+    }
+    let mut name = s.word()?;
+    if name.eq_ignore_ascii_case("session") || name.eq_ignore_ascii_case("local") {
+        s.adjacent_punct(b'.');
+        name = s.word()?;
+    }
+    if !name.eq_ignore_ascii_case(TRANSACTION_MODE_VARIABLE) {
+        return None;
+    }
+    let assigned = s.punct(b'=') || (s.punct(b':') && s.adjacent_punct(b'='));
+    if !assigned {
+        return None;
+    }
+    let value = match s.string_literal() {
+        Some(v) => v,
+        None => s.word()?.to_string(),
+    };
+    s.end().then_some(Intercepted::SetTransactionMode(value))
 }
 
 /// The rest of `SELECT NEXTVAL(seq[, n])` or `SELECT NEXT VALUE FOR seq`, from `start`.
@@ -485,6 +526,45 @@ mod tests {
             )))
         );
         assert_eq!(intercept("SELECT ROW_COUNT() + 1"), None);
+    }
+
+    #[test]
+    fn recognises_the_transaction_mode_variable() {
+        let set = |v: &str| Some(Intercepted::SetTransactionMode(v.into()));
+        assert_eq!(
+            intercept("SET dbmesh_transaction_mode = 'local'"),
+            set("local")
+        );
+        assert_eq!(
+            intercept("set session DBMESH_TRANSACTION_MODE=xa;"),
+            set("xa")
+        );
+        assert_eq!(
+            intercept("SET @@session.dbmesh_transaction_mode = \"xa\""),
+            set("xa")
+        );
+        assert_eq!(
+            intercept("SET @@dbmesh_transaction_mode := 'bogus'"),
+            set("bogus")
+        );
+        assert_eq!(
+            intercept("SET dbmesh_transaction_mode = 'xa', autocommit = 0"),
+            None
+        );
+        assert_eq!(intercept("SET GLOBAL dbmesh_transaction_mode = 'xa'"), None);
+        assert_eq!(intercept("SET autocommit = 0"), None);
+        assert_eq!(
+            intercept("SELECT @@dbmesh_transaction_mode"),
+            Some(Intercepted::TransactionMode(
+                "@@dbmesh_transaction_mode".into()
+            ))
+        );
+        assert_eq!(
+            intercept("select @@session.dbmesh_transaction_mode"),
+            Some(Intercepted::TransactionMode(
+                "@@session.dbmesh_transaction_mode".into()
+            ))
+        );
     }
 
     #[test]

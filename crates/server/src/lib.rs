@@ -3,6 +3,7 @@
 //! the current one, so a reload swaps routing atomically while statements in flight finish on
 //! the snapshot they started with.
 
+mod distributed;
 mod handshake;
 pub mod health;
 mod intercept;
@@ -27,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+pub use distributed::Xa;
 pub use executor::{Snapshot, PLAN_CACHE_CAPACITY};
 pub use metrics::Metrics;
 
@@ -40,6 +42,9 @@ pub struct Context {
     /// Global sequences, or why they are unavailable (e.g. the meta data source was down at
     /// start).
     pub sequences: Result<Arc<Sequences>, String>,
+    /// Distributed transactions, when the rules' transaction mode is `xa` and the coordinator
+    /// started (sessions without it refuse to start a transaction in `xa` mode).
+    pub xa: Option<Xa>,
     /// Every client session, under the ids their greetings gave.
     sessions: Arc<registry::Registry>,
     /// One permit per logged-in session (`proxy.max_connections`).
@@ -71,6 +76,7 @@ impl Context {
         tls: Option<TlsAcceptor>,
         server_version: String,
         sequences: Result<Arc<Sequences>, String>,
+        xa: Option<Xa>,
     ) -> Arc<Context> {
         let max = snapshot.rules.proxy.max_connections;
         let number = snapshot.rules.proxy.number;
@@ -81,6 +87,7 @@ impl Context {
             tls,
             server_version,
             sequences,
+            xa,
             sessions: Arc::new(registry::Registry::new(number)),
             connection_slots: Arc::new(Semaphore::new(max)),
             logins: Arc::default(),
@@ -112,6 +119,11 @@ impl Context {
             sequences.follow(&rules);
         }
         let previous = self.snapshot.load_full();
+        if let Some(xa) = &self.xa {
+            if previous.rules.data_sources != rules.data_sources {
+                xa.recover_over(&rules);
+            }
+        }
         self.snapshot
             .store(Arc::new(Snapshot::build(rules, Some(&previous))));
         // The old plan cache's last hits, before it goes with its snapshot.

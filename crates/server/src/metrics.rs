@@ -79,6 +79,11 @@ pub struct RulesInForce {
 }
 
 impl Metrics {
+    /// The registry `GET /metrics` reads, for other components' metrics (XA).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let client_connections =

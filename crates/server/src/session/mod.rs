@@ -47,7 +47,13 @@ struct ClientConn<S> {
     metrics: Arc<Metrics>,
     /// The last statement's warnings and errors, for `SHOW WARNINGS` ([`diagnostics`]).
     diagnostics: Vec<Diagnostic>,
+    /// The client was answered a deadlock error: its server rolled its transaction back, so
+    /// the session's distributed transaction ends too.
+    deadlocked: bool,
 }
+
+/// ER_LOCK_DEADLOCK and ER_XA_RBDEADLOCK: the server rolled the transaction back.
+const DEADLOCKS: [u16; 2] = [1213, 1614];
 
 impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     type Stream = S;
@@ -62,6 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
 
     fn send_error(&mut self, err: &ServerError) {
         self.metrics.error(err.code);
+        self.deadlocked |= DEADLOCKS.contains(&err.code);
         self.diagnostics.push(Diagnostic {
             level: "Error".into(),
             code: err.code,
@@ -72,6 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
 
     fn count_error(&mut self, code: u16) {
         self.metrics.error(code);
+        self.deadlocked |= DEADLOCKS.contains(&code);
     }
 
     fn broadcast_divergence(&mut self, table: &str) {
@@ -123,12 +131,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let state = client_state(login.database, login.collation, login.capabilities);
         let found_rows = login.capabilities & caps::FOUND_ROWS != 0;
         Session {
-            exec: Executor::new(entry.id, found_rows, state, entry.cancel.clone()),
+            exec: Executor::new(entry.id, found_rows, state, entry.cancel.clone())
+                .with_coordinator(ctx.xa.as_ref().map(|xa| xa.coordinator.clone())),
             client: ClientConn {
                 packets: client,
                 capabilities: login.capabilities,
                 metrics: ctx.metrics.clone(),
                 diagnostics: Vec::new(),
+                deadlocked: false,
             },
             connection_id: entry.id,
             entry,
@@ -244,6 +254,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if matches!(flow, Flow::Close) || self.entry.killed() {
                 break;
             }
+            if std::mem::take(&mut self.client.deadlocked) {
+                self.exec.roll_back_after_deadlock().await;
+            }
             if self.exec.has_uncollected_diagnostics() {
                 let collected = self.exec.collect_diagnostics().await;
                 self.client.diagnostics.extend(collected);
@@ -334,6 +347,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     sequence,
                     count,
                 }) => self.next_value(&column, &sequence, count).await,
+                Some(Intercepted::TransactionMode(column)) => {
+                    self.select_transaction_mode(&column).await
+                }
+                Some(Intercepted::SetTransactionMode(value)) => {
+                    self.set_transaction_mode(&value).await
+                }
                 None => self.query(&packet).await,
             },
             com::INIT_DB => {
@@ -426,6 +445,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.exec.reported.status,
         );
         self.flush().await
+    }
+
+    /// `SELECT @@dbmesh_transaction_mode`.
+    async fn select_transaction_mode(&mut self, column: &str) -> Flow {
+        let rules = self.ctx.snapshot.load().rules.clone();
+        let mode = self.exec.transaction_mode(&rules).name();
+        let deprecate_eof = self.deprecate_eof();
+        write_text_result(
+            &mut self.client.packets,
+            &[ColumnDef::varchar(column, 8)],
+            [[Some(mode.as_bytes().to_vec())]],
+            deprecate_eof,
+            0,
+            self.exec.client_status(),
+        );
+        self.flush().await
+    }
+
+    /// `SET dbmesh_transaction_mode = 'xa' | 'local'`: `xa` only when the coordinator runs.
+    async fn set_transaction_mode(&mut self, value: &str) -> Flow {
+        let mode = match rules::TransactionMode::parse(value) {
+            Some(rules::TransactionMode::Xa) if self.ctx.xa.is_none() => {
+                return self
+                    .error(ServerError::new(
+                        1231,
+                        "42000",
+                        "dbmesh: transaction mode 'xa' is unavailable: the XA coordinator is \
+                         not running (no proxy.meta_data_source, or it was unreachable at start)",
+                    ))
+                    .await
+            }
+            Some(mode) => mode,
+            None => {
+                return self
+                    .error(ServerError::new(
+                        1231,
+                        "42000",
+                        format!(
+                            "Variable 'dbmesh_transaction_mode' can't be set to the value of \
+                             '{value}' (use 'xa' or 'local')"
+                        ),
+                    ))
+                    .await
+            }
+        };
+        match self.exec.set_transaction_mode(mode) {
+            Ok(()) => self.ok().await,
+            Err(e) => self.error(e).await,
+        }
     }
 
     async fn select_database(&mut self, column: &str) -> Flow {

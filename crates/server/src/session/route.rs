@@ -51,6 +51,19 @@ fn multi_statement_target(snapshot: &crate::Snapshot, text: &str) -> Option<Stri
     target.map(str::to_string)
 }
 
+/// Whether a SET statement sets `autocommit` (which would commit the open transaction).
+fn sets_autocommit(statement: &str) -> bool {
+    let named = |name: &str| {
+        name.rsplit('.')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case("autocommit"))
+    };
+    executor::items(statement).iter().any(|i| match i {
+        executor::Item::Word(w) | executor::Item::SystemVariable(w) => named(w),
+        _ => false,
+    })
+}
+
 /// The character set a SET statement gives the client's statements, if it changes it; an
 /// error for one the proxy cannot read, or cannot tell before the server runs the statement.
 fn charset_change(statement: &str) -> Result<Option<Charset>, ServerError> {
@@ -72,6 +85,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.exec.apply(executor::scan(&items));
         if let Some(err) = unqualified_system_tables(self.exec.state.database.as_deref(), &text) {
             return self.error(err).await;
+        }
+        if matches!(items.first(), Some(executor::Item::Word(w)) if w.eq_ignore_ascii_case("XA"))
+            && self.exec.transaction_mode(&snapshot.rules) == rules::TransactionMode::Xa
+        {
+            return self
+                .error(ServerError::not_supported(
+                    "XA statements in transaction mode 'xa': the proxy runs XA itself (SET \
+                     dbmesh_transaction_mode = 'local' to use your own)",
+                ))
+                .await;
         }
         let routed = match self
             .route_with_columns(&snapshot, |router| router.route(&text, &[]))
@@ -113,6 +136,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.exec.apply(executor::unread_set(&plan.kind, &text));
         if plan.kind == StatementKind::Show && plan.targets.len() == 1 {
             return self.run_show(&plan, &text, Asked::Query).await;
+        }
+        if plan.kind == StatementKind::Ddl {
+            // DDL commits the open transaction first, as on one server.
+            if let Err(e) = self.exec.commit_implicitly().await {
+                return self.error(e).await;
+            }
         }
         let request = Request::Text {
             original: packet,
@@ -165,6 +194,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match charset_change(statement) {
                 Ok(change) => charset = change.or(charset),
                 Err(e) => return self.error(e).await,
+            }
+        }
+        if ddl {
+            if let Err(e) = self.exec.commit_implicitly().await {
+                return self.error(e).await;
             }
         }
         let unchanged = physical.iter().zip(&statements).all(|(p, s)| p == s);
@@ -226,6 +260,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionStatement::Use(db) => self.use_database(db).await,
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
+                if self.exec.distributed_open() && sets_autocommit(text) {
+                    return self
+                        .error(ServerError::new(
+                            1399,
+                            "XAE07",
+                            "dbmesh: SET autocommit inside a distributed transaction; COMMIT or \
+                             ROLLBACK first",
+                        ))
+                        .await;
+                }
+                self.exec.without_branch();
                 let charset = match charset_change(text) {
                     Ok(charset) => charset,
                     Err(e) => return self.error(e).await,
@@ -252,8 +297,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.transaction(TransactionStatement::Begin, packet, text)
                     .await
             }
-            SessionStatement::Commit | SessionStatement::Rollback => {
-                self.transaction(TransactionStatement::End, packet, text)
+            SessionStatement::Commit => {
+                self.transaction(TransactionStatement::Commit, packet, text)
+                    .await
+            }
+            SessionStatement::Rollback => {
+                self.transaction(TransactionStatement::Rollback, packet, text)
                     .await
             }
             SessionStatement::Savepoint(_)

@@ -1,0 +1,604 @@
+//! Distributed transactions through the proxy (`transaction_mode = "xa"`, the default with a
+//! meta data source): four data sources on two fixture servers, accounts sharded by uid.
+//!
+//! - the transaction mode (`SELECT @@dbmesh_transaction_mode`, `SET …`, refused mid-transaction);
+//! - what reaches the servers: autocommit statements start no XA branch, a one-shard
+//!   transaction commits in one phase (no `XA PREPARE`, no decision row), a cross-shard one
+//!   prepares on both servers;
+//! - client semantics: COMMIT and ROLLBACK on every shard, savepoints, DDL committing the open
+//!   transaction, the client's own `XA …` refused in `xa` mode and working in `local` mode, a
+//!   client that disconnects mid-transaction rolled back everywhere;
+//! - the bank invariant across `kill -9` of the proxy in the middle of concurrent cross-shard
+//!   transfers: after a restart (whose recovery round runs before clients are accepted) no
+//!   branch is left prepared, the sum of balances is unchanged, every balance is what the
+//!   transfer rows say, and every transfer a client saw committed is there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{direct, four_data_sources, server_code, Backend, Proxy};
+use mysql_async::prelude::*;
+
+const ACCOUNTS: u64 = 40;
+const START_BALANCE: i64 = 1_000;
+
+/// Four data sources on two servers, the meta data source on the first; `accounts` and
+/// `transfers` sharded by uid (`uid % 4` is the data source).
+fn rules(servers: &[Backend], dbs: &[String], mode: Option<&str>) -> String {
+    let mut rules = four_data_sources(servers, "bank", dbs).replacen(
+        "[proxy]\n",
+        "[proxy]\nmeta_data_source = \"ds_0\"\n",
+        1,
+    );
+    if let Some(mode) = mode {
+        rules = rules.replacen(
+            "default_data_source = \"ds_0\"\n",
+            &format!("default_data_source = \"ds_0\"\ntransaction_mode = \"{mode}\"\n"),
+            1,
+        );
+    }
+    rules + "[tables.accounts]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.accounts\"\n\n\
+             [tables.transfers]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.transfers\"\n"
+}
+
+struct Bank {
+    servers: Vec<Backend>,
+    dbs: Vec<String>,
+}
+
+impl Bank {
+    fn new() -> Bank {
+        let servers = testkit::backends(2).expect("two MariaDB servers");
+        let dbs = (0..4)
+            .map(|i| testkit::unique_name(&format!("txn{i}")))
+            .collect();
+        Bank { servers, dbs }
+    }
+
+    fn rules(&self, mode: Option<&str>) -> String {
+        rules(&self.servers, &self.dbs, mode)
+    }
+
+    /// Creates the tables through `proxy` and opens every account.
+    async fn create(&self, proxy: &Proxy) {
+        let mut c = proxy.conn(Some("bank")).await;
+        c.query_drop("CREATE TABLE accounts (uid BIGINT PRIMARY KEY, balance BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        c.query_drop(
+            "CREATE TABLE transfers (id BIGINT PRIMARY KEY, uid BIGINT NOT NULL, peer BIGINT NOT NULL, amount BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+        for uid in 0..ACCOUNTS {
+            c.exec_drop(
+                "INSERT INTO accounts (uid, balance) VALUES (?, ?)",
+                (uid, START_BALANCE),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// A direct connection to the server of data source `ds` (0..4), in its database.
+    async fn direct(&self, ds: usize) -> mysql_async::Conn {
+        let mut c = direct(&self.servers[ds / 2]).await;
+        c.query_drop(format!("USE `{}`", self.dbs[ds]))
+            .await
+            .unwrap();
+        c
+    }
+
+    /// A global status counter of server `server` (`Com_xa_prepare`, …).
+    async fn status(&self, server: usize, name: &str) -> u64 {
+        let mut c = direct(&self.servers[server]).await;
+        let row: Option<(String, u64)> = c
+            .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+            .await
+            .unwrap();
+        row.expect("status variable").1
+    }
+
+    async fn statuses(&self, name: &str) -> [u64; 2] {
+        [self.status(0, name).await, self.status(1, name).await]
+    }
+
+    /// The dbmesh branches (format `dbmx`) prepared on either server.
+    async fn prepared(&self) -> usize {
+        let mut n = 0;
+        for server in &self.servers {
+            let mut c = direct(server).await;
+            let rows: Vec<mysql_async::Row> = c.query("XA RECOVER").await.unwrap();
+            n += rows
+                .iter()
+                .filter(|r| r.get::<i64, _>(0) == Some(1_684_172_152))
+                .count();
+        }
+        n
+    }
+
+    /// Every account's balance, read directly from the shards.
+    async fn balances(&self) -> Vec<(u64, i64)> {
+        let mut all = Vec::new();
+        for ds in 0..4 {
+            let mut c = self.direct(ds).await;
+            let rows: Vec<(u64, i64)> = c.query("SELECT uid, balance FROM accounts").await.unwrap();
+            all.extend(rows);
+        }
+        all.sort();
+        all
+    }
+
+    /// Every transfer row (id, uid, peer, amount), read directly from the shards.
+    async fn transfers(&self) -> Vec<(u64, u64, u64, i64)> {
+        let mut all = Vec::new();
+        for ds in 0..4 {
+            let mut c = self.direct(ds).await;
+            let rows: Vec<(u64, u64, u64, i64)> = c
+                .query("SELECT id, uid, peer, amount FROM transfers")
+                .await
+                .unwrap();
+            all.extend(rows);
+        }
+        all.sort();
+        all
+    }
+
+    /// Decision rows in the meta database (ds_0's).
+    async fn decisions(&self) -> u64 {
+        let mut c = self.direct(0).await;
+        c.query_first("SELECT COUNT(*) FROM dbmesh_xa_decision")
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// One transfer in one transaction: the debit, the credit and the transfer row (on the
+/// debited user's shard); the two accounts are locked in uid order, so concurrent transfers
+/// never wait for each other in a cycle across shards (which no server would detect).
+async fn transfer(
+    c: &mut mysql_async::Conn,
+    id: u64,
+    from: u64,
+    to: u64,
+    amount: i64,
+    explicit_begin: bool,
+) -> Result<(), mysql_async::Error> {
+    if explicit_begin {
+        c.query_drop("BEGIN").await?;
+    }
+    let (first, second) = if from < to {
+        ((from, -amount), (to, amount))
+    } else {
+        ((to, amount), (from, -amount))
+    };
+    for (uid, delta) in [first, second] {
+        c.exec_drop(
+            "UPDATE accounts SET balance = balance + ? WHERE uid = ?",
+            (delta, uid),
+        )
+        .await?;
+    }
+    c.exec_drop(
+        "INSERT INTO transfers (id, uid, peer, amount) VALUES (?, ?, ?, ?)",
+        (id, from, to, amount),
+    )
+    .await?;
+    c.query_drop("COMMIT").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shard_commits_in_one_phase_and_cross_shard_prepares() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    let mut c = proxy.conn(Some("bank")).await;
+    let mode: String = c
+        .query_first("SELECT @@dbmesh_transaction_mode")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode, "xa", "the default with a meta data source");
+
+    // Autocommit statements start no branch.
+    let starts = bank.statuses("Com_xa_start").await;
+    c.query_drop("UPDATE accounts SET balance = balance + 0 WHERE uid = 1")
+        .await
+        .unwrap();
+    c.query_drop("SELECT * FROM accounts").await.unwrap();
+    assert_eq!(bank.statuses("Com_xa_start").await, starts);
+
+    // One shard (uids 1 and 5 are both on ds_1): one phase, no prepare, no decision row.
+    let prepares = bank.statuses("Com_xa_prepare").await;
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance - 10 WHERE uid = 1")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance + 10 WHERE uid = 5")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(bank.statuses("Com_xa_prepare").await, prepares);
+    assert_eq!(bank.decisions().await, 0);
+    let mut direct1 = bank.direct(1).await;
+    let b1: i64 = direct1
+        .query_first("SELECT balance FROM accounts WHERE uid = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b1, START_BALANCE - 10);
+
+    // Across servers (uid 0 on ds_0, server 0; uid 2 on ds_2, server 1): both prepare.
+    transfer(&mut c, 1, 0, 2, 25, true).await.unwrap();
+    let after = bank.statuses("Com_xa_prepare").await;
+    assert_eq!([after[0] - prepares[0], after[1] - prepares[1]], [1, 1]);
+    assert_eq!(bank.prepared().await, 0);
+    let balances = bank.balances().await;
+    assert_eq!(balances[0], (0, START_BALANCE - 25));
+    assert_eq!(balances[2], (2, START_BALANCE + 25));
+
+    // Local mode: a plain transaction per shard, no XA at all.
+    c.query_drop("SET dbmesh_transaction_mode = 'local'")
+        .await
+        .unwrap();
+    let starts = bank.statuses("Com_xa_start").await;
+    transfer(&mut c, 2, 2, 0, 25, true).await.unwrap();
+    assert_eq!(bank.statuses("Com_xa_start").await, starts);
+    assert_eq!(bank.balances().await[0], (0, START_BALANCE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_semantics_stay_mysqls() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(Some("xa")));
+    bank.create(&proxy).await;
+    let mut c = proxy.conn(Some("bank")).await;
+
+    // ROLLBACK undoes every shard.
+    c.query_drop("START TRANSACTION").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = 0 WHERE uid IN (0, 1, 2, 3)")
+        .await
+        .unwrap();
+    let inside: i64 = c
+        .query_first("SELECT SUM(balance) FROM accounts WHERE uid < 4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inside, 0, "the transaction sees its own writes");
+    let err = c
+        .query_drop("SET dbmesh_transaction_mode = 'local'")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1568, "25001".into()));
+    c.query_drop("ROLLBACK").await.unwrap();
+    let total: i64 = c
+        .query_first("SELECT SUM(balance) FROM accounts WHERE uid < 4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, 4 * START_BALANCE);
+
+    // Savepoints inside the distributed transaction.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid IN (0, 2)")
+        .await
+        .unwrap();
+    c.query_drop("SAVEPOINT s").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance + 100 WHERE uid IN (0, 2)")
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK TO SAVEPOINT s").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    let balances = bank.balances().await;
+    assert_eq!(
+        (balances[0].1, balances[2].1),
+        (START_BALANCE + 1, START_BALANCE + 1)
+    );
+
+    // DDL commits the open transaction first, as on one server.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance - 1 WHERE uid IN (0, 2)")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    let balances = bank.balances().await;
+    assert_eq!(
+        (balances[0].1, balances[2].1),
+        (START_BALANCE, START_BALANCE)
+    );
+
+    // The client's own XA: refused in xa mode, working in local mode.
+    let err = c.query_drop("XA START 'mine'").await.unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+    c.query_drop("SET SESSION dbmesh_transaction_mode = local")
+        .await
+        .unwrap();
+    c.query_drop("XA START 'mine'").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance + 7 WHERE uid = 0")
+        .await
+        .unwrap();
+    c.query_drop("XA END 'mine'").await.unwrap();
+    c.query_drop("XA COMMIT 'mine' ONE PHASE").await.unwrap();
+    assert_eq!(bank.balances().await[0].1, START_BALANCE + 7);
+    let err = c
+        .query_drop("SET dbmesh_transaction_mode = 'two-phase'")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1231, "42000".into()));
+    c.query_drop("SET dbmesh_transaction_mode = 'xa'")
+        .await
+        .unwrap();
+
+    // Autocommit off, as PyMySQL and JDBC drivers run: every statement is in the transaction.
+    c.query_drop("SET autocommit = 0").await.unwrap();
+    transfer(&mut c, 10, 0, 3, 7, false).await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance + 1000 WHERE uid IN (1, 2)")
+        .await
+        .unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    let balances = bank.balances().await;
+    assert_eq!(
+        [balances[0].1, balances[1].1, balances[2].1, balances[3].1],
+        [
+            START_BALANCE,
+            START_BALANCE,
+            START_BALANCE,
+            START_BALANCE + 7
+        ]
+    );
+    c.query_drop("SET autocommit = 1").await.unwrap();
+
+    // A client that disconnects mid-transaction: rolled back everywhere, nothing left locked.
+    let mut gone = proxy.conn(Some("bank")).await;
+    gone.query_drop("BEGIN").await.unwrap();
+    gone.query_drop("UPDATE accounts SET balance = -1 WHERE uid IN (0, 1, 2, 3)")
+        .await
+        .unwrap();
+    drop(gone);
+    let started = Instant::now();
+    for ds in 0..4 {
+        let mut d = bank.direct(ds).await;
+        d.query_drop("SET innodb_lock_wait_timeout = 30")
+            .await
+            .unwrap();
+        d.query_drop(format!(
+            "UPDATE accounts SET balance = balance WHERE uid = {ds}"
+        ))
+        .await
+        .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "rows stayed locked after the client left"
+    );
+    let balances = bank.balances().await;
+    assert!(balances[..4].iter().all(|(_, b)| *b >= 0), "{balances:?}");
+    assert_eq!(bank.prepared().await, 0);
+}
+
+/// What the transfer clients saw.
+#[derive(Default, Clone)]
+struct Seen {
+    committed: BTreeSet<u64>,
+    failed: BTreeSet<u64>,
+}
+
+/// Transfers by `clients` concurrent sessions until `stop`; ids from `next_id`.
+async fn run_transfers(
+    proxy_port: u16,
+    clients: u64,
+    round: u64,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let stop = stop.clone();
+        let seen = seen.clone();
+        tasks.push(tokio::spawn(async move {
+            let opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(proxy_port)
+                .prefer_socket(false)
+                .user(Some(common::USER))
+                .pass(Some(common::PASSWORD))
+                .db_name(Some("bank"));
+            let Ok(mut c) = mysql_async::Conn::new(opts).await else {
+                return;
+            };
+            // Half the clients run as PyMySQL does (autocommit off), half with BEGIN.
+            let explicit = client % 2 == 0;
+            if !explicit && c.query_drop("SET autocommit = 0").await.is_err() {
+                return;
+            }
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = (round << 40) | (client << 32) | n;
+                let from = rand::random::<u64>() % ACCOUNTS;
+                let to = (from + 1 + rand::random::<u64>() % (ACCOUNTS - 1)) % ACCOUNTS;
+                let amount = 1 + (rand::random::<u64>() % 50) as i64;
+                match transfer(&mut c, id, from, to, amount, explicit).await {
+                    Ok(()) => {
+                        seen.lock().unwrap().committed.insert(id);
+                    }
+                    Err(mysql_async::Error::Server(e)) => {
+                        // Refused before the commit decision (1402 rolled back, a deadlock
+                        // on one server): nothing of it may be applied.
+                        if e.code == 1402 || e.code == 1213 {
+                            seen.lock().unwrap().failed.insert(id);
+                        }
+                        let _ = c.query_drop("ROLLBACK").await;
+                    }
+                    // The proxy is gone: the outcome is unknown to the client.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_invariant_survives_kill_9_of_the_proxy() {
+    let rounds: u64 = std::env::var("DBMESH_TXN_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let bank = Bank::new();
+    let rules = bank.rules(None);
+    let mut proxy = Proxy::start(&rules);
+    bank.create(&proxy).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut recovered_in = Vec::new();
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = tokio::spawn(run_transfers(
+            proxy.port,
+            4,
+            round,
+            stop.clone(),
+            seen.clone(),
+        ));
+        // Let transfers run, then kill at a random moment within a commit-heavy window.
+        tokio::time::sleep(Duration::from_millis(1_000 + rand::random::<u64>() % 1_500)).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &proxy.pid().to_string()])
+            .status();
+        stop.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_secs(60), clients).await;
+        drop(proxy);
+        let restarted = Instant::now();
+        // The same rules: the same owner, so its recovery round at start finishes the dead
+        // proxy's transactions before the first client is accepted.
+        proxy = Proxy::start(&rules);
+        let mut left = bank.prepared().await;
+        while left > 0 && restarted.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = bank.prepared().await;
+        }
+        recovered_in.push(restarted.elapsed());
+        assert_eq!(
+            left, 0,
+            "round {round}: prepared branches left after recovery"
+        );
+        let seen_now = seen.lock().unwrap().clone();
+        check_invariant(&bank, &seen_now, round).await;
+    }
+    let seen = seen.lock().unwrap();
+    eprintln!(
+        "{rounds} kills; {} transfers acknowledged, {} refused; restart to no prepared branch: {recovered_in:?}",
+        seen.committed.len(),
+        seen.failed.len()
+    );
+    assert!(!seen.committed.is_empty(), "no transfer committed at all");
+}
+
+/// The bank's invariant: money is neither created nor destroyed, every balance is what the
+/// transfer rows say, acknowledged transfers are present and refused ones absent.
+async fn check_invariant(bank: &Bank, seen: &Seen, round: u64) {
+    let balances = bank.balances().await;
+    let transfers = bank.transfers().await;
+    let total: i64 = balances.iter().map(|(_, b)| b).sum();
+    assert_eq!(
+        total,
+        ACCOUNTS as i64 * START_BALANCE,
+        "round {round}: money created or destroyed"
+    );
+    let mut expected = vec![START_BALANCE; ACCOUNTS as usize];
+    let mut present = BTreeSet::new();
+    for (id, from, to, amount) in &transfers {
+        expected[*from as usize] -= amount;
+        expected[*to as usize] += amount;
+        present.insert(*id);
+    }
+    for (uid, balance) in &balances {
+        assert_eq!(
+            *balance, expected[*uid as usize],
+            "round {round}: account {uid} disagrees with its transfer rows"
+        );
+    }
+    let missing: Vec<_> = seen.committed.difference(&present).collect();
+    assert!(
+        missing.is_empty(),
+        "round {round}: acknowledged transfers missing: {missing:?}"
+    );
+    let applied: Vec<_> = seen.failed.intersection(&present).collect();
+    assert!(
+        applied.is_empty(),
+        "round {round}: refused transfers applied: {applied:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_rolls_back_the_whole_distributed_transaction() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = proxy.conn(Some("bank")).await;
+    // Both write on ds_2 (server 1) first, then lock uids 0 and 4 (both on ds_0) in opposite
+    // orders: server 0 sees the cycle and picks a victim.
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 2")
+        .await
+        .unwrap();
+    a.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 0")
+        .await
+        .unwrap();
+    b.query_drop("BEGIN").await.unwrap();
+    b.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 6")
+        .await
+        .unwrap();
+    b.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 4")
+        .await
+        .unwrap();
+    let a_waits = tokio::spawn(async move {
+        let r = a
+            .query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 4")
+            .await;
+        (a, r)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rb = b
+        .query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 0")
+        .await;
+    let (a, ra) = a_waits.await.unwrap();
+    let (mut victim, mut survivor, victim_uids, survivor_uids) = match (ra, rb) {
+        (Err(e), Ok(())) => {
+            assert_eq!(server_code(e).0, 1213);
+            (a, b, [2, 0], vec![6, 4, 0])
+        }
+        (Ok(()), Err(e)) => {
+            assert_eq!(server_code(e).0, 1213);
+            (b, a, [6, 4], vec![2, 0, 4])
+        }
+        other => panic!("expected one deadlock victim: {other:?}"),
+    };
+    survivor.query_drop("COMMIT").await.unwrap();
+    // The victim's whole transaction is gone, its other shard's branch included, and the
+    // session goes on as after a deadlock on one server.
+    let balances = bank.balances().await;
+    for uid in victim_uids {
+        let expected = if survivor_uids.contains(&uid) { 1 } else { 0 };
+        assert_eq!(
+            balances[uid].1,
+            START_BALANCE + expected,
+            "uid {uid}: {balances:?}"
+        );
+    }
+    transfer(&mut victim, 99, 1, 3, 5, true).await.unwrap();
+    assert_eq!(bank.prepared().await, 0);
+}
