@@ -8,10 +8,11 @@
 //! primary is unreachable if it has applied everything it received: its data is then as fresh
 //! as the last write it saw, and its staleness is the time since it lost the primary.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::conn::{BackendConn, QueryResult};
 use crate::gtid::{Gtid, Position};
 use crate::pool::{Pool, PooledConn};
 use crate::BackendError;
@@ -28,7 +29,17 @@ pub struct Server {
     applied: Mutex<Position>,
     queries: AtomicU64,
     errors: AtomicU64,
+    /// With `follow_topology`: whether the last check found it writable and replicating from
+    /// nothing ([`WRITABLE`]), not ([`NOT_WRITABLE`]) or did not ask ([`UNKNOWN`]).
+    writable: AtomicU8,
+    /// A primary whose data source has another writable server (split brain): it gets no
+    /// statements until the health checker finds only one.
+    split_brain: AtomicBool,
 }
+
+const UNKNOWN: u8 = 0;
+const WRITABLE: u8 = 1;
+const NOT_WRITABLE: u8 = 2;
 
 /// What the metrics endpoint shows of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +66,25 @@ impl Server {
             applied: Mutex::new(Position::default()),
             queries: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            writable: AtomicU8::new(UNKNOWN),
+            split_brain: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the last check found the server up, writable (`@@read_only` off) and running
+    /// no replication: a primary as a promotion leaves it. Only known with `follow_topology`.
+    pub fn is_writable(&self) -> bool {
+        self.is_up() && self.writable.load(Ordering::Relaxed) == WRITABLE
+    }
+
+    /// Stops (or lets again) the statements for this primary: its data source has more than
+    /// one writable server. Returns whether it was stopped before.
+    pub fn set_split_brain(&self, split: bool) -> bool {
+        self.split_brain.swap(split, Ordering::Relaxed)
+    }
+
+    pub fn is_split_brain(&self) -> bool {
+        self.split_brain.load(Ordering::Relaxed)
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -75,6 +104,11 @@ impl Server {
     /// handshake timeout; the health checker (which uses the pool directly) puts it back. A
     /// connect that fails marks it down.
     pub async fn acquire(&self, found_rows: bool) -> Result<PooledConn, BackendError> {
+        if self.is_split_brain() {
+            return Err(BackendError::SplitBrain {
+                source_name: self.pool.name().to_string(),
+            });
+        }
         if !self.is_up() {
             return Err(BackendError::Down {
                 source_name: self.pool.name().to_string(),
@@ -165,24 +199,33 @@ impl Server {
             Link::PrimaryLost { .. } => {
                 without_primary && write.is_none_or(|gtid| self.has_applied(gtid))
             }
-            Link::Stopped => false,
+            // Promoted (writable, replicating from nothing; known with `follow_topology`):
+            // it holds the newest data there is, and is about to become the primary.
+            Link::Stopped => self.writable.load(Ordering::Relaxed) == WRITABLE,
         }
     }
 
-    /// One health check, bounded by `timeout`: a ping, and for a replica its replication
-    /// state. Updates what sessions see and logs changes. The check borrows a connection
+    /// One health check, bounded by `timeout`: a ping, for a replica its replication state,
+    /// and with `topology` whether it is writable and replicates from nothing. Updates what
+    /// sessions see and logs changes. The check borrows a connection
     /// within the pool's bound, so it never opens more than `pool.max`; when every
     /// connection is in use the server is evidently serving, and the check is skipped.
-    pub async fn check(&self, replica: bool, timeout: Duration) {
+    pub async fn check(&self, replica: bool, topology: bool, timeout: Duration) {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(timeout, self.probe(replica)).await;
+        let outcome = tokio::time::timeout(timeout, self.probe(replica, topology)).await;
         let result = match outcome {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         };
         match result {
             Ok(Probe::Busy) => {}
-            Ok(Probe::Alive(status)) => {
+            Ok(Probe::Alive(status, writable)) => {
+                let writable = match writable {
+                    None => UNKNOWN,
+                    Some(true) => WRITABLE,
+                    Some(false) => NOT_WRITABLE,
+                };
+                self.writable.store(writable, Ordering::Relaxed);
                 if let Some(status) = status {
                     self.set_link(status.link);
                     self.lag_secs.store(status.lag_secs, Ordering::Relaxed);
@@ -201,6 +244,7 @@ impl Server {
             }
             Err(reason) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                self.writable.store(UNKNOWN, Ordering::Relaxed);
                 self.set_link(LinkFound::Stopped);
                 self.lag_secs.store(-1, Ordering::Relaxed);
                 if self.up.swap(false, Ordering::Relaxed) {
@@ -217,15 +261,22 @@ impl Server {
         }
     }
 
-    async fn probe(&self, replica: bool) -> Result<Probe, String> {
+    async fn probe(&self, replica: bool, topology: bool) -> Result<Probe, String> {
         let Some(conn) = self.pool.try_acquire(false).await else {
             return Ok(Probe::Busy);
         };
         let mut conn = conn.map_err(|e| e.to_string())?;
+        let writable = if topology {
+            Some(writable(&mut conn).await.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         if !replica {
-            conn.ping().await.map_err(|e| e.to_string())?;
+            if writable.is_none() {
+                conn.ping().await.map_err(|e| e.to_string())?;
+            }
             conn.release();
-            return Ok(Probe::Alive(None));
+            return Ok(Probe::Alive(None, writable));
         }
         let status = conn
             .query("SHOW SLAVE STATUS")
@@ -243,10 +294,48 @@ impl Server {
             .and_then(|r| r.first())
             .cloned()
             .flatten();
-        Ok(Probe::Alive(Some(ReplicationStatus::new(
-            &status,
-            applied.as_deref().unwrap_or(""),
-        ))))
+        Ok(Probe::Alive(
+            Some(ReplicationStatus::new(
+                &status,
+                applied.as_deref().unwrap_or(""),
+            )),
+            writable,
+        ))
+    }
+}
+
+/// Whether the server behind `conn` is writable and runs no replication (no connection with a
+/// thread running or reconnecting).
+async fn writable(conn: &mut BackendConn) -> Result<bool, BackendError> {
+    if !read_write(conn).await? {
+        return Ok(false);
+    }
+    let links = replication_links(conn).await?;
+    let replicating = (0..links.rows.len()).any(|row| {
+        links.value(row, "Slave_IO_Running") != Some("No")
+            || links.value(row, "Slave_SQL_Running") != Some("No")
+    });
+    Ok(!replicating)
+}
+
+/// Whether `@@global.read_only` is off on the server behind `conn`.
+pub async fn read_write(conn: &mut BackendConn) -> Result<bool, BackendError> {
+    let read_only = conn.query("SELECT @@global.read_only").await?;
+    Ok(read_only
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .flatten()
+        == Some("0".into()))
+}
+
+/// The server's replication connections: `SHOW ALL SLAVES STATUS` (MariaDB, every named
+/// connection), or `SHOW SLAVE STATUS` where that is unknown (MySQL).
+pub async fn replication_links(conn: &mut BackendConn) -> Result<QueryResult, BackendError> {
+    match conn.query("SHOW ALL SLAVES STATUS").await {
+        Err(BackendError::Server { .. }) => conn.query("SHOW SLAVE STATUS").await,
+        result => result,
     }
 }
 
@@ -254,8 +343,9 @@ impl Server {
 enum Probe {
     /// Every pooled connection is in use: nothing learnt, nothing changed.
     Busy,
-    /// The server answered; a replica's replication state.
-    Alive(Option<ReplicationStatus>),
+    /// The server answered; a replica's replication state, and (with `follow_topology`)
+    /// whether it is writable and replicates from nothing.
+    Alive(Option<ReplicationStatus>, Option<bool>),
 }
 
 /// A replica's link to its primary, as the health checker keeps it.

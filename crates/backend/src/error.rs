@@ -12,6 +12,8 @@ pub enum BackendError {
     Unreachable { source_name: String, reason: String },
     #[error("data source '{source_name}' is down: it failed its last health check or connection attempt; statements to it fail at once until a check passes")]
     Down { source_name: String },
+    #[error("data source '{source_name}' has more than one writable server that replicates from nothing (split brain): its writes stop until only one is")]
+    SplitBrain { source_name: String },
     #[error("data source '{source_name}': TLS failed: {reason}")]
     Tls { source_name: String, reason: String },
     #[error("data source '{source_name}' refused dbmesh's login: {error}")]

@@ -906,7 +906,12 @@ async fn a_killed_primary_costs_no_reads_of_its_shard() {
 /// and `t_meta` created, one row each, and the replica caught up. The databases are
 /// `{db}_main`, `{db}_a` and `{db}_meta`.
 async fn three_sources_on_one_server(set: &ReplicaSet, db: &str, step: u32) -> Proxy {
-    let proxy = Proxy::start(&three_sources_rules(set, db, step));
+    start_three_sources(&three_sources_rules(set, db, step)).await
+}
+
+/// Starts a proxy on [`three_sources_rules`] and creates and fills the three tables.
+async fn start_three_sources(rules: &str) -> Proxy {
+    let proxy = Proxy::start(rules);
     let mut conn = proxy.conn(Some("bank")).await;
     for table in ["t", "t_a", "t_meta"] {
         conn.query_drop(format!(
@@ -1145,6 +1150,173 @@ async fn a_switch_is_recorded_and_every_proxy_follows_it() {
         ],
         "{recorded}"
     );
+}
+
+/// What one proxy's load saw: reads and their errors, writes and their errors, the slowest
+/// failed write, when the first write after `since` succeeded, and the ids written.
+#[derive(Debug, Default)]
+struct LoadSeen {
+    reads: u64,
+    read_errors: Vec<String>,
+    writes: u64,
+    write_errors: u64,
+    slowest_failed_write: Duration,
+    first_write_after: Option<Instant>,
+    ids: Vec<u64>,
+}
+
+/// Reads `t` (on the replica while there is one) and writes a row with a sequence id to `t_a`
+/// through `proxy` every few milliseconds until `stop`; `since` is read at each write to note
+/// the first success after it (the promotion).
+async fn run_load(
+    opts: mysql_async::OptsBuilder,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    since: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+) -> LoadSeen {
+    use std::sync::atomic::Ordering;
+    let mut seen = LoadSeen::default();
+    let mut reader = mysql_async::Conn::new(opts.clone()).await.expect("reader");
+    let mut writer: Option<mysql_async::Conn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        seen.reads += 1;
+        if let Err(e) = reader.query_drop("SELECT COUNT(*) FROM t").await {
+            seen.read_errors.push(e.to_string());
+            if let Ok(conn) = mysql_async::Conn::new(opts.clone()).await {
+                reader = conn;
+            }
+        }
+        let mut started = Instant::now();
+        let written = async {
+            if writer.is_none() {
+                writer = Some(
+                    mysql_async::Conn::new(opts.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let conn = writer.as_mut().expect("connected above");
+            // A failed write's time counts from here: a login waits for the default data
+            // source, which is the killed one too.
+            started = Instant::now();
+            let id: u64 = conn
+                .query_first("SELECT NEXTVAL(txn_seq)")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no id")?;
+            // Clear of the row 1 the table starts with.
+            conn.query_drop(format!("INSERT INTO t_a VALUES ({})", id + 1000))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<u64, String>(id)
+        }
+        .await;
+        seen.writes += 1;
+        match written {
+            Ok(id) => {
+                seen.ids.push(id);
+                let since = *since.lock().expect("the promotion time");
+                if since.is_some() && seen.first_write_after.is_none() {
+                    seen.first_write_after = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                assert!(!e.contains("1062"), "an id written twice: {e}");
+                seen.write_errors += 1;
+                seen.slowest_failed_write = seen.slowest_failed_write.max(started.elapsed());
+                writer = None;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    seen
+}
+
+/// `[replication] follow_topology = true`: under a read and write load on two proxies, the
+/// primary is killed (reads go on from the replica, writes fail fast), then promoted as an HA
+/// tool does; both proxies write to it within 2 s with no admin call. The old primary,
+/// restarted writable, gets no write, and no sequence id is handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_topology_moves_writes_to_the_promoted_replica_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let Some(mut sets) = start_sets(1, 1) else {
+        return;
+    };
+    let mut set = sets.remove(0);
+    let db = testkit::unique_name("topology");
+    let rules = three_sources_rules(&set, &db, 5)
+        .replace("[replication]\n", "[replication]\nfollow_topology = true\n");
+    let proxies = [start_three_sources(&rules).await, Proxy::start(&rules)];
+    let stop = Arc::new(AtomicBool::new(false));
+    let promoted_at = Arc::new(Mutex::new(None));
+    let loads: Vec<_> = proxies
+        .iter()
+        .map(|p| {
+            tokio::spawn(run_load(
+                p.opts(Some("bank")),
+                stop.clone(),
+                promoted_at.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    set.primary_mut().kill().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    set.replica(0)
+        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .unwrap();
+    let promoted = Instant::now();
+    *promoted_at.lock().unwrap() = Some(promoted);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The old primary comes back writable, with what it had: it must get no write.
+    set.primary_mut().restart().unwrap();
+    let old_rows = |set: &ReplicaSet| {
+        set.primary()
+            .sql(&format!("SELECT COUNT(*) FROM `{db}_a`.t_a"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let rows_at_restart = old_rows(&set);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut ids = Vec::new();
+    for (proxy, load) in proxies.iter().zip(loads) {
+        let seen = load.await.unwrap();
+        let switched = seen.first_write_after.map(|at| at.duration_since(promoted));
+        eprintln!(
+            "proxy: {} reads, {} read errors; {} writes, {} failed, slowest failed {:?}; \
+             first write after the promotion {switched:?} after it",
+            seen.reads,
+            seen.read_errors.len(),
+            seen.writes,
+            seen.write_errors,
+            seen.slowest_failed_write
+        );
+        assert!(seen.read_errors.is_empty(), "{:?}", seen.read_errors);
+        assert!(
+            seen.slowest_failed_write < Duration::from_secs(1),
+            "{:?}",
+            seen.slowest_failed_write
+        );
+        let switched = switched.expect("no write after the promotion");
+        assert!(switched < Duration::from_secs(2), "{switched:?}");
+        assert_eq!(primary_epoch(proxy, "ds_a"), Some(1));
+        ids.extend(seen.ids);
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id handed out twice");
+    assert_eq!(
+        old_rows(&set),
+        rows_at_restart,
+        "the old primary got writes"
+    );
+    let on_new = set
+        .replica(0)
+        .sql(&format!("SELECT COUNT(*) FROM `{db}_a`.t_a"))
+        .unwrap();
+    assert_eq!(on_new.trim().parse::<usize>().unwrap(), ids.len() + 1);
 }
 
 /// Sequences follow a switch of the meta data source at once: blocks are reserved on the

@@ -299,6 +299,10 @@ pub struct ReplicationConfig {
     /// With `read_your_writes = "window"` (or without GTIDs): reads go to the primary for
     /// this long after the session's last write, in milliseconds. Default 1000.
     pub read_your_writes_window_ms: u64,
+    /// Writes of each data source go to the one of its servers that is writable and
+    /// replicates from nothing, as an HA tool's promotion leaves it (checked every health
+    /// check); two such servers stop the data source's writes (split brain). Default false.
+    pub follow_topology: bool,
 }
 
 impl Default for ReplicationConfig {
@@ -311,6 +315,7 @@ impl Default for ReplicationConfig {
             read_your_writes: ReadYourWrites::Gtid,
             gtid_wait_ms: 50,
             read_your_writes_window_ms: 1_000,
+            follow_topology: false,
         }
     }
 }

@@ -13,11 +13,12 @@ use crate::Context;
 pub async fn check_backends(ctx: &Context) {
     let snapshot = ctx.snapshot.load_full();
     let timeout = Duration::from_millis(snapshot.rules.replication.health_check_timeout_ms);
+    let topology = snapshot.rules.replication.follow_topology;
     let mut checks = tokio::task::JoinSet::new();
     for cluster in snapshot.clusters.values() {
         for (server, replica) in cluster.servers() {
             let server = server.clone();
-            checks.spawn(async move { server.check(replica, timeout).await });
+            checks.spawn(async move { server.check(replica, topology, timeout).await });
         }
     }
     checks.join_all().await;
@@ -29,6 +30,7 @@ pub fn spawn_health_checks(ctx: Arc<Context>) {
         loop {
             check_backends(&ctx).await;
             ctx.follow_primaries().await;
+            ctx.follow_topology().await;
             let interval = ctx
                 .snapshot
                 .load()
@@ -47,6 +49,8 @@ pub fn spawn_health_checks(ctx: Arc<Context>) {
 pub struct Verdict {
     pub primaries_down: Vec<String>,
     pub replicas_out: Vec<String>,
+    /// Data sources whose writes stop: more than one writable server (`follow_topology`).
+    pub split_brains: Vec<String>,
 }
 
 pub fn verdict(ctx: &Context) -> Verdict {
@@ -54,6 +58,12 @@ pub fn verdict(ctx: &Context) -> Verdict {
     let max_lag = snapshot.rules.replication.max_replica_lag_secs;
     let mut verdict = Verdict::default();
     for cluster in snapshot.clusters.values() {
+        if cluster.primary().is_split_brain() {
+            verdict.split_brains.push(format!(
+                "data source '{}': more than one writable server (split brain), writes stopped",
+                cluster.name()
+            ));
+        }
         for (server, replica) in cluster.servers() {
             let stats = server.stats();
             let name = cluster.name();

@@ -289,6 +289,65 @@ impl Context {
         self.apply(&switches);
     }
 
+    /// With `replication.follow_topology`: each data source writes to the one of its servers
+    /// that the last health checks found writable and replicating from nothing (switching to
+    /// it as [`Self::switch_primary`] does, recorded, when it is not the primary in force),
+    /// and stops its writes while there are several (split brain). A former primary is no
+    /// server of the data source once switched away from, so it gets no writes when it comes
+    /// back writable.
+    pub async fn follow_topology(&self) {
+        let snapshot = self.snapshot.load_full();
+        let rules = &snapshot.rules;
+        if !rules.replication.follow_topology {
+            return;
+        }
+        let set_by = format!("proxy {} (follow_topology)", rules.proxy.number);
+        // The meta data source first: the others' switches are recorded there.
+        let meta = rules.proxy.meta_data_source.as_deref();
+        let mut clusters: Vec<_> = snapshot.clusters.values().collect();
+        clusters.sort_by_key(|c| Some(c.name()) != meta);
+        for cluster in clusters {
+            let writable: Vec<String> = cluster
+                .servers()
+                .filter(|(server, _)| server.is_writable())
+                .map(|(server, _)| server.address().to_string())
+                .collect();
+            let split = writable.len() > 1;
+            if cluster.primary().set_split_brain(split) != split {
+                if split {
+                    tracing::error!(
+                        data_source = cluster.name(),
+                        servers = writable.join(", "),
+                        "split brain: more than one writable server; writes stop"
+                    );
+                } else {
+                    tracing::warn!(
+                        data_source = cluster.name(),
+                        "split brain over: writes resume"
+                    );
+                }
+            }
+            let [only] = writable.as_slice() else {
+                continue;
+            };
+            if only == cluster.primary().address() {
+                continue;
+            }
+            match self
+                .switch_primary(Some(cluster.name()), only, &set_by)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    data_source = cluster.name(),
+                    address = only,
+                    error = e,
+                    "following the promotion failed; the next check tries again"
+                ),
+            }
+        }
+    }
+
     /// Each data source's primary in force, with its recorded epoch and who set it (`None`:
     /// the rule file's, never switched).
     pub fn primaries(&self) -> Vec<(String, String, Option<PrimaryRecord>)> {

@@ -49,6 +49,8 @@ pub struct Metrics {
     rules_info: IntGaugeVec,
     /// Each data source's recorded primary epoch (0: the rule file's primary).
     primary_epoch: IntGaugeVec,
+    /// 1 while a data source has more than one writable server (`follow_topology`).
+    split_brain: IntGaugeVec,
     /// The rule file in force, as `/health` shows it.
     rules_in_force: Mutex<RulesInForce>,
     /// Held while the per-server families are rebuilt and while they are rendered, so a
@@ -253,6 +255,15 @@ impl Metrics {
             &["data_source"],
         )
         .expect("valid metric");
+        let split_brain = IntGaugeVec::new(
+            Opts::new(
+                "dbmesh_split_brain",
+                "1 while the data source has more than one writable server that replicates \
+                 from nothing (replication.follow_topology): its writes stop; 0 otherwise",
+            ),
+            &["data_source"],
+        )
+        .expect("valid metric");
         for code in ERROR_CODES {
             errors.with_label_values(&[&code.to_string()]);
         }
@@ -281,6 +292,7 @@ impl Metrics {
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
             Box::new(primary_epoch.clone()),
+            Box::new(split_brain.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -311,6 +323,7 @@ impl Metrics {
             rules_version,
             rules_info,
             primary_epoch,
+            split_brain,
             rules_in_force: Mutex::new(RulesInForce::default()),
             servers_refresh: Mutex::new(()),
         }
@@ -323,6 +336,7 @@ impl Metrics {
         let _refresh = lock(&self.servers_refresh);
         for family in [
             &self.backend_connections,
+            &self.split_brain,
             &self.server_up,
             &self.server_lag,
             &self.server_stale,
@@ -339,6 +353,9 @@ impl Metrics {
 
     fn set_cluster(&self, cluster: &backend::Cluster) {
         let pool = cluster.primary().pool().stats();
+        self.split_brain
+            .with_label_values(&[cluster.name()])
+            .set(i64::from(cluster.primary().is_split_brain()));
         for (state, value) in [
             ("open", pool.open),
             ("idle", pool.idle),

@@ -269,30 +269,17 @@ fn records_of(result: backend::QueryResult) -> PrimaryRecords {
 /// configured (`SHOW ALL SLAVES STATUS` empty; MySQL, which lacks it, `SHOW SLAVE STATUS`).
 /// `Err` says why not.
 pub async fn check_writable(conn: &mut BackendConn, address: &str) -> Result<(), String> {
-    let read_only = conn
-        .query("SELECT @@global.read_only")
+    if !backend::cluster::read_write(conn)
         .await
-        .map_err(|e| e.to_string())?;
-    if read_only
-        .rows
-        .first()
-        .and_then(|r| r.first())
-        .cloned()
-        .flatten()
-        != Some("0".into())
+        .map_err(|e| e.to_string())?
     {
         return Err(format!(
             "{address} is read-only: promote it first (STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF)"
         ));
     }
-    let links = match conn.query("SHOW ALL SLAVES STATUS").await {
-        Ok(links) => links,
-        Err(BackendError::Server { .. }) => conn
-            .query("SHOW SLAVE STATUS")
-            .await
-            .map_err(|e| e.to_string())?,
-        Err(e) => return Err(e.to_string()),
-    };
+    let links = backend::cluster::replication_links(conn)
+        .await
+        .map_err(|e| e.to_string())?;
     if !links.rows.is_empty() {
         return Err(format!(
             "{address} is still configured as a replica: promote it first (STOP SLAVE; RESET SLAVE ALL)"
