@@ -489,9 +489,14 @@ impl Transaction {
     async fn commit_one_phase(&mut self, conn: &mut BackendConn) -> Result<Committed, XaError> {
         self.phase = Phase::Committing;
         let xid = self.branches[0].xid.clone();
-        match conn
-            .query(&format!("XA END {xid}; XA COMMIT {xid} ONE PHASE"))
+        let commands = [vec![
+            format!("XA END {xid}"),
+            format!("XA COMMIT {xid} ONE PHASE"),
+        ]];
+        match exchange(&mut [&mut *conn], &commands)
             .await
+            .pop()
+            .expect("one answer per connection")
         {
             Ok(_) => {
                 self.branches[0].state = BranchState::Finished;
@@ -561,9 +566,9 @@ impl Transaction {
         } else {
             conns.len()
         };
-        let statements: Vec<String> = self.branches[..cut]
+        let statements: Vec<Vec<String>> = self.branches[..cut]
             .iter()
-            .map(|b| format!("XA END {x}; XA PREPARE {x}", x = b.xid))
+            .map(|b| vec![format!("XA END {}", b.xid), format!("XA PREPARE {}", b.xid)])
             .collect();
         let answers = exchange(&mut conns[..cut], &statements).await;
         let mut failure = None;
@@ -651,9 +656,9 @@ impl Transaction {
         } else {
             conns.len()
         };
-        let statements: Vec<String> = self.branches[..cut]
+        let statements: Vec<Vec<String>> = self.branches[..cut]
             .iter()
-            .map(|b| format!("XA COMMIT {}", b.xid))
+            .map(|b| vec![format!("XA COMMIT {}", b.xid)])
             .collect();
         let answers = exchange(&mut conns[..cut], &statements).await;
         if cut < conns.len() {
@@ -764,22 +769,45 @@ async fn send(conn: &mut BackendConn, sql: &str) -> Result<(), BackendError> {
     .await
 }
 
-/// Sends `statements[i]` on `conns[i]` for every `i`, then reads every answer: the servers
-/// work on them at the same time.
+/// Sends the commands `commands[i]` (one COM_QUERY each, not a multi-statement text: the
+/// connection may not allow those) on `conns[i]` for every `i`, then reads every answer: the
+/// servers work on them at the same time. A connection's result is its first error.
 async fn exchange(
     conns: &mut [&mut BackendConn],
-    statements: &[String],
+    commands: &[Vec<String>],
 ) -> Vec<Result<(), BackendError>> {
     let mut sent = Vec::with_capacity(conns.len());
-    for (conn, sql) in conns.iter_mut().zip(statements) {
-        sent.push(send(conn, sql).await);
+    for (conn, sqls) in conns.iter_mut().zip(commands) {
+        let mut count = 0;
+        let mut result = Ok(());
+        for sql in sqls {
+            match send(conn, sql).await {
+                Ok(()) => count += 1,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        sent.push((count, result));
     }
     let mut answers = Vec::with_capacity(conns.len());
-    for (conn, sent) in conns.iter_mut().zip(sent) {
-        answers.push(match sent {
-            Ok(()) => conn.read_query_result().await.map(|_| ()),
-            Err(e) => Err(e),
-        });
+    for (conn, (count, mut result)) in conns.iter_mut().zip(sent) {
+        for _ in 0..count {
+            match conn.read_query_result().await {
+                Ok(_) => {}
+                Err(e @ BackendError::Server { .. }) => {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        answers.push(result);
     }
     answers
 }
