@@ -85,6 +85,7 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         merge_memory_limit,
         max_merge_offset,
         max_prepared_statements,
+        max_statement_time_ms,
         number,
     } = new;
     let restart = &mut changes.needs_restart;
@@ -187,6 +188,13 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         "proxy.max_prepared_statements",
         &old.max_prepared_statements,
         max_prepared_statements,
+        applied,
+    );
+    // Read when a session starts: in force for the sessions that start after the reload.
+    scalar_change(
+        "proxy.max_statement_time_ms",
+        &old.max_statement_time_ms,
+        max_statement_time_ms,
         applied,
     );
 }

@@ -462,6 +462,24 @@ impl Executor {
         self.cancel.release();
     }
 
+    /// The statement was abandoned midway (its client left): every held connection is in
+    /// the middle of an answer nobody will read, so each is closed, which also rolls back
+    /// whatever transaction it held. The caller has interrupted their statements first.
+    pub fn abandon(&mut self) {
+        drop(self.held.drain());
+        self.cancel.release();
+    }
+
+    /// The backend threads of the held connections to the data sources of `targets`, to
+    /// interrupt their statements.
+    pub(crate) fn threads_of(&self, targets: &[&router::Target]) -> Vec<(Arc<backend::Pool>, u32)> {
+        self.held
+            .iter()
+            .filter(|h| targets.iter().any(|t| t.data_source == h.data_source))
+            .map(|h| (h.server.pool().clone(), h.conn.connection_id))
+            .collect()
+    }
+
     /// Whether the session holds a connection to `data_source`.
     pub fn holds(&self, data_source: &str) -> bool {
         self.held.get(data_source).is_some()
@@ -594,10 +612,20 @@ impl Executor {
             ));
         };
         let conn = &mut held.conn;
+        let cancel = &self.cancel;
+        let error_for = |e: &protocol::ServerError| cancel.client_error(e);
         let error = match conn.send_command(packet).await {
             Err(e) => e,
             Ok(()) => {
-                match relay_response(conn.packets(), client.packets(), kind, deprecate_eof).await {
+                match relay_response(
+                    conn.packets(),
+                    client.packets(),
+                    kind,
+                    deprecate_eof,
+                    &error_for,
+                )
+                .await
+                {
                     Ok(outcome) => {
                         if reports_status && outcome.error.is_none() {
                             self.reported.status = outcome.status;

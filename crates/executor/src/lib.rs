@@ -34,7 +34,7 @@ use protocol::ServerError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use access::{classify, Access};
-pub use cancel::Cancel;
+pub use cancel::{Cancel, CancelReason};
 pub use conns::ClientState;
 pub use pin::{items, scan, unread_set, Effects, Item, PinReason, Pins};
 pub use run::Request;
@@ -61,6 +61,9 @@ pub trait Client {
 
     /// Counts copies of broadcast table `table` found holding different rows.
     fn broadcast_divergence(&mut self, table: &str);
+
+    /// Counts `statements` interrupted on backends for `reason`.
+    fn backend_cancelled(&mut self, reason: CancelReason, statements: u64);
 }
 
 /// How the session goes on after a command.
@@ -138,7 +141,7 @@ pub struct Executor {
     /// The session's last write per data source with replicas, which its reads must see.
     writes: Vec<conns::Write>,
     pub reported: Reported,
-    cancel: Arc<Cancel>,
+    pub(crate) cancel: Arc<Cancel>,
     /// The proxy's coordinator of distributed transactions (`xa` mode), if it runs.
     coordinator: Option<Arc<xa::Coordinator>>,
 }

@@ -13,6 +13,7 @@ use protocol::resultset::{write_end_of_rows, ColumnDef};
 use protocol::{ProtocolError, ServerError};
 use router::{MergeSpec, Plan, Target};
 
+use crate::cancel::{drain_or_interrupt, time_limit_error, Cancel, CancelReason};
 use crate::run::{write_columns, Request, Stop};
 use crate::{answer_error, flush, Client, Executor, Flow, Snapshot};
 
@@ -23,6 +24,8 @@ enum Io {
     /// Shard `i`'s connection failed.
     Backend(usize, ProtocolError),
     Client,
+    /// The statement's time limit passed.
+    TimeLimit,
 }
 
 /// The shards' row streams.
@@ -32,6 +35,9 @@ struct ShardRows<'a> {
     /// Each shard's status flags from its end of rows (whether a transaction is open there).
     statuses: Vec<Option<u16>>,
     warnings: u16,
+    /// Says when the statement's time limit has passed, which stops the proxy's own merge
+    /// work too.
+    cancel: &'a Cancel,
 }
 
 impl merge::Shards for ShardRows<'_> {
@@ -44,6 +50,9 @@ impl merge::Shards for ShardRows<'_> {
     async fn next_row(&mut self, shard: usize) -> Result<Option<Vec<u8>>, Io> {
         if self.done[shard] {
             return Ok(None);
+        }
+        if self.cancel.timed_out() {
+            return Err(Io::TimeLimit);
         }
         let packet = self.conns[shard]
             .read_packet(usize::MAX)
@@ -209,6 +218,7 @@ impl Executor {
         let limits = Limits {
             memory: proxy.merge_memory_limit,
         };
+        let threads = self.threads_of(&targets);
         let mut conns: Vec<Option<&mut PacketConn<BackendStream>>> = Vec::new();
         conns.resize_with(targets.len(), || None);
         for held in self.held.iter_mut() {
@@ -224,12 +234,17 @@ impl Executor {
             done: vec![false; targets.len()],
             statuses: vec![None; targets.len()],
             warnings: 0,
+            cancel: &self.cancel,
         };
         let mut sink = ClientRows {
             client: &mut *client,
         };
         let outcome = merge::merge(spec, &layout, limits, &mut shards, &mut sink).await;
-        let drained = shards.drain().await;
+        // Shards still sending when the merge stopped (its LIMIT reached, a shard's error) are
+        // read out, and interrupted if they do not finish at once.
+        let (drained, interrupted) =
+            drain_or_interrupt(self.session, threads, shards.drain()).await;
+        client.backend_cancelled(CancelReason::StoppedEarly, interrupted);
         let warnings = shards.warnings;
         let statuses = std::mem::take(&mut shards.statuses);
         for (target, status) in targets.iter().zip(statuses) {
@@ -247,6 +262,7 @@ impl Executor {
                 let data_source = &targets[shard].data_source;
                 return Some(self.stream_lost(client, data_source, error).await);
             }
+            Err(Failure::Io(Io::TimeLimit)) => Some(time_limit_error()),
             Err(Failure::Io(Io::Client)) => {
                 // The shards' results are abandoned: their connections cannot be reused.
                 for target in &targets {

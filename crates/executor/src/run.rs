@@ -25,6 +25,7 @@ use protocol::text;
 use protocol::ServerError;
 use router::{Combine, Plan, StatementKind, Target};
 
+use crate::cancel::{drain_or_interrupt, time_limit_error, CancelReason};
 use crate::{answer_error, flush, Client, Executor, Flow, Snapshot};
 
 /// What to send each target.
@@ -132,6 +133,10 @@ impl Executor {
                 Ok(p) => p,
                 Err(flow) => return flow,
             };
+            if self.cancel.timed_out() {
+                // The time limit passed while a connection was found: nothing was sent.
+                return answer_error(client, &time_limit_error()).await;
+            }
             match self
                 .relay_read(client, &target.data_source, &packet, kind)
                 .await
@@ -232,6 +237,9 @@ impl Executor {
             Combine::EveryCopy(table) => Some(table.as_str()),
             _ => None,
         };
+        // DDL on several targets cannot be undone: once begun it runs on every target, as
+        // its client expects (a client leaving or a time limit does not cut it short).
+        let _atomic = (!dml && plan.targets.len() > 1).then(|| self.cancel.atomic());
         let mut counts: Vec<u64> = Vec::with_capacity(plan.targets.len());
         for target in &plan.targets {
             if let Err(e) = self.conn_for(snapshot, &target.data_source).await {
@@ -261,6 +269,12 @@ impl Executor {
                 // Writes use the primary, so there is nothing to retry.
                 Err(flow) => return flow.unwrap_or(Flow::Close),
             };
+            if self.cancel.timed_out() {
+                // The time limit passed: the targets not reached yet are not, and the
+                // statement is rolled back where it ran.
+                failure = Some(time_limit_error());
+                break;
+            }
             let Some(held) = self.held.get_mut(data_source) else {
                 failure = Some(ServerError::internal(
                     "dbmesh: a target's connection is gone",
@@ -318,6 +332,8 @@ impl Executor {
         } else {
             "COMMIT"
         };
+        // Stopped halfway, the COMMITs would leave some targets committed and others not.
+        let _finishing = self.cancel.atomic();
         for data_source in &rollback {
             let Some(held) = self.held.get_mut(data_source) else {
                 continue;
@@ -424,25 +440,40 @@ impl Executor {
                 let Some(held) = self.held.get_mut(data_source) else {
                     return Some(Flow::Close);
                 };
-                match relay_rows(held.conn.packets(), client.packets()).await {
+                let cancel = &self.cancel;
+                let error_for = |e: &ServerError| cancel.client_error(e);
+                match relay_rows(held.conn.packets(), client.packets(), &error_for).await {
                     Ok(RowsEnd::Done(ok)) => {
                         warnings = warnings.saturating_add(ok.warnings);
                         self.note_status(data_source, ok.status);
                     }
                     Ok(RowsEnd::Err(err)) => {
                         // The error ends the result for the client; the other shards' rows
-                        // are read and dropped so their connections stay usable.
+                        // are read and dropped (their statements interrupted if they go on)
+                        // so their connections stay usable.
                         client.count_error(err.code);
-                        for other in &wave[pos + 1..] {
-                            let Some(held) = self.held.get_mut(&other.data_source) else {
-                                return Some(Flow::Close);
-                            };
-                            if protocol::response::drain_rows(held.conn.packets())
-                                .await
-                                .is_err()
-                            {
-                                return Some(Flow::Close);
+                        let rest = &wave[pos + 1..];
+                        let threads = self.threads_of(rest);
+                        let held = &mut self.held;
+                        let drain = async {
+                            for other in rest {
+                                let Some(held) = held.get_mut(&other.data_source) else {
+                                    return false;
+                                };
+                                if protocol::response::drain_rows(held.conn.packets())
+                                    .await
+                                    .is_err()
+                                {
+                                    return false;
+                                }
                             }
+                            true
+                        };
+                        let (drained, interrupted) =
+                            drain_or_interrupt(self.session, threads, drain).await;
+                        client.backend_cancelled(CancelReason::StoppedEarly, interrupted);
+                        if !drained {
+                            return Some(Flow::Close);
                         }
                         return Some(flush(client).await);
                     }
@@ -472,6 +503,10 @@ impl Executor {
     ) -> Result<Vec<ResultHeader>, Stop> {
         let mut sent: Vec<&str> = Vec::with_capacity(wave.len());
         for target in wave {
+            if self.cancel.timed_out() {
+                // The time limit passed: the rest of the wave is not sent (answered below).
+                break;
+            }
             let data_source = target.data_source.as_str();
             let packet = self
                 .target_request(client, snapshot, target, request)
@@ -515,27 +550,42 @@ impl Executor {
                 }
             }
         }
+        headers.resize_with(wave.len(), || ResultHeader::Err(time_limit_error()));
         Ok(headers)
     }
 
     /// Reads and drops the rest of each answer whose first packet is in `headers` (one per
-    /// target of `wave`), so the connections stay usable.
+    /// target of `wave`), so the connections stay usable; statements that go on past a short
+    /// grace are interrupted (one shard's error fails the statement, the rest is not needed).
     pub(crate) async fn drain_headers<C: Client>(
         &mut self,
         client: &mut C,
         wave: &[&Target],
         headers: &[ResultHeader],
     ) -> Result<(), Flow> {
-        for (h, target) in headers.iter().zip(wave) {
-            let data_source = target.data_source.as_str();
-            let Some(held) = self.held.get_mut(data_source) else {
-                return Err(Flow::Close);
-            };
-            if let Err(error) = drain_after_header(held.conn.packets(), h).await {
-                return Err(self.stream_lost(client, data_source, error).await);
+        let threads = self.threads_of(wave);
+        let held = &mut self.held;
+        let drain = async {
+            for (h, target) in headers.iter().zip(wave) {
+                let data_source = target.data_source.as_str();
+                let Some(held) = held.get_mut(data_source) else {
+                    return Err(None);
+                };
+                if let Err(error) = drain_after_header(held.conn.packets(), h).await {
+                    return Err(Some((data_source, error)));
+                }
+            }
+            Ok(())
+        };
+        let (drained, interrupted) = drain_or_interrupt(self.session, threads, drain).await;
+        client.backend_cancelled(CancelReason::StoppedEarly, interrupted);
+        match drained {
+            Ok(()) => Ok(()),
+            Err(None) => Err(Flow::Close),
+            Err(Some((data_source, error))) => {
+                Err(self.stream_lost(client, data_source, error).await)
             }
         }
-        Ok(())
     }
 
     /// A replica failed during a scatter read before any of it reached the client: takes the

@@ -421,6 +421,8 @@ impl Executor {
         packet: &[u8],
         text: &str,
     ) -> (Flow, bool) {
+        // Stopped halfway, a COMMIT would leave some shards committed and others not.
+        let _atomic = self.cancel.atomic();
         let default = &snapshot.rules.schema.default_data_source;
         if let Err(e) = self.conn_for(snapshot, default).await {
             return (answer_error(client, &e.to_server_error()).await, false);

@@ -41,6 +41,8 @@ impl Client for MemoryClient {
     }
 
     fn broadcast_divergence(&mut self, _table: &str) {}
+
+    fn backend_cancelled(&mut self, _reason: executor::CancelReason, _statements: u64) {}
 }
 
 /// What one answer was, as the client reads it.

@@ -73,12 +73,18 @@ pub struct PreparedInfo {
     pub params: u16,
 }
 
-/// Reads one complete response from `backend` and writes it to `client` in the client's style.
+/// What the client gets in place of a backend's error, when not the error itself (e.g. the
+/// proxy's own reason for an interruption it caused).
+pub type ErrorFor<'a> = &'a (dyn Fn(&ServerError) -> Option<ServerError> + Sync);
+
+/// Reads one complete response from `backend` and writes it to `client` in the client's style;
+/// an error is answered as `error_for` says.
 pub async fn relay_response<B, C>(
     backend: &mut PacketConn<B>,
     client: &mut PacketConn<C>,
     kind: ResponseKind,
     client_deprecate_eof: bool,
+    error_for: ErrorFor<'_>,
 ) -> Result<RelayOutcome, RelayError>
 where
     B: AsyncRead + AsyncWrite + Unpin,
@@ -88,6 +94,7 @@ where
         backend,
         client,
         client_deprecate_eof,
+        error_for,
         outcome: RelayOutcome::default(),
     };
     relay.run(kind).await?;
@@ -101,6 +108,7 @@ struct Relay<'a, B, C> {
     backend: &'a mut PacketConn<B>,
     client: &'a mut PacketConn<C>,
     client_deprecate_eof: bool,
+    error_for: ErrorFor<'a>,
     outcome: RelayOutcome,
 }
 
@@ -295,8 +303,12 @@ where
 
     fn forward_error(&mut self) -> Result<(), RelayError> {
         let err = ServerError::decode(self.backend.frame()).map_err(RelayError::Backend)?;
-        self.outcome.error = Some(err);
-        self.forward();
+        self.outcome.error = Some(put_error(
+            self.client,
+            self.backend.frame(),
+            err,
+            self.error_for,
+        ));
         Ok(())
     }
 
@@ -373,10 +385,35 @@ pub enum RowsEnd {
     Err(ServerError),
 }
 
-/// Forwards row packets from `backend` to `client` up to (not including) the end marker.
+/// Writes a backend's error `frame` (decoded: `err`) to `client`, or what `error_for` answers
+/// in its place; returns the error the client got.
+fn put_error<C>(
+    client: &mut PacketConn<C>,
+    frame: &[u8],
+    err: ServerError,
+    error_for: ErrorFor<'_>,
+) -> ServerError
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    match error_for(&err) {
+        Some(other) => {
+            client.write_with(|b| other.encode(b));
+            other
+        }
+        None => {
+            client.put_frame(frame);
+            err
+        }
+    }
+}
+
+/// Forwards row packets from `backend` to `client` up to (not including) the end marker; an
+/// error in place of a row is answered as `error_for` says.
 pub async fn relay_rows<B, C>(
     backend: &mut PacketConn<B>,
     client: &mut PacketConn<C>,
+    error_for: ErrorFor<'_>,
 ) -> Result<RowsEnd, RelayError>
 where
     B: AsyncRead + AsyncWrite + Unpin,
@@ -396,7 +433,7 @@ where
         }
         if !continuation && is_err(frame) {
             let err = ServerError::decode(frame).map_err(RelayError::Backend)?;
-            client.put_frame(frame);
+            let err = put_error(client, frame, err, error_for);
             backend.consume();
             return Ok(RowsEnd::Err(err));
         }

@@ -96,6 +96,12 @@ pub struct ProxyConfig {
     pub max_merge_offset: u64,
     /// Prepared statements one session may hold; past it error 1461. Default 1024.
     pub max_prepared_statements: usize,
+    /// The longest a client statement (a read or a write) may run, in milliseconds, across all
+    /// its shards and the proxy's merge: past it the backends' work is interrupted and the
+    /// client gets 1969, as from MariaDB's `max_statement_time`. Each session starts with it
+    /// (or its user's `max_statement_time_ms`) and may change it with `SET max_statement_time`.
+    /// 0 means no limit. Default 0.
+    pub max_statement_time_ms: u64,
     /// This proxy's number among the proxies serving one set of backends (0-255): the high 8
     /// bits of its session ids, so ids from different proxies never collide. Default 0.
     pub number: u8,
@@ -122,6 +128,7 @@ impl Default for ProxyConfig {
             merge_memory_limit: 64 * 1024 * 1024,
             max_merge_offset: 1_000_000,
             max_prepared_statements: 1024,
+            max_statement_time_ms: 0,
             number: 0,
         }
     }
@@ -167,6 +174,10 @@ pub struct UserConfig {
     /// any, not only its own. Default false.
     #[serde(default)]
     pub process: bool,
+    /// The user's sessions' statement time limit in milliseconds, in place of
+    /// `proxy.max_statement_time_ms`; 0 means no limit.
+    #[serde(default)]
+    pub max_statement_time_ms: Option<u64>,
 }
 
 /// A MySQL authentication plugin.
@@ -327,6 +338,7 @@ impl fmt::Debug for UserConfig {
             .field("password", &"<redacted>")
             .field("auth_plugin", &self.auth_plugin)
             .field("process", &self.process)
+            .field("max_statement_time_ms", &self.max_statement_time_ms)
             .finish()
     }
 }

@@ -25,6 +25,7 @@ use crate::logins::{Cut, LoginTicket};
 use crate::registry::Entry;
 use crate::session::Session;
 use crate::tls::Rewind;
+use crate::watch::ClientWatch;
 use crate::Context;
 
 /// Capabilities dbmesh offers clients (SSL is added when a certificate is configured).
@@ -91,6 +92,7 @@ pub(crate) async fn accept(
     ctx: &Arc<Context>,
 ) {
     let nonce = auth::new_nonce();
+    let watch = ClientWatch::new(&stream);
     let mut conn = client_packets(stream, ctx);
     let mut offered = SERVER_CAPS;
     if ctx.tls.is_some() {
@@ -150,7 +152,7 @@ pub(crate) async fn accept(
             Ok(r) => r,
             Err(e) => return refuse(conn, bad_handshake(e), ctx).await,
         };
-        finish(conn, response, nonce, true, peer, entry, ticket, ctx).await;
+        finish(conn, watch, response, nonce, true, peer, entry, ticket, ctx).await;
     } else {
         let require_tls = ctx
             .snapshot
@@ -164,7 +166,10 @@ pub(crate) async fn accept(
             let err = ServerError::new(3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
             return refuse(conn, err, ctx).await;
         }
-        finish(conn, response, nonce, false, peer, entry, ticket, ctx).await;
+        finish(
+            conn, watch, response, nonce, false, peer, entry, ticket, ctx,
+        )
+        .await;
     }
 }
 
@@ -214,6 +219,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 #[allow(clippy::too_many_arguments)]
 async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     mut conn: PacketConn<S>,
+    watch: ClientWatch,
     response: HandshakeResponse,
     nonce: [u8; 20],
     tls: bool,
@@ -287,7 +293,7 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
     };
     tracing::debug!(%peer, connection_id = entry.id, user = %login.user, "client logged in");
     Session::new(conn, login, entry, host, ctx.clone())
-        .run()
+        .run(watch)
         .await;
 }
 

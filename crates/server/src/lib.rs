@@ -14,6 +14,7 @@ mod processes;
 mod registry;
 mod session;
 pub mod tls;
+mod watch;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

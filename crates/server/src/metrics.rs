@@ -14,7 +14,7 @@ use prometheus::{
 };
 use protocol::constants::com;
 
-use executor::{PinReason, Pins, PlanCacheCounted};
+use executor::{CancelReason, PinReason, Pins, PlanCacheCounted};
 
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +45,8 @@ pub struct Metrics {
     server_connections: IntGaugeVec,
     broadcast_divergences: IntCounterVec,
     table_physical_missing: IntGaugeVec,
+    /// Backend statements interrupted (`KILL QUERY`), indexed like `CancelReason::ALL`.
+    backend_cancellations: Vec<IntCounter>,
     rules_version: IntGauge,
     rules_info: IntGaugeVec,
     /// Each data source's recorded primary epoch (0: the rule file's primary).
@@ -66,10 +68,10 @@ const SERVER_LABELS: [&str; 3] = ["data_source", "role", "address"];
 /// the backend errors an alert watches (1205 lock wait timeout, 1213 deadlock). Other backend
 /// errors pass through with their codes and get a series when first sent.
 /// Each code has one SQLSTATE; docs/operations.md lists both.
-pub const ERROR_CODES: [u16; 37] = [
+pub const ERROR_CODES: [u16; 38] = [
     1038, 1040, 1043, 1045, 1047, 1048, 1049, 1064, 1065, 1094, 1095, 1105, 1136, 1146, 1153, 1156,
     1175, 1180, 1205, 1210, 1213, 1227, 1235, 1243, 1251, 1295, 1364, 1399, 1402, 1461, 1614, 1690,
-    1927, 3159, 4031, 4084, 4091,
+    1927, 1969, 3159, 4031, 4084, 4091,
 ];
 
 /// The rule file in force: how many files were applied since start (1 for the first) and
@@ -233,6 +235,19 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
+        let backend_cancellations_vec = IntCounterVec::new(
+            Opts::new(
+                "dbmesh_backend_cancellations_total",
+                "Statements interrupted on backends (KILL QUERY), by why: kill, client_gone, \
+                 time_limit, stopped_early",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let backend_cancellations = CancelReason::ALL
+            .iter()
+            .map(|r| backend_cancellations_vec.with_label_values(&[r.label()]))
+            .collect();
         let rules_version = IntGauge::new(
             "dbmesh_rules_version",
             "Rule files applied since start: 1 for the first, one more per applied reload",
@@ -289,6 +304,7 @@ impl Metrics {
             Box::new(server_connections.clone()),
             Box::new(broadcast_divergences.clone()),
             Box::new(table_physical_missing.clone()),
+            Box::new(backend_cancellations_vec),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
             Box::new(primary_epoch.clone()),
@@ -320,6 +336,7 @@ impl Metrics {
             server_connections,
             broadcast_divergences,
             table_physical_missing,
+            backend_cancellations,
             rules_version,
             rules_info,
             primary_epoch,
@@ -459,6 +476,14 @@ impl Metrics {
     }
 
     /// A write found the copies of broadcast `table` diverged.
+    /// Counts `statements` interrupted on backends for `reason`.
+    pub fn backend_cancelled(&self, reason: CancelReason, statements: u64) {
+        if statements > 0 {
+            // Built from `CancelReason::ALL`, which lists the reasons in declaration order.
+            self.backend_cancellations[reason as usize].inc_by(statements);
+        }
+    }
+
     pub fn broadcast_divergence(&self, table: &str) {
         self.broadcast_divergences.with_label_values(&[table]).inc();
     }

@@ -170,13 +170,13 @@ impl Entry {
 
     /// Interrupts the statement the session is running on each backend connection it uses
     /// (`KILL QUERY <thread>` on a connection of its own to that server); with `connection`,
-    /// also ends the session.
-    pub async fn kill(&self, connection: bool) {
+    /// also ends the session. Returns how many backend statements were interrupted.
+    pub async fn kill(&self, connection: bool) -> u64 {
         if connection {
             self.killed.store(true, Ordering::Release);
             self.kill.notify_one();
         }
-        self.cancel.cancel(self.id).await;
+        self.cancel.cancel(self.id).await
     }
 
     /// Whether `KILL CONNECTION` ended the session.

@@ -19,34 +19,77 @@ pub enum ClientCharset<'a> {
 /// `SET CHARACTER SET` / `SET CHARSET`, or assigning the session variable. `None` for a SET
 /// that leaves it alone (a `GLOBAL` assignment included) and for any other statement.
 pub fn client_charset(sql: &str) -> Option<ClientCharset<'_>> {
+    let tokens = tokens(sql);
+    let (first, rest) = tokens.split_first()?;
+    if !is_word(first, "SET") {
+        return None;
+    }
+    assignments(rest)
+        .into_iter()
+        .filter_map(assignment)
+        .next_back()
+}
+
+/// The tokens of `sql`, each with its text.
+pub(crate) fn tokens(sql: &str) -> Vec<(Tok, &str)> {
     let mut lexer = Lexer::new(sql);
     let mut tokens = Vec::new();
     while let Some(t) = lexer.next_token() {
         tokens.push((t.kind, sql.get(t.start..t.end).unwrap_or("")));
     }
-    let (first, rest) = tokens.split_first()?;
-    if first.0 != Tok::Word || !first.1.eq_ignore_ascii_case("SET") {
-        return None;
-    }
-    let mut change = None;
+    tokens
+}
+
+/// The assignments of a SET statement (its tokens after `SET`), split at the commas outside
+/// parentheses.
+pub(crate) fn assignments<'t, 'a>(tokens: &'t [(Tok, &'a str)]) -> Vec<&'t [(Tok, &'a str)]> {
+    let mut out = Vec::new();
     let mut depth = 0usize;
     let mut start = 0;
-    for (i, token) in rest.iter().enumerate() {
+    for (i, token) in tokens.iter().enumerate() {
         match token.0 {
             Tok::Punct(b'(') => depth += 1,
             Tok::Punct(b')') => depth = depth.saturating_sub(1),
             Tok::Punct(b',') if depth == 0 => {
-                change = assignment(&rest[start..i]).or(change);
+                out.push(&tokens[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    assignment(&rest[start..]).or(change)
+    out.push(&tokens[start..]);
+    out
 }
 
-fn is_word(token: &(Tok, &str), word: &str) -> bool {
+pub(crate) fn is_word(token: &(Tok, &str), word: &str) -> bool {
     token.0 == Tok::Word && token.1.eq_ignore_ascii_case(word)
+}
+
+/// A `name = value` assignment of a session variable: the name in lower case without its
+/// session scope, and the value's tokens. `None` for anything else (a `GLOBAL` one included).
+pub(crate) fn session_variable<'t, 'a>(
+    tokens: &'t [(Tok, &'a str)],
+) -> Option<(String, &'t [(Tok, &'a str)])> {
+    let equals = tokens
+        .iter()
+        .position(|t| matches!(t.0, Tok::Punct(b'=' | b':')))?;
+    let name: String = tokens[..equals]
+        .iter()
+        .map(|t| t.1.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let name = name.replace(" . ", ".").replace("@ @ ", "@@");
+    let name = ["@@session.", "@@local.", "@@", "session ", "local "]
+        .iter()
+        .find_map(|scope| name.strip_prefix(scope))
+        .unwrap_or(&name)
+        .to_string();
+    let value = &tokens[equals + 1..];
+    // `:=` is two tokens.
+    let value = value
+        .strip_prefix(&[(Tok::Punct(b'='), "=")][..])
+        .unwrap_or(value);
+    Some((name, value))
 }
 
 /// One assignment of a SET statement.
@@ -57,29 +100,10 @@ fn assignment<'a>(tokens: &[(Tok, &'a str)]) -> Option<ClientCharset<'a>> {
             value
         }
         [charset, value @ ..] if is_word(charset, "CHARSET") => value,
-        _ => {
-            let equals = tokens
-                .iter()
-                .position(|t| matches!(t.0, Tok::Punct(b'=' | b':')))?;
-            let name: String = tokens[..equals]
-                .iter()
-                .map(|t| t.1.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let name = name.replace(" . ", ".").replace("@ @ ", "@@");
-            let name = ["@@session.", "@@local.", "@@", "session ", "local "]
-                .iter()
-                .find_map(|scope| name.strip_prefix(scope))
-                .unwrap_or(&name);
-            if name != "character_set_client" {
-                return None;
-            }
-            let value = &tokens[equals + 1..];
-            // `:=` is two tokens.
-            value
-                .strip_prefix(&[(Tok::Punct(b'='), "=")][..])
-                .unwrap_or(value)
-        }
+        _ => match session_variable(tokens)? {
+            (name, value) if name == "character_set_client" => value,
+            _ => return None,
+        },
     };
     Some(match value {
         [(Tok::Word, name), rest @ ..]

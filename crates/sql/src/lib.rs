@@ -5,7 +5,8 @@
 //! - [`fingerprint`]: a hand-written lexer turns text into the plan-cache key
 //!   (literals → `?`) and the list of literals, without sqlparser; [`split`]
 //!   cuts multi-statement text and [`identifiers`] lists names; [`client_charset`]
-//!   reads what a SET does to the client's character set. The lexer itself ([`Lexer`],
+//!   reads what a SET does to the client's character set, [`time_limit`], [`set_statement`] and
+//!   [`max_statement_time`] what a statement's text says about its time limit. The lexer itself ([`Lexer`],
 //!   and [`CodeTokens`] reading executable comments as code) is every other crate's
 //!   scanner too: pins, the read/write split and the statements the proxy answers itself.
 //! - [`parse`]: text → [`Statement`]s, with a recursion limit for untrusted input;
@@ -34,6 +35,7 @@ mod parse;
 mod processlist;
 mod rewrite;
 mod session_values;
+mod time_limit;
 
 pub use analyze::{
     Analysis, Cond, DdlOp, Insert, InsertKey, KeyClass, KeyOracle, KeyValue, Kind, Session, Show,
@@ -57,6 +59,9 @@ pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;
 pub use rewrite::{Naming, Rendered, Seg};
 pub use session_values::{replace_session_values, Replacement, SessionValue, Unreplaceable};
+pub use time_limit::{
+    max_statement_time, set_statement, time_limit, MaxStatementTime, SetStatement, TimeLimit,
+};
 
 /// `name` as an identifier in SQL text: bare when it is a plain word that is
 /// not a MySQL reserved word, otherwise in backticks (backticks doubled).

@@ -16,11 +16,12 @@ mod route;
 mod show;
 mod statements;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use executor::{answer_error, ClientState, Diagnostic, Executor, Flow, Pins};
+use executor::{answer_error, Cancel, CancelReason, ClientState, Diagnostic, Executor, Flow, Pins};
 use protocol::constants::{caps, com, set_names_for_collation};
 use protocol::framing::PacketConn;
 use protocol::handshake::ChangeUser;
@@ -38,6 +39,7 @@ use crate::intercept::{
 use crate::metrics::Metrics;
 use crate::processes::{Kill, KillTarget};
 use crate::registry::Entry;
+use crate::watch::ClientWatch;
 use crate::Context;
 
 /// The client's side of a session: its packets, and what the session answered it.
@@ -50,6 +52,9 @@ struct ClientConn<S> {
     /// The client was answered a deadlock error: its server rolled its transaction back, so
     /// the session's distributed transaction ends too.
     deadlocked: bool,
+    /// Says whether the statement's time limit interrupted it (then its "interrupted" errors
+    /// are answered as 1969).
+    cancel: Arc<Cancel>,
 }
 
 /// ER_LOCK_DEADLOCK and ER_XA_RBDEADLOCK: the server rolled the transaction back.
@@ -67,6 +72,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     }
 
     fn send_error(&mut self, err: &ServerError) {
+        let time_limit = self.cancel.client_error(err);
+        let err = time_limit.as_ref().unwrap_or(err);
         self.metrics.error(err.code);
         self.deadlocked |= DEADLOCKS.contains(&err.code);
         self.diagnostics.push(Diagnostic {
@@ -84,6 +91,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
 
     fn broadcast_divergence(&mut self, table: &str) {
         self.metrics.broadcast_divergence(table);
+    }
+
+    fn backend_cancelled(&mut self, reason: CancelReason, statements: u64) {
+        self.metrics.backend_cancelled(reason, statements);
     }
 }
 
@@ -116,6 +127,44 @@ pub(crate) struct Session<S> {
     statements: statements::Statements,
     /// The pins last counted in the `dbmesh_session_pinned` metric, transaction included.
     counted_pins: Pins,
+    /// The session's `max_statement_time`: how long its reads and writes may run (`None`: no
+    /// limit).
+    max_statement_time: Option<Duration>,
+}
+
+/// The time limit a session of `user` starts with: the user's, else the proxy's.
+fn default_time_limit(rules: &rules::Rules, user: &str) -> Option<Duration> {
+    let ms = rules
+        .user(user)
+        .and_then(|u| u.max_statement_time_ms)
+        .unwrap_or(rules.proxy.max_statement_time_ms);
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Whether a COM_QUERY's text may say something of its own time limit (a `SET STATEMENT`, a
+/// hint), checked on the bytes so that most statements cost no decoding here.
+fn may_name_time_limit(sql: &[u8]) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    let head = &sql[start..];
+    matches!(head.first(), Some(b'/' | b'#' | b'-'))
+        || head
+            .get(..3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"SET"))
+        || head.windows(3).any(|w| w == b"/*+")
+}
+
+/// How often a statement past its time limit is interrupted again while it is not over.
+const INTERRUPT_AGAIN: Duration = Duration::from_millis(250);
+
+/// Completes when `deadline` passes; never without one.
+async fn expire(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -130,6 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         entry.idle("", login.database.as_deref());
         let state = client_state(login.database, login.collation, login.capabilities);
         let found_rows = login.capabilities & caps::FOUND_ROWS != 0;
+        let max_statement_time = default_time_limit(&ctx.snapshot.load().rules, &login.user);
         Session {
             exec: Executor::new(entry.id, found_rows, state, entry.cancel.clone())
                 .with_coordinator(ctx.xa.as_ref().map(|xa| xa.coordinator.clone())),
@@ -139,6 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 metrics: ctx.metrics.clone(),
                 diagnostics: Vec::new(),
                 deadlocked: false,
+                cancel: entry.cancel.clone(),
             },
             connection_id: entry.id,
             entry,
@@ -151,6 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tls: login.tls,
             statements: statements::Statements::default(),
             counted_pins: 0,
+            max_statement_time,
             ctx,
         }
     }
@@ -159,7 +211,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         executor::Client::deprecate_eof(&self.client)
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Serves the client's commands until it leaves; `watch` notices it leaving while a
+    /// statement runs.
+    pub(crate) async fn run(mut self, watch: ClientWatch) {
         let mut last_activity = Instant::now();
         let idle_timer = tokio::time::sleep(Duration::from_secs(
             self.ctx.snapshot.load().rules.proxy.idle_timeout_secs,
@@ -245,7 +299,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 command = com::name(command),
                 route = tracing::field::Empty
             );
-            let flow = self.dispatch(command, packet).instrument(span).await;
+            let mut packet = packet;
+            let flow = match self.time_limit(command, &mut packet) {
+                Ok(limit) => self.supervised(command, packet, span, limit, &watch).await,
+                Err(err) => {
+                    self.begin_statement();
+                    self.error(err).await
+                }
+            };
             last_activity = Instant::now();
             self.ctx
                 .metrics
@@ -272,6 +333,127 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .idle(&self.idle_state(), self.exec.state.database.as_deref());
         }
         self.finish().await;
+    }
+
+    /// How long the command may run: for a statement a limit bounds, its own limit
+    /// (`SET STATEMENT max_statement_time = N FOR`, taken off `packet`, or a
+    /// `MAX_EXECUTION_TIME` hint) or else the session's; `None` for no limit.
+    fn time_limit(
+        &mut self,
+        command: u8,
+        packet: &mut BytesMut,
+    ) -> Result<Option<Duration>, ServerError> {
+        let limit = match command {
+            com::QUERY => {
+                let own = may_name_time_limit(&packet[1..]);
+                if !own && self.max_statement_time.is_none() {
+                    return Ok(None);
+                }
+                let text = text::decode(&packet[1..], self.text_charset);
+                let set = if own { sql::set_statement(&text) } else { None };
+                match set {
+                    None => sql::time_limit(&text),
+                    Some(Err(what)) => return Err(ServerError::not_supported(what)),
+                    Some(Ok(set)) => {
+                        // An ASCII prefix has the same length in the client's bytes.
+                        if !text[..set.statement_at].is_ascii() {
+                            return Err(ServerError::not_supported(
+                                "SET STATEMENT with characters other than ASCII before FOR",
+                            ));
+                        }
+                        let statement = packet.split_off(1 + set.statement_at);
+                        packet.truncate(1);
+                        packet.unsplit(statement);
+                        return Ok(set.limit);
+                    }
+                }
+            }
+            com::STMT_EXECUTE => match self.statements.time_limit(packet) {
+                Some(limit) => limit,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        Ok(match limit {
+            sql::TimeLimit::Session => self.max_statement_time,
+            sql::TimeLimit::Own(limit) => limit,
+            sql::TimeLimit::Unbounded => None,
+        })
+    }
+
+    /// Runs one command, watching meanwhile for the client leaving and for the statement's
+    /// time `limit`. A client that leaves has its statements interrupted on the backends and
+    /// their connections closed (their answers are half read), and the session ends. Past the
+    /// limit the backends' statements are interrupted (beside the command, again every
+    /// [`INTERRUPT_AGAIN`] while it is not over) and the command goes on to its end, which
+    /// then comes at once: the client gets 1969, and the connections stay clean.
+    async fn supervised(
+        &mut self,
+        command: u8,
+        packet: BytesMut,
+        span: tracing::Span,
+        limit: Option<Duration>,
+        watch: &ClientWatch,
+    ) -> Flow {
+        let cancel = self.entry.cancel.clone();
+        let metrics = self.ctx.metrics.clone();
+        let session = self.connection_id;
+        let mut deadline = limit.map(|limit| Box::pin(tokio::time::sleep(limit)));
+        let mut expired = false;
+        let mut watching = true;
+        let finished = {
+            let dispatch = self.dispatch(command, packet).instrument(span);
+            tokio::pin!(dispatch);
+            loop {
+                tokio::select! {
+                    biased;
+                    flow = &mut dispatch => break Some(flow),
+                    () = watch.gone(), if watching => {
+                        if !cancel.in_atomic_step() {
+                            break None;
+                        }
+                        // A COMMIT on several shards runs to its end; its answer then finds
+                        // the client gone, which ends the session.
+                        watching = false;
+                    }
+                    () = expire(&mut deadline) => {
+                        if let Some(interrupt) = cancel.time_limit_passed(session) {
+                            let metrics = (!expired).then(|| metrics.clone());
+                            tokio::spawn(async move {
+                                let interrupted = interrupt.await;
+                                if let Some(metrics) = metrics {
+                                    metrics.backend_cancelled(CancelReason::TimeLimit, interrupted);
+                                    tracing::debug!(conn = session, interrupted, "the statement's time limit passed");
+                                }
+                            });
+                        }
+                        expired = true;
+                        // A statement that reached its server just after the interruption
+                        // would run on: interrupt again while the command is not over.
+                        if let Some(sleep) = deadline.as_mut() {
+                            sleep.as_mut().reset(tokio::time::Instant::now() + INTERRUPT_AGAIN);
+                        }
+                    }
+                }
+            }
+        };
+        if expired {
+            cancel.statement_over();
+        }
+        match finished {
+            Some(flow) => flow,
+            None => {
+                let interrupted = cancel.cancel(session).await;
+                metrics.backend_cancelled(CancelReason::ClientGone, interrupted);
+                tracing::debug!(
+                    conn = session,
+                    interrupted,
+                    "the client left during a statement"
+                );
+                self.exec.abandon();
+                Flow::Close
+            }
+        }
     }
 
     /// After a command: the executor gives back the connections nothing pins, and the
@@ -609,9 +791,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.client.capabilities,
         );
         self.exec.reset(state).await;
+        self.max_statement_time = self.default_time_limit();
         self.text_charset = self.handshake_charset;
         self.statements.clear();
         self.client.diagnostics.clear();
+    }
+
+    /// The time limit the session starts with (and returns to on `SET max_statement_time =
+    /// DEFAULT`).
+    fn default_time_limit(&self) -> Option<Duration> {
+        default_time_limit(&self.ctx.snapshot.load().rules, &self.user)
     }
 
     /// The data source of every table the rules do not name.

@@ -302,7 +302,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 continue;
             }
-            target.kill(!kill.query_only).await;
+            let interrupted = target.kill(!kill.query_only).await;
+            self.ctx
+                .metrics
+                .backend_cancelled(executor::CancelReason::Kill, interrupted);
         }
         self.ok().await
     }

@@ -275,6 +275,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(charset) => charset,
                     Err(e) => return self.error(e).await,
                 };
+                let time_limit = match sql::max_statement_time(text) {
+                    None => None,
+                    Some(sql::MaxStatementTime::Limit(limit)) => Some(limit),
+                    Some(sql::MaxStatementTime::Default) => Some(self.default_time_limit()),
+                    Some(sql::MaxStatementTime::Unknown) => {
+                        let err = ServerError::not_supported(
+                            "setting max_statement_time to anything but a number or DEFAULT",
+                        );
+                        return self.error(err).await;
+                    }
+                };
                 let snapshot = self.ctx.snapshot.load_full();
                 let (flow, ok) = self
                     .exec
@@ -285,6 +296,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 if let Some(charset) = charset {
                     self.text_charset = charset;
+                }
+                if let Some(limit) = time_limit {
+                    self.max_statement_time = limit;
                 }
                 if sql::strip_leading_words(text, &["SET", "TRANSACTION"]).is_some() {
                     self.exec.declare_next_transaction(text);

@@ -52,6 +52,8 @@ pub(super) struct Prepared {
     access: Access,
     /// The rules the route was decided under; after a reload it is decided again.
     rules: Arc<Rules>,
+    /// How long an execution may run, as the statement's text says.
+    time_limit: sql::TimeLimit,
 }
 
 impl Prepared {
@@ -66,6 +68,7 @@ impl Prepared {
         let items = executor::items(&sql);
         let effects = executor::scan(&items).then(executor::unread_set(&plan.kind, &sql));
         let access = executor::classify(&plan.kind, &sql, &items);
+        let time_limit = sql::time_limit(&sql);
         Prepared {
             sql,
             params,
@@ -77,6 +80,7 @@ impl Prepared {
             effects,
             access,
             rules: rules.clone(),
+            time_limit,
         }
     }
 
@@ -122,6 +126,12 @@ impl Statements {
             Some(LAST_PREPARED) => self.last.unwrap_or(LAST_PREPARED),
             id => id.unwrap_or(0),
         }
+    }
+
+    /// What the text of the statement a COM_STMT_EXECUTE runs says about its time limit;
+    /// `None` for an unknown statement.
+    pub fn time_limit(&self, packet: &[u8]) -> Option<sql::TimeLimit> {
+        self.by_id.get(&self.id_in(packet)).map(|p| p.time_limit)
     }
 
     fn insert(&mut self, id: u32, prepared: Prepared) {
@@ -234,7 +244,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ))
                 .await;
         }
-        let sql = text::decode(&packet[1..], self.text_charset).into_owned();
+        let mut sql = text::decode(&packet[1..], self.text_charset).into_owned();
+        // `SET STATEMENT max_statement_time = N FOR …`: the statement is prepared, each
+        // execution gets the limit.
+        let own_limit = match sql::set_statement(&sql) {
+            None => None,
+            Some(Ok(set)) => {
+                sql.drain(..set.statement_at);
+                Some(sql::TimeLimit::Own(set.limit))
+            }
+            Some(Err(what)) => return self.error(ServerError::not_supported(what)).await,
+        };
         if let Some(err) = unqualified_system_tables(self.exec.state.database.as_deref(), &sql)
             .or_else(|| own_values::refused_in_prepared(&sql))
         {
@@ -300,7 +320,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 conn.note_prepared(&physical_sql, info.statement_id);
             }
             let params = usize::from(info.params);
-            let prepared = Prepared::new(sql, params, fixed, session, &plan, &snapshot.rules);
+            let mut prepared = Prepared::new(sql, params, fixed, session, &plan, &snapshot.rules);
+            if let Some(limit) = own_limit {
+                prepared.time_limit = limit;
+            }
             self.statements.insert(client_statement_id, prepared);
         }
         Flow::Continue
