@@ -25,6 +25,11 @@ struct Cluster {
 }
 
 fn cluster() -> Option<Cluster> {
+    cluster_with("")
+}
+
+/// [`cluster`] with `extra` appended to the rule file.
+fn cluster_with(extra: &str) -> Option<Cluster> {
     let servers = testkit::backends(2).expect("two MariaDB servers");
     if let Some(reason) = testkit::skip_reason(&servers) {
         println!("{reason}");
@@ -34,6 +39,7 @@ fn cluster() -> Option<Cluster> {
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
     let mut rules = common::four_data_sources(&servers, "bank", &dbs);
     rules += "[tables.acct]\nkind = \"sharded\"\ncolumn = \"id\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}\"\n";
+    rules += extra;
     let proxy = Proxy::start(&rules);
     for (i, db) in dbs.iter().enumerate() {
         servers[i / 2]
@@ -317,4 +323,62 @@ async fn a_client_that_stops_reading_mid_result_holds_only_itself() {
     healthy.disconnect().await.unwrap();
     other.disconnect().await.unwrap();
     c.drop_all();
+}
+
+/// A scatter read sent to ds_0 and ds_1 that then meets ds_2 down fails; the answers ds_0 and
+/// ds_1 were already sending must not stay unread on connections that go back to the pool,
+/// where the next statement to borrow one (this session's or another's) would read them as its
+/// own. With one connection per data source, the next reads use exactly those connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scatter_that_meets_a_down_data_source_leaves_no_answer_behind() {
+    let Some(mut c) =
+        cluster_with("\n[data_sources.ds_0.pool]\nmax = 1\n\n[data_sources.ds_1.pool]\nmax = 1\n")
+    else {
+        return;
+    };
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    conn.query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (1, 101), (2, 102), (3, 103)")
+        .await
+        .unwrap();
+    c.servers[1].kill().unwrap();
+    // Until the health check marks ds_2 down, a read of it fails on the lost connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match value(&mut conn, 2).await {
+            Err(e) if e.to_string().contains("is down") => break,
+            Err(_) if Instant::now() < deadline => {
+                conn = c.proxy.conn(Some("bank")).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("ds_2 is not marked down: {other:?}"),
+        }
+    }
+    for round in 0..3 {
+        let scatter: mysql_async::Result<Vec<(i64, i64)>> =
+            conn.query("SELECT id, v FROM acct ORDER BY id").await;
+        let e = scatter.expect_err("a scatter read over a down data source fails");
+        assert!(e.to_string().contains("ds_2"), "{e}");
+        // The same session and another one read ds_0 and ds_1: their own rows only.
+        let mut other = c.proxy.conn(Some("bank")).await;
+        for (id, v) in [(0, 100), (1, 101)] {
+            assert_eq!(
+                value(&mut conn, id).await.unwrap(),
+                Some(v),
+                "round {round}"
+            );
+            assert_eq!(
+                value(&mut other, id).await.unwrap(),
+                Some(v),
+                "round {round}"
+            );
+        }
+        let sum: Option<i64> = other
+            .query_first("SELECT SUM(v) FROM acct WHERE id IN (0, 1)")
+            .await
+            .unwrap();
+        assert_eq!(sum, Some(201), "round {round}");
+        other.disconnect().await.unwrap();
+    }
+    c.proxy.assert_alive();
+    conn.disconnect().await.unwrap();
 }

@@ -508,13 +508,22 @@ impl Executor {
                 break;
             }
             let data_source = target.data_source.as_str();
-            let packet = self
-                .target_request(client, snapshot, target, request)
-                .await
-                .map_err(Stop::Answered)?;
+            let packet = match self.target_request(client, snapshot, target, request).await {
+                Ok(packet) => packet,
+                Err(flow) => {
+                    let flow = self
+                        .drop_sent_answers(client, &wave[..sent.len()], flow)
+                        .await;
+                    return Err(Stop::Answered(flow));
+                }
+            };
             if sent.contains(&data_source) {
                 let err = ServerError::internal("dbmesh: two scatter targets on one data source");
-                return Err(Stop::Answered(answer_error(client, &err).await));
+                let flow = answer_error(client, &err).await;
+                let flow = self
+                    .drop_sent_answers(client, &wave[..sent.len()], flow)
+                    .await;
+                return Err(Stop::Answered(flow));
             }
             let Some(held) = self.held.get_mut(data_source) else {
                 return Err(Stop::Answered(Flow::Close));
@@ -523,9 +532,11 @@ impl Executor {
                 if retry && self.retry_scatter(data_source, &sent, &e) {
                     return Err(Stop::Retry);
                 }
-                return Err(Stop::Answered(
-                    self.fail_backend(client, data_source, e).await,
-                ));
+                let flow = self.fail_backend(client, data_source, e).await;
+                let flow = self
+                    .drop_sent_answers(client, &wave[..sent.len()], flow)
+                    .await;
+                return Err(Stop::Answered(flow));
             }
             sent.push(data_source);
         }
@@ -544,14 +555,66 @@ impl Executor {
                     if retry && self.retry_scatter(data_source, &sent, &lost) {
                         return Err(Stop::Retry);
                     }
-                    return Err(Stop::Answered(
-                        self.backend_lost(client, data_source, lost).await,
-                    ));
+                    // The other answers stay unread (a lost replica lets the session go on).
+                    let flow = self.backend_lost(client, data_source, lost).await;
+                    return Err(Stop::Answered(self.discard_sent(&sent, flow)));
                 }
             }
         }
         headers.resize_with(wave.len(), || ResultHeader::Err(time_limit_error()));
         Ok(headers)
+    }
+
+    /// The wave stopped (its answer to the client already written, `flow`) after the targets in
+    /// `sent` got their requests: their answers are read and dropped, statements past a short
+    /// grace interrupted, so that no connection keeps an answer which the next statement to
+    /// borrow it — this session's or, from the pool, another's — would read as its own. If
+    /// one cannot be read, those connections are closed, and a session whose transaction
+    /// lived on them ends, as when a backend connection is lost.
+    async fn drop_sent_answers<C: Client>(
+        &mut self,
+        client: &mut C,
+        sent: &[&Target],
+        flow: Flow,
+    ) -> Flow {
+        if sent.is_empty() {
+            return flow;
+        }
+        let threads = self.threads_of(sent);
+        let held = &mut self.held;
+        let drain = async {
+            for target in sent {
+                let held = held.get_mut(target.data_source.as_str()).ok_or(())?;
+                let header = read_result_header(held.conn.packets())
+                    .await
+                    .map_err(|_| ())?;
+                drain_after_header(held.conn.packets(), &header)
+                    .await
+                    .map_err(|_| ())?;
+            }
+            Ok::<(), ()>(())
+        };
+        let (drained, interrupted) = drain_or_interrupt(self.session, threads, drain).await;
+        client.backend_cancelled(CancelReason::StoppedEarly, interrupted);
+        if drained.is_ok() {
+            return flow;
+        }
+        let sent: Vec<&str> = sent.iter().map(|t| t.data_source.as_str()).collect();
+        self.discard_sent(&sent, flow)
+    }
+
+    /// Closes the connections of `sent`, whose answers will not be read; a session whose
+    /// transaction lived on them ends (`Flow::Close`), as when a backend connection is lost.
+    fn discard_sent(&mut self, sent: &[&str], flow: Flow) -> Flow {
+        let in_transaction = self.in_transaction_now();
+        for data_source in sent {
+            self.discard(data_source);
+        }
+        if in_transaction {
+            Flow::Close
+        } else {
+            flow
+        }
     }
 
     /// Reads and drops the rest of each answer whose first packet is in `headers` (one per
