@@ -205,6 +205,16 @@ impl Server {
         }
     }
 
+    /// Up, replicating from nothing, and holding `write` if there is one: what a replica is
+    /// between an HA tool's `RESET SLAVE ALL` and its `SET GLOBAL read_only = OFF` (or after a
+    /// DBA stopped it). With the primary down it may serve reads of what it applied, like a
+    /// replica whose primary is lost.
+    fn stopped_with(&self, write: Option<&Gtid>) -> bool {
+        self.is_up()
+            && matches!(*self.lock_link(), Link::Stopped)
+            && write.is_none_or(|gtid| self.has_applied(gtid))
+    }
+
     /// One health check, bounded by `timeout`: a ping, for a replica its replication state,
     /// and with `topology` whether it is writable and replicates from nothing. Updates what
     /// sessions see and logs changes. The check borrows a connection
@@ -515,6 +525,7 @@ impl Cluster {
 
     fn readable(&self, server: &Server, write: Option<&Gtid>) -> bool {
         server.readable(self.max_lag_secs, self.reads_without_primary, write)
+            || (self.reads_without_primary && !self.primary.is_up() && server.stopped_with(write))
     }
 
     /// Whether the proxy uses `server` now: a primary while it is up; a replica while it
