@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proxy, RawClient};
+use common::{acct_value as value, read_latency, Proxy, RawClient};
 use mysql_async::prelude::*;
 
 /// ds_0, ds_1 on server 0 and ds_2, ds_3 on server 1; `acct` sharded by `id` mod 4, so id 0
@@ -72,28 +72,6 @@ impl Cluster {
     }
 }
 
-/// `v` of row `id` (a text statement: a prepared one may be prepared on every shard).
-async fn value(conn: &mut mysql_async::Conn, id: i64) -> mysql_async::Result<Option<i64>> {
-    conn.query_first(format!("SELECT v FROM acct WHERE id = {id}"))
-        .await
-}
-
-/// The slowest of `n` point reads of `id`, each of which must return `expected`.
-async fn slowest_read(conn: &mut mysql_async::Conn, id: i64, expected: i64, n: usize) -> Duration {
-    let mut slowest = Duration::ZERO;
-    for _ in 0..n {
-        let started = Instant::now();
-        let v = tokio::time::timeout(Duration::from_secs(10), value(conn, id))
-            .await
-            .expect("a read of the healthy backend waited 10 s")
-            .unwrap();
-        assert_eq!(v, Some(expected));
-        slowest = slowest.max(started.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    slowest
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_backend_holds_only_its_own_clients_and_loses_nothing() {
     let Some(mut c) = cluster() else { return };
@@ -102,7 +80,7 @@ async fn a_stalled_backend_holds_only_its_own_clients_and_loses_nothing() {
         .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (2, 200)")
         .await
         .unwrap();
-    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+    let before = read_latency(&mut healthy, 0, 100, 20).await.1;
 
     c.signal(1, "-STOP");
     let stopped_at = Instant::now();
@@ -116,7 +94,7 @@ async fn a_stalled_backend_holds_only_its_own_clients_and_loses_nothing() {
             .await
             .map(|()| writer)
     });
-    let during = slowest_read(&mut healthy, 0, 100, 60).await;
+    let during = read_latency(&mut healthy, 0, 100, 60).await.1;
     // A client that logs in while the server is stopped is served too (its data sources'
     // connections are taken when a statement needs them).
     let mut newcomer = c.proxy.conn(Some("bank")).await;
@@ -202,7 +180,7 @@ async fn a_killed_backend_fails_its_clients_at_once_and_spares_the_others() {
         .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (2, 200)")
         .await
         .unwrap();
-    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+    let before = read_latency(&mut healthy, 0, 100, 20).await.1;
 
     // A statement running on server 1 when it dies.
     let mut victim = c.proxy.conn(Some("bank")).await;
@@ -240,7 +218,7 @@ async fn a_killed_backend_fails_its_clients_at_once_and_spares_the_others() {
         "a read of the dead server failed after {:?}",
         started.elapsed()
     );
-    let during = slowest_read(&mut healthy, 0, 100, 40).await;
+    let during = read_latency(&mut healthy, 0, 100, 40).await.1;
     println!("slowest read of server 0: {before:?} before, {during:?} while server 1 was down");
     assert!(
         during <= before + Duration::from_secs(2),
@@ -277,14 +255,14 @@ async fn a_client_that_stops_reading_mid_result_holds_only_itself() {
         .query_drop("INSERT INTO acct (id, v) VALUES (0, 100), (4, 400)")
         .await
         .unwrap();
-    let before = slowest_read(&mut healthy, 0, 100, 20).await;
+    let before = read_latency(&mut healthy, 0, 100, 20).await.1;
 
     let mut slow = RawClient::login(c.proxy.port, Some("bank"));
     let mut query = vec![protocol::constants::com::QUERY];
     query.extend_from_slice(b"SELECT id, pad FROM big ORDER BY id");
     slow.write_packet(0, &query);
     // It reads nothing for 3 s; the same server and the same data source serve others.
-    let during = slowest_read(&mut healthy, 0, 100, 100).await;
+    let during = read_latency(&mut healthy, 0, 100, 100).await.1;
     let mut other = c.proxy.conn(Some("bank")).await;
     assert_eq!(value(&mut other, 4).await.unwrap(), Some(400));
     let big: i64 = other

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Proxy;
+use common::{acct_value as value, read_latency, Proxy};
 use mysql_async::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,34 +93,6 @@ fn partitionable() -> Option<Partitionable> {
         dbs,
         netns,
     })
-}
-
-/// `v` of row `id`, as a text statement.
-async fn value(conn: &mut mysql_async::Conn, id: i64) -> mysql_async::Result<Option<i64>> {
-    conn.query_first(format!("SELECT v FROM acct WHERE id = {id}"))
-        .await
-}
-
-/// The median and slowest of `n` point reads of `id`, each of which must return `expected`.
-async fn read_latency(
-    conn: &mut mysql_async::Conn,
-    id: i64,
-    expected: i64,
-    n: usize,
-) -> (Duration, Duration) {
-    let mut took = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let v = tokio::time::timeout(Duration::from_secs(10), value(conn, id))
-            .await
-            .expect("a read of the healthy backend waited 10 s")
-            .unwrap();
-        assert_eq!(v, Some(expected));
-        took.push(started.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    took.sort();
-    (took[n / 2], took[n - 1])
 }
 
 /// A statement's outcome must be rows/OK or a clean error (1105 naming a data source of server

@@ -441,6 +441,37 @@ impl RawClient {
 }
 
 /// The (code, SQLSTATE) of a server error from `mysql_async`; any other error fails the test.
+/// `v` of row `id` of table `acct (id, v)`, as a text statement (a prepared one may be
+/// prepared on every shard).
+pub async fn acct_value(conn: &mut mysql_async::Conn, id: i64) -> mysql_async::Result<Option<i64>> {
+    use mysql_async::prelude::Queryable;
+    conn.query_first(format!("SELECT v FROM acct WHERE id = {id}"))
+        .await
+}
+
+/// The median and slowest of `n` point reads of `acct` row `id`, 20 ms apart, each of which
+/// must return `expected` within 10 s.
+pub async fn read_latency(
+    conn: &mut mysql_async::Conn,
+    id: i64,
+    expected: i64,
+    n: usize,
+) -> (Duration, Duration) {
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let v = tokio::time::timeout(Duration::from_secs(10), acct_value(conn, id))
+            .await
+            .expect("a read of the healthy backend waited 10 s")
+            .unwrap();
+        assert_eq!(v, Some(expected));
+        took.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    took.sort();
+    (took[n / 2], took[n - 1])
+}
+
 /// Runs `query` (one integer cell) through the proxy on a new connection every 250 ms until it
 /// answers, for at most `within` (a backend coming back into service), asserts the answer is
 /// `expected` and returns the connection; panics with the last error past `within`.
