@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use logging::LogFormat;
-use server::{Context, Metrics, Snapshot};
+use server::{Context, ContextParts, Metrics, Snapshot};
 use tokio::net::TcpListener;
 
 /// Printed after `dbmesh --help`.
@@ -303,16 +303,16 @@ async fn serve(
             }
         }
     };
-    let ctx = Context::new(
+    let ctx = Context::new(ContextParts {
         snapshot,
-        rules,
+        file_rules: rules,
         records,
         metrics,
         tls,
         server_version,
         sequences,
         xa,
-    );
+    });
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -66,19 +66,37 @@ struct Switches {
     records: PrimaryRecords,
 }
 
+/// What a [`Context`] starts from: the rules it serves and the services built for them at start.
+pub struct ContextParts {
+    /// The rules to serve: the file's with the recorded primaries applied.
+    pub snapshot: Snapshot,
+    /// The rules as the file says, before any recorded primary (see [`primaries::apply`]).
+    pub file_rules: Rules,
+    /// Data source → its recorded primary.
+    pub records: PrimaryRecords,
+    pub metrics: Arc<Metrics>,
+    pub tls: Option<TlsAcceptor>,
+    /// The version string clients see.
+    pub server_version: String,
+    /// Global sequences, or why they are unavailable.
+    pub sequences: Result<Arc<Sequences>, String>,
+    /// The distributed-transaction coordinator, when it started.
+    pub xa: Option<Xa>,
+}
+
 impl Context {
-    /// A context serving `snapshot`, built from `file_rules` (the rule file) with `records`
-    /// (the recorded primaries, see [`primaries::apply`]).
-    pub fn new(
-        snapshot: Snapshot,
-        file_rules: Rules,
-        records: PrimaryRecords,
-        metrics: Arc<Metrics>,
-        tls: Option<TlsAcceptor>,
-        server_version: String,
-        sequences: Result<Arc<Sequences>, String>,
-        xa: Option<Xa>,
-    ) -> Arc<Context> {
+    /// A context serving `parts.snapshot`, built from the rule file with the recorded primaries.
+    pub fn new(parts: ContextParts) -> Arc<Context> {
+        let ContextParts {
+            snapshot,
+            file_rules,
+            records,
+            metrics,
+            tls,
+            server_version,
+            sequences,
+            xa,
+        } = parts;
         let max = snapshot.rules.proxy.max_connections;
         let number = snapshot.rules.proxy.number;
         metrics.set_primary_epochs(&file_rules, &records);

@@ -463,7 +463,7 @@ pub async fn read_latency(
         let v = tokio::time::timeout(Duration::from_secs(10), acct_value(conn, id))
             .await
             .expect("a read of the healthy backend waited 10 s")
-            .unwrap();
+            .expect("reading the row through the proxy");
         assert_eq!(v, Some(expected));
         took.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
