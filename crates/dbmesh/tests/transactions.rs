@@ -5,6 +5,9 @@
 //! - what reaches the servers: autocommit statements start no XA branch, a one-shard
 //!   transaction commits in one phase (no `XA PREPARE`, no decision row), a cross-shard one
 //!   prepares on both servers;
+//! - a write on several data sources in autocommit mode is a distributed transaction of its
+//!   own: a duplicate key on one shard, or a shard's backend connection killed mid-statement,
+//!   leaves every shard unchanged;
 //! - client semantics: COMMIT and ROLLBACK on every shard, savepoints, DDL committing the open
 //!   transaction, the client's own `XA …` refused in `xa` mode and working in `local` mode, a
 //!   client that disconnects mid-transaction rolled back everywhere;
@@ -43,8 +46,13 @@ fn rules(servers: &[Backend], dbs: &[String], mode: Option<&str>) -> String {
             1,
         );
     }
-    rules + "[tables.accounts]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.accounts\"\n\n\
-             [tables.transfers]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{0..3}.transfers\"\n"
+    let mut tables = String::new();
+    for table in ["accounts", "transfers"] {
+        tables += &format!(
+            "[tables.{table}]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..3}}.{table}\"\n\n"
+        );
+    }
+    rules + &tables
 }
 
 struct Bank {
@@ -148,6 +156,18 @@ impl Bank {
         }
         all.sort();
         all
+    }
+
+    /// Waits (up to 60 s) until no dbmesh branch is prepared on either server; returns how
+    /// many are left.
+    async fn wait_unprepared(&self) -> usize {
+        let started = Instant::now();
+        let mut left = self.prepared().await;
+        while left > 0 && started.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = self.prepared().await;
+        }
+        left
     }
 
     /// Decision rows in the meta database (ds_0's).
@@ -484,11 +504,7 @@ async fn bank_invariant_survives_kill_9_of_the_proxy() {
         // The same rules: the same owner, so its recovery round at start finishes the dead
         // proxy's transactions before the first client is accepted.
         proxy = Proxy::start(&rules);
-        let mut left = bank.prepared().await;
-        while left > 0 && restarted.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            left = bank.prepared().await;
-        }
+        let left = bank.wait_unprepared().await;
         recovered_in.push(restarted.elapsed());
         assert_eq!(
             left, 0,
@@ -601,4 +617,107 @@ async fn a_deadlock_rolls_back_the_whole_distributed_transaction() {
     }
     transfer(&mut victim, 99, 1, 3, 5, true).await.unwrap();
     assert_eq!(bank.prepared().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_shard_autocommit_write_is_atomic() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    let mut c = proxy.conn(Some("bank")).await;
+
+    // A scatter UPDATE in autocommit is one distributed transaction over the four data
+    // sources: two prepared branches per server, none left, every shard changed.
+    let prepares = bank.statuses("Com_xa_prepare").await;
+    c.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid >= 0")
+        .await
+        .unwrap();
+    let after = bank.statuses("Com_xa_prepare").await;
+    assert_eq!([after[0] - prepares[0], after[1] - prepares[1]], [2, 2]);
+    assert_eq!(bank.prepared().await, 0);
+    let balances = bank.balances().await;
+    assert!(
+        balances.iter().all(|(_, b)| *b == START_BALANCE + 1),
+        "{balances:?}"
+    );
+
+    // A duplicate key on one shard: the multi-row INSERT over three data sources changes none,
+    // the shard written before the failing one included.
+    bank.direct(2)
+        .await
+        .query_drop("INSERT INTO transfers (id, uid, peer, amount) VALUES (500, 2, 1, 5)")
+        .await
+        .unwrap();
+    let err = c
+        .query_drop(
+            "INSERT INTO transfers (id, uid, peer, amount) VALUES (501, 0, 1, 5), (500, 2, 1, 5), (503, 3, 1, 5)",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1062, "23000".into()));
+    let ids: Vec<u64> = bank.transfers().await.iter().map(|t| t.0).collect();
+    assert_eq!(ids, vec![500]);
+    assert_eq!(bank.prepared().await, 0);
+
+    // Local mode: no XA, one transaction per data source (still rolled back together on an
+    // error, but not atomic across a crash).
+    c.query_drop("SET dbmesh_transaction_mode = 'local'")
+        .await
+        .unwrap();
+    let starts = bank.statuses("Com_xa_start").await;
+    c.query_drop("UPDATE accounts SET balance = balance + 0 WHERE uid >= 0")
+        .await
+        .unwrap();
+    assert_eq!(bank.statuses("Com_xa_start").await, starts);
+    assert!(bank
+        .balances()
+        .await
+        .iter()
+        .all(|(_, b)| *b == START_BALANCE + 1));
+    c.query_drop("SET dbmesh_transaction_mode = 'xa'")
+        .await
+        .unwrap();
+
+    // The backend connection of one shard killed while the statement waits there for a lock:
+    // the session ends (its state on that server is gone), and the shards the statement had
+    // already written are rolled back.
+    let mut locker = bank.direct(2).await;
+    locker.query_drop("BEGIN").await.unwrap();
+    locker
+        .query_drop("SELECT * FROM accounts WHERE uid = 2 FOR UPDATE")
+        .await
+        .unwrap();
+    let mut doomed = proxy.conn(Some("bank")).await;
+    let running = tokio::spawn(async move {
+        doomed
+            .query_drop("UPDATE accounts SET balance = balance + 100 WHERE uid >= 0")
+            .await
+    });
+    let mut admin = direct(&bank.servers[1]).await;
+    let find = format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND INFO LIKE 'UPDATE accounts SET balance = balance + 100%'",
+        bank.dbs[2]
+    );
+    let started = Instant::now();
+    let thread = loop {
+        let found: Option<u64> = admin.query_first(&find).await.unwrap();
+        if let Some(thread) = found {
+            break thread;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the statement never waited on ds_2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    admin.query_drop(format!("KILL {thread}")).await.unwrap();
+    let answer = running.await.unwrap();
+    assert!(answer.is_err(), "the statement lost a shard: {answer:?}");
+    locker.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(bank.wait_unprepared().await, 0);
+    let balances = bank.balances().await;
+    assert!(
+        balances.iter().all(|(_, b)| *b == START_BALANCE + 1),
+        "a shard kept the killed statement's change: {balances:?}"
+    );
 }

@@ -216,9 +216,11 @@ impl Executor {
 
     /// DML or DDL on one or more targets: affected rows summed into one OK (one copy's for
     /// [`Combine::EveryCopy`]), whose last insert id is `insert_id` when given (the first id a
-    /// sequence filled in). DML on several targets runs inside a transaction on each (unless
-    /// the client's transaction is already open, or autocommit is off), rolled back everywhere
-    /// if any target fails or the copies of a broadcast table diverge.
+    /// sequence filled in). DML on several targets outside the client's transaction (autocommit
+    /// on, none open) is atomic on its own: in `xa` mode, when it touches several data sources,
+    /// it is a distributed transaction of its own (XA branches, two-phase commit); otherwise
+    /// it runs inside a transaction on each. Either way it is rolled back everywhere if any
+    /// target fails or the copies of a broadcast table diverge.
     pub async fn run_sum_affected<C: Client>(
         &mut self,
         client: &mut C,
@@ -227,12 +229,47 @@ impl Executor {
         request: Request<'_>,
         insert_id: Option<u64>,
     ) -> Flow {
-        let dml = matches!(
-            plan.kind,
-            StatementKind::Insert | StatementKind::Update | StatementKind::Delete
-        );
-        // BEGIN would commit the open transaction of a session with autocommit off.
-        let wrap = dml && !self.in_transaction_now() && plan.targets.len() > 1;
+        let dml = is_dml(plan);
+        let own_transaction = dml && !self.in_transaction_now() && plan.targets.len() > 1;
+        let several_sources = plan
+            .targets
+            .iter()
+            .any(|t| t.data_source != plan.targets[0].data_source);
+        if !(own_transaction && several_sources && self.xa_mode(snapshot)) {
+            return self
+                .sum_affected(client, snapshot, plan, request, insert_id, own_transaction)
+                .await;
+        }
+        self.transaction.implicit = true;
+        let flow = self
+            .sum_affected(client, snapshot, plan, request, insert_id, false)
+            .await;
+        self.transaction.implicit = false;
+        // A statement that stopped short of its commit (a connection lost, the client gone)
+        // leaves its branches open: they are rolled back, never left to a later statement.
+        if let Err(e) = self.finish_distributed(false).await {
+            tracing::warn!(conn = self.session, error = %e.message, "rolling back a statement's distributed transaction failed");
+        }
+        flow
+    }
+
+    /// [`run_sum_affected`](Self::run_sum_affected) once its transaction is chosen: `wrap`,
+    /// a transaction per target data source (BEGIN … COMMIT); or, while
+    /// `transaction.implicit` is set, the statement's own distributed transaction, whose
+    /// branches the targets' connections joined as they were acquired.
+    async fn sum_affected<C: Client>(
+        &mut self,
+        client: &mut C,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        request: Request<'_>,
+        insert_id: Option<u64>,
+        wrap: bool,
+    ) -> Flow {
+        let dml = is_dml(plan);
+        let implicit = self.transaction.implicit;
+        // Rolled back alone, not as part of the client's transaction.
+        let own_transaction = wrap || implicit;
         let copies = match &plan.combine {
             Combine::EveryCopy(table) => Some(table.as_str()),
             _ => None,
@@ -307,12 +344,14 @@ impl Executor {
             }
         }
         let diverged = match copies {
-            Some(table) if failure.is_none() => divergence(client, table, plan, &counts, !wrap),
+            Some(table) if failure.is_none() => {
+                divergence(client, table, plan, &counts, !own_transaction)
+            }
             _ => None,
         };
         // Inside the client's transaction the statement cannot be undone alone: the whole
         // transaction is, as MariaDB does on a deadlock.
-        let client_rollback = diverged.is_some() && !wrap;
+        let client_rollback = diverged.is_some() && !own_transaction;
         let distributed = client_rollback && self.distributed_open();
         let rollback: Vec<String> = if distributed {
             Vec::new()
@@ -334,6 +373,11 @@ impl Executor {
         };
         // Stopped halfway, the COMMITs would leave some targets committed and others not.
         let _finishing = self.cancel.atomic();
+        if implicit {
+            if let Err(e) = self.finish_distributed(failure.is_none()).await {
+                failure.get_or_insert(e);
+            }
+        }
         for data_source in &rollback {
             let Some(held) = self.held.get_mut(data_source) else {
                 continue;
@@ -665,6 +709,13 @@ impl Executor {
         }
         true
     }
+}
+
+fn is_dml(plan: &Plan) -> bool {
+    matches!(
+        plan.kind,
+        StatementKind::Insert | StatementKind::Update | StatementKind::Delete
+    )
 }
 
 /// A result's column count, definitions and (for clients without DEPRECATE_EOF) EOF.

@@ -38,6 +38,9 @@ pub(crate) struct Transaction {
     /// The current statement starts no XA branch: a session statement (`SET`), or one that
     /// commits implicitly (DDL). Cleared after each command.
     pub no_branch: bool,
+    /// The current statement is an autocommit write on several data sources that runs as a
+    /// distributed transaction of its own, committed or rolled back before it answers.
+    pub implicit: bool,
 }
 
 /// An open distributed transaction and the data sources it has a branch on, whose
@@ -220,7 +223,7 @@ impl Executor {
         Ok(())
     }
 
-    fn xa_mode(&self, snapshot: &Snapshot) -> bool {
+    pub(crate) fn xa_mode(&self, snapshot: &Snapshot) -> bool {
         self.transaction_mode(&snapshot.rules) == TransactionMode::Xa
     }
 
@@ -251,7 +254,7 @@ impl Executor {
         data_source: &str,
     ) -> Result<(), BackendError> {
         if self.transaction.no_branch
-            || !self.in_transaction_now()
+            || !(self.in_transaction_now() || self.transaction.implicit)
             || !self.xa_mode(snapshot)
             || self
                 .transaction
