@@ -18,7 +18,7 @@ use protocol::ProtocolError;
 use rules::{ReadYourWrites, ReplicationConfig, Rules};
 
 use crate::access::Access;
-use crate::{answer_error, Client, Diagnostic, Executor, Flow, Snapshot};
+use crate::{answer_error, client_error, Client, Diagnostic, Executor, Flow, Snapshot};
 
 /// The connection state the client chose, which its backend connections follow.
 #[derive(Debug, Clone)]
@@ -164,6 +164,9 @@ impl Executor {
         snapshot: &Snapshot,
         data_source: &str,
     ) -> Result<&mut HeldConn, BackendError> {
+        if !Arc::ptr_eq(&self.names, &snapshot.names) {
+            self.names = snapshot.names.clone();
+        }
         if self.held.get(data_source).is_some() {
             let want = wanted_state(&snapshot.rules, &self.state, data_source);
             let writes = self.access == Access::Write && replicated(snapshot, data_source);
@@ -416,10 +419,12 @@ impl Executor {
                 Ok(result) => {
                     collected.extend(result.rows.into_iter().map(|row| {
                         let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+                        let code = cell(1).parse().unwrap_or(0);
+                        let message = cell(2);
                         Diagnostic {
                             level: cell(0),
-                            code: cell(1).parse().unwrap_or(0),
-                            message: cell(2),
+                            code,
+                            message: self.names.in_message(code, &message).into_owned(),
                         }
                     }));
                 }
@@ -612,8 +617,8 @@ impl Executor {
             ));
         };
         let conn = &mut held.conn;
-        let cancel = &self.cancel;
-        let error_for = |e: &protocol::ServerError| cancel.client_error(e);
+        let (cancel, names) = (&self.cancel, &self.names);
+        let error_for = |e: &protocol::ServerError| client_error(cancel, names, e);
         let error = match conn.send_command(packet).await {
             Err(e) => e,
             Ok(()) => {

@@ -25,12 +25,14 @@ mod run;
 mod snapshot;
 mod transaction;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use protocol::constants::status;
 use protocol::framing::PacketConn;
 use protocol::packets::OkPacket;
 use protocol::ServerError;
+use rules::LogicalNames;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use access::{classify, Access};
@@ -72,6 +74,26 @@ pub enum Flow {
     Continue,
     /// End the session (COM_QUIT, a lost client, or a state the client must not continue from).
     Close,
+}
+
+/// The error the client reads in place of a backend's `err`, when not `err` itself: the time
+/// limit's 1969 for an interruption the limit caused, and the logical names of the physical
+/// databases and tables its text names.
+pub fn client_error(
+    cancel: &Cancel,
+    names: &LogicalNames,
+    err: &ServerError,
+) -> Option<ServerError> {
+    if let Some(time_limit) = cancel.client_error(err) {
+        return Some(time_limit);
+    }
+    match names.in_message(err.code, &err.message) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(message) => Some(ServerError {
+            message: message.into(),
+            ..err.clone()
+        }),
+    }
 }
 
 /// Writes `err` as the statement's answer and flushes it.
@@ -144,6 +166,8 @@ pub struct Executor {
     pub(crate) cancel: Arc<Cancel>,
     /// The proxy's coordinator of distributed transactions (`xa` mode), if it runs.
     coordinator: Option<Arc<xa::Coordinator>>,
+    /// The logical names of the rules the session's statements last ran by.
+    names: Arc<LogicalNames>,
 }
 
 impl Executor {
@@ -162,6 +186,7 @@ impl Executor {
             reported: Reported::default(),
             cancel,
             coordinator: None,
+            names: Arc::default(),
         }
     }
 

@@ -26,7 +26,7 @@ use protocol::ServerError;
 use router::{Combine, Plan, StatementKind, Target};
 
 use crate::cancel::{drain_or_interrupt, time_limit_error, CancelReason};
-use crate::{answer_error, flush, Client, Executor, Flow, Snapshot};
+use crate::{answer_error, client_error, flush, Client, Executor, Flow, Snapshot};
 
 /// What to send each target.
 #[derive(Clone, Copy)]
@@ -484,8 +484,8 @@ impl Executor {
                 let Some(held) = self.held.get_mut(data_source) else {
                     return Some(Flow::Close);
                 };
-                let cancel = &self.cancel;
-                let error_for = |e: &ServerError| cancel.client_error(e);
+                let (cancel, names) = (&self.cancel, &self.names);
+                let error_for = |e: &ServerError| client_error(cancel, names, e);
                 match relay_rows(held.conn.packets(), client.packets(), &error_for).await {
                     Ok(RowsEnd::Done(ok)) => {
                         warnings = warnings.saturating_add(ok.warnings);

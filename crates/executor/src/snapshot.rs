@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backend::{Cluster, ConnectOptions, Pool, Server};
 use router::{CacheStats, Router};
-use rules::{DataSourceConfig, ReadsWhenPrimaryDown, Rules};
+use rules::{DataSourceConfig, LogicalNames, ReadsWhenPrimaryDown, Rules};
 
 /// Statements whose plans the router keeps (by fingerprint).
 pub const PLAN_CACHE_CAPACITY: usize = 4096;
@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub router: Router,
     /// How much of the router's plan-cache hits and misses the metrics counted already.
     pub plan_cache_counted: PlanCacheCounted,
+    /// The logical names of the physical ones in backends' error and warning texts.
+    pub names: Arc<LogicalNames>,
 }
 
 impl Snapshot {
@@ -72,6 +74,7 @@ impl Snapshot {
             .collect();
         let rules = Arc::new(rules);
         Snapshot {
+            names: Arc::new(LogicalNames::new(&rules)),
             router: Router::new(rules.clone(), PLAN_CACHE_CAPACITY),
             plan_cache_counted: PlanCacheCounted::default(),
             rules,

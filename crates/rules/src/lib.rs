@@ -69,6 +69,7 @@ mod config;
 mod error;
 mod expr;
 mod hashing;
+mod names;
 mod rules;
 mod sequence;
 mod table;
@@ -86,6 +87,7 @@ pub use config::{
 };
 pub use error::{ConfigError, Problem, RuleError};
 pub use hashing::{crc32, xxh64};
+pub use names::LogicalNames;
 pub use rules::{BindingGroup, Rules};
 pub use sequence::{
     ColumnRef, SegmentRule, SequenceKind, SequenceRule, SnowflakeRule,

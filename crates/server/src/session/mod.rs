@@ -36,7 +36,6 @@ use crate::handshake::{authenticate, handshake_charset, unknown_database, Login}
 use crate::intercept::{
     intercept, like_matches, physical_database, visible_databases, Intercepted,
 };
-use crate::metrics::Metrics;
 use crate::processes::{Kill, KillTarget};
 use crate::registry::Entry;
 use crate::watch::ClientWatch;
@@ -46,7 +45,8 @@ use crate::Context;
 struct ClientConn<S> {
     packets: PacketConn<S>,
     capabilities: u32,
-    metrics: Arc<Metrics>,
+    /// The metrics, and the snapshot whose names backends' error texts are mapped to.
+    ctx: Arc<Context>,
     /// The last statement's warnings and errors, for `SHOW WARNINGS` ([`diagnostics`]).
     diagnostics: Vec<Diagnostic>,
     /// The client was answered a deadlock error: its server rolled its transaction back, so
@@ -72,9 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     }
 
     fn send_error(&mut self, err: &ServerError) {
-        let time_limit = self.cancel.client_error(err);
-        let err = time_limit.as_ref().unwrap_or(err);
-        self.metrics.error(err.code);
+        let names = self.ctx.snapshot.load().names.clone();
+        let shown = executor::client_error(&self.cancel, &names, err);
+        let err = shown.as_ref().unwrap_or(err);
+        self.ctx.metrics.error(err.code);
         self.deadlocked |= DEADLOCKS.contains(&err.code);
         self.diagnostics.push(Diagnostic {
             level: "Error".into(),
@@ -85,16 +86,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     }
 
     fn count_error(&mut self, code: u16) {
-        self.metrics.error(code);
+        self.ctx.metrics.error(code);
         self.deadlocked |= DEADLOCKS.contains(&code);
     }
 
     fn broadcast_divergence(&mut self, table: &str) {
-        self.metrics.broadcast_divergence(table);
+        self.ctx.metrics.broadcast_divergence(table);
     }
 
     fn backend_cancelled(&mut self, reason: CancelReason, statements: u64) {
-        self.metrics.backend_cancelled(reason, statements);
+        self.ctx.metrics.backend_cancelled(reason, statements);
     }
 }
 
@@ -186,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             client: ClientConn {
                 packets: client,
                 capabilities: login.capabilities,
-                metrics: ctx.metrics.clone(),
+                ctx: ctx.clone(),
                 diagnostics: Vec::new(),
                 deadlocked: false,
                 cancel: entry.cancel.clone(),
