@@ -35,6 +35,10 @@ pub struct Server {
     /// A primary whose data source has another writable server (split brain): it gets no
     /// statements until the health checker finds only one.
     split_brain: AtomicBool,
+    /// A primary that the recorded switches have not confirmed (they were unreadable since
+    /// the proxy started): the rule file may name a server switched away from, which may have
+    /// diverged, so it gets no statements until they are read.
+    unconfirmed: AtomicBool,
 }
 
 const UNKNOWN: u8 = 0;
@@ -68,6 +72,7 @@ impl Server {
             errors: AtomicU64::new(0),
             writable: AtomicU8::new(UNKNOWN),
             split_brain: AtomicBool::new(false),
+            unconfirmed: AtomicBool::new(false),
         })
     }
 
@@ -85,6 +90,16 @@ impl Server {
 
     pub fn is_split_brain(&self) -> bool {
         self.split_brain.load(Ordering::Relaxed)
+    }
+
+    /// Stops (or lets again) the statements for this primary: the recorded switches, which
+    /// may name another server, could not be read.
+    pub fn set_unconfirmed(&self, unconfirmed: bool) {
+        self.unconfirmed.store(unconfirmed, Ordering::Relaxed);
+    }
+
+    pub fn is_unconfirmed(&self) -> bool {
+        self.unconfirmed.load(Ordering::Relaxed)
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -106,6 +121,11 @@ impl Server {
     pub async fn acquire(&self, found_rows: bool) -> Result<PooledConn, BackendError> {
         if self.is_split_brain() {
             return Err(BackendError::SplitBrain {
+                source_name: self.pool.name().to_string(),
+            });
+        }
+        if self.is_unconfirmed() {
+            return Err(BackendError::PrimaryUnconfirmed {
                 source_name: self.pool.name().to_string(),
             });
         }

@@ -14,6 +14,8 @@ pub enum BackendError {
     Down { source_name: String },
     #[error("data source '{source_name}' has more than one writable server that replicates from nothing (split brain): its writes stop until only one is")]
     SplitBrain { source_name: String },
+    #[error("data source '{source_name}': its primary is not confirmed: the primaries recorded in the meta data source could not be read since dbmesh started, and the rule file's primary may be a server switched away from; statements to its primary fail until the records are read (tried after every health check)")]
+    PrimaryUnconfirmed { source_name: String },
     #[error("data source '{source_name}': TLS failed: {reason}")]
     Tls { source_name: String, reason: String },
     #[error("data source '{source_name}' refused dbmesh's login: {error}")]

@@ -245,6 +245,7 @@ async fn health(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     }
     let verdict = server::health::verdict(&admin.ctx);
     let mut lines = verdict.primaries_down.clone();
+    lines.extend(verdict.primaries_unconfirmed.iter().cloned());
     lines.extend(verdict.split_brains.iter().cloned());
     lines.extend(verdict.replicas_out.iter().cloned());
     lines.extend(server::health::primaries(&admin.ctx));
@@ -255,7 +256,7 @@ async fn health(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     ));
     let lines = lines.join("\n");
     match (
-        verdict.primaries_down.is_empty(),
+        verdict.primaries_down.is_empty() && verdict.primaries_unconfirmed.is_empty(),
         verdict.replicas_out.is_empty() && verdict.split_brains.is_empty(),
     ) {
         (true, true) => text(StatusCode::OK, format!("ok\n{lines}\n")),

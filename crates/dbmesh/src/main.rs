@@ -247,15 +247,13 @@ async fn serve(
     // Switches recorded in the meta data source hold across restarts: the first snapshot
     // already writes to the recorded primaries.
     let check_timeout = Duration::from_millis(rules.replication.health_check_timeout_ms);
-    let records = match server::primaries::read(&rules, &rules, check_timeout).await {
-        Ok(records) => records,
-        Err(e) => {
-            tracing::warn!(error = e, "no server of the meta data source answered at start; the rule file's primaries serve until one does");
-            Default::default()
-        }
-    };
+    // Unread, they may name other servers than the rule file: fail closed until they are read.
+    let records = server::primaries::read(&rules, &rules, check_timeout).await;
     let mut in_force = rules.clone();
-    server::primaries::apply(&mut in_force, &records);
+    match &records {
+        Ok(records) => server::primaries::apply(&mut in_force, records),
+        Err(e) => tracing::error!(error = e, "no server of the meta data source answered at start: the primaries recorded there are unknown, so no primary gets a statement (reads go to replicas) until a health-check round reads them"),
+    }
     let snapshot = Snapshot::build(in_force, None);
     let server_version = match &snapshot.rules.proxy.server_version {
         Some(v) => v.clone(),

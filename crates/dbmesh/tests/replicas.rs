@@ -1452,3 +1452,127 @@ async fn a_data_source_marked_down_fails_each_statement_at_once() {
         proxy.log()
     );
 }
+
+/// A proxy that starts while no server of the meta data source answers cannot know whether a
+/// data source was switched away from the rule file's primary, which may have come back
+/// writable with diverged data: it sends that primary nothing (1105 saying why, `/health`
+/// unhealthy) while reads go on from a replica, and once the meta server answers, writes go
+/// to the recorded primary. (It used to write to the rule file's primary.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_started_without_the_recorded_primaries_writes_nowhere_until_it_reads_them() {
+    let Some(mut sets) = start_sets(1, 2) else {
+        return;
+    };
+    let set = sets.remove(0);
+    let mut meta = testkit::MariaDb::start().expect("the meta server");
+    let db = testkit::unique_name("unread");
+    let rules = format!(
+        "{}{}[schema]\nname = \"bank\"\ndefault_data_source = \"main\"\n\
+         transaction_mode = \"local\"\n\n{}\
+         [data_sources.ds_meta]\naddress = \"{}\"\nuser = \"{}\"\ndatabase = \"{db}_meta\"\n",
+        HEAD.replace("[proxy]", "[proxy]\nmeta_data_source = \"ds_meta\""),
+        users(),
+        data_source("main", &set, &db, &[1, 1]),
+        meta.address(),
+        meta.user(),
+    );
+    let first = Proxy::start(&rules);
+    let mut conn = first.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    set.wait_caught_up(1, Duration::from_secs(10)).unwrap();
+    // Replica 0 is promoted and replica 1 follows it; the old primary stays up and writable,
+    // and takes a write the new primary never sees (diverged).
+    let new_primary = set.replica(0).address();
+    set.replica(0)
+        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .unwrap();
+    set.replica(1)
+        .sql(&format!(
+            "STOP SLAVE; CHANGE MASTER TO MASTER_PORT = {}; START SLAVE",
+            set.replica(0).port()
+        ))
+        .unwrap();
+    let (code, body) = first.http(
+        "POST",
+        &format!("/primary?data_source=main&address={new_primary}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    conn.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    set.primary()
+        .sql(&format!("INSERT INTO `{db}`.t VALUES (99)"))
+        .unwrap();
+    drop(conn);
+    drop(first);
+    let on_replica_1 = format!("SELECT MAX(id) FROM `{db}`.t");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while set.replica(1).sql(&on_replica_1).unwrap().trim() != "2" {
+        assert!(Instant::now() < deadline, "replica 1 never got row 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Restarted with the meta server down and the rule file naming the old primary.
+    meta.stop().unwrap();
+    let second = Proxy::start(&rules);
+    let mut conn = second.conn(Some("bank")).await;
+    let err = conn
+        .query_drop("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert_eq!(common::server_code(err).0, 1105, "{message}");
+    assert!(
+        message.contains("'main': its primary is not confirmed"),
+        "{message}"
+    );
+    let max: Option<i64> = conn.query_first("SELECT MAX(id) FROM t").await.unwrap();
+    assert_eq!(
+        max,
+        Some(2),
+        "read from replica 1, which follows the new primary"
+    );
+    let (code, health) = second.http("GET", "/health");
+    assert_eq!(code, 503, "{health}");
+    assert!(
+        health.contains("data source 'main': primary") && health.contains("not confirmed"),
+        "{health}"
+    );
+    // Several health-check rounds later, still nothing for the old primary.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(conn.query_drop("INSERT INTO t VALUES (3)").await.is_err());
+
+    let restarted = Instant::now();
+    meta.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = conn.query_drop("INSERT INTO t VALUES (3)").await {
+        assert!(
+            Instant::now() < deadline,
+            "writes still refused after the meta server came back: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "writes went to the recorded primary {} ms after the meta server was back",
+        restarted.elapsed().as_millis()
+    );
+    let rows = |server: &MariaDb| {
+        server
+            .sql(&format!(
+                "SELECT GROUP_CONCAT(id ORDER BY id) FROM `{db}`.t"
+            ))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(rows(set.replica(0)), "1,2,3");
+    assert_eq!(rows(set.primary()), "1,99", "the old primary got a write");
+    let (code, health) = second.http("GET", "/health");
+    assert!(
+        health.contains(&format!(
+            "data source 'main': writes to {new_primary}, epoch 1"
+        )),
+        "{code} {health}"
+    );
+}

@@ -42,15 +42,18 @@ pub fn spawn_health_checks(ctx: Arc<Context>) {
     });
 }
 
-/// What `/health` reports: servers out of service. A down primary makes the proxy unhealthy
-/// (its writes fail); a down or lagging replica only degrades it (reads go elsewhere), as does
-/// one serving reads without its primary (its data gets older).
+/// What `/health` reports: servers out of service. A down or unconfirmed primary makes the
+/// proxy unhealthy (its writes fail); a down or lagging replica only degrades it (reads go
+/// elsewhere), as does one serving reads without its primary (its data gets older).
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub primaries_down: Vec<String>,
     pub replicas_out: Vec<String>,
     /// Data sources whose writes stop: more than one writable server (`follow_topology`).
     pub split_brains: Vec<String>,
+    /// Data sources whose primary gets no statements: the recorded primaries are unreadable
+    /// since the proxy started (it may not be the primary any more).
+    pub primaries_unconfirmed: Vec<String>,
 }
 
 pub fn verdict(ctx: &Context) -> Verdict {
@@ -62,6 +65,14 @@ pub fn verdict(ctx: &Context) -> Verdict {
             verdict.split_brains.push(format!(
                 "data source '{}': more than one writable server (split brain), writes stopped",
                 cluster.name()
+            ));
+        }
+        if cluster.primary().is_unconfirmed() {
+            verdict.primaries_unconfirmed.push(format!(
+                "data source '{}': primary {} not confirmed: the primaries recorded in the meta \
+                 data source have been unreadable since start, statements to it stopped",
+                cluster.name(),
+                cluster.primary().address()
             ));
         }
         for (server, replica) in cluster.servers() {

@@ -64,6 +64,10 @@ struct Switches {
     /// Data source → its recorded primary (see [`primaries`]), applied to every rule set
     /// loaded: a switch is state, which no rule-file edit undoes.
     records: PrimaryRecords,
+    /// Why the records could not be read since the proxy started. Meanwhile every primary
+    /// in force is unconfirmed and gets no statements: the rule file's may be a server
+    /// switched away from, come back writable with diverged data.
+    unread: Option<String>,
 }
 
 /// What a [`Context`] starts from: the rules it serves and the services built for them at start.
@@ -72,8 +76,9 @@ pub struct ContextParts {
     pub snapshot: Snapshot,
     /// The rules as the file says, before any recorded primary (see [`primaries::apply`]).
     pub file_rules: Rules,
-    /// Data source → its recorded primary.
-    pub records: PrimaryRecords,
+    /// Data source → its recorded primary, or why they could not be read: then no primary
+    /// gets a statement until they are.
+    pub records: Result<PrimaryRecords, String>,
     pub metrics: Arc<Metrics>,
     pub tls: Option<TlsAcceptor>,
     /// The version string clients see.
@@ -99,6 +104,11 @@ impl Context {
         } = parts;
         let max = snapshot.rules.proxy.max_connections;
         let number = snapshot.rules.proxy.number;
+        let (records, unread) = match records {
+            Ok(records) => (records, None),
+            Err(e) => (PrimaryRecords::new(), Some(e)),
+        };
+        confirm_primaries(&snapshot, unread.is_none());
         metrics.set_primary_epochs(&file_rules, &records);
         Arc::new(Context {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -113,6 +123,7 @@ impl Context {
             switches: Mutex::new(Switches {
                 file_rules: Arc::new(file_rules),
                 records,
+                unread,
             }),
         })
     }
@@ -143,8 +154,9 @@ impl Context {
                 xa.recover_over(&rules);
             }
         }
-        self.snapshot
-            .store(Arc::new(Snapshot::build(rules, Some(&previous))));
+        let snapshot = Snapshot::build(rules, Some(&previous));
+        confirm_primaries(&snapshot, switches.unread.is_none());
+        self.snapshot.store(Arc::new(snapshot));
         // The old plan cache's last hits, before it goes with its snapshot.
         self.metrics
             .count_plan_cache(&previous.plan_cache_counted, previous.router.cache_stats());
@@ -292,7 +304,12 @@ impl Context {
         };
         let mut switches = self.lock_switches();
         let changed = primaries::merge(&mut switches.records, found);
-        if changed.is_empty() {
+        if let Some(unread) = switches.unread.take() {
+            tracing::warn!(
+                unreadable_at_start = unread,
+                "primary records read: the primaries are confirmed and get statements again"
+            );
+        } else if changed.is_empty() {
             return;
         }
         for name in &changed {
@@ -386,6 +403,14 @@ impl Context {
             .set_servers(snapshot.clusters.values().map(|c| c.as_ref()));
         self.metrics
             .count_plan_cache(&snapshot.plan_cache_counted, snapshot.router.cache_stats());
+    }
+}
+
+/// Lets every primary of `snapshot` take statements, or none (`confirmed` false: the recorded
+/// switches, which may name other servers, are unread).
+fn confirm_primaries(snapshot: &Snapshot, confirmed: bool) {
+    for cluster in snapshot.clusters.values() {
+        cluster.primary().set_unconfirmed(!confirmed);
     }
 }
 
