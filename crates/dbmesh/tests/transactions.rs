@@ -14,7 +14,11 @@
 //! - the bank invariant across `kill -9` of the proxy in the middle of concurrent cross-shard
 //!   transfers: after a restart (whose recovery round runs before clients are accepted) no
 //!   branch is left prepared, the sum of balances is unchanged, every balance is what the
-//!   transfer rows say, and every transfer a client saw committed is there.
+//!   transfer rows say, and every transfer a client saw committed is there;
+//! - the proxy killed at each step of the commit protocol (its failpoints, armed through
+//!   `DBMESH_XA_FAILPOINTS`): every branch resolved by the decision, for an explicit transfer
+//!   and for an autocommit write on four data sources; another proxy finishing a dead one's
+//!   transactions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,7 +51,7 @@ fn rules(servers: &[Backend], dbs: &[String], mode: Option<&str>) -> String {
         );
     }
     let mut tables = String::new();
-    for table in ["accounts", "transfers"] {
+    for table in ["accounts", "transfers", "marks"] {
         tables += &format!(
             "[tables.{table}]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\nnodes = \"ds_{{0..3}}.{table}\"\n\n"
         );
@@ -156,6 +160,29 @@ impl Bank {
         }
         all.sort();
         all
+    }
+
+    /// Creates `marks` through `proxy`: one row (n = 0) per data source, uids 0 to 3.
+    async fn create_marks(&self, proxy: &Proxy) {
+        let mut c = proxy.conn(Some("bank")).await;
+        c.query_drop("CREATE TABLE marks (uid BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+            .await
+            .unwrap();
+        c.query_drop("INSERT INTO marks (uid, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0)")
+            .await
+            .unwrap();
+    }
+
+    /// Every `marks` row's n, by uid, read directly from the shards.
+    async fn marks(&self) -> Vec<i64> {
+        let mut all = Vec::new();
+        for ds in 0..4 {
+            let mut c = self.direct(ds).await;
+            let rows: Vec<(u64, i64)> = c.query("SELECT uid, n FROM marks").await.unwrap();
+            all.extend(rows);
+        }
+        all.sort();
+        all.into_iter().map(|(_, n)| n).collect()
     }
 
     /// Waits (up to 60 s) until no dbmesh branch is prepared on either server; returns how
@@ -720,4 +747,164 @@ async fn a_multi_shard_autocommit_write_is_atomic() {
         balances.iter().all(|(_, b)| *b == START_BALANCE + 1),
         "a shard kept the killed statement's change: {balances:?}"
     );
+}
+
+/// Starts a proxy on `rules` whose coordinator aborts the process (as `kill -9` would) at
+/// failpoint `point`.
+fn proxy_dying_at(rules: &str, point: &str) -> Proxy {
+    Proxy::start_with_env(
+        rules,
+        &[("DBMESH_XA_FAILPOINTS", &format!("{point}=abort"))],
+    )
+}
+
+/// Asserts that `proxy` died at failpoint `point` (and not of anything else).
+fn assert_died_at(mut proxy: Proxy, point: &str) {
+    assert!(
+        proxy.wait_exit(Duration::from_secs(30)),
+        "the proxy is still running"
+    );
+    let log = proxy.log();
+    assert!(
+        log.contains("failpoint aborts the process") && log.contains(point),
+        "the proxy did not die at failpoint {point}:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_killed_at_each_commit_step_is_recovered_by_the_decision() {
+    let bank = Bank::new();
+    let rules = bank.rules(None);
+    {
+        let proxy = Proxy::start(&rules);
+        bank.create(&proxy).await;
+        bank.create_marks(&proxy).await;
+    }
+    let mut seen = Seen::default();
+    let mut marks = 0;
+    let mut recovered_in = Vec::new();
+    // In protocol order; from `decided` on, the commit decision is in the log.
+    let points = [
+        "prepare_some",
+        "prepared",
+        "decided",
+        "commit_some",
+        "committed",
+    ];
+    for (round, point) in points.into_iter().enumerate() {
+        let decided = round >= 2;
+        // A cross-server transfer in an explicit transaction: uid 0 (ds_0, server 0) pays
+        // uid 2 (ds_2, server 1).
+        let proxy = proxy_dying_at(&rules, point);
+        let mut c = proxy.conn(Some("bank")).await;
+        let id = 1_000 + round as u64;
+        let outcome = transfer(&mut c, id, 0, 2, 10, true).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+            ),
+            "{point}: the client gets no answer from a dead proxy: {outcome:?}"
+        );
+        assert_died_at(proxy, point);
+        let restarted = Instant::now();
+        // Restarted under the same name: its recovery round at start resolves the branches.
+        let proxy = Proxy::start(&rules);
+        assert_eq!(
+            bank.wait_unprepared().await,
+            0,
+            "{point}: branches left prepared"
+        );
+        recovered_in.push((point, restarted.elapsed()));
+        let applied = bank.transfers().await.iter().any(|t| t.0 == id);
+        assert_eq!(applied, decided, "{point}: transfer {id} applied");
+        if decided {
+            seen.committed.insert(id);
+        } else {
+            seen.failed.insert(id);
+        }
+        check_invariant(&bank, &seen, round as u64).await;
+        drop(proxy);
+
+        // A scatter UPDATE in autocommit over the four data sources: all or nothing.
+        let proxy = proxy_dying_at(&rules, point);
+        let mut c = proxy.conn(Some("bank")).await;
+        assert!(c
+            .query_drop("UPDATE marks SET n = n + 1 WHERE uid >= 0")
+            .await
+            .is_err());
+        assert_died_at(proxy, point);
+        let proxy = Proxy::start(&rules);
+        assert_eq!(
+            bank.wait_unprepared().await,
+            0,
+            "{point}: branches left prepared"
+        );
+        if decided {
+            marks += 1;
+        }
+        assert_eq!(
+            bank.marks().await,
+            vec![marks; 4],
+            "{point}: the autocommit UPDATE"
+        );
+        drop(proxy);
+    }
+    eprintln!("restart to no prepared branch: {recovered_in:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_proxy_finishes_a_dead_proxys_transactions() {
+    let bank = Bank::new();
+    let rules = bank.rules(None);
+    let other_rules = rules.replacen("[proxy]\n", "[proxy]\nnumber = 1\n", 1);
+    {
+        let proxy = Proxy::start(&rules);
+        bank.create(&proxy).await;
+    }
+
+    // Killed after every prepare, before the decision: the other proxy may not roll back
+    // while the dead one's lease (10 s, renewed every 2 s) runs, since the owner could still
+    // decide commit; once it expires, the other rolls the branches back.
+    let dying = proxy_dying_at(&rules, "prepared");
+    let mut c = dying.conn(Some("bank")).await;
+    assert!(transfer(&mut c, 7, 0, 2, 10, true).await.is_err());
+    let died = Instant::now();
+    assert_died_at(dying, "prepared");
+    let other = Proxy::start(&other_rules);
+    let prepared_at_start = bank.prepared().await;
+    let started_in = died.elapsed();
+    if started_in < Duration::from_secs(5) {
+        assert_eq!(
+            prepared_at_start,
+            2,
+            "rolled back while the owner's lease ran:\n{}",
+            other.log()
+        );
+    }
+    assert_eq!(bank.wait_unprepared().await, 0);
+    let rolled_back_in = died.elapsed();
+    let mut seen = Seen {
+        committed: BTreeSet::new(),
+        failed: [7].into(),
+    };
+    check_invariant(&bank, &seen, 0).await;
+
+    // Killed after the commit decision: the outcome is fixed, so the other proxy's next
+    // recovery round (every 5 s) commits the branches without waiting for the lease.
+    let dying = proxy_dying_at(&rules, "decided");
+    let mut c = dying.conn(Some("bank")).await;
+    assert!(transfer(&mut c, 8, 0, 2, 10, true).await.is_err());
+    let died = Instant::now();
+    assert_died_at(dying, "decided");
+    assert_eq!(bank.wait_unprepared().await, 0);
+    let committed_in = died.elapsed();
+    seen.committed.insert(8);
+    check_invariant(&bank, &seen, 1).await;
+    eprintln!(
+        "the other proxy started {started_in:?} after the first kill with {prepared_at_start} \
+         branches prepared, rolled them back {rolled_back_in:?} after it; committed the \
+         decided one {committed_in:?} after the second kill"
+    );
+    drop(other);
 }

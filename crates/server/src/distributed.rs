@@ -35,6 +35,8 @@ impl Xa {
         })?;
         let options = CoordinatorOptions {
             owner: format!("dbmesh-{}", rules.proxy.number),
+            #[cfg(feature = "failpoints")]
+            failpoints: xa::Failpoints::from_env().map_err(XaError::Usage)?,
             ..CoordinatorOptions::default()
         };
         let coordinator = Coordinator::start(meta, options).await?;

@@ -37,13 +37,22 @@ impl Proxy {
 
     /// Like [`Proxy::start`], with `args` added to `dbmesh serve`'s command line.
     pub fn start_with_args(config: &str, args: &[&str]) -> Proxy {
+        Self::start_with(config, args, &[])
+    }
+
+    /// Like [`Proxy::start`], with `env` added to the proxy's environment.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::start_with(config, &[], env)
+    }
+
+    fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let head = format!("[proxy]\n{FREE_PORTS}\nadmin_token = \"{ADMIN_TOKEN}\"");
         let config = if config.contains("[proxy]") {
             config.replacen("[proxy]", &head, 1)
         } else {
             format!("{head}\n{config}")
         };
-        Self::start_raw_with_args(&config, args, &[])
+        Self::start_raw_with_args(&config, args, env)
     }
 
     /// Starts the proxy on `config` exactly as given (it must ask for free ports), with
@@ -199,6 +208,18 @@ impl Proxy {
     }
 
     /// Checks the proxy process is still alive (a bad client must never take it down).
+    /// Waits up to `timeout` for the proxy to exit on its own; true if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.child.try_wait().expect("wait").is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn assert_alive(&mut self) {
         assert!(
             self.child.try_wait().expect("wait").is_none(),
