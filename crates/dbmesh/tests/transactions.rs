@@ -18,7 +18,9 @@
 //! - the proxy killed at each step of the commit protocol (its failpoints, armed through
 //!   `DBMESH_XA_FAILPOINTS`): every branch resolved by the decision, for an explicit transfer
 //!   and for an autocommit write on four data sources; another proxy finishing a dead one's
-//!   transactions.
+//!   transactions;
+//! - a client without `CLIENT_MULTI_STATEMENTS` (so the proxy's backend connections have none
+//!   either) committing across shards: the coordinator sends one statement per command.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -907,4 +909,43 @@ async fn another_proxy_finishes_a_dead_proxys_transactions() {
          decided one {committed_in:?} after the second kill"
     );
     drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_multi_statements_commits_across_shards() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    // RawClient announces no CLIENT_MULTI_STATEMENTS, so neither do the proxy's backend
+    // connections for it: the coordinator's XA commands must go one statement each.
+    let mut c = common::RawClient::login(proxy.port, Some("bank"));
+    let prepares = bank.statuses("Com_xa_prepare").await;
+    for sql in [
+        "BEGIN",
+        "UPDATE accounts SET balance = balance - 10 WHERE uid = 0",
+        "UPDATE accounts SET balance = balance + 10 WHERE uid = 2",
+        "COMMIT",
+        "UPDATE accounts SET balance = balance + 1 WHERE uid IN (1, 3)",
+    ] {
+        let answer = c.query(sql);
+        assert_eq!(
+            answer[0],
+            0,
+            "{sql}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let after = bank.statuses("Com_xa_prepare").await;
+    assert_eq!([after[0] - prepares[0], after[1] - prepares[1]], [2, 2]);
+    let balances: Vec<i64> = bank.balances().await[..4].iter().map(|b| b.1).collect();
+    assert_eq!(
+        balances,
+        [
+            START_BALANCE - 10,
+            START_BALANCE + 1,
+            START_BALANCE + 10,
+            START_BALANCE + 1
+        ]
+    );
+    assert_eq!(bank.prepared().await, 0);
 }
