@@ -8,10 +8,10 @@
 //! whichever session borrows it.
 
 mod columns;
+mod command;
 mod diagnostics;
 mod fill;
 mod own_values;
-mod process;
 mod route;
 mod show;
 mod statements;
@@ -24,19 +24,13 @@ use bytes::BytesMut;
 use executor::{answer_error, Cancel, CancelReason, ClientState, Diagnostic, Executor, Flow, Pins};
 use protocol::constants::{caps, com, set_names_for_collation};
 use protocol::framing::PacketConn;
-use protocol::handshake::ChangeUser;
 use protocol::response::ResponseKind;
-use protocol::resultset::{write_end_of_rows, write_text_result, ColumnDef};
 use protocol::text::{self, Charset};
 use protocol::{ProtocolError, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
-use crate::handshake::{authenticate, handshake_charset, unknown_database, Login};
-use crate::intercept::{
-    intercept, like_matches, physical_database, visible_databases, Intercepted,
-};
-use crate::processes::{Kill, KillTarget};
+use crate::handshake::Login;
 use crate::registry::Entry;
 use crate::watch::ClientWatch;
 use crate::Context;
@@ -256,13 +250,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(Err(ProtocolError::Closed)) | Some(Err(ProtocolError::Io(_))) => break,
                 Some(Err(e)) => {
                     // Oversized or out-of-order packets leave the stream unusable: answer, close.
-                    self.send_error(&e.to_server_error());
-                    let _ = self.client.packets.flush().await;
+                    self.close_with(&e.to_server_error()).await;
                     break;
                 }
                 None => {
                     let err = if self.entry.killed() {
-                        process::connection_killed()
+                        command::processes::connection_killed()
                     } else {
                         ServerError::new(
                             4031,
@@ -270,8 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             "The client was disconnected by the server because of inactivity.",
                         )
                     };
-                    self.send_error(&err);
-                    let _ = self.client.packets.flush().await;
+                    self.close_with(&err).await;
                     break;
                 }
             };
@@ -288,7 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ => None,
             };
             self.entry.begin(
-                process::command_name(command),
+                command::processes::command_name(command),
                 info.as_deref(),
                 self.exec.state.database.as_deref(),
             );
@@ -330,8 +322,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.exec.refresh_transaction_state().await;
             }
             self.settle();
-            self.entry
-                .idle(&self.idle_state(), self.exec.state.database.as_deref());
+            self.entry.idle(
+                &command::processes::idle_state(&self),
+                self.exec.state.database.as_deref(),
+            );
         }
         self.finish().await;
     }
@@ -403,7 +397,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut expired = false;
         let mut watching = true;
         let finished = {
-            let dispatch = self.dispatch(command, packet).instrument(span);
+            let dispatch = command::run(self, command, packet).instrument(span);
             tokio::pin!(dispatch);
             loop {
                 tokio::select! {
@@ -474,106 +468,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.client.packets.shutdown().await;
     }
 
-    async fn dispatch(&mut self, command: u8, mut packet: BytesMut) -> Flow {
-        let intercepted = if command == com::QUERY {
-            intercept(&text::decode(&packet[1..], self.text_charset))
-        } else {
-            None
-        };
-        if command == com::QUERY && intercepted.is_none() {
-            match self.with_own_values(&packet) {
-                Ok(None) => {}
-                Ok(Some(replaced)) => packet = replaced,
-                Err(e) => {
-                    self.begin_statement();
-                    return self.error(e).await;
-                }
-            }
-        }
-        if command == com::STMT_PREPARE {
-            if let Some(replaced) = self.prepare_with_identity(&packet) {
-                packet = replaced;
-            }
-        }
-        match (&intercepted, command) {
-            (Some(Intercepted::Diagnostics(_)), _) => {}
-            (_, com::QUERY | com::STMT_PREPARE | com::STMT_EXECUTE) => self.begin_statement(),
-            _ => {}
-        }
-        if matches!(command, com::QUERY | com::STMT_PREPARE) {
-            // Before anything could relay it: KILL and process lists never reach a backend.
-            let text = text::decode(&packet[1..], self.text_charset);
-            let answered = if command == com::QUERY {
-                self.query_about_sessions(&text).await
-            } else {
-                self.prepare_about_sessions(&text).await
-            };
-            if let Some(flow) = answered {
-                return flow;
-            }
-        }
-        match command {
-            com::QUERY => match intercepted {
-                Some(Intercepted::Diagnostics(question)) => {
-                    self.answer_diagnostics(&question).await
-                }
-                Some(Intercepted::Use(db)) => self.use_database(&db).await,
-                Some(Intercepted::ShowDatabases(like)) => {
-                    self.show_databases(like.as_deref()).await
-                }
-                Some(Intercepted::SelectDatabase(column)) => self.select_database(&column).await,
-                Some(Intercepted::LastInsertId(column)) => {
-                    self.select_last_insert_id(&column, &packet).await
-                }
-                Some(Intercepted::NextVal {
-                    column,
-                    sequence,
-                    count,
-                }) => self.next_value(&column, &sequence, count).await,
-                Some(Intercepted::TransactionMode(column)) => {
-                    self.select_transaction_mode(&column).await
-                }
-                Some(Intercepted::SetTransactionMode(value)) => {
-                    self.set_transaction_mode(&value).await
-                }
-                None => self.query(&packet).await,
-            },
-            com::INIT_DB => {
-                let db = String::from_utf8_lossy(&packet[1..]).into_owned();
-                self.use_database(&db).await
-            }
-            com::PING => self.ok().await,
-            com::PROCESS_INFO => self.show_processlist(false).await,
-            com::PROCESS_KILL => match packet.get(1..5) {
-                Some(id) => {
-                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-                    let kill = Kill {
-                        query_only: false,
-                        target: KillTarget::Session(id.into()),
-                    };
-                    self.kill(kill).await
-                }
-                None => self.error(ServerError::unknown_command(command)).await,
-            },
-            com::QUIT => Flow::Close,
-            com::FIELD_LIST => self.forward_default(&packet, ResponseKind::FieldList).await,
-            com::STATISTICS => self.forward_default(&packet, ResponseKind::Raw).await,
-            com::STMT_PREPARE => self.stmt_prepare(&packet).await,
-            com::STMT_EXECUTE => self.stmt_execute(packet).await,
-            com::STMT_FETCH => self.stmt_relay(packet, ResponseKind::Fetch).await,
-            com::STMT_RESET => self.stmt_relay(packet, ResponseKind::Single).await,
-            com::STMT_SEND_LONG_DATA => self.stmt_send_long_data(packet).await,
-            com::STMT_CLOSE => self.stmt_close(&packet).await,
-            com::SET_OPTION => self.set_option(&packet).await,
-            com::RESET_CONNECTION => self.reset_connection().await,
-            com::CHANGE_USER => self.change_user(&packet).await,
-            other => {
-                self.send_error(&ServerError::unknown_command(other));
-                self.flush().await
-            }
-        }
-    }
-
     fn send_error(&mut self, err: &ServerError) {
         executor::Client::send_error(&mut self.client, err);
     }
@@ -590,197 +484,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         answer_error(&mut self.client, &err).await
     }
 
+    /// Answers `err` and ends the session: after it the connection is not usable.
+    async fn close_with(&mut self, err: &ServerError) -> Flow {
+        self.send_error(err);
+        let _ = self.client.packets.flush().await;
+        Flow::Close
+    }
+
     /// The connection to `data_source` died (see [`Executor::backend_lost`]).
     async fn backend_lost(&mut self, data_source: &str, error: backend::BackendError) -> Flow {
         self.exec
             .backend_lost(&mut self.client, data_source, error)
             .await
-    }
-
-    async fn use_database(&mut self, db: &str) -> Flow {
-        if physical_database(&self.ctx.snapshot.load().rules, db).is_some() {
-            // Held connections switch lazily, when they are next used.
-            self.exec.state.database = Some(db.to_string());
-            self.ok().await
-        } else {
-            self.error(unknown_database(db)).await
-        }
-    }
-
-    async fn show_databases(&mut self, like: Option<&str>) -> Flow {
-        let rules = self.ctx.snapshot.load().rules.clone();
-        let header = match like {
-            Some(p) => format!("Database ({p})"),
-            None => "Database".to_string(),
-        };
-        let rows: Vec<[Option<Vec<u8>>; 1]> = visible_databases(&rules)
-            .into_iter()
-            .filter(|db| like.is_none_or(|p| like_matches(p, db)))
-            .map(|db| [Some(db.into_bytes())])
-            .collect();
-        let deprecate_eof = self.deprecate_eof();
-        write_text_result(
-            &mut self.client.packets,
-            &[ColumnDef::varchar(&header, 64)],
-            rows,
-            deprecate_eof,
-            0,
-            self.exec.reported.status,
-        );
-        self.flush().await
-    }
-
-    /// `SELECT @@dbmesh_transaction_mode`.
-    async fn select_transaction_mode(&mut self, column: &str) -> Flow {
-        let rules = self.ctx.snapshot.load().rules.clone();
-        let mode = self.exec.transaction_mode(&rules).name();
-        let deprecate_eof = self.deprecate_eof();
-        write_text_result(
-            &mut self.client.packets,
-            &[ColumnDef::varchar(column, 8)],
-            [[Some(mode.as_bytes().to_vec())]],
-            deprecate_eof,
-            0,
-            self.exec.client_status(),
-        );
-        self.flush().await
-    }
-
-    /// `SET dbmesh_transaction_mode = 'xa' | 'local'`: `xa` only when the coordinator runs.
-    async fn set_transaction_mode(&mut self, value: &str) -> Flow {
-        let mode = match rules::TransactionMode::parse(value) {
-            Some(rules::TransactionMode::Xa) if self.ctx.xa.is_none() => {
-                return self
-                    .error(ServerError::new(
-                        1231,
-                        "42000",
-                        "dbmesh: transaction mode 'xa' is unavailable: the XA coordinator is \
-                         not running (no proxy.meta_data_source, or it was unreachable at start)",
-                    ))
-                    .await
-            }
-            Some(mode) => mode,
-            None => {
-                return self
-                    .error(ServerError::new(
-                        1231,
-                        "42000",
-                        format!(
-                            "Variable 'dbmesh_transaction_mode' can't be set to the value of \
-                             '{value}' (use 'xa' or 'local')"
-                        ),
-                    ))
-                    .await
-            }
-        };
-        match self.exec.set_transaction_mode(mode) {
-            Ok(()) => self.ok().await,
-            Err(e) => self.error(e).await,
-        }
-    }
-
-    async fn select_database(&mut self, column: &str) -> Flow {
-        let row = [self.exec.state.database.clone().map(String::into_bytes)];
-        let deprecate_eof = self.deprecate_eof();
-        write_text_result(
-            &mut self.client.packets,
-            &[ColumnDef::varchar(column, 64)],
-            [row],
-            deprecate_eof,
-            0,
-            self.exec.reported.status,
-        );
-        self.flush().await
-    }
-
-    /// `SELECT NEXTVAL(seq)` / `NEXT VALUE FOR seq`: one id; `NEXTVAL(seq, n)`: a block of
-    /// `n` consecutive ids as (first, last).
-    async fn next_value(&mut self, column: &str, sequence: &str, count: Option<u64>) -> Flow {
-        let sequences = match self.sequences() {
-            Ok(s) => s,
-            Err(err) => return self.error(err).await,
-        };
-        let (columns, row) = match count {
-            None => match sequences.next(sequence).await {
-                Ok(id) => (
-                    vec![ColumnDef::unsigned_bigint(column)],
-                    vec![Some(id.to_string().into_bytes())],
-                ),
-                Err(e) => return self.error(e.to_server_error()).await,
-            },
-            Some(n) => match sequences.reserve_range(sequence, n).await {
-                Ok(range) => (
-                    vec![
-                        ColumnDef::unsigned_bigint("first"),
-                        ColumnDef::unsigned_bigint("last"),
-                    ],
-                    vec![
-                        Some(range.start.to_string().into_bytes()),
-                        Some(range.end.saturating_sub(1).to_string().into_bytes()),
-                    ],
-                ),
-                Err(e) => return self.error(e.to_server_error()).await,
-            },
-        };
-        let deprecate_eof = self.deprecate_eof();
-        write_text_result(
-            &mut self.client.packets,
-            &columns,
-            [row],
-            deprecate_eof,
-            0,
-            self.exec.reported.status,
-        );
-        self.flush().await
-    }
-
-    /// `SELECT LAST_INSERT_ID()`: the id the session's last generating INSERT reported (the
-    /// first filled id of a filled INSERT), whichever connection ran it. After
-    /// `LAST_INSERT_ID(expr)` (which pins the connection) on a session that only used the
-    /// default data source, the backend's own answer.
-    async fn select_last_insert_id(&mut self, column: &str, packet: &[u8]) -> Flow {
-        if self.backend_holds_last_insert_id() {
-            return self.forward_default(packet, ResponseKind::Query).await;
-        }
-        let column_def = ColumnDef::unsigned_bigint(column);
-        let row = [Some(
-            self.exec.reported.last_insert_id.to_string().into_bytes(),
-        )];
-        let deprecate_eof = self.deprecate_eof();
-        write_text_result(
-            &mut self.client.packets,
-            &[column_def],
-            [row],
-            deprecate_eof,
-            0,
-            self.exec.reported.status,
-        );
-        self.flush().await
-    }
-
-    async fn set_option(&mut self, packet: &[u8]) -> Flow {
-        match packet.get(1..3) {
-            Some([0, 0]) => self.exec.state.multi_statements = true,
-            Some([1, 0]) => self.exec.state.multi_statements = false,
-            _ => {
-                return self
-                    .error(ServerError::unknown_command(com::SET_OPTION))
-                    .await
-            }
-        }
-        let deprecate_eof = self.deprecate_eof();
-        write_end_of_rows(
-            &mut self.client.packets,
-            deprecate_eof,
-            0,
-            self.exec.reported.status,
-        );
-        self.flush().await
-    }
-
-    async fn reset_connection(&mut self) -> Flow {
-        self.reset_session_state().await;
-        self.ok().await
     }
 
     /// What COM_RESET_CONNECTION and COM_CHANGE_USER return a session to, its backend
@@ -827,66 +542,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(_) => Flow::Continue,
             Err(flow) => flow,
         }
-    }
-
-    async fn change_user(&mut self, packet: &[u8]) -> Flow {
-        let request = match ChangeUser::decode(&packet[1..], self.client.capabilities) {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .error(ServerError::new(
-                        1043,
-                        "08S01",
-                        format!("Bad handshake: {e}"),
-                    ))
-                    .await
-            }
-        };
-        let rules = self.ctx.snapshot.load().rules.clone();
-        let plugin = request
-            .auth_plugin
-            .clone()
-            .unwrap_or_else(|| protocol::auth::MYSQL_NATIVE_PASSWORD.to_string());
-        let verdict = authenticate(
-            &mut self.client.packets,
-            &rules,
-            &request.user,
-            &self.host,
-            &plugin,
-            request.auth_response.clone(),
-            &self.nonce,
-            self.tls,
-        )
-        .await;
-        if let Err(err) = verdict {
-            self.ctx.metrics.auth_failures.inc();
-            // As MySQL does, a failed change of user ends the connection.
-            self.send_error(&err);
-            let _ = self.client.packets.flush().await;
-            return Flow::Close;
-        }
-        if let Some(db) = &request.database {
-            if physical_database(&rules, db).is_none() {
-                self.send_error(&unknown_database(db));
-                let _ = self.client.packets.flush().await;
-                return Flow::Close;
-            }
-        }
-        let collation = request.collation.unwrap_or(self.handshake_collation);
-        let charset = match handshake_charset(collation) {
-            Ok(charset) => charset,
-            Err(err) => {
-                self.send_error(&err);
-                let _ = self.client.packets.flush().await;
-                return Flow::Close;
-            }
-        };
-        self.user = request.user;
-        self.entry.set_user(&self.user);
-        self.exec.state.database = request.database;
-        self.handshake_collation = collation;
-        self.handshake_charset = charset;
-        self.reset_session_state().await;
-        self.ok().await
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::PinReason;
 
-use super::process::string_literal;
+use super::command::processes::string_literal;
 use super::Session;
 
 fn name(value: SessionValue) -> &'static str {

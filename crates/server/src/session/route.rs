@@ -257,7 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         text: &str,
     ) -> Flow {
         match statement {
-            SessionStatement::Use(db) => self.use_database(db).await,
+            SessionStatement::Use(db) => super::command::connection::use_database(self, db).await,
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
                 if self.exec.distributed_open() && sets_autocommit(text) {

@@ -17,7 +17,7 @@ use rules::PhysicalNode;
 use sql::{Lexer, Tok, Token};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::process::string_literal;
+use super::command::processes::string_literal;
 use super::Session;
 use crate::intercept::{like_matches, string_value};
 
