@@ -1265,6 +1265,7 @@ async fn follow_topology_moves_writes_to_the_promoted_replica_under_load() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
     set.primary_mut().kill().unwrap();
+    let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     set.replica(0)
         .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
@@ -1288,9 +1289,11 @@ async fn follow_topology_moves_writes_to_the_promoted_replica_under_load() {
     for (proxy, load) in proxies.iter().zip(loads) {
         let seen = load.await.unwrap();
         let switched = seen.first_write_after.map(|at| at.duration_since(promoted));
+        let outage = seen.first_write_after.map(|at| at.duration_since(killed));
         eprintln!(
             "proxy: {} reads, {} read errors; {} writes, {} failed, slowest failed {:?}; \
-             first write after the promotion {switched:?} after it",
+             first write after the promotion {switched:?} after it; no write for {outage:?} \
+             from the kill (the promotion came 1.5 s after it)",
             seen.reads,
             seen.read_errors.len(),
             seen.writes,
@@ -1299,7 +1302,9 @@ async fn follow_topology_moves_writes_to_the_promoted_replica_under_load() {
         );
         assert!(seen.read_errors.is_empty(), "{:?}", seen.read_errors);
         // Generous bounds for a loaded test machine; the measured figures are printed above
-        // (the issue's targets: writes fail in < 100 ms, the switch within 2 s).
+        // (the issue's targets: writes fail in < 100 ms, the switch within 2 s). A failed
+        // write's speed is asserted where it is deterministic: `meta_killed_then_restarted`
+        // (sequence crate) for an id, `a_data_source_marked_down_fails_each_statement_at_once`.
         assert!(
             seen.slowest_failed_write < Duration::from_secs(3),
             "{:?}",
@@ -1438,9 +1443,13 @@ async fn a_data_source_marked_down_fails_each_statement_at_once() {
         assert!(message.contains("'ds_silent' is down"), "{message}");
         // The address is for the log, not for clients.
         assert!(!message.contains(&silent_address.to_string()), "{message}");
-        // Generous against a loaded machine, and still below the 1.5 s handshake timeout each
-        // statement used to wait out (5 s by default). The figure itself is printed.
-        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}: {message}");
+        // The issue's bound, generous against a loaded machine for what is one round trip
+        // to the proxy (measured: 1-2 ms, printed), and far below the 1.5 s handshake timeout
+        // each statement used to wait out (5 s by default).
+        assert!(
+            elapsed < Duration::from_millis(100),
+            "{elapsed:?}: {message}"
+        );
         slowest = slowest.max(elapsed);
     }
     eprintln!("slowest of 3 statements for a data source marked down: {slowest:?}");

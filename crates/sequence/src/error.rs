@@ -116,22 +116,44 @@ impl SequenceError {
     }
 }
 
-/// A failed call to a [`crate::MetaStore`]: the data source and what went wrong.
+/// A failed call to a [`crate::MetaStore`]: the data source, what went wrong, and whether a
+/// retry may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     /// The meta data source.
     pub source_name: String,
     /// What went wrong (connection refused, timeout, the server's error, …).
     pub message: String,
+    pub failure: StoreFailure,
+}
+
+/// What kind of failure a [`StoreError`] is, which decides how the call is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// No connection could be opened (refused, timed out, login refused): a retry within
+    /// the next moments fails the same way, so the caller fails now (a dead primary's
+    /// writes fail fast rather than after the backoffs).
+    Unreachable,
+    /// The open connection broke (its server died or closed it): a new connection may work
+    /// at once, so the call is retried without a pause.
+    ConnectionLost,
+    /// Anything else (the server's error, no answer in time): retried after a pause.
+    Other,
 }
 
 impl StoreError {
-    /// An error of data source `source_name`.
+    /// An error of data source `source_name`, of kind [`StoreFailure::Other`].
     pub fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             source_name: source_name.into(),
             message: message.into(),
+            failure: StoreFailure::Other,
         }
+    }
+
+    /// The same error, of kind `failure`.
+    pub fn with_failure(self, failure: StoreFailure) -> Self {
+        Self { failure, ..self }
     }
 }
 

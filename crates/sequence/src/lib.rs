@@ -68,7 +68,7 @@ use rules::{ColumnRef, Rules, SequenceKind, SequenceRule};
 use tokio::task::JoinHandle;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{SequenceError, StoreError};
+pub use error::{SequenceError, StoreError, StoreFailure};
 pub use lease::LeaseOptions;
 pub use memory::MemoryStore;
 pub use mysql::MysqlStore;

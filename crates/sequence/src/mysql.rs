@@ -49,7 +49,7 @@ use backend::{quote_literal, BackendConn, BackendError, ConnectOptions};
 use rules::Rules;
 use tokio::sync::Mutex;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreFailure};
 use crate::store::{BoxFuture, MetaStore, Reservation, WORKER_IDS};
 
 const CREATE_SEQUENCE: &str = "CREATE TABLE IF NOT EXISTS dbmesh_sequence (\
@@ -190,7 +190,9 @@ impl MysqlStore {
             Ok(Err(e @ BackendError::Server { .. })) => Err(self.error(e.to_string())),
             Ok(Err(e)) => {
                 *slot = None;
-                Err(self.error(e.to_string()))
+                Err(self
+                    .error(e.to_string())
+                    .with_failure(StoreFailure::ConnectionLost))
             }
             Err(_) => {
                 *slot = None;
@@ -203,9 +205,10 @@ impl MysqlStore {
     }
 
     async fn connect(&self, options: &ConnectOptions) -> Result<BackendConn, StoreError> {
-        let mut conn = BackendConn::connect(options)
-            .await
-            .map_err(|e| self.error(e.to_string()))?;
+        let mut conn = BackendConn::connect(options).await.map_err(|e| {
+            self.error(e.to_string())
+                .with_failure(StoreFailure::Unreachable)
+        })?;
         let session = [
             "SET time_zone = '+00:00'",
             // `quote` escapes backslashes, which this mode would take literally.

@@ -15,7 +15,9 @@
 //! Meta data source down: ids already reserved (both blocks) are still handed
 //! out. When they run out, the caller's fetch is retried
 //! [`RetryPolicy::attempts`] times and then fails with
-//! [`SequenceError::MetaUnavailable`]; for [`RetryPolicy::cooldown`] after a
+//! [`SequenceError::MetaUnavailable`]; a connection that broke is replaced at
+//! once, and a server that cannot be connected to fails the fetch at once (its
+//! writes fail fast while it is dead). For [`RetryPolicy::cooldown`] after a
 //! failure, callers fail at once instead of piling up on a dead server.
 
 use std::ops::Range;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use rules::SegmentRule;
 use tokio::sync::Notify;
 
-use crate::error::SequenceError;
+use crate::error::{SequenceError, StoreFailure};
 use crate::store::{MetaStore, Reservation};
 
 /// Most ids one [`Segment::next_n`] call hands out.
@@ -294,19 +296,21 @@ impl Inner {
         loop {
             match self.store.reserve(&request).await {
                 Ok(block) => return Ok(block),
-                Err(e) if attempt >= attempts => {
-                    tracing::warn!(sequence = %self.name, error = %e, attempts, "cannot reserve ids");
+                Err(e) if attempt >= attempts || e.failure == StoreFailure::Unreachable => {
+                    tracing::warn!(sequence = %self.name, error = %e, attempts = attempt, "cannot reserve ids");
                     return Err(SequenceError::MetaUnavailable {
                         name: self.name.clone(),
                         source_name: e.source_name,
-                        attempts,
+                        attempts: attempt,
                         reason: e.message,
                     });
                 }
                 Err(e) => {
                     tracing::debug!(sequence = %self.name, error = %e, attempt, "retrying id reservation");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
+                    if e.failure != StoreFailure::ConnectionLost {
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
                     attempt += 1;
                 }
             }
