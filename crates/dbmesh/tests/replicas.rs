@@ -1585,3 +1585,101 @@ async fn a_proxy_started_without_the_recorded_primaries_writes_nowhere_until_it_
         "{code} {health}"
     );
 }
+
+/// `follow_topology`: a replica made writable and replicating from nothing while its primary
+/// still is (a promotion with the old primary running) is a split brain. The data source's
+/// writes stop with 1105 saying so, neither server gets one, `dbmesh_split_brain` is 1 and
+/// `/health` degraded, while reads go on from the replica; once it is read-only again, writes
+/// resume on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writable_servers_stop_the_writes_until_one_is_read_only() {
+    let Some(mut sets) = start_sets(1, 1) else {
+        return;
+    };
+    let set = sets.remove(0);
+    let db = testkit::unique_name("split");
+    let rules = one_source_rules("bank", &set, &db, &[1])
+        .replace("[replication]\n", "[replication]\nfollow_topology = true\n");
+    let proxy = Proxy::start(&rules);
+    let mut conn = proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    set.wait_caught_up(0, Duration::from_secs(10)).unwrap();
+    wait_all_in_service(&proxy);
+    let split_brain = || {
+        let (_, metrics) = proxy.http("GET", "/metrics");
+        let series = "dbmesh_split_brain{data_source=\"main\"} ";
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<i64>().ok())
+    };
+    assert_eq!(split_brain(), Some(0));
+
+    set.replica(0)
+        .sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
+        .unwrap();
+    let took = wait_health_mentions(&proxy, "more than one writable server (split brain)");
+    eprintln!(
+        "split brain seen {} ms after the replica turned writable",
+        took.as_millis()
+    );
+    let err = conn
+        .query_drop("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert_eq!(common::server_code(err).0, 1105, "{message}");
+    assert!(
+        message.contains("'main' has more than one writable server"),
+        "{message}"
+    );
+    assert!(message.contains("split brain"), "{message}");
+    assert_eq!(split_brain(), Some(1));
+    let (code, health) = proxy.http("GET", "/health");
+    assert_eq!(
+        (code, health.lines().next()),
+        (200, Some("degraded")),
+        "{health}"
+    );
+    let before = queries_by_server(&proxy);
+    let n: i64 = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1);
+    let after = queries_by_server(&proxy);
+    assert_eq!(
+        delta(&before, &after, set.replica(0)),
+        1,
+        "read from the replica"
+    );
+    let rows = |server: &MariaDb| {
+        server
+            .sql(&format!(
+                "SELECT GROUP_CONCAT(id ORDER BY id) FROM `{db}`.t"
+            ))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!([rows(set.primary()), rows(set.replica(0))], ["1", "1"]);
+
+    // One of them read-only again: the other is the only writable server, and writes resume.
+    set.replica(0).sql("SET GLOBAL read_only = ON").unwrap();
+    let fixed = Instant::now();
+    let deadline = fixed + Duration::from_secs(10);
+    while let Err(e) = conn.query_drop("INSERT INTO t VALUES (2)").await {
+        assert!(Instant::now() < deadline, "writes never resumed: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "writes resumed {} ms after the replica turned read-only",
+        fixed.elapsed().as_millis()
+    );
+    assert_eq!([rows(set.primary()), rows(set.replica(0))], ["1,2", "1"]);
+    assert_eq!(split_brain(), Some(0));
+    let (code, health) = proxy.http("GET", "/health");
+    assert!(!health.contains("split brain"), "{code} {health}");
+}
