@@ -321,6 +321,7 @@ impl BackendConn {
             auth_plugin: Some(plugin.clone()),
             attributes: Vec::new(),
             ssl_request: false,
+            extended_capabilities: 0,
         };
         let mut payload = BytesMut::new();
         response.encode(&mut payload);

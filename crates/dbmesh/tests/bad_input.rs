@@ -169,25 +169,6 @@ async fn pathological_patterns_and_nesting_cannot_stall_or_crash_the_proxy() {
         .unwrap();
 }
 
-/// Prepares `sql` on `raw`: the statement id, or the ERR packet.
-fn prepare(raw: &mut RawClient, sql: &str) -> Result<u32, Vec<u8>> {
-    let mut packet = vec![protocol::constants::com::STMT_PREPARE];
-    packet.extend_from_slice(sql.as_bytes());
-    raw.write_packet(0, &packet);
-    let (_, ok) = raw.read_packet().unwrap();
-    if ok[0] == 0xff {
-        return Err(ok);
-    }
-    let columns = u16::from_le_bytes([ok[5], ok[6]]);
-    let params = u16::from_le_bytes([ok[7], ok[8]]);
-    for n in [params, columns] {
-        for _ in 0..n + u16::from(n > 0) {
-            raw.read_packet().unwrap(); // definitions, then an EOF
-        }
-    }
-    Ok(u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]]))
-}
-
 /// A session holds at most `max_prepared_statements` statements, and at most
 /// `max_allowed_packet` bytes of COM_STMT_SEND_LONG_DATA between executes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,14 +190,16 @@ async fn a_session_holds_bounded_statements_and_long_data() {
     );
 
     // Routed by its parameters, so the proxy itself holds the long data until the execute.
-    let insert = prepare(&mut raw, "INSERT INTO t (id, note) VALUES (?, ?)").unwrap();
-    let others: Vec<u32> = (0..2).map(|_| prepare(&mut raw, "DO 1").unwrap()).collect();
-    let err = prepare(&mut raw, "DO 2").unwrap_err();
+    let insert = raw
+        .prepare("INSERT INTO t (id, note) VALUES (?, ?)")
+        .unwrap();
+    let others: Vec<u32> = (0..2).map(|_| raw.prepare("DO 1").unwrap()).collect();
+    let err = raw.prepare("DO 2").unwrap_err();
     assert_eq!(err_code(&err), (1461, "42000".into()));
     let mut close = vec![protocol::constants::com::STMT_CLOSE];
     close.extend_from_slice(&others[0].to_le_bytes());
     raw.write_packet(0, &close);
-    prepare(&mut raw, "DO 2").expect("room again after a close");
+    raw.prepare("DO 2").expect("room again after a close");
 
     let long_data = |raw: &mut RawClient, bytes: usize| {
         let mut packet = vec![protocol::constants::com::STMT_SEND_LONG_DATA];

@@ -13,7 +13,7 @@ use common::Proxy;
 
 /// Runs `program args… PORT TABLE` for the unsharded and the sharded table of `client`
 /// through one proxy over four data sources on two servers.
-fn run_client(client: &str, program: &str, args: &[&str]) {
+fn run_client(client: &str, program: &str, args: &[&str]) -> Proxy {
     let servers = testkit::backends(2).expect("two MariaDB servers");
     let prefix = testkit::unique_name("matrix");
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
@@ -24,9 +24,21 @@ fn run_client(client: &str, program: &str, args: &[&str]) {
     );
     let proxy = Proxy::start(&rules);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    // A database on the first server, for scripts that compare with MariaDB directly.
+    let direct_db = format!("{prefix}_direct");
+    servers[0]
+        .sql(&format!("CREATE DATABASE `{direct_db}`"))
+        .unwrap();
+    let direct = format!(
+        "{},{},{},{direct_db}",
+        servers[0].port(),
+        servers[0].user(),
+        servers[0].password()
+    );
     for table in [format!("{client}_plain"), format!("{client}_sharded")] {
         let out = Command::new(program)
             .current_dir(&dir)
+            .env("DIRECT", &direct)
             .args(args)
             .arg(proxy.port.to_string())
             .arg(&table)
@@ -39,12 +51,17 @@ fn run_client(client: &str, program: &str, args: &[&str]) {
             String::from_utf8_lossy(&out.stderr),
             proxy.log()
         );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
     }
+    servers[0]
+        .sql(&format!("DROP DATABASE `{direct_db}`"))
+        .unwrap();
     for (i, db) in dbs.iter().enumerate() {
         servers[i / 2]
             .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
             .unwrap();
     }
+    proxy
 }
 
 #[test]
@@ -84,4 +101,22 @@ fn node_sequelize() {
 #[test]
 fn node_mariadb() {
     run_client("mariadb", "node", &["node/client.js", "mariadb"]);
+}
+
+/// npm `mariadb` `batch()` sends COM_STMT_BULK_EXECUTE, which the proxy announces: the
+/// batches arrive as bulk requests, not one execute per row.
+#[test]
+fn node_mariadb_batch() {
+    let proxy = run_client("batch", "node", &["node/batch_client.js"]);
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    let bulk: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dbmesh_statements_total{command=\"stmt_bulk_execute\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    println!("COM_STMT_BULK_EXECUTE requests: {bulk}");
+    assert!(
+        bulk >= 6.0,
+        "the batches were not sent as bulk requests:\n{metrics}"
+    );
 }

@@ -29,6 +29,15 @@ pub mod caps {
     pub const DEPRECATE_EOF: u32 = 1 << 24;
 }
 
+/// MariaDB's extended capabilities (`MARIADB_CLIENT_*`, bits 32-63 of its capability set): the
+/// last four of the greeting's reserved bytes and of the HandshakeResponse's filler. A
+/// greeting that sets `CLIENT_MYSQL` (bit 0, [`caps::LONG_PASSWORD`]) announces none.
+/// <https://mariadb.com/kb/en/connection/#capabilities>
+pub mod extended_caps {
+    /// COM_STMT_BULK_EXECUTE is understood.
+    pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
+}
+
 /// Server status flags (`SERVER_*`) carried in OK and EOF packets.
 pub mod status {
     pub const IN_TRANS: u16 = 1;
@@ -65,6 +74,8 @@ pub mod com {
     pub const SET_OPTION: u8 = 0x1b;
     pub const STMT_FETCH: u8 = 0x1c;
     pub const RESET_CONNECTION: u8 = 0x1f;
+    /// MariaDB's COM_STMT_BULK_EXECUTE ([`crate::bulk`]).
+    pub const STMT_BULK_EXECUTE: u8 = 0xfa;
 
     /// A stable lowercase name for metrics and logs.
     pub fn name(command: u8) -> &'static str {
@@ -88,6 +99,7 @@ pub mod com {
             SET_OPTION => "set_option",
             STMT_FETCH => "stmt_fetch",
             RESET_CONNECTION => "reset_connection",
+            STMT_BULK_EXECUTE => "stmt_bulk_execute",
             _ => "unknown",
         }
     }

@@ -22,6 +22,9 @@ pub struct Greeting {
     pub collation: u8,
     pub status: u16,
     pub auth_plugin: String,
+    /// MariaDB's extended capabilities ([`crate::constants::extended_caps`]); zero when
+    /// `capabilities` has `CLIENT_MYSQL`.
+    pub extended_capabilities: u32,
 }
 
 impl Greeting {
@@ -36,7 +39,8 @@ impl Greeting {
         out.put_u16_le(self.status);
         out.put_u16_le((self.capabilities >> 16) as u16);
         out.put_u8(self.nonce.len() as u8 + 1);
-        out.put_bytes(0, 10);
+        out.put_bytes(0, 6);
+        out.put_u32_le(self.extended_capabilities);
         // Part 2 of the nonce, NUL-terminated: 13 bytes for a 20-byte nonce.
         put_nul_bytes(out, &self.nonce[8..]);
         put_nul_bytes(out, self.auth_plugin.as_bytes());
@@ -58,12 +62,17 @@ impl Greeting {
         let mut collation = 0;
         let mut status = 0;
         let mut auth_plugin = String::new();
+        let mut extended_capabilities = 0;
         if !r.is_empty() {
             collation = r.u8()?;
             status = r.u16()?;
             capabilities |= u32::from(r.u16()?) << 16;
             let nonce_len = usize::from(r.u8()?);
-            r.skip(10)?;
+            r.skip(6)?;
+            let extended = r.u32()?;
+            if capabilities & caps::LONG_PASSWORD == 0 {
+                extended_capabilities = extended;
+            }
             if capabilities & caps::SECURE_CONNECTION != 0 {
                 let part2 = nonce_len.saturating_sub(8).max(13);
                 let bytes = r.bytes(part2.min(r.remaining()))?;
@@ -83,6 +92,7 @@ impl Greeting {
             collation,
             status,
             auth_plugin,
+            extended_capabilities,
         })
     }
 }
@@ -100,6 +110,9 @@ pub struct HandshakeResponse {
     pub auth_plugin: Option<String>,
     pub attributes: Vec<(String, String)>,
     pub ssl_request: bool,
+    /// MariaDB's extended capabilities ([`crate::constants::extended_caps`]), read by a
+    /// MariaDB server only when `capabilities` lacks `CLIENT_MYSQL`.
+    pub extended_capabilities: u32,
 }
 
 impl HandshakeResponse {
@@ -113,11 +126,13 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32()?;
         let collation = r.u8()?;
-        r.skip(23)?;
+        r.skip(19)?;
+        let extended_capabilities = r.u32()?;
         let mut resp = HandshakeResponse {
             capabilities,
             max_packet,
             collation,
+            extended_capabilities,
             ..HandshakeResponse::default()
         };
         if r.is_empty() {
@@ -163,7 +178,8 @@ impl HandshakeResponse {
         out.put_u32_le(self.capabilities);
         out.put_u32_le(self.max_packet);
         out.put_u8(self.collation);
-        out.put_bytes(0, 23);
+        out.put_bytes(0, 19);
+        out.put_u32_le(self.extended_capabilities);
         if self.ssl_request {
             return;
         }
@@ -268,6 +284,7 @@ mod tests {
             collation: 45,
             status: 2,
             auth_plugin: "mysql_native_password".into(),
+            extended_capabilities: crate::constants::extended_caps::STMT_BULK_OPERATIONS,
         }
     }
 
@@ -296,6 +313,7 @@ mod tests {
             auth_plugin: Some("caching_sha2_password".into()),
             attributes: vec![("_client_name".into(), "test".into())],
             ssl_request: false,
+            extended_capabilities: crate::constants::extended_caps::STMT_BULK_OPERATIONS,
         };
         let mut out = BytesMut::new();
         resp.encode(&mut out);

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod buf;
+pub mod bulk;
 pub mod constants;
 pub mod error;
 pub mod framing;

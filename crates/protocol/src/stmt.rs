@@ -164,7 +164,7 @@ fn put_int(out: &mut BytesMut, column_type: u8, v: u64) {
     }
 }
 
-fn decode_value(r: &mut Reader<'_>, t: ParamType) -> Result<ParamValue> {
+pub(crate) fn decode_value(r: &mut Reader<'_>, t: ParamType) -> Result<ParamValue> {
     let int = |v: i64, u: u64| {
         if t.unsigned {
             ParamValue::UInt(u)

@@ -11,7 +11,9 @@ use protocol::auth::{
     self, AUTH_MORE_DATA, CACHING_SHA2_PASSWORD, FAST_AUTH_SUCCESS, MYSQL_NATIVE_PASSWORD,
     PERFORM_FULL_AUTHENTICATION,
 };
-use protocol::constants::{caps, set_names_for_collation, status, UTF8MB4_GENERAL_CI};
+use protocol::constants::{
+    caps, extended_caps, set_names_for_collation, status, UTF8MB4_GENERAL_CI,
+};
 use protocol::framing::PacketConn;
 use protocol::handshake::{encode_auth_switch, Greeting, HandshakeResponse};
 use protocol::packets::OkPacket;
@@ -29,8 +31,9 @@ use crate::watch::ClientWatch;
 use crate::Context;
 
 /// Capabilities dbmesh offers clients (SSL is added when a certificate is configured).
-pub(crate) const SERVER_CAPS: u32 = caps::LONG_PASSWORD
-    | caps::FOUND_ROWS
+/// `CLIENT_MYSQL` (bit 0) is off, as on MariaDB, so that MariaDB connectors read
+/// [`EXTENDED_CAPS`].
+pub(crate) const SERVER_CAPS: u32 = caps::FOUND_ROWS
     | caps::LONG_FLAG
     | caps::CONNECT_WITH_DB
     | caps::IGNORE_SPACE
@@ -47,6 +50,10 @@ pub(crate) const SERVER_CAPS: u32 = caps::LONG_PASSWORD
     | caps::CONNECT_ATTRS
     | caps::PLUGIN_AUTH_LENENC_CLIENT_DATA
     | caps::DEPRECATE_EOF;
+
+/// MariaDB's extended capabilities dbmesh offers: COM_STMT_BULK_EXECUTE
+/// (`session::bulk`), which MariaDB connectors' batch APIs use.
+const EXTENDED_CAPS: u32 = extended_caps::STMT_BULK_OPERATIONS;
 
 /// Login packets are small; anything larger is an attack or garbage.
 const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
@@ -106,6 +113,7 @@ pub(crate) async fn accept(
         collation: UTF8MB4_GENERAL_CI,
         status: status::AUTOCOMMIT,
         auth_plugin: MYSQL_NATIVE_PASSWORD.to_string(),
+        extended_capabilities: EXTENDED_CAPS,
     };
     conn.write_with(|b| greeting.encode(b));
     let Some(first) = step(&ticket, peer, ctx, read_login_packet(&mut conn)).await else {

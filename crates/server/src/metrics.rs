@@ -119,7 +119,7 @@ impl Metrics {
             &["command"],
         )
         .expect("valid metric");
-        let statements = (0u8..=0x1f)
+        let statements = (0u8..=0xff)
             .map(|c| statements_vec.with_label_values(&[com::name(c)]))
             .collect();
         let errors = IntCounterVec::new(

@@ -36,6 +36,7 @@ mod processlist;
 mod rewrite;
 mod session_values;
 mod time_limit;
+mod values_rows;
 
 pub use analyze::{
     Analysis, Cond, DdlOp, Insert, InsertKey, KeyClass, KeyOracle, KeyValue, Kind, Session, Show,
@@ -62,6 +63,7 @@ pub use session_values::{replace_session_values, Replacement, SessionValue, Unre
 pub use time_limit::{
     max_statement_time, set_statement, time_limit, MaxStatementTime, SetStatement, TimeLimit,
 };
+pub use values_rows::repeat_values_row;
 
 /// `name` as an identifier in SQL text: bare when it is a plain word that is
 /// not a MySQL reserved word, otherwise in backticks (backticks doubled).

@@ -417,6 +417,25 @@ impl RawClient {
         self.read_response()
     }
 
+    /// Prepares `sql`: the statement id, or the ERR packet.
+    pub fn prepare(&mut self, sql: &str) -> Result<u32, Vec<u8>> {
+        let mut packet = vec![protocol::constants::com::STMT_PREPARE];
+        packet.extend_from_slice(sql.as_bytes());
+        self.write_packet(0, &packet);
+        let (_, ok) = self.read_packet().expect("prepare answer");
+        if ok[0] == 0xff {
+            return Err(ok);
+        }
+        let columns = u16::from_le_bytes([ok[5], ok[6]]);
+        let params = u16::from_le_bytes([ok[7], ok[8]]);
+        for n in [params, columns] {
+            for _ in 0..n + u16::from(n > 0) {
+                self.read_packet().expect("definition"); // definitions, then an EOF
+            }
+        }
+        Ok(u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]]))
+    }
+
     /// Reads one response (classic EOF style, as this client does not set DEPRECATE_EOF) and
     /// returns its final packet.
     pub fn read_response(&mut self) -> Vec<u8> {

@@ -46,6 +46,17 @@ impl IdRequest<'_> {
     }
 }
 
+/// Filled ids as the parameters that follow a prepared statement's bound values
+/// ([`IdStyle::Param`]).
+pub(super) fn append_ids(types: &mut Vec<ParamType>, values: &mut Vec<ParamValue>, ids: &[u64]) {
+    let id_type = ParamType {
+        column_type: column_type::LONGLONG,
+        unsigned: true,
+    };
+    types.extend(ids.iter().map(|_| id_type));
+    values.extend(ids.iter().map(|&id| ParamValue::UInt(id)));
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The proxy's sequences, or why there are none (the meta data source was down at start).
     pub(super) fn sequences(&self) -> Result<Arc<Sequences>, ServerError> {
@@ -115,19 +126,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return self.error(e).await,
         };
         let mut exec = exec.clone();
-        let id_type = ParamType {
-            column_type: column_type::LONGLONG,
-            unsigned: true,
-        };
-        exec.types.extend(ids.iter().map(|_| id_type));
-        exec.values
-            .extend(ids.iter().map(|&id| ParamValue::UInt(id)));
+        append_ids(&mut exec.types, &mut exec.values, &ids);
         self.run_filled(&plan, Request::Execute { exec: &exec }, &ids)
             .await
     }
 
     /// Runs a filled INSERT: one OK, with the first id as its last insert id.
-    async fn run_filled(&mut self, plan: &Plan, request: Request<'_>, ids: &[u64]) -> Flow {
+    pub(super) async fn run_filled(
+        &mut self,
+        plan: &Plan,
+        request: Request<'_>,
+        ids: &[u64],
+    ) -> Flow {
         // Filled ids route rows like any value: the statement writes, on the primaries.
         self.exec.set_access(Access::Write);
         self.exec.reported.answers_last_insert_id = true;

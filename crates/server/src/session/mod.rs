@@ -363,10 +363,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
             }
-            com::STMT_EXECUTE => match self.statements.time_limit(packet) {
-                Some(limit) => limit,
-                None => return Ok(None),
-            },
+            com::STMT_EXECUTE | com::STMT_BULK_EXECUTE => {
+                match self.statements.time_limit(packet) {
+                    Some(limit) => limit,
+                    None => return Ok(None),
+                }
+            }
             _ => return Ok(None),
         };
         Ok(match limit {

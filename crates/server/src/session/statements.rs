@@ -32,10 +32,10 @@ use crate::intercept::unqualified_system_tables;
 /// One prepared statement of a session.
 pub(super) struct Prepared {
     /// The SQL as the client wrote it (as [`text::decode`] reads it).
-    sql: String,
-    params: usize,
+    pub(super) sql: String,
+    pub(super) params: usize,
     /// Parameter types bound by the last execute (clients may not resend them).
-    types: Vec<ParamType>,
+    pub(super) types: Vec<ParamType>,
     /// Values sent with COM_STMT_SEND_LONG_DATA since the last execute.
     long_data: Vec<Option<Vec<u8>>>,
     /// Some of them did not fit in the session's room: the next execute fails.
@@ -45,9 +45,9 @@ pub(super) struct Prepared {
     fixed: Option<Arc<(String, String)>>,
     /// A transaction or SET statement: each execution runs it as the text protocol would, on
     /// every connection the session holds and is yet to acquire.
-    session: Option<SessionStatement>,
+    pub(super) session: Option<SessionStatement>,
     /// What executing it does to the session's pins.
-    effects: Effects,
+    pub(super) effects: Effects,
     /// Whether executions may read from a replica, as far as the statement's text tells.
     access: Access,
     /// The rules the route was decided under; after a reload it is decided again.
@@ -128,6 +128,12 @@ impl Statements {
         }
     }
 
+    /// The statement a COM_STMT_* packet names.
+    pub(super) fn named_in(&mut self, packet: &[u8]) -> Result<&mut Prepared, u32> {
+        let id = self.id_in(packet);
+        self.by_id.get_mut(&id).ok_or(id)
+    }
+
     /// What the text of the statement a COM_STMT_EXECUTE runs says about its time limit;
     /// `None` for an unknown statement.
     pub fn time_limit(&self, packet: &[u8]) -> Option<sql::TimeLimit> {
@@ -142,7 +148,7 @@ impl Statements {
 
 /// MySQL's answer to preparing a statement the binary protocol cannot run (`USE`,
 /// `EXPLAIN ROUTE`).
-fn unsupported_in_prepared() -> ServerError {
+pub(super) fn unsupported_in_prepared() -> ServerError {
     ServerError::new(
         1295,
         "HY000",
@@ -151,7 +157,7 @@ fn unsupported_in_prepared() -> ServerError {
 }
 
 /// MySQL's answer to an unknown statement id.
-fn unknown_statement(id: u32, command: u8) -> ServerError {
+pub(super) fn unknown_statement(id: u32, command: u8) -> ServerError {
     ServerError::new(
         1243,
         "HY000",
@@ -217,7 +223,7 @@ fn fixed_route(plan: &Plan, fills_ids: bool) -> Option<Arc<(String, String)>> {
     }
 }
 
-fn to_param(v: &ParamValue) -> Param {
+pub(super) fn to_param(v: &ParamValue) -> Param {
     match v {
         ParamValue::Null => Param::Null,
         ParamValue::Int(i) => Param::Int(*i),

@@ -1,11 +1,13 @@
 //! The commands a client sends, one family per module, each with one entry point that takes
 //! the command's packet and the session: [`query`] (COM_QUERY, including the statements the
-//! proxy answers itself), [`prepared`] (the COM_STMT_* family), [`connection`] (the
+//! proxy answers itself), [`prepared`] (the COM_STMT_* family), [`bulk`] (MariaDB's
+//! COM_STMT_BULK_EXECUTE), [`connection`] (the
 //! connection's own state: COM_PING, COM_INIT_DB, COM_SET_OPTION, COM_RESET_CONNECTION,
 //! COM_CHANGE_USER) and [`processes`] (COM_PROCESS_INFO, COM_PROCESS_KILL and the statements
 //! about sessions). The session itself only reads packets and runs the loop around them.
 
 mod answered;
+mod bulk;
 pub(super) mod connection;
 mod prepared;
 pub(super) mod processes;
@@ -34,6 +36,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         | com::STMT_RESET
         | com::STMT_SEND_LONG_DATA
         | com::STMT_CLOSE => prepared::run(session, command, packet).await,
+        com::STMT_BULK_EXECUTE => bulk::run(session, packet).await,
         com::PING | com::INIT_DB | com::SET_OPTION | com::RESET_CONNECTION | com::CHANGE_USER => {
             connection::run(session, command, &packet).await
         }

@@ -46,6 +46,7 @@ pub(in crate::session) fn command_name(command: u8) -> &'static str {
         com::QUERY => "Query",
         com::STMT_PREPARE => "Prepare",
         com::STMT_EXECUTE => "Execute",
+        com::STMT_BULK_EXECUTE => "Execute",
         com::STMT_FETCH => "Fetch",
         com::STMT_CLOSE => "Close stmt",
         com::STMT_RESET => "Reset stmt",

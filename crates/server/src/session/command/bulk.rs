@@ -1,0 +1,219 @@
+//! MariaDB's COM_STMT_BULK_EXECUTE: a prepared `INSERT … VALUES (?, …)` run for many rows of
+//! parameters in one request (npm `mariadb` `batch()`, Connector/J `useBulkStmts`).
+//!
+//! The rows become one multi-row INSERT of the statement's own text
+//! ([`sql::repeat_values_row`]), routed with the rows' values like any prepared multi-row
+//! INSERT: split by shard, ids filled from sequences, all rows in one transaction per target
+//! set (or the client's), one OK with the summed affected rows and the first generated id.
+//! MariaDB runs a bulk as one statement too: a failing row leaves none of them stored. A batch
+//! with more placeholders than one statement may hold is routed in parts that run as one
+//! plan, so it stays one statement for the client.
+//!
+//! Other statements (UPDATE, DELETE, `INSERT … SELECT`) and the DEFAULT and IGNORE
+//! indicators get a clean error (1235); requests MariaDB refuses get MariaDB's error.
+
+use bytes::BytesMut;
+use protocol::bulk::{BulkError, BulkExecute, BulkValue, HEADER_LEN, SEND_UNIT_RESULTS};
+use protocol::constants::com;
+use protocol::stmt::{Execute, ParamType, ParamValue};
+use protocol::{ProtocolError, ServerError};
+use router::{Combine, Param, Plan, StatementKind};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use executor::{Access, Effects, Flow, PinReason, Request};
+
+use crate::session::fill::{append_ids, IdRequest};
+use crate::session::route::route_error;
+use crate::session::statements::{to_param, unknown_statement, unsupported_in_prepared};
+use crate::session::Session;
+
+/// The most placeholders one prepared statement may hold on MariaDB (ER_PS_MANY_PARAM).
+const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// The rows' values, or what dbmesh cannot run.
+fn plain_rows(rows: Vec<Vec<BulkValue>>) -> Result<Vec<Vec<ParamValue>>, ServerError> {
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    BulkValue::Value(v) => Ok(v),
+                    BulkValue::Default | BulkValue::Ignore => Err(ServerError::not_supported(
+                        "the DEFAULT and IGNORE indicators of COM_STMT_BULK_EXECUTE",
+                    )),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One part of a batch, routed: its plan, the values its targets' parameter indexes point
+/// into (the rows', then any filled ids), and the ids.
+struct Part {
+    plan: Plan,
+    types: Vec<ParamType>,
+    values: Vec<ParamValue>,
+    ids: Vec<u64>,
+}
+
+/// The parts as one plan over one list of values: each target's parameter indexes moved to
+/// where its part's values start. `None` when a part cannot run beside others (a broadcast
+/// table's copies are checked against each other per statement).
+fn joined(parts: Vec<Part>) -> Option<(Plan, Execute, Vec<u64>)> {
+    let mut exec = Execute {
+        statement_id: 0,
+        flags: 0,
+        types: Vec::new(),
+        values: Vec::new(),
+    };
+    let mut ids = Vec::new();
+    let several = parts.len() > 1;
+    let mut plan: Option<Plan> = None;
+    for part in parts {
+        if several && !matches!(part.plan.combine, Combine::Single | Combine::SumAffected) {
+            return None;
+        }
+        let base = exec.values.len();
+        let count = part.values.len();
+        let mut targets = part.plan.targets;
+        for target in &mut targets {
+            let indexes = target.params.take().unwrap_or_else(|| (0..count).collect());
+            target.params = Some(indexes.into_iter().map(|i| base + i).collect());
+        }
+        exec.types.extend(part.types);
+        exec.values.extend(part.values);
+        ids.extend(part.ids);
+        match &mut plan {
+            None => {
+                plan = Some(Plan {
+                    targets,
+                    ..part.plan
+                })
+            }
+            Some(plan) => {
+                plan.targets.extend(targets);
+                plan.combine = Combine::SumAffected;
+            }
+        }
+    }
+    Some((plan?, exec, ids))
+}
+
+/// Runs a COM_STMT_BULK_EXECUTE (see the module's documentation).
+pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &mut Session<S>,
+    packet: BytesMut,
+) -> Flow {
+    session.begin_statement();
+    if packet.len() < HEADER_LEN {
+        let cut = BulkError::Header(ProtocolError::Malformed("a cut header"));
+        return session.error(cut.to_server_error()).await;
+    }
+    let prepared = match session.statements.named_in(&packet) {
+        Ok(p) => p,
+        Err(id) => {
+            return session
+                .error(unknown_statement(id, com::STMT_BULK_EXECUTE))
+                .await
+        }
+    };
+    // MariaDB's answer for statements without parameters and those a bulk cannot run.
+    if prepared.session.is_some() || prepared.params == 0 {
+        return session.error(unsupported_in_prepared()).await;
+    }
+    let bulk = match BulkExecute::decode(&packet, prepared.params, &prepared.types) {
+        Ok(bulk) => bulk,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed COM_STMT_BULK_EXECUTE");
+            return session.error(e.to_server_error()).await;
+        }
+    };
+    prepared.types.clone_from(&bulk.types);
+    let (sql, params, effects) = (prepared.sql.clone(), prepared.params, prepared.effects);
+    // As MariaDB answers a client that asks for per-row results without
+    // MARIADB_CLIENT_BULK_UNIT_RESULTS, which dbmesh does not announce.
+    if bulk.flags & SEND_UNIT_RESULTS != 0 {
+        return session.error(unsupported_in_prepared()).await;
+    }
+    let rows = match plain_rows(bulk.rows) {
+        Ok(rows) => rows,
+        Err(e) => return session.error(e).await,
+    };
+    if sql::repeat_values_row(&sql, 1).is_none() {
+        return session
+            .error(ServerError::not_supported(
+                "COM_STMT_BULK_EXECUTE of a statement other than INSERT … VALUES (?, …) \
+                 (the connector's option to send batches one row at a time works)",
+            ))
+            .await;
+    }
+    session
+        .exec
+        .apply(Effects::clear(PinReason::LongData).then(effects));
+    let snapshot = session.ctx.snapshot.load_full();
+    // Room for one filled id per row beside the row's own placeholders.
+    let rows_per_part = (MAX_PLACEHOLDERS / (params + 1)).max(1);
+    let mut parts = Vec::new();
+    for chunk in rows.chunks(rows_per_part) {
+        let Some(text) = sql::repeat_values_row(&sql, chunk.len()) else {
+            return session
+                .error(ServerError::internal("dbmesh: a bulk row was lost"))
+                .await;
+        };
+        let mut values: Vec<ParamValue> = chunk.iter().flatten().cloned().collect();
+        let mut types: Vec<ParamType> = chunk
+            .iter()
+            .flat_map(|_| bulk.types.iter().copied())
+            .collect();
+        let bound: Vec<Param> = values.iter().map(to_param).collect();
+        let routed = match session
+            .route_with_columns(&snapshot, |router| router.route(&text, &bound))
+            .await
+        {
+            Ok(routed) => routed,
+            Err(flow) => return flow,
+        };
+        let (plan, ids) = match routed {
+            Ok(plan) => (plan, Vec::new()),
+            Err(e) => match IdRequest::asked_by(&e) {
+                Some(request) => match session
+                    .route_filling(&snapshot, &text, &bound, request, router::IdStyle::Param)
+                    .await
+                {
+                    Ok(filled) => filled,
+                    Err(e) => return session.error(e).await,
+                },
+                None => return session.error(route_error(&e)).await,
+            },
+        };
+        if plan.kind != StatementKind::Insert {
+            return session
+                .error(ServerError::internal(
+                    "dbmesh: a bulk INSERT routed as another statement",
+                ))
+                .await;
+        }
+        append_ids(&mut types, &mut values, &ids);
+        parts.push(Part {
+            plan,
+            types,
+            values,
+            ids,
+        });
+    }
+    let Some((plan, exec, ids)) = joined(parts) else {
+        return session
+            .error(ServerError::not_supported(
+                "a COM_STMT_BULK_EXECUTE of more than 65,535 placeholders into a broadcast table",
+            ))
+            .await;
+    };
+    let request = Request::Execute { exec: &exec };
+    if !ids.is_empty() {
+        return session.run_filled(&plan, request, &ids).await;
+    }
+    session.exec.set_access(Access::Write);
+    session
+        .exec
+        .run_plan(&mut session.client, &snapshot, &plan, request)
+        .await
+}
