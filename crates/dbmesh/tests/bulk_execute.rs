@@ -1,5 +1,6 @@
 //! COM_STMT_BULK_EXECUTE built by hand: rows of a sharded INSERT on every shard in one
-//! request, ids a sequence fills and LAST_INSERT_ID as for a multi-row INSERT, and every
+//! request, ids a sequence fills and LAST_INSERT_ID as for a multi-row INSERT, an UPDATE run
+//! row by row as MariaDB runs it, and every
 //! malformed or unsupported request answered with an error packet (MariaDB's code where
 //! MariaDB refuses it too) on a connection that goes on serving. The npm `mariadb` driver's
 //! `batch()` compared with MariaDB is in `client_matrix.rs`.
@@ -81,7 +82,7 @@ fn the_greeting_announces_bulk_operations_as_mariadb_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_inserts_split_by_shard_fill_ids_and_refuse_what_they_cannot_run() {
+async fn bulk_requests_run_as_one_statement_and_bad_ones_get_error_packets() {
     let servers = testkit::backends(2).expect("two MariaDB servers");
     let prefix = testkit::unique_name("bulk");
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
@@ -139,7 +140,11 @@ async fn bulk_inserts_split_by_shard_fill_ids_and_refuse_what_they_cannot_run() 
 
     // Requests MariaDB refuses get its error, the others a clean 1235; the connection goes on
     // and nothing is stored.
-    let update = raw.prepare("UPDATE t SET v = ? WHERE id = ?").unwrap();
+    let select = raw.prepare("SELECT v FROM t WHERE id = ?").unwrap();
+    let scatter = raw.prepare("UPDATE t SET v = ? WHERE v = ?").unwrap();
+    let returning = raw
+        .prepare("INSERT INTO t (id, v) VALUES (?, ?) RETURNING id")
+        .unwrap();
     let none = raw.prepare("DO 1").unwrap();
     let one = row(30, None);
     let cases: Vec<(&str, Vec<u8>, (u16, &str))> = vec![
@@ -186,9 +191,24 @@ async fn bulk_inserts_split_by_shard_fill_ids_and_refuse_what_they_cannot_run() 
             (1235, "42000"),
         ),
         (
-            "an UPDATE",
-            bulk(update, 128, &[ty::VAR_STRING, ty::LONGLONG], &[1, 1]),
+            "an UPDATE of rows on every shard",
+            bulk(
+                scatter,
+                128,
+                &[ty::VAR_STRING, ty::VAR_STRING],
+                &[1, 1, 1, 1],
+            ),
             (1235, "42000"),
+        ),
+        (
+            "RETURNING",
+            bulk(returning, 128, &types, &one),
+            (1235, "42000"),
+        ),
+        (
+            "a SELECT",
+            bulk(select, 128, &[ty::LONGLONG], &[1]),
+            (1295, "HY000"),
         ),
     ];
     for (what, packet, (code, state)) in cases {
@@ -202,6 +222,47 @@ async fn bulk_inserts_split_by_shard_fill_ids_and_refuse_what_they_cannot_run() 
         .unwrap()
         .unwrap();
     assert_eq!(count, 8);
+
+    // An UPDATE runs once per row, each row routed by its id, each row a statement of its
+    // own as on MariaDB: a value too long in the second row stops the batch there, the first
+    // row (on another shard) stays updated.
+    let update = raw.prepare("UPDATE t SET v = ? WHERE id = ?").unwrap();
+    let set = |v: &[u8], id: i64| {
+        let mut r = vec![0, v.len() as u8];
+        r.extend_from_slice(v);
+        r.push(0);
+        r.extend_from_slice(&id.to_le_bytes());
+        r
+    };
+    let update_types = [ty::VAR_STRING, ty::LONGLONG];
+    let too_long = [set(b"x", 1), set(b"0123456789a", 2)].concat();
+    let err = answer(&mut raw, &bulk(update, 128, &update_types, &too_long));
+    assert_eq!(err_code(&err), (1406, "22001".into()));
+    let first: Option<Vec<u8>> = conn
+        .query_first("SELECT v FROM t WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, Some(b"x".to_vec()));
+    let rows = [set(b"u", 1), set(b"u", 2), set(b"u", 99), set(b"w", 1)].concat();
+    let ok = answer(&mut raw, &bulk(update, 128, &update_types, &rows));
+    assert_eq!(
+        OkPacket::decode(&ok).unwrap().affected_rows,
+        3,
+        "rows 1, 2, then 1 again"
+    );
+    let updated: Vec<(i64, Option<Vec<u8>>)> = conn
+        .query("SELECT id, v FROM t WHERE id <= 3 ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        updated,
+        vec![
+            (1, Some(b"w".to_vec())),
+            (2, Some(b"u".to_vec())),
+            (3, None)
+        ]
+    );
 
     // Ids a sequence fills, on every shard; the OK and LAST_INSERT_ID() give the first, as
     // for a multi-row INSERT.

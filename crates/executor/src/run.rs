@@ -85,7 +85,7 @@ impl Executor {
                     .unwrap_or(&plan.targets[0]);
                 self.run_one(client, snapshot, target, request, kind).await
             }
-            Combine::SumAffected | Combine::EveryCopy(_) => {
+            Combine::SumAffected | Combine::OneByOne | Combine::EveryCopy(_) => {
                 self.run_sum_affected(client, snapshot, plan, request, None)
                     .await
             }
@@ -220,7 +220,8 @@ impl Executor {
     /// on, none open) is atomic on its own: in `xa` mode, when it touches several data sources,
     /// it is a distributed transaction of its own (XA branches, two-phase commit); otherwise
     /// it runs inside a transaction on each. Either way it is rolled back everywhere if any
-    /// target fails or the copies of a broadcast table diverge.
+    /// target fails or the copies of a broadcast table diverge. [`Combine::OneByOne`] targets
+    /// are statements of their own: no transaction of the proxy's joins them.
     pub async fn run_sum_affected<C: Client>(
         &mut self,
         client: &mut C,
@@ -230,7 +231,10 @@ impl Executor {
         insert_id: Option<u64>,
     ) -> Flow {
         let dml = is_dml(plan);
-        let own_transaction = dml && !self.in_transaction_now() && plan.targets.len() > 1;
+        let own_transaction = dml
+            && !self.in_transaction_now()
+            && plan.targets.len() > 1
+            && plan.combine != Combine::OneByOne;
         let several_sources = plan
             .targets
             .iter()

@@ -107,6 +107,10 @@ pub enum Combine {
     /// DML/DDL on several targets: run all (in one transaction for DML), sum
     /// affected rows, answer OK.
     SumAffected,
+    /// DML statements run one after another, each on its own, as MariaDB runs the rows of a
+    /// bulk UPDATE or DELETE: the first failure stops them and those before it stay done;
+    /// affected rows summed into one OK.
+    OneByOne,
     /// DML on every copy of a broadcast table (named): run all in one
     /// transaction; the answer is one copy's affected rows, as from one server.
     /// Copies reporting different counts have diverged: not an answer.
@@ -290,6 +294,7 @@ impl fmt::Display for Combine {
         match self {
             Combine::Single => f.write_str("single"),
             Combine::SumAffected => f.write_str("sum affected rows"),
+            Combine::OneByOne => f.write_str("one by one, sum affected rows"),
             Combine::EveryCopy(table) => {
                 write!(f, "every copy of {table}: one copy's affected rows")
             }

@@ -3,7 +3,8 @@
 //   node batch_client.js PORT TABLE     with DIRECT=port,user,password,database in the environment
 // Batches: rows on every shard carrying all 256 byte values, NULLs and text; a batch with a
 // duplicate key in its middle (MariaDB stores none of its rows); a batch of more placeholders
-// than one statement may hold. After each, the stored rows must be the same on both.
+// than one statement may hold; UPDATE and DELETE batches. After each, the answers and the
+// stored rows must be the same on both.
 'use strict';
 const assert = require('node:assert/strict');
 const mariadb = require('mariadb');
@@ -43,19 +44,24 @@ async function outcome(conn, sql, values) {
     await conn.query(ddl);
   }
   const big = Array.from({ length: 25000 }, (_, i) => [1000 + i, Buffer.from([i % 256, 0, 0x5c, 0x27]), `big ${i}`]);
+  const update = `UPDATE ${table} SET name = ?, n = n + 1 WHERE id = ?`;
+  const remove = `DELETE FROM ${table} WHERE id = ?`;
   const batches = [
-    ['rows on every shard', rows],
-    ['a duplicate key in the middle', [[101, null, 'a'], [102, null, 'b'], [3, null, 'dup'], [104, null, 'c']]],
-    ['75,000 placeholders', big],
+    ['rows on every shard', insert, rows],
+    ['a duplicate key in the middle', insert, [[101, null, 'a'], [102, null, 'b'], [3, null, 'dup'], [104, null, 'c']]],
+    ['75,000 placeholders', insert, big],
+    ['an update per row', update, [['u1', 1], [null, 2], ['u3', 3], ['u4', 4], ['none', 9999], ['u1 again', 1]]],
+    ['a value too long in the last row', update, [['v5', 5], ['v6', 6], ['x'.repeat(21), 7]]],
+    ['a delete per row', remove, [[8], [9], [10], [11], [9999]]],
   ];
-  for (const [what, values] of batches) {
-    const want = await outcome(direct, insert, values);
-    const got = await outcome(proxy, insert, values);
+  for (const [what, sql, values] of batches) {
+    const want = await outcome(direct, sql, values);
+    const got = await outcome(proxy, sql, values);
     assert.deepStrictEqual(got, want, `${table}: ${what}: the batch's answer`);
     assert.deepStrictEqual(await stored(proxy), await stored(direct), `${table}: ${what}: the stored rows`);
     console.log(`${table}: ${what}: ${JSON.stringify(got)}`);
   }
-  assert.equal((await stored(proxy)).length, rows.length + big.length);
+  assert.equal((await stored(proxy)).length, rows.length + big.length - 5); // 8-11 and 9999 (a row of the big batch)
   await direct.query(`DROP TABLE ${table}`);
   await proxy.end();
   await direct.end();

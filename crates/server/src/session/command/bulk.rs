@@ -9,8 +9,12 @@
 //! with more placeholders than one statement may hold is routed in parts that run as one
 //! plan, so it stays one statement for the client.
 //!
-//! Other statements (UPDATE, DELETE, `INSERT … SELECT`) and the DEFAULT and IGNORE
-//! indicators get a clean error (1235); requests MariaDB refuses get MariaDB's error.
+//! Any other DML (UPDATE, DELETE, `INSERT … SELECT`, `INSERT … SET`) runs once per row, as
+//! MariaDB runs it: each row routed with its values to its one target, the rows one after
+//! another as statements of their own ([`Combine::OneByOne`]): the first failing row stops
+//! the batch and the rows before it stay done, as on MariaDB; one OK with the summed affected
+//! rows. A row that reaches several shards could not be undone alone: 1235. The DEFAULT and
+//! IGNORE indicators get 1235 too; requests MariaDB refuses get MariaDB's error.
 
 use bytes::BytesMut;
 use protocol::bulk::{BulkError, BulkExecute, BulkValue, HEADER_LEN, SEND_UNIT_RESULTS};
@@ -29,6 +33,13 @@ use crate::session::Session;
 
 /// The most placeholders one prepared statement may hold on MariaDB (ER_PS_MANY_PARAM).
 const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Whether `sql` has a RETURNING clause: its rows would have to be gathered from every row's
+/// statement.
+fn returns_rows(sql: &str) -> bool {
+    sql::CodeTokens::new(sql)
+        .any(|t| t.kind == sql::Tok::Word && sql[t.start..t.end].eq_ignore_ascii_case("RETURNING"))
+}
 
 /// The rows' values, or what dbmesh cannot run.
 fn plain_rows(rows: Vec<Vec<BulkValue>>) -> Result<Vec<Vec<ParamValue>>, ServerError> {
@@ -56,9 +67,10 @@ struct Part {
 }
 
 /// The parts as one plan over one list of values: each target's parameter indexes moved to
-/// where its part's values start. `None` when a part cannot run beside others (a broadcast
-/// table's copies are checked against each other per statement).
-fn joined(parts: Vec<Part>) -> Option<(Plan, Execute, Vec<u64>)> {
+/// where its part's values start; several parts combine as `combine` says. `None` when a part
+/// cannot run beside others: a broadcast table's copies are checked against each other per
+/// statement, and with [`Combine::OneByOne`] a part must be one statement on one target.
+fn joined(parts: Vec<Part>, combine: Combine) -> Option<(Plan, Execute, Vec<u64>)> {
     let mut exec = Execute {
         statement_id: 0,
         flags: 0,
@@ -69,7 +81,11 @@ fn joined(parts: Vec<Part>) -> Option<(Plan, Execute, Vec<u64>)> {
     let several = parts.len() > 1;
     let mut plan: Option<Plan> = None;
     for part in parts {
-        if several && !matches!(part.plan.combine, Combine::Single | Combine::SumAffected) {
+        let joinable = match combine {
+            Combine::OneByOne => part.plan.targets.len() == 1,
+            _ => matches!(part.plan.combine, Combine::Single | Combine::SumAffected),
+        };
+        if several && !joinable {
             return None;
         }
         let base = exec.values.len();
@@ -91,7 +107,7 @@ fn joined(parts: Vec<Part>) -> Option<(Plan, Execute, Vec<u64>)> {
             }
             Some(plan) => {
                 plan.targets.extend(targets);
-                plan.combine = Combine::SumAffected;
+                plan.combine = combine.clone();
             }
         }
     }
@@ -138,11 +154,12 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(rows) => rows,
         Err(e) => return session.error(e).await,
     };
-    if sql::repeat_values_row(&sql, 1).is_none() {
+    // An INSERT … VALUES takes many rows per statement; any other statement one.
+    let multi_row = sql::repeat_values_row(&sql, 1).is_some();
+    if returns_rows(&sql) {
         return session
             .error(ServerError::not_supported(
-                "COM_STMT_BULK_EXECUTE of a statement other than INSERT … VALUES (?, …) \
-                 (the connector's option to send batches one row at a time works)",
+                "COM_STMT_BULK_EXECUTE of a statement with RETURNING",
             ))
             .await;
     }
@@ -151,10 +168,18 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         .apply(Effects::clear(PinReason::LongData).then(effects));
     let snapshot = session.ctx.snapshot.load_full();
     // Room for one filled id per row beside the row's own placeholders.
-    let rows_per_part = (MAX_PLACEHOLDERS / (params + 1)).max(1);
+    let rows_per_part = if multi_row {
+        (MAX_PLACEHOLDERS / (params + 1)).max(1)
+    } else {
+        1
+    };
     let mut parts = Vec::new();
     for chunk in rows.chunks(rows_per_part) {
-        let Some(text) = sql::repeat_values_row(&sql, chunk.len()) else {
+        let text = match multi_row {
+            true => sql::repeat_values_row(&sql, chunk.len()),
+            false => Some(sql.clone()),
+        };
+        let Some(text) = text else {
             return session
                 .error(ServerError::internal("dbmesh: a bulk row was lost"))
                 .await;
@@ -185,12 +210,12 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 None => return session.error(route_error(&e)).await,
             },
         };
-        if plan.kind != StatementKind::Insert {
-            return session
-                .error(ServerError::internal(
-                    "dbmesh: a bulk INSERT routed as another statement",
-                ))
-                .await;
+        // MariaDB's answer to a bulk SELECT; DDL and the rest have no place in a batch.
+        if !matches!(
+            plan.kind,
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete
+        ) {
+            return session.error(unsupported_in_prepared()).await;
         }
         append_ids(&mut types, &mut values, &ids);
         parts.push(Part {
@@ -200,10 +225,17 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             ids,
         });
     }
-    let Some((plan, exec, ids)) = joined(parts) else {
+    // The rows of an INSERT … VALUES form one statement (MariaDB stores none when one
+    // fails); other statements run row by row, as MariaDB runs them.
+    let combine = match multi_row {
+        true => Combine::SumAffected,
+        false => Combine::OneByOne,
+    };
+    let Some((plan, exec, ids)) = joined(parts, combine) else {
         return session
             .error(ServerError::not_supported(
-                "a COM_STMT_BULK_EXECUTE of more than 65,535 placeholders into a broadcast table",
+                "COM_STMT_BULK_EXECUTE of several rows that each reach several shards or \
+                 copies (an UPDATE or DELETE not by the sharding key, a broadcast table)",
             ))
             .await;
     };
