@@ -252,7 +252,7 @@ async fn serve(
     let mut in_force = rules.clone();
     match &records {
         Ok(records) => server::primaries::apply(&mut in_force, records),
-        Err(e) => tracing::error!(error = e, "no server of the meta data source answered at start: the primaries recorded there are unknown, so no primary gets a statement (reads go to replicas) until a health-check round reads them"),
+        Err(e) => tracing::error!(error = e, "no server of the meta data source answered at start: the primaries recorded there are unknown, so no primary of a data source with replicas gets a statement (reads go to replicas) until a health-check round reads them"),
     }
     let snapshot = Snapshot::build(in_force, None);
     let server_version = match &snapshot.rules.proxy.server_version {

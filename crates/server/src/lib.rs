@@ -64,9 +64,9 @@ struct Switches {
     /// Data source → its recorded primary (see [`primaries`]), applied to every rule set
     /// loaded: a switch is state, which no rule-file edit undoes.
     records: PrimaryRecords,
-    /// Why the records could not be read since the proxy started. Meanwhile every primary
-    /// in force is unconfirmed and gets no statements: the rule file's may be a server
-    /// switched away from, come back writable with diverged data.
+    /// Why the records could not be read since the proxy started. Meanwhile the primary of
+    /// every data source with replicas is unconfirmed and gets no statements: the rule
+    /// file's may be a server switched away from, come back writable with diverged data.
     unread: Option<String>,
 }
 
@@ -406,11 +406,14 @@ impl Context {
     }
 }
 
-/// Lets every primary of `snapshot` take statements, or none (`confirmed` false: the recorded
-/// switches, which may name other servers, are unread).
+/// Lets every primary of `snapshot` take statements, or (`confirmed` false: the recorded
+/// switches are unread) none of a data source that could have been switched: one with
+/// replicas, since a switch goes only to a server the rule file names for the data source.
 fn confirm_primaries(snapshot: &Snapshot, confirmed: bool) {
     for cluster in snapshot.clusters.values() {
-        cluster.primary().set_unconfirmed(!confirmed);
+        cluster
+            .primary()
+            .set_unconfirmed(!confirmed && cluster.has_replicas());
     }
 }
 

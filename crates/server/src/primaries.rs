@@ -39,8 +39,9 @@ const CREATE_PRIMARY: &str = "CREATE TABLE IF NOT EXISTS dbmesh_primary (\
 const SELECT_PRIMARY: &str = "SELECT data_source, epoch, address, set_by, \
     DATE_FORMAT(set_at, '%Y-%m-%d %H:%i:%s.%f') FROM dbmesh_primary";
 
-/// MySQL's "table doesn't exist": no switch was ever recorded there.
+/// MySQL's "table doesn't exist" and "unknown database": no switch was ever recorded there.
 const NO_SUCH_TABLE: u16 = 1146;
+const NO_SUCH_DATABASE: u16 = 1049;
 
 /// The recorded primary of one data source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,15 +174,21 @@ pub async fn read(
 }
 
 async fn read_one(options: &ConnectOptions) -> Result<PrimaryRecords, BackendError> {
-    let mut conn = connect(options).await?;
-    let result = match conn.query(SELECT_PRIMARY).await {
-        Ok(result) => result,
-        Err(BackendError::Server { error, .. }) if error.code == NO_SUCH_TABLE => {
-            return Ok(PrimaryRecords::new())
+    let never_recorded = |e: &BackendError| match e {
+        BackendError::Server { error, .. } | BackendError::AuthFailed { error, .. } => {
+            [NO_SUCH_TABLE, NO_SUCH_DATABASE].contains(&error.code)
         }
-        Err(e) => return Err(e),
+        _ => false,
     };
-    Ok(records_of(result))
+    let result = match connect(options).await {
+        Ok(mut conn) => conn.query(SELECT_PRIMARY).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(result) => Ok(records_of(result)),
+        Err(e) if never_recorded(&e) => Ok(PrimaryRecords::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Records `address` as the primary of `data_source` on the meta database at `meta_address`
