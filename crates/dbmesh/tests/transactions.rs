@@ -20,7 +20,9 @@
 //!   and for an autocommit write on four data sources; another proxy finishing a dead one's
 //!   transactions;
 //! - a client without `CLIENT_MULTI_STATEMENTS` (so the proxy's backend connections have none
-//!   either) committing across shards: the coordinator sends one statement per command.
+//!   either) committing across shards: the coordinator sends one statement per command;
+//! - deadlocks: one server's victim loses its whole distributed transaction; a cycle across
+//!   servers, which no server sees, is broken by the distributed lock-wait bound (1213).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -947,5 +949,66 @@ async fn a_client_without_multi_statements_commits_across_shards() {
             START_BALANCE + 1
         ]
     );
+    assert_eq!(bank.prepared().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_across_servers_is_broken_by_the_lock_wait_bound() {
+    const BOUND_MS: u64 = 3_000;
+    let bank = Bank::new();
+    let rules = bank.rules(None).replacen(
+        "default_data_source = \"ds_0\"\n",
+        &format!("default_data_source = \"ds_0\"\ndistributed_lock_wait_ms = {BOUND_MS}\n"),
+        1,
+    );
+    let proxy = Proxy::start(&rules);
+    bank.create(&proxy).await;
+    let mut a = proxy.conn(Some("bank")).await;
+    let mut b = proxy.conn(Some("bank")).await;
+    // A locks uid 0 (server 0) and B uid 2 (server 1); then each wants the other's row: a
+    // cycle across the two servers, each of which sees only one lock wait.
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("UPDATE accounts SET balance = balance + 10 WHERE uid = 0")
+        .await
+        .unwrap();
+    b.query_drop("BEGIN").await.unwrap();
+    b.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 2")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let a_waits = tokio::spawn(async move {
+        let r = a
+            .query_drop("UPDATE accounts SET balance = balance + 10 WHERE uid = 2")
+            .await;
+        (a, r, started.elapsed())
+    });
+    // B closes the cycle well within A's bound, so A's wait passes the bound first.
+    tokio::time::sleep(Duration::from_millis(BOUND_MS / 2)).await;
+    let rb = b
+        .query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 0")
+        .await;
+    let b_waited = started.elapsed();
+    let (mut a, ra, a_waited) = a_waits.await.unwrap();
+    eprintln!("bound {BOUND_MS} ms: A answered after {a_waited:?}, B's wait over {b_waited:?} after A's began");
+    let err = ra.expect_err("A, whose wait passed the bound first, is the victim");
+    assert_eq!(server_code(err), (1213, "40001".into()));
+    rb.expect("B goes on once A is rolled back");
+    // Well under the servers' own 50 s lock wait timeout, and not before the bound.
+    assert!(
+        a_waited >= Duration::from_millis(BOUND_MS) && a_waited < Duration::from_secs(20),
+        "{a_waited:?}"
+    );
+    b.query_drop("COMMIT").await.unwrap();
+    // A's whole transaction is gone, its branch on server 0 included; B's is committed.
+    let balances = bank.balances().await;
+    assert_eq!(
+        (balances[0].1, balances[2].1),
+        (START_BALANCE + 1, START_BALANCE + 1),
+        "{balances:?}"
+    );
+    // The victim's session goes on, outside any transaction.
+    let status: Option<String> = a.query_first("SELECT @@in_transaction").await.unwrap();
+    assert_eq!(status.as_deref(), Some("0"));
+    transfer(&mut a, 99, 1, 3, 5, true).await.unwrap();
     assert_eq!(bank.prepared().await, 0);
 }

@@ -5,7 +5,7 @@
 //! running it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,14 +25,18 @@ pub enum CancelReason {
     /// A merge or scatter read stopped before the shards were done (its LIMIT was reached,
     /// or one shard's error failed the statement).
     StoppedEarly,
+    /// A row-lock wait of a transaction on several data sources passed the distributed
+    /// lock-wait bound (`schema.distributed_lock_wait_ms`).
+    LockWait,
 }
 
 impl CancelReason {
-    pub const ALL: [CancelReason; 4] = [
+    pub const ALL: [CancelReason; 5] = [
         CancelReason::Kill,
         CancelReason::ClientGone,
         CancelReason::TimeLimit,
         CancelReason::StoppedEarly,
+        CancelReason::LockWait,
     ];
 
     pub fn label(self) -> &'static str {
@@ -41,6 +45,7 @@ impl CancelReason {
             CancelReason::ClientGone => "client_gone",
             CancelReason::TimeLimit => "time_limit",
             CancelReason::StoppedEarly => "stopped_early",
+            CancelReason::LockWait => "lock_wait",
         }
     }
 }
@@ -54,6 +59,18 @@ pub fn time_limit_error() -> ServerError {
     )
 }
 
+/// The answer to a statement interrupted past the distributed lock-wait bound: MariaDB's
+/// deadlock error, since the whole transaction is rolled back and the client should retry it.
+pub fn lock_wait_deadlock_error() -> ServerError {
+    ServerError::new(
+        1213,
+        "40001",
+        "Deadlock found when trying to get lock; try restarting transaction (dbmesh: a row-lock \
+         wait of a transaction on several data sources passed the distributed lock-wait bound, \
+         which may be a deadlock across servers; the whole transaction was rolled back)",
+    )
+}
+
 /// The backend connections one executor is using, and whether a cancel is interrupting them.
 #[derive(Default)]
 pub struct Cancel {
@@ -64,6 +81,11 @@ pub struct Cancel {
     /// Steps that must not be cut short (COMMIT on several shards, where stopping halfway
     /// would commit some and roll back others) are running.
     atomic: AtomicU32,
+    /// Data sources the session's distributed transaction has a branch on.
+    branches: AtomicUsize,
+    /// The current statement's row-lock wait passed the distributed lock-wait bound and was
+    /// interrupted: its "interrupted" errors are answered as a deadlock (1213).
+    lock_wait_passed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -157,10 +179,55 @@ impl Cancel {
         self.timed_out.load(Ordering::Acquire)
     }
 
-    /// The error the client gets for `err`: a backend's "interrupted" (1317) is the time
-    /// limit's 1969 when the limit is what interrupted it.
+    /// The error the client gets for `err`: a backend's "interrupted" (1317) is a deadlock
+    /// when the distributed lock-wait bound interrupted it, the time limit's 1969 when the
+    /// limit did.
     pub fn client_error(&self, err: &ServerError) -> Option<ServerError> {
-        (err.code == 1317 && self.timed_out()).then(time_limit_error)
+        if err.code != 1317 {
+            return None;
+        }
+        if self.lock_wait_passed.load(Ordering::Acquire) {
+            return Some(lock_wait_deadlock_error());
+        }
+        self.timed_out().then(time_limit_error)
+    }
+
+    /// The session's distributed transaction has a branch on `branches` data sources.
+    pub(crate) fn set_branches(&self, branches: usize) {
+        self.branches.store(branches, Ordering::Release);
+    }
+
+    /// The current statement has run for the distributed lock-wait bound. If the session's
+    /// distributed transaction has branches on several data sources (so a wait of this
+    /// statement may close a cycle across servers that no server sees), the returned future
+    /// interrupts those of its backend statements that wait for a row lock, which are then
+    /// answered as a deadlock; it yields how many it interrupted. `None` otherwise, and while
+    /// an atomic step (a commit) runs. Until the future is over the connections are closed
+    /// rather than returned to a pool.
+    pub fn lock_wait_bound_passed(
+        self: &Arc<Self>,
+        session: u32,
+    ) -> Option<impl Future<Output = u64> + Send + 'static> {
+        if self.branches.load(Ordering::Acquire) < 2 || self.in_atomic_step() {
+            return None;
+        }
+        let threads = self.begin_cancel();
+        let cancel = self.clone();
+        Some(async move {
+            let interrupted = interrupt_lock_waits(session, threads, &cancel).await;
+            cancel.end_cancel();
+            interrupted
+        })
+    }
+
+    /// Whether the distributed lock-wait bound interrupted the current statement.
+    pub fn lock_wait_was_passed(&self) -> bool {
+        self.lock_wait_passed.load(Ordering::Acquire)
+    }
+
+    /// The next statement starts without the last one's lock-wait interruption.
+    pub fn lock_wait_over(&self) {
+        self.lock_wait_passed.store(false, Ordering::Release);
     }
 
     /// Marks a step that must not be cut short while the returned guard lives.
@@ -204,17 +271,14 @@ pub(crate) async fn drain_or_interrupt<F: Future>(
 /// one server one after another on one connection of its own (the pool's may all be busy, and
 /// this must not wait behind the statements it interrupts). Returns how many were sent.
 pub(crate) async fn kill_queries(session: u32, threads: Vec<(Arc<Pool>, u32)>) -> u64 {
-    let mut by_server: Vec<(Arc<Pool>, Vec<u32>)> = Vec::new();
-    for (pool, thread) in threads {
-        match by_server.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &pool)) {
-            Some((_, ids)) => ids.push(thread),
-            None => by_server.push((pool, vec![thread])),
-        }
-    }
     let mut kills = tokio::task::JoinSet::new();
-    for (pool, ids) in by_server {
+    for (pool, ids) in by_server(threads) {
         kills.spawn(async move {
-            match kill_on(&pool, &ids).await {
+            let killed = match backend::BackendConn::connect(&pool.options()).await {
+                Ok(mut conn) => kill_on(&mut conn, &ids).await,
+                Err(e) => Err(e),
+            };
+            match killed {
                 Ok(()) => ids.len() as u64,
                 Err(e) => {
                     tracing::warn!(session, address = pool.address(), threads = ?ids, error = %e, "KILL QUERY on the backend failed");
@@ -230,9 +294,90 @@ pub(crate) async fn kill_queries(session: u32, threads: Vec<(Arc<Pool>, u32)>) -
     killed
 }
 
-/// `KILL QUERY` of each of `threads` on a new connection to the server of `pool`.
-async fn kill_on(pool: &Pool, threads: &[u32]) -> Result<(), backend::BackendError> {
-    let mut conn = backend::BackendConn::connect(&pool.options()).await?;
+/// `KILL QUERY` of those of `threads` that wait for a row lock (InnoDB's `LOCK WAIT`), the
+/// servers at once, after marking `cancel` so their "interrupted" answers are deadlocks.
+/// Where the server does not show its transactions (no PROCESS privilege), every thread of
+/// `threads` on it is interrupted: the bound holds either way. Returns how many were sent.
+async fn interrupt_lock_waits(
+    session: u32,
+    threads: Vec<(Arc<Pool>, u32)>,
+    cancel: &Cancel,
+) -> u64 {
+    let mut waits = tokio::task::JoinSet::new();
+    for (pool, ids) in by_server(threads) {
+        waits.spawn(async move {
+            let mut conn = backend::BackendConn::connect(&pool.options()).await?;
+            let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+            let sql = format!(
+                "SELECT trx_mysql_thread_id FROM information_schema.INNODB_TRX \
+                 WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id IN ({})",
+                list.join(",")
+            );
+            let waiting = match conn.query(&sql).await {
+                Ok(result) => result
+                    .rows
+                    .iter()
+                    .filter_map(|row| row.first()?.as_deref()?.parse().ok())
+                    .collect(),
+                Err(backend::BackendError::Server { error, .. }) => {
+                    tracing::warn!(session, address = pool.address(), %error, "cannot read InnoDB's lock waits; interrupting every statement of the transaction");
+                    ids
+                }
+                Err(e) => return Err(e),
+            };
+            Ok::<_, backend::BackendError>((pool, conn, waiting))
+        });
+    }
+    let mut found = Vec::new();
+    while let Some(done) = waits.join_next().await {
+        match done {
+            Ok(Ok((pool, conn, waiting))) if !waiting.is_empty() => {
+                found.push((pool, conn, waiting))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(session, error = %e, "reading lock waits failed"),
+            Err(e) => tracing::warn!(session, error = %e, "reading lock waits failed"),
+        }
+    }
+    if found.is_empty() {
+        return 0;
+    }
+    cancel.lock_wait_passed.store(true, Ordering::Release);
+    let mut killed = 0;
+    for (pool, mut conn, waiting) in found {
+        match kill_on(&mut conn, &waiting).await {
+            Ok(()) => killed += waiting.len() as u64,
+            Err(e) => {
+                tracing::warn!(session, address = pool.address(), threads = ?waiting, error = %e, "KILL QUERY on the backend failed");
+            }
+        }
+    }
+    tracing::info!(
+        session,
+        killed,
+        "row-lock waits past the distributed lock-wait bound interrupted"
+    );
+    killed
+}
+
+/// `threads` grouped by their server's pool.
+fn by_server(threads: Vec<(Arc<Pool>, u32)>) -> Vec<(Arc<Pool>, Vec<u32>)> {
+    let mut by_server: Vec<(Arc<Pool>, Vec<u32>)> = Vec::new();
+    for (pool, thread) in threads {
+        match by_server.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &pool)) {
+            Some((_, ids)) => ids.push(thread),
+            None => by_server.push((pool, vec![thread])),
+        }
+    }
+    by_server
+}
+
+/// `KILL QUERY` of each of `threads` on `conn`, a connection of the proxy's own to their
+/// server.
+async fn kill_on(
+    conn: &mut backend::BackendConn,
+    threads: &[u32],
+) -> Result<(), backend::BackendError> {
     for thread in threads {
         match conn.query(&format!("KILL QUERY {thread}")).await {
             // The statement ended meanwhile and the connection closed: nothing to interrupt.

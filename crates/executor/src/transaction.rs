@@ -223,6 +223,18 @@ impl Executor {
         Ok(())
     }
 
+    /// How long the next statement may wait for a row lock before
+    /// [`Cancel::lock_wait_bound_passed`](crate::Cancel::lock_wait_bound_passed) is due:
+    /// `schema.distributed_lock_wait_ms` for a statement inside a transaction in `xa` mode
+    /// (whose branches may span several data sources by then), else `None`.
+    pub fn lock_wait_bound(&self, rules: &rules::Rules) -> Option<std::time::Duration> {
+        let bound = rules.schema.distributed_lock_wait_ms;
+        (bound > 0
+            && self.in_transaction_now()
+            && self.transaction_mode(rules) == TransactionMode::Xa)
+            .then(|| std::time::Duration::from_millis(bound))
+    }
+
     pub(crate) fn xa_mode(&self, snapshot: &Snapshot) -> bool {
         self.transaction_mode(&snapshot.rules) == TransactionMode::Xa
     }
@@ -299,6 +311,7 @@ impl Executor {
         match distributed.txn.enlist(participant).await {
             Ok(()) => {
                 distributed.branches.push(data_source.to_string());
+                self.cancel.set_branches(distributed.branches.len());
                 Ok(())
             }
             Err(e) => {
@@ -316,6 +329,7 @@ impl Executor {
         let Some(Distributed { txn, branches }) = self.transaction.distributed.take() else {
             return Ok(());
         };
+        self.cancel.set_branches(0);
         let mut conns: Vec<HeldConn> = branches
             .iter()
             .filter_map(|ds| self.held.take(ds))

@@ -418,6 +418,16 @@ pub struct SchemaConfig {
     /// ([`crate::Rules::transaction_mode`]).
     #[serde(default)]
     pub transaction_mode: Option<TransactionMode>,
+    /// In `xa` mode, how long a statement of a transaction with branches on several data
+    /// sources may wait for a row lock, in milliseconds, before the proxy takes the wait for
+    /// a deadlock across servers (which no server can see) and rolls the whole transaction
+    /// back with 1213. 0: no bound but each server's `innodb_lock_wait_timeout`. Default 1000.
+    #[serde(default = "default_distributed_lock_wait_ms")]
+    pub distributed_lock_wait_ms: u64,
+}
+
+fn default_distributed_lock_wait_ms() -> u64 {
+    1_000
 }
 
 /// `schema.transaction_mode` (and a session's `dbmesh_transaction_mode`).

@@ -397,6 +397,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let session = self.connection_id;
         let mut deadline = limit.map(|limit| Box::pin(tokio::time::sleep(limit)));
         let mut expired = false;
+        // A statement of a distributed transaction that waits for a row lock past this bound
+        // may be in a deadlock across servers, which none of them detects.
+        let lock_wait = self.exec.lock_wait_bound(&self.ctx.snapshot.load().rules);
+        let mut lock_watch = lock_wait.map(|bound| Box::pin(tokio::time::sleep(bound)));
+        let mut lock_interrupt: Option<tokio::task::JoinHandle<u64>> = None;
         let mut watching = true;
         let finished = {
             let dispatch = command::run(self, command, packet).instrument(span);
@@ -431,9 +436,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             sleep.as_mut().reset(tokio::time::Instant::now() + INTERRUPT_AGAIN);
                         }
                     }
+                    () = expire(&mut lock_watch) => {
+                        let idle = lock_interrupt.as_ref().is_none_or(|i| i.is_finished());
+                        if idle && !cancel.lock_wait_was_passed() {
+                            if let Some(interrupt) = cancel.lock_wait_bound_passed(session) {
+                                lock_interrupt = Some(tokio::spawn(interrupt));
+                            }
+                        }
+                        // A wait that begins later in the statement is caught one bound later.
+                        if let (Some(sleep), Some(bound)) = (lock_watch.as_mut(), lock_wait) {
+                            sleep.as_mut().reset(tokio::time::Instant::now() + bound);
+                        }
+                    }
                 }
             }
         };
+        if let Some(interrupt) = lock_interrupt {
+            // Let it end here, so that no late KILL QUERY reaches the session's next statement.
+            let interrupted = interrupt.await.unwrap_or(0);
+            metrics.backend_cancelled(CancelReason::LockWait, interrupted);
+        }
+        cancel.lock_wait_over();
         if expired {
             cancel.statement_over();
         }
