@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{server_code, Proxy, RawClient};
+use common::{server_code, Proxy, RawClient, PASSWORD, USER};
 use mysql_async::prelude::*;
 
 /// ds_0, ds_1 on server 0 and ds_2, ds_3 on server 1; `acct` sharded by `id` mod 4 with one
@@ -373,4 +373,81 @@ async fn statement_time_limits_bound_the_whole_statement() {
     assert_eq!(one, Some(1));
 
     assert!(c.cancellations("time_limit") > before);
+}
+
+/// `@@max_statement_time` is the limit the proxy holds the session to: a user's default,
+/// which no backend connection was told of, as well as a value the session SET; in both
+/// protocols, under the variable's own column name and type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_reports_the_time_limit_it_is_held_to() {
+    let Some(c) = cluster() else { return };
+    let mut limited = c.conn("limited", "limited").await;
+    let mut unlimited = c.conn(USER, PASSWORD).await;
+    async fn reported(conn: &mut mysql_async::Conn) -> (f64, f64) {
+        let text: Option<f64> = conn
+            .query_first("SELECT @@max_statement_time")
+            .await
+            .unwrap();
+        let session: Option<f64> = conn
+            .query_first("SELECT @@SESSION.max_statement_time * 2")
+            .await
+            .unwrap();
+        (text.unwrap(), session.unwrap() / 2.0)
+    }
+    assert_eq!(reported(&mut limited).await, (1.0, 1.0));
+    assert_eq!(reported(&mut unlimited).await, (0.0, 0.0));
+
+    // Named and typed as MariaDB names and types the variable: DOUBLE, 6 decimals.
+    let result = limited
+        .query_iter("SELECT @@max_statement_time")
+        .await
+        .unwrap();
+    let columns = result.columns().unwrap();
+    assert_eq!(columns[0].name_str(), "@@max_statement_time");
+    assert_eq!(
+        columns[0].column_type(),
+        mysql_async::consts::ColumnType::MYSQL_TYPE_DOUBLE
+    );
+    assert_eq!(columns[0].decimals(), 6);
+    drop(result);
+
+    limited
+        .query_drop("SET max_statement_time = 2.5")
+        .await
+        .unwrap();
+    assert_eq!(reported(&mut limited).await, (2.5, 2.5));
+    limited
+        .query_drop("SET SESSION max_statement_time = DEFAULT")
+        .await
+        .unwrap();
+    assert_eq!(reported(&mut limited).await, (1.0, 1.0));
+
+    // Prepared, the value is the backends' (which replay what the session SET), except
+    // for a session with a default limit of the proxy's: a SET may replace or bring back
+    // that limit between two executions of the statement, so it is refused there.
+    let prepared: Option<f64> = unlimited
+        .exec_first("SELECT @@max_statement_time", ())
+        .await
+        .unwrap();
+    assert_eq!(prepared, Some(0.0));
+    unlimited
+        .query_drop("SET max_statement_time = 3")
+        .await
+        .unwrap();
+    let prepared: Option<f64> = unlimited
+        .exec_first("SELECT @@max_statement_time", ())
+        .await
+        .unwrap();
+    assert_eq!(prepared, Some(3.0));
+    let err = limited
+        .exec_first::<f64, _, _>("SELECT @@max_statement_time", ())
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err).0, 1235);
+    // The global value is the server's.
+    let global: Option<f64> = limited
+        .query_first("SELECT @@GLOBAL.max_statement_time")
+        .await
+        .unwrap();
+    assert_eq!(global, Some(0.0));
 }

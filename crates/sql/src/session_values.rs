@@ -26,6 +26,9 @@ pub enum SessionValue {
     CurrentUser,
     /// `@@port`, `@@global.port`: the proxy's port.
     Port,
+    /// `@@max_statement_time`, `@@session.max_statement_time`: the limit the proxy holds the
+    /// session's statements to, which may be a default of the proxy's that no backend knows.
+    MaxStatementTime,
 }
 
 impl SessionValue {
@@ -34,7 +37,10 @@ impl SessionValue {
     fn changes_per_statement(self) -> bool {
         matches!(
             self,
-            SessionValue::LastInsertId | SessionValue::RowCount | SessionValue::FoundRows
+            SessionValue::LastInsertId
+                | SessionValue::RowCount
+                | SessionValue::FoundRows
+                | SessionValue::MaxStatementTime
         )
     }
 }
@@ -78,7 +84,7 @@ pub fn replace_session_values<E>(
             .windows(w.len())
             .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
     };
-    if ![
+    let may_use = [
         "insert_id",
         "identity",
         "row_count",
@@ -89,7 +95,8 @@ pub fn replace_session_values<E>(
     ]
     .into_iter()
     .any(named)
-    {
+        || (bytes.contains(&b'@') && named("max_statement_time"));
+    if !may_use {
         return Ok(None);
     }
     let (uses, items) = scan(sql);
@@ -176,6 +183,8 @@ fn scan(sql: &str) -> (Vec<Use>, Vec<Range<usize>>) {
                     Some((SessionValue::LastInsertId, name))
                 } else if word(if global { i + 4 } else { i + 2 }, "port") {
                     Some((SessionValue::Port, if global { i + 4 } else { i + 2 }))
+                } else if !global && word(name, "max_statement_time") {
+                    Some((SessionValue::MaxStatementTime, name))
                 } else {
                     None
                 }
@@ -296,9 +305,21 @@ mod tests {
                 SessionValue::User => "'u@h'".into(),
                 SessionValue::CurrentUser => "'u@%'".into(),
                 SessionValue::Port => "3307".into(),
+                SessionValue::MaxStatementTime => "2.5e0".into(),
             }))
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_sessions_time_limit_is_its_own_but_the_global_one_is_the_servers() {
+        assert_eq!(
+            replaced("SELECT @@max_statement_time, @@session.MAX_STATEMENT_TIME + 1 AS t")
+                .as_deref(),
+            Some("SELECT 2.5e0 AS `@@max_statement_time`, 2.5e0 + 1 AS t")
+        );
+        assert_eq!(replaced("SELECT @@global.max_statement_time"), None);
+        assert_eq!(replaced("SELECT max_statement_time FROM t"), None);
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub(crate) struct Session<S> {
     /// The session's `max_statement_time`: how long its reads and writes may run (`None`: no
     /// limit).
     max_statement_time: Option<Duration>,
+    /// Whether `max_statement_time` is the user's or the proxy's default rather than a value
+    /// the session SET (which its backend connections replay, so they report it themselves).
+    time_limit_is_default: bool,
 }
 
 /// The time limit a session of `user` starts with: the user's, else the proxy's.
@@ -198,6 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             statements: statements::Statements::default(),
             counted_pins: 0,
             max_statement_time,
+            time_limit_is_default: true,
             ctx,
         }
     }
@@ -533,6 +537,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         self.exec.reset(state).await;
         self.max_statement_time = self.default_time_limit();
+        self.time_limit_is_default = true;
         self.text_charset = self.handshake_charset;
         self.statements.clear();
         self.client.diagnostics.clear();

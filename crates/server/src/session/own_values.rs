@@ -25,17 +25,30 @@ fn name(value: SessionValue) -> &'static str {
         SessionValue::User => "USER()",
         SessionValue::CurrentUser => "CURRENT_USER()",
         SessionValue::Port => "@@port",
+        SessionValue::MaxStatementTime => "@@max_statement_time",
     }
 }
 
 /// Why a prepared statement cannot use them: each execution runs on whichever connection.
-pub(super) fn refused_in_prepared(sql: &str) -> Option<ServerError> {
-    match sql::replace_session_values(sql, Err) {
+/// `@@max_statement_time` is left to the backends, which replay what the session SET,
+/// unless the session has a default limit (`has_default_limit`) that no backend knows and
+/// that a SET may later replace or bring back.
+pub(super) fn refused_in_prepared(sql: &str, has_default_limit: bool) -> Option<ServerError> {
+    let refuse = |value| match value {
+        SessionValue::MaxStatementTime if !has_default_limit => Ok(Replacement::Keep),
+        other => Err(other),
+    };
+    match sql::replace_session_values(sql, refuse) {
         Err(Unreplaceable::Refused(value) | Unreplaceable::LaterStatement(value)) => {
             Some(ServerError::not_supported(format!(
                 "{} in a prepared statement (its executions run on shared connections; \
-                 use the text protocol, or the OK packet's last insert id)",
-                name(value)
+                 use the text protocol{})",
+                name(value),
+                if value == SessionValue::LastInsertId {
+                    ", or the OK packet's last insert id"
+                } else {
+                    ""
+                }
             )))
         }
         Ok(_) => None,
@@ -60,7 +73,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionValue::User => Some(string_literal(&format!("{}@{}", self.user, self.host))),
             SessionValue::CurrentUser => Some(string_literal(&format!("{}@%", self.user))),
             SessionValue::Port => Some(self.entry.port.to_string()),
-            SessionValue::LastInsertId | SessionValue::RowCount | SessionValue::FoundRows => None,
+            SessionValue::LastInsertId
+            | SessionValue::RowCount
+            | SessionValue::FoundRows
+            | SessionValue::MaxStatementTime => None,
         }
     }
 
@@ -77,6 +93,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match replaced {
             Ok(Some(text)) => Some(packet_with(com::STMT_PREPARE, &text)),
             _ => None,
+        }
+    }
+
+    /// `@@max_statement_time` when the session's limit is the user's or the proxy's default,
+    /// which no backend connection was told of; a limit the session SET, its connections
+    /// replay and report themselves.
+    fn default_time_limit_value(&self) -> Replacement {
+        match self.max_statement_time {
+            Some(limit) if self.time_limit_is_default => Replacement::With(format!(
+                // The type MariaDB gives the variable: DOUBLE, 6 decimals.
+                "CAST({} AS DOUBLE(21,6))",
+                limit.as_secs_f64()
+            )),
+            _ => Replacement::Keep,
         }
     }
 
@@ -111,6 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "CAST({} AS SIGNED)",
                 self.exec.reported.row_count
             ))),
+            SessionValue::MaxStatementTime => Ok(self.default_time_limit_value()),
             SessionValue::FoundRows if found_rows_pinned => Ok(Replacement::Keep),
             // The rows of the session's previous SELECT are not counted.
             SessionValue::FoundRows => Err(()),

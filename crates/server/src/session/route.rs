@@ -277,8 +277,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 };
                 let time_limit = match sql::max_statement_time(text) {
                     None => None,
-                    Some(sql::MaxStatementTime::Limit(limit)) => Some(limit),
-                    Some(sql::MaxStatementTime::Default) => Some(self.default_time_limit()),
+                    Some(sql::MaxStatementTime::Limit(limit)) => Some((limit, false)),
+                    Some(sql::MaxStatementTime::Default) => Some((self.default_time_limit(), true)),
                     Some(sql::MaxStatementTime::Unknown) => {
                         let err = ServerError::not_supported(
                             "setting max_statement_time to anything but a number or DEFAULT",
@@ -297,8 +297,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some(charset) = charset {
                     self.text_charset = charset;
                 }
-                if let Some(limit) = time_limit {
+                if let Some((limit, is_default)) = time_limit {
                     self.max_statement_time = limit;
+                    self.time_limit_is_default = is_default;
                 }
                 if sql::strip_leading_words(text, &["SET", "TRANSACTION"]).is_some() {
                     self.exec.declare_next_transaction(text);

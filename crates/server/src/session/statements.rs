@@ -262,7 +262,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(Err(what)) => return self.error(ServerError::not_supported(what)).await,
         };
         if let Some(err) = unqualified_system_tables(self.exec.state.database.as_deref(), &sql)
-            .or_else(|| own_values::refused_in_prepared(&sql))
+            .or_else(|| {
+                let has_default_limit = self.default_time_limit().is_some();
+                own_values::refused_in_prepared(&sql, has_default_limit)
+            })
         {
             return self.error(err).await;
         }
