@@ -8,6 +8,7 @@
 //! primary is unreachable if it has applied everything it received: its data is then as fresh
 //! as the last write it saw, and its staleness is the time since it lost the primary.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,8 +118,13 @@ impl Server {
     /// Borrows a connection for a statement. While the server is marked down this fails at
     /// once ([`BackendError::Down`]) rather than costing every statement a connect or
     /// handshake timeout; the health checker (which uses the pool directly) puts it back. A
-    /// connect that fails marks it down.
-    pub async fn acquire(&self, found_rows: bool) -> Result<PooledConn, BackendError> {
+    /// connect that fails marks it down. A wait for a free connection ends with `stop`'s
+    /// error if `stop` yields first ([`Pool::acquire_unless`]).
+    pub async fn acquire(
+        &self,
+        found_rows: bool,
+        stop: impl Future<Output = BackendError>,
+    ) -> Result<PooledConn, BackendError> {
         if self.is_split_brain() {
             return Err(BackendError::SplitBrain {
                 source_name: self.pool.name().to_string(),
@@ -134,7 +140,7 @@ impl Server {
                 source_name: self.pool.name().to_string(),
             });
         }
-        let result = self.pool.acquire(found_rows).await;
+        let result = self.pool.acquire_unless(found_rows, stop).await;
         if let Err(e @ BackendError::Unreachable { .. }) = &result {
             self.mark_down(e);
         }

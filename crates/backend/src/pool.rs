@@ -7,6 +7,7 @@
 //! here is small: a FIFO semaphore bounds the connections handed out, and a guard returns a
 //! connection only when its borrower says it is clean.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,20 +124,34 @@ impl Pool {
 
     /// Borrows a connection, waiting in FIFO order up to the acquire timeout.
     pub async fn acquire(self: &Arc<Self>, found_rows: bool) -> Result<PooledConn, BackendError> {
+        self.acquire_unless(found_rows, std::future::pending())
+            .await
+    }
+
+    /// [`acquire`](Self::acquire), unless `stop` yields while it waits for a free connection:
+    /// then `stop`'s error (a statement interrupted while it waited: killed, or past its time
+    /// limit). `stop` is not polled when a connection is free at once.
+    pub async fn acquire_unless(
+        self: &Arc<Self>,
+        found_rows: bool,
+        stop: impl Future<Output = BackendError>,
+    ) -> Result<PooledConn, BackendError> {
         // The common case, a free permit, arms no timer.
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return self.checkout(permit, found_rows).await;
         }
         let started = Instant::now();
-        let permit =
-            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| BackendError::PoolExhausted {
-                    source_name: self.options.source_name.clone(),
-                    max: self.max,
-                    waited_ms: started.elapsed().as_millis() as u64,
-                })?
-                .expect("the pool never closes its semaphore");
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned()) => waited,
+            stopped = stop => return Err(stopped),
+        };
+        let permit = waited
+            .map_err(|_| BackendError::PoolExhausted {
+                source_name: self.options.source_name.clone(),
+                max: self.max,
+                waited_ms: started.elapsed().as_millis() as u64,
+            })?
+            .expect("the pool never closes its semaphore");
         self.checkout(permit, found_rows).await
     }
 

@@ -451,3 +451,59 @@ async fn the_session_reports_the_time_limit_it_is_held_to() {
         .unwrap();
     assert_eq!(global, Some(0.0));
 }
+
+/// A statement still waiting for a pool connection, which has no backend statement to
+/// interrupt, ends when its time limit passes (1969) or it is killed (1317), not when a
+/// connection comes free or the pool's acquire timeout ends the wait; its session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_waiting_for_a_pool_connection_is_interrupted_too() {
+    let backend = common::one_backend();
+    let physical = testkit::unique_name("poolwait");
+    let mut rules = common::passthrough_rules(&backend, "bank", &physical, "");
+    rules += "\n[data_sources.main.pool]\nmax = 1\nacquire_timeout_ms = 30000\n";
+    let proxy = Proxy::start(&rules);
+    // Logging in uses the pool too: every session logs in first.
+    let mut holder = proxy.conn(Some("bank")).await;
+    let mut limited = proxy.conn(Some("bank")).await;
+    let waiting = proxy.conn(Some("bank")).await;
+    let mut killer = proxy.conn(Some("bank")).await;
+    // The pool's one connection, held by an open transaction.
+    holder.query_drop("BEGIN").await.unwrap();
+    holder.query_drop("SELECT 1").await.unwrap();
+
+    let started = Instant::now();
+    let err = limited
+        .query_drop("SET STATEMENT max_statement_time = 1 FOR SELECT 2")
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    println!("past its time limit while waiting for a connection: answered after {waited:?}");
+    assert_eq!(server_code(err).0, 1969);
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+
+    let id = waiting.id();
+    let statement = tokio::spawn(async move {
+        let mut waiting = waiting;
+        let started = Instant::now();
+        let outcome = waiting.query_drop("SELECT 3").await;
+        (outcome, started.elapsed(), waiting)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kill_sent = Instant::now();
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (outcome, _, mut waiting) = statement.await.unwrap();
+    let after_kill = kill_sent.elapsed();
+    println!("killed while waiting for a connection: answered {after_kill:?} after the KILL");
+    assert_eq!(server_code(outcome.unwrap_err()).0, 1317);
+    assert!(
+        after_kill < Duration::from_secs(5),
+        "answered {after_kill:?} after the KILL"
+    );
+
+    // Both sessions go on once the connection is free.
+    holder.query_drop("COMMIT").await.unwrap();
+    let two: Option<u32> = limited.query_first("SELECT 2").await.unwrap();
+    assert_eq!(two, Some(2));
+    let three: Option<u32> = waiting.query_first("SELECT 3").await.unwrap();
+    assert_eq!(three, Some(3));
+}

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use backend::Pool;
+use tokio::sync::Notify;
+
+use backend::{BackendError, Pool};
 use protocol::ServerError;
 
 /// Why backend statements were interrupted (the `reason` label of
@@ -86,6 +88,9 @@ pub struct Cancel {
     /// The current statement's row-lock wait passed the distributed lock-wait bound and was
     /// interrupted: its "interrupted" errors are answered as a deadlock (1213).
     lock_wait_passed: AtomicBool,
+    /// Wakes a statement waiting for a pool connection, which has no backend statement to
+    /// interrupt, when it is killed or its time limit passes.
+    interrupt: Notify,
 }
 
 #[derive(Default)]
@@ -128,6 +133,7 @@ impl Cancel {
     /// once). `session` names the session in the log. Returns how many statements were
     /// interrupted (idle connections included: a KILL QUERY there changes nothing).
     pub async fn cancel(&self, session: u32) -> u64 {
+        self.interrupt.notify_waiters();
         let threads = self.begin_cancel();
         let killed = kill_queries(session, threads).await;
         self.end_cancel();
@@ -160,6 +166,7 @@ impl Cancel {
         if self.in_atomic_step() {
             return None;
         }
+        self.interrupt.notify_waiters();
         let threads = self.begin_cancel();
         let cancel = self.clone();
         Some(async move {
@@ -167,6 +174,27 @@ impl Cancel {
             cancel.end_cancel();
             killed
         })
+    }
+
+    /// Yields, with the error the statement then answers, when the statement is interrupted
+    /// while it waits for a pool connection: killed (`KILL QUERY`, 1317) or past its time
+    /// limit (1969). `data_source` is the one it waits for.
+    pub(crate) async fn interrupted(&self, data_source: &str) -> BackendError {
+        let woken = self.interrupt.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if !self.timed_out() {
+            woken.await;
+        }
+        let error = if self.timed_out() {
+            time_limit_error()
+        } else {
+            ServerError::new(1317, "70100", "Query execution was interrupted")
+        };
+        BackendError::Server {
+            source_name: data_source.to_string(),
+            error,
+        }
     }
 
     /// The next statement starts without the last one's time-out.

@@ -203,7 +203,9 @@ impl Executor {
         let server = cluster.primary().clone();
         let open = self.transaction_open();
         let autocommit_off = self.reported.status & status::AUTOCOMMIT == 0;
-        let mut conn = server.acquire(self.found_rows).await?;
+        let mut conn = server
+            .acquire(self.found_rows, self.cancel.interrupted(data_source))
+            .await?;
         // A new connection joins the session: same state, same session variables, same open
         // transaction as the connections the session already holds.
         let want = wanted_state(rules, &self.state, data_source);
