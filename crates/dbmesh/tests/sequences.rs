@@ -14,6 +14,13 @@ use std::sync::Arc;
 use common::{one_backend, passthrough_rules, server_code, Proxy};
 use mysql_async::prelude::*;
 
+/// `rules` for proxy number `number`: proxies sharing a meta data source each have their own
+/// (it names their distributed transactions there; see `proxy.number`).
+fn numbered(rules: &str, number: u32) -> String {
+    assert!(rules.starts_with("[proxy]\n"), "rules begin with [proxy]");
+    rules.replacen("[proxy]\n", &format!("[proxy]\nnumber = {number}\n"), 1)
+}
+
 fn rules(backend: &testkit::Backend, db: &str) -> String {
     passthrough_rules(backend, "bank", db, "meta_data_source = \"main\"")
         + "\n[sequences.order_seq]\nkind = \"segment\"\nstep = 100\n\n[sequences.event_seq]\nkind = \"snowflake\"\n"
@@ -23,8 +30,8 @@ fn rules(backend: &testkit::Backend, db: &str) -> String {
 async fn nextval_is_unique_across_proxies_and_reports_errors() {
     let backend = one_backend();
     let db = testkit::unique_name("seq");
-    let a = Proxy::start(&rules(&backend, &db));
-    let b = Proxy::start(&rules(&backend, &db));
+    let a = Proxy::start(&numbered(&rules(&backend, &db), 1));
+    let b = Proxy::start(&numbered(&rules(&backend, &db), 2));
     let mut ca = a.conn(Some("bank")).await;
     let mut cb = b.conn(Some("bank")).await;
     let mut seen = std::collections::HashSet::new();
@@ -487,7 +494,9 @@ async fn four_proxies_insert_a_million_rows_with_unique_ids_on_their_shards() {
     const ROWS: usize = 1_000_000;
     let shop = Shop::new(one_backend());
     let rules = shop.rules(1000);
-    let proxies: Vec<Proxy> = (0..PROXIES).map(|_| Proxy::start(&rules)).collect();
+    let proxies: Vec<Proxy> = (0..PROXIES)
+        .map(|n| Proxy::start(&numbered(&rules, n)))
+        .collect();
     proxies[0]
         .conn(Some("shop"))
         .await
@@ -534,8 +543,8 @@ async fn four_proxies_insert_a_million_rows_with_unique_ids_on_their_shards() {
 async fn a_proxy_killed_mid_load_and_restarted_reuses_no_id() {
     let shop = Shop::new(one_backend());
     let rules = shop.rules(100);
-    let mut victim = Some(Proxy::start(&rules));
-    let survivor = Proxy::start(&rules);
+    let mut victim = Some(Proxy::start(&numbered(&rules, 1)));
+    let survivor = Proxy::start(&numbered(&rules, 2));
     let mut conn = survivor.conn(Some("shop")).await;
     conn.query_drop(LOAD_TABLE).await.unwrap();
     conn.query_drop("CREATE TABLE event (event_id BIGINT PRIMARY KEY, proxy TINYINT NOT NULL)")
@@ -578,7 +587,7 @@ async fn a_proxy_killed_mid_load_and_restarted_reuses_no_id() {
     }
     assert!(acked > 0, "the victim inserted before it was killed");
     // Restarted on the same rules (tag 2), it continues next to the survivor.
-    let restarted = Proxy::start(&rules);
+    let restarted = Proxy::start(&numbered(&rules, 1));
     events(&restarted, 2).await;
     let restarted_tasks = load(&restarted, 2, &stop);
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
