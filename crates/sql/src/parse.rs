@@ -68,8 +68,10 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
                     "{} where the proxy's parser does not take it",
                     if extras.share_mode {
                         "LOCK IN SHARE MODE"
-                    } else {
+                    } else if extras.update_modifiers.is_some() {
                         "an UPDATE modifier"
+                    } else {
+                        "the function INTERVAL(N, N1, …) in a text of several statements"
                     }
                 )))
             }
