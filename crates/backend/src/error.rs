@@ -4,7 +4,9 @@
 //! reach clients. The address goes to the log with the data source (`Backend::mark_down` and
 //! the pool's warnings), where a DBA can match the two.
 
-use protocol::{ProtocolError, ServerError};
+use std::borrow::Cow;
+
+use protocol::{ClientError, ProtocolError, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -41,19 +43,43 @@ pub enum BackendError {
     },
 }
 
-impl BackendError {
-    /// The error packet a client gets for this failure.
-    pub fn to_server_error(&self) -> ServerError {
+/// What a client sees of a backend failure: the server's own error as it came, else the
+/// failure named by its data source.
+impl ClientError for BackendError {
+    fn code(&self) -> u16 {
         match self {
-            BackendError::PoolExhausted { .. } => {
-                ServerError::new(1040, "08004", format!("dbmesh: {self}"))
-            }
-            BackendError::Server { error, .. } => error.clone(),
+            // ER_CON_COUNT_ERROR
+            BackendError::PoolExhausted { .. } => 1040,
+            BackendError::Server { error, .. } => error.code,
+            // ER_UNKNOWN_ERROR
+            _ => 1105,
+        }
+    }
+
+    fn sqlstate(&self) -> &str {
+        match self {
+            BackendError::PoolExhausted { .. } => "08004",
+            BackendError::Server { error, .. } => error.sqlstate_str(),
+            _ => "HY000",
+        }
+    }
+
+    fn client_message(&self) -> Cow<'static, str> {
+        match self {
+            BackendError::Server { error, .. } => error.message.clone(),
             // The reason can name the server (its certificate's names): it stays in the log.
-            BackendError::Tls { source_name, .. } => ServerError::internal(format!(
+            BackendError::Tls { source_name, .. } => format!(
                 "dbmesh: data source '{source_name}': TLS to its server failed (dbmesh's log has the reason)"
-            )),
-            _ => ServerError::internal(format!("dbmesh: {self}")),
+            )
+            .into(),
+            _ => format!("dbmesh: {self}").into(),
+        }
+    }
+
+    fn to_server_error(&self) -> ServerError {
+        match self {
+            BackendError::Server { error, .. } => error.clone(),
+            _ => ServerError::new(self.code(), self.sqlstate(), self.client_message()),
         }
     }
 }

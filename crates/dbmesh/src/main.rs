@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use logging::LogFormat;
+use protocol::ClientError;
 use server::{Context, ContextParts, Metrics, Snapshot};
 use tokio::net::TcpListener;
 
@@ -123,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                     print!("{}", explain(&plan, &rules));
                     Ok(())
                 }
-                Err(e) => bail!("ERROR {} ({}): {}", e.code(), e.sqlstate(), e.message()),
+                Err(e) => bail!("{}", e.to_server_error()),
             }
         }
         Command::Status { admin } => admin_client::status(&admin),

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use backend::{BackendError, Pool};
-use protocol::ServerError;
+use protocol::{ClientError, ServerError};
+
+use crate::error::ExecError;
 
 /// Why backend statements were interrupted (the `reason` label of
 /// `dbmesh_backend_cancellations_total`).
@@ -54,23 +56,13 @@ impl CancelReason {
 
 /// MariaDB's 1969 ER_STATEMENT_TIMEOUT, the answer to a statement past its time limit.
 pub fn time_limit_error() -> ServerError {
-    ServerError::new(
-        1969,
-        "70100",
-        "Query execution was interrupted (max_statement_time exceeded)",
-    )
+    ExecError::TimeLimit.to_server_error()
 }
 
 /// The answer to a statement interrupted past the distributed lock-wait bound: MariaDB's
 /// deadlock error, since the whole transaction is rolled back and the client should retry it.
 pub fn lock_wait_deadlock_error() -> ServerError {
-    ServerError::new(
-        1213,
-        "40001",
-        "Deadlock found when trying to get lock; try restarting transaction (dbmesh: a row-lock \
-         wait of a transaction on several data sources passed the distributed lock-wait bound, \
-         which may be a deadlock across servers; the whole transaction was rolled back)",
-    )
+    ExecError::DistributedLockWait.to_server_error()
 }
 
 /// The backend connections one executor is using, and whether a cancel is interrupting them.
@@ -189,7 +181,7 @@ impl Cancel {
         let error = if self.timed_out() {
             time_limit_error()
         } else {
-            ServerError::new(1317, "70100", "Query execution was interrupted")
+            ExecError::Interrupted.to_server_error()
         };
         BackendError::Server {
             source_name: data_source.to_string(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use backend::{BackendError, Cluster, Gtid, PooledConn, Server, WantedState};
 use protocol::constants::status;
 use protocol::response::{relay_response, RelayError, RelayOutcome, ResponseKind};
-use protocol::ProtocolError;
+use protocol::{ClientError, ProtocolError};
 use rules::{ReadYourWrites, ReplicationConfig, Rules};
 
 use crate::access::Access;

@@ -19,6 +19,7 @@
 mod access;
 mod cancel;
 mod conns;
+mod error;
 mod merged;
 mod pin;
 mod run;
@@ -38,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use access::{classify, Access};
 pub use cancel::{Cancel, CancelReason};
 pub use conns::ClientState;
+pub use error::ExecError;
 pub use pin::{items, scan, unread_set, Effects, Item, PinReason, Pins};
 pub use run::Request;
 pub use snapshot::{PlanCacheCounted, Snapshot, PLAN_CACHE_CAPACITY};

@@ -10,7 +10,7 @@ use protocol::framing::PacketConn;
 use protocol::packets::OkPacket;
 use protocol::response::{drain_after_header, read_result_header, ResultHeader};
 use protocol::resultset::{write_end_of_rows, ColumnDef};
-use protocol::{ProtocolError, ServerError};
+use protocol::{ClientError, ProtocolError, ServerError};
 use router::{MergeSpec, Plan, Target};
 
 use crate::cancel::{drain_or_interrupt, time_limit_error, Cancel, CancelReason};
@@ -198,7 +198,7 @@ impl Executor {
                 }
                 let err = match (failed, layout) {
                     (Some(e), _) => e,
-                    (None, Err(e)) => merge_error(&e),
+                    (None, Err(e)) => e.to_server_error(),
                     (None, Ok(_)) => ServerError::internal("dbmesh: merge failed"),
                 };
                 return Some(answer_error(client, &err).await);
@@ -254,7 +254,7 @@ impl Executor {
         }
         let failure = match outcome {
             Ok(_) => None,
-            Err(Failure::Merge(e)) => Some(merge_error(&e)),
+            Err(Failure::Merge(e)) => Some(e.to_server_error()),
             Err(Failure::Io(Io::Shard(shard, e))) => {
                 Some(shard_error(&targets[shard].data_source, &e))
             }
@@ -329,9 +329,4 @@ fn shard_error(data_source: &str, e: &ServerError) -> ServerError {
         std::str::from_utf8(&e.sqlstate).unwrap_or("HY000"),
         format!("{} (on data source {data_source})", e.message),
     )
-}
-
-fn merge_error(e: &MergeError) -> ServerError {
-    let (code, state) = e.code();
-    ServerError::new(code, state, format!("dbmesh: {e}"))
 }

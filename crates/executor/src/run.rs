@@ -21,11 +21,12 @@ use protocol::response::{
 };
 use protocol::resultset::write_end_of_rows;
 use protocol::stmt::Execute;
-use protocol::text;
 use protocol::ServerError;
+use protocol::{text, ClientError};
 use router::{Combine, Plan, StatementKind, Target};
 
 use crate::cancel::{drain_or_interrupt, time_limit_error, CancelReason};
+use crate::error::ExecError;
 use crate::{answer_error, client_error, flush, Client, Executor, Flow, Snapshot};
 
 /// What to send each target.
@@ -764,12 +765,12 @@ fn divergence<C: Client>(
     } else {
         "the statement was rolled back"
     };
-    Some(ServerError::new(
-        1105,
-        "HY000",
-        format!(
-            "dbmesh: the copies of broadcast table {table} diverge (rows changed per data \
-             source: {changed}); {rolled_back}, repair the copies"
-        ),
-    ))
+    Some(
+        ExecError::BroadcastDivergence {
+            table: table.to_string(),
+            changed,
+            rolled_back,
+        }
+        .to_server_error(),
+    )
 }

@@ -17,10 +17,11 @@
 use backend::{BackendError, PooledConn};
 use protocol::constants::status;
 use protocol::response::ResponseKind;
-use protocol::ServerError;
+use protocol::{ClientError, ServerError};
 use rules::TransactionMode;
 
 use crate::conns::HeldConn;
+use crate::error::ExecError;
 use crate::pin::PinReason;
 use crate::{answer_error, Client, Executor, Flow, Snapshot};
 
@@ -213,11 +214,7 @@ impl Executor {
     /// change a transaction's characteristics in the middle of it.
     pub fn set_transaction_mode(&mut self, mode: TransactionMode) -> Result<(), ServerError> {
         if self.transaction_open() {
-            return Err(ServerError::new(
-                1568,
-                "25001",
-                "Transaction characteristics can't be changed while a transaction is in progress",
-            ));
+            return Err(ExecError::TransactionInProgress.to_server_error());
         }
         self.transaction.mode = Some(mode);
         Ok(())
@@ -278,11 +275,7 @@ impl Executor {
         }
         let unavailable = |reason: String| BackendError::Server {
             source_name: data_source.to_string(),
-            error: ServerError::new(
-                1399,
-                "XAE07",
-                format!("dbmesh: distributed transactions are unavailable: {reason}"),
-            ),
+            error: ExecError::XaUnavailable(reason).to_server_error(),
         };
         let Some(coordinator) = self.coordinator.clone() else {
             return Err(unavailable(
@@ -341,12 +334,7 @@ impl Executor {
             drop(conns);
             drop(txn);
             return if commit {
-                Err(ServerError::new(
-                    1402,
-                    "XA100",
-                    "dbmesh: the transaction was rolled back on every data source: a \
-                     participant's connection was lost",
-                ))
+                Err(ExecError::ParticipantLost.to_server_error())
             } else {
                 Ok(())
             };

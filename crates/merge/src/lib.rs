@@ -47,17 +47,30 @@ pub enum MergeError {
     Internal(&'static str),
 }
 
-impl MergeError {
-    /// The MySQL error code and SQLSTATE the client gets.
-    pub fn code(&self) -> (u16, &'static str) {
+/// What the client of a merge that failed sees.
+impl protocol::ClientError for MergeError {
+    fn code(&self) -> u16 {
         match self {
             // ER_OUT_OF_SORTMEMORY
-            MergeError::MemoryLimit(_) => (1038, "HY001"),
+            MergeError::MemoryLimit(_) => 1038,
             // ER_DATA_OUT_OF_RANGE
-            MergeError::DecimalOverflow => (1690, "22003"),
-            MergeError::Unsupported(_) => (1235, "42000"),
-            MergeError::Malformed(_) | MergeError::Internal(_) => (1105, "HY000"),
+            MergeError::DecimalOverflow => 1690,
+            MergeError::Unsupported(_) => 1235,
+            MergeError::Malformed(_) | MergeError::Internal(_) => 1105,
         }
+    }
+
+    fn sqlstate(&self) -> &str {
+        match self {
+            MergeError::MemoryLimit(_) => "HY001",
+            MergeError::DecimalOverflow => "22003",
+            MergeError::Unsupported(_) => "42000",
+            MergeError::Malformed(_) | MergeError::Internal(_) => "HY000",
+        }
+    }
+
+    fn client_message(&self) -> std::borrow::Cow<'static, str> {
+        format!("dbmesh: {self}").into()
     }
 }
 

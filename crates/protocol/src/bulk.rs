@@ -11,7 +11,7 @@
 use crate::buf::Reader;
 use crate::constants::com;
 use crate::stmt::{decode_value, ParamType, ParamValue};
-use crate::{ProtocolError, ServerError};
+use crate::{ClientError, ProtocolError};
 
 /// The command byte, statement id and flags.
 pub const HEADER_LEN: usize = 7;
@@ -35,18 +35,23 @@ pub enum BulkError {
     Rows(ProtocolError),
 }
 
-impl BulkError {
-    /// What MariaDB answers such a request.
-    pub fn to_server_error(&self) -> ServerError {
+/// What MariaDB answers such a request.
+impl ClientError for BulkError {
+    fn code(&self) -> u16 {
         match self {
-            BulkError::Header(_) => {
-                ServerError::new(1835, "HY000", "Malformed communication packet")
-            }
-            BulkError::Rows(_) => ServerError::new(
-                1210,
-                "HY000",
-                "Incorrect arguments to mysqld_stmt_bulk_execute",
-            ),
+            BulkError::Header(_) => 1835, // ER_MALFORMED_PACKET
+            BulkError::Rows(_) => 1210,   // ER_WRONG_ARGUMENTS
+        }
+    }
+
+    fn sqlstate(&self) -> &str {
+        "HY000"
+    }
+
+    fn client_message(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            BulkError::Header(_) => "Malformed communication packet".into(),
+            BulkError::Rows(_) => "Incorrect arguments to mysqld_stmt_bulk_execute".into(),
         }
     }
 }

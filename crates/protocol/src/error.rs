@@ -21,19 +21,51 @@ pub enum ProtocolError {
     WriteTimeout(std::time::Duration),
 }
 
-impl ProtocolError {
-    /// The error to send a client before closing because of this failure, when one makes sense.
-    pub fn to_server_error(&self) -> ServerError {
+/// What a client sees of an error: the one contract every crate's error type meets, so the
+/// server turns any of them into an ERR packet the same way ([`ClientError::to_server_error`]).
+/// The message is what the client may know: backend addresses and accounts stay in the log.
+pub trait ClientError {
+    /// The MySQL error code.
+    fn code(&self) -> u16;
+    /// The SQLSTATE, five ASCII characters.
+    fn sqlstate(&self) -> &str;
+    /// The message the client gets.
+    fn client_message(&self) -> Cow<'static, str>;
+    /// The ERR packet's contents.
+    fn to_server_error(&self) -> ServerError {
+        ServerError::new(self.code(), self.sqlstate(), self.client_message())
+    }
+}
+
+/// ER_LOCK_DEADLOCK and ER_XA_RBDEADLOCK: the server rolled the transaction back.
+pub fn is_deadlock(code: u16) -> bool {
+    matches!(code, 1213 | 1614)
+}
+
+/// The error sent to a client before closing because of a protocol failure.
+impl ClientError for ProtocolError {
+    fn code(&self) -> u16 {
         match self {
-            ProtocolError::PacketTooLarge { .. } => ServerError::new(
-                1153,
-                "08S01",
-                "Got a packet bigger than 'max_allowed_packet' bytes",
-            ),
-            ProtocolError::OutOfOrder { .. } => {
-                ServerError::new(1156, "08S01", "Got packets out of order")
+            // ER_NET_PACKET_TOO_LARGE
+            ProtocolError::PacketTooLarge { .. } => 1153,
+            // ER_NET_PACKETS_OUT_OF_ORDER
+            ProtocolError::OutOfOrder { .. } => 1156,
+            // ER_UNKNOWN_COM_ERROR
+            _ => 1047,
+        }
+    }
+
+    fn sqlstate(&self) -> &str {
+        "08S01"
+    }
+
+    fn client_message(&self) -> Cow<'static, str> {
+        match self {
+            ProtocolError::PacketTooLarge { .. } => {
+                "Got a packet bigger than 'max_allowed_packet' bytes".into()
             }
-            other => ServerError::new(1047, "08S01", format!("Unknown command ({other})")),
+            ProtocolError::OutOfOrder { .. } => "Got packets out of order".into(),
+            other => format!("Unknown command ({other})").into(),
         }
     }
 }
@@ -59,6 +91,25 @@ impl std::fmt::Display for ServerError {
 }
 
 impl std::error::Error for ServerError {}
+
+/// A server's error as it came, or one the proxy composed.
+impl ClientError for ServerError {
+    fn code(&self) -> u16 {
+        self.code
+    }
+
+    fn sqlstate(&self) -> &str {
+        self.sqlstate_str()
+    }
+
+    fn client_message(&self) -> Cow<'static, str> {
+        self.message.clone()
+    }
+
+    fn to_server_error(&self) -> ServerError {
+        self.clone()
+    }
+}
 
 impl ServerError {
     /// `sqlstate` must be five ASCII characters.

@@ -18,4 +18,4 @@ pub mod resultset;
 pub mod stmt;
 pub mod text;
 
-pub use error::{ProtocolError, ServerError};
+pub use error::{is_deadlock, ClientError, ProtocolError, ServerError};

@@ -121,9 +121,9 @@ pub enum RouteError {
     Internal(String),
 }
 
-impl RouteError {
-    /// The MySQL error code sent to the client.
-    pub fn code(&self) -> u16 {
+/// What the client of a statement the router will not route sees.
+impl protocol::ClientError for RouteError {
+    fn code(&self) -> u16 {
         match self {
             RouteError::Parse(_) => 1064,
             RouteError::Empty => 1065,
@@ -141,8 +141,7 @@ impl RouteError {
         }
     }
 
-    /// The SQLSTATE sent to the client.
-    pub fn sqlstate(&self) -> &'static str {
+    fn sqlstate(&self) -> &str {
         match self {
             RouteError::Parse(_)
             | RouteError::Empty
@@ -160,22 +159,22 @@ impl RouteError {
         }
     }
 
-    /// The message sent to the client.
-    pub fn message(&self) -> String {
-        self.to_string()
+    fn client_message(&self) -> std::borrow::Cow<'static, str> {
+        self.to_string().into()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::ClientError;
 
     #[test]
     fn codes() {
         let e = RouteError::NotSupported("ORDER BY across shards".into());
         assert_eq!((e.code(), e.sqlstate()), (1235, "42000"));
         assert_eq!(
-            e.message(),
+            e.client_message(),
             "This version of dbmesh doesn't yet support 'ORDER BY across shards'"
         );
         assert_eq!(RouteError::Parse("x".into()).code(), 1064);

@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use protocol::ClientError;
 use router::{ColumnSource, IdStyle, Param, Plan, RouteError, Router, RouterOptions};
 
 struct Case {
@@ -152,7 +153,12 @@ fn parse_params(text: &str) -> Vec<Param> {
 fn show(result: &Result<Plan, RouteError>) -> String {
     match result {
         Ok(plan) => plan.to_string().trim_end().to_owned(),
-        Err(e) => format!("error {} ({}): {}", e.code(), e.sqlstate(), e.message()),
+        Err(e) => format!(
+            "error {} ({}): {}",
+            e.code(),
+            e.sqlstate(),
+            e.client_message()
+        ),
     }
 }
 

@@ -5,9 +5,10 @@
 //! 4084 run out); everything about the meta data source, the clock or worker ids
 //! is 1105 with a message that says which.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use protocol::ServerError;
+use protocol::ClientError;
 
 /// Why a sequence could not hand out ids.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,9 +91,9 @@ pub enum SequenceError {
     Config(String),
 }
 
-impl SequenceError {
-    /// The MySQL error code a client gets.
-    pub fn code(&self) -> u16 {
+/// What a client that cannot get an id sees.
+impl ClientError for SequenceError {
+    fn code(&self) -> u16 {
         match self {
             SequenceError::Unknown { .. } => 4091,
             SequenceError::RunOut { .. } => 4084,
@@ -101,8 +102,7 @@ impl SequenceError {
         }
     }
 
-    /// The SQLSTATE a client gets.
-    pub fn sqlstate(&self) -> &'static str {
+    fn sqlstate(&self) -> &str {
         match self {
             SequenceError::Unknown { .. } => "42S02",
             SequenceError::NotSupported { .. } => "42000",
@@ -110,9 +110,8 @@ impl SequenceError {
         }
     }
 
-    /// The error packet a client gets.
-    pub fn to_server_error(&self) -> ServerError {
-        ServerError::new(self.code(), self.sqlstate(), self.to_string())
+    fn client_message(&self) -> Cow<'static, str> {
+        self.to_string().into()
     }
 }
 

@@ -19,6 +19,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
+//! use protocol::ClientError;
 //! use sequence::{MemoryStore, MetaStore, SequenceOptions, Sequences, SystemClock};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

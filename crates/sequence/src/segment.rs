@@ -372,6 +372,7 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::memory::MemoryStore;
+    use protocol::ClientError;
 
     fn store() -> Arc<MemoryStore> {
         Arc::new(MemoryStore::new(Arc::new(SystemClock)))

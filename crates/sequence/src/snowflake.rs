@@ -266,6 +266,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{ManualClock, SystemClock};
+    use protocol::ClientError;
 
     const EPOCH: u64 = 1_704_067_200_000;
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::ClientError;
 use sequence::{
     decode_snowflake, LeaseOptions, ManualClock, MemoryStore, MetaStore, SequenceError,
     SequenceOptions, Sequences, SystemClock,

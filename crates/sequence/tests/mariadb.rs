@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protocol::ClientError;
 use sequence::{
     decode_snowflake, LeaseOptions, RetryPolicy, SequenceError, SequenceOptions, Sequences,
 };

@@ -18,11 +18,12 @@ use protocol::framing::PacketConn;
 use protocol::handshake::{encode_auth_switch, Greeting, HandshakeResponse};
 use protocol::packets::OkPacket;
 use protocol::text::Charset;
-use protocol::{ProtocolError, ServerError};
+use protocol::{ClientError, ProtocolError, ServerError};
 use rules::{AuthPlugin, Rules};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::error::SessionError;
 use crate::logins::{Cut, LoginTicket};
 use crate::registry::Entry;
 use crate::session::Session;
@@ -61,7 +62,7 @@ const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
 /// Answers a client that arrives when every session slot is taken with 1040 instead of a
 /// greeting (before the greeting) or instead of the login's OK (after it), as MySQL does.
 pub(crate) async fn refuse_too_many<S: AsyncRead + AsyncWrite + Unpin>(mut conn: PacketConn<S>) {
-    let err = ServerError::new(1040, "08004", "Too many connections");
+    let err = SessionError::TooManyConnections.to_server_error();
     conn.write_with(|b| err.encode(b));
     conn.shutdown().await;
 }
@@ -171,7 +172,7 @@ pub(crate) async fn accept(
             .as_ref()
             .is_some_and(|t| t.require);
         if require_tls {
-            let err = ServerError::new(3159, "HY000", "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
+            let err = SessionError::InsecureTransport.to_server_error();
             return refuse(conn, err, ctx).await;
         }
         finish(
@@ -211,7 +212,7 @@ async fn step<T>(
 }
 
 fn bad_handshake(e: ProtocolError) -> ServerError {
-    ServerError::new(1043, "08S01", format!("Bad handshake: {e}"))
+    SessionError::BadHandshake(e.to_string()).to_server_error()
 }
 
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
@@ -322,16 +323,16 @@ pub(crate) fn handshake_charset(collation: u8) -> Result<Charset, ServerError> {
 }
 
 pub(crate) fn unknown_database(db: &str) -> ServerError {
-    ServerError::new(1049, "42000", format!("Unknown database '{db}'"))
+    SessionError::UnknownDatabase(db.to_string()).to_server_error()
 }
 
 pub(crate) fn access_denied(user: &str, host: &str, with_password: bool) -> ServerError {
-    let using = if with_password { "YES" } else { "NO" };
-    ServerError::new(
-        1045,
-        "28000",
-        format!("Access denied for user '{user}'@'{host}' (using password: {using})"),
-    )
+    SessionError::AccessDenied {
+        user: user.to_string(),
+        host: host.to_string(),
+        with_password,
+    }
+    .to_server_error()
 }
 
 /// Checks a client's credentials, switching plugin or asking for more data as needed. Used at

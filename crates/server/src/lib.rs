@@ -4,6 +4,7 @@
 //! the snapshot they started with.
 
 mod distributed;
+mod error;
 mod handshake;
 pub mod health;
 mod intercept;

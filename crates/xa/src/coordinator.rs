@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use backend::{BackendConn, BackendError, ConnectOptions};
 use bytes::BufMut;
 use protocol::constants::com;
+use protocol::ClientError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 

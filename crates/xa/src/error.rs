@@ -1,7 +1,9 @@
 //! [`XaError`]: why a distributed transaction did not commit, or how its commit ended in
 //! doubt, each with the MySQL error a client gets.
 
-use protocol::ServerError;
+use std::borrow::Cow;
+
+use protocol::{is_deadlock, ClientError, ServerError};
 
 use crate::failpoint::Failpoint;
 
@@ -42,15 +44,13 @@ pub enum XaError {
     Failpoint(Failpoint),
 }
 
-/// MariaDB's codes for a branch rolled back by a deadlock (ER_LOCK_DEADLOCK,
-/// ER_XA_RBDEADLOCK): the client gets 1213 so it retries as after any deadlock.
-const DEADLOCKS: [u16; 2] = [1213, 1614];
-
-impl XaError {
-    /// The MySQL error code a client gets.
-    pub fn code(&self) -> u16 {
+/// What the client of a transaction that did not commit sees.
+impl ClientError for XaError {
+    fn code(&self) -> u16 {
         match self {
-            XaError::PrepareFailed { error, .. } if DEADLOCKS.contains(&error.code) => 1213,
+            // A branch rolled back by a deadlock: the client gets 1213 so it retries as after
+            // any deadlock.
+            XaError::PrepareFailed { error, .. } if is_deadlock(error.code) => 1213,
             // ER_XA_RBROLLBACK: "Transaction branch was rolled back".
             XaError::PrepareFailed { .. }
             | XaError::Aborted { .. }
@@ -63,8 +63,7 @@ impl XaError {
         }
     }
 
-    /// The SQLSTATE a client gets.
-    pub fn sqlstate(&self) -> &'static str {
+    fn sqlstate(&self) -> &str {
         match self.code() {
             1213 => "40001",
             1402 => "XA100",
@@ -73,11 +72,12 @@ impl XaError {
         }
     }
 
-    /// The error packet a client gets.
-    pub fn to_server_error(&self) -> ServerError {
-        ServerError::new(self.code(), self.sqlstate(), format!("dbmesh: {self}"))
+    fn client_message(&self) -> Cow<'static, str> {
+        format!("dbmesh: {self}").into()
     }
+}
 
+impl XaError {
     /// Whether every branch is known to be rolled back.
     pub fn rolled_back(&self) -> bool {
         matches!(

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use backend::{BackendConn, ConnectOptions};
+use protocol::ClientError;
 use testkit::Backend;
 use xa::{
     Coordinator, CoordinatorOptions, FailAction, Failpoint, Failpoints, Outcome, Participant,

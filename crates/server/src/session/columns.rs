@@ -8,13 +8,13 @@
 //! [`router::Router::forget_columns`] after it); a list gone stale by DDL run elsewhere shows
 //! as a row of another width, which is read again once before the error is believed.
 
-use protocol::ServerError;
 use router::{ColumnSource, RouteError, Router};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::Flow;
 
 use super::Session;
+use crate::error::SessionError;
 use crate::Snapshot;
 
 /// Lists one statement may need (e.g. `*` over several tables of information_schema).
@@ -68,7 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let conn = match self.exec.backend(&snapshot, &from.data_source).await {
             Ok(conn) => conn,
-            Err(e) => return Err(self.error(e.to_server_error()).await),
+            Err(e) => return Err(self.error(e).await),
         };
         match conn.query(&columns_query(from)).await {
             Ok(result) => {
@@ -78,21 +78,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .filter_map(|row| row.into_iter().next().flatten())
                     .collect();
                 if columns.is_empty() {
-                    let missing = ServerError::new(
-                        1146,
-                        "42S02",
-                        format!(
-                            "Table '{}.{}' doesn't exist (on data source {})",
-                            from.database, from.table, from.data_source
-                        ),
-                    );
+                    let missing = SessionError::NoSuchTable {
+                        database: from.database.clone(),
+                        table: from.table.clone(),
+                        data_source: from.data_source.clone(),
+                    };
                     return Err(self.error(missing).await);
                 }
                 Ok(columns)
             }
-            Err(e @ backend::BackendError::Server { .. }) => {
-                Err(self.error(e.to_server_error()).await)
-            }
+            Err(e @ backend::BackendError::Server { .. }) => Err(self.error(e).await),
             Err(e) => Err(self.backend_lost(&from.data_source, e).await),
         }
     }

@@ -14,15 +14,15 @@ use std::sync::Arc;
 
 use protocol::constants::column_type;
 use protocol::stmt::{Execute, ParamType, ParamValue};
-use protocol::ServerError;
+use protocol::{ClientError, ServerError};
 use router::{IdStyle, Param, Plan, RouteError};
 use sequence::Sequences;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::{Access, Flow, Request};
 
-use super::route::route_error;
 use super::Session;
+use crate::error::SessionError;
 use crate::Snapshot;
 
 /// The ids one statement asks for (from [`router::RouteError::IdsNeeded`]).
@@ -60,9 +60,10 @@ pub(super) fn append_ids(types: &mut Vec<ParamType>, values: &mut Vec<ParamValue
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The proxy's sequences, or why there are none (the meta data source was down at start).
     pub(super) fn sequences(&self) -> Result<Arc<Sequences>, ServerError> {
-        self.ctx.sequences.clone().map_err(|why| {
-            ServerError::internal(format!("dbmesh: sequences are unavailable: {why}"))
-        })
+        self.ctx
+            .sequences
+            .clone()
+            .map_err(|why| SessionError::SequencesUnavailable(why.clone()).to_server_error())
     }
 
     /// Takes the ids `request` asks for and routes `sql` with them, written as `style` says.
@@ -82,7 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let plan = snapshot
             .router
             .route_filled(sql, params, &ids, style)
-            .map_err(|e| route_error(&e))?;
+            .map_err(|e| e.to_server_error())?;
         Ok((plan, ids))
     }
 

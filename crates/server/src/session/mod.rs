@@ -26,10 +26,11 @@ use protocol::constants::{caps, com, set_names_for_collation};
 use protocol::framing::PacketConn;
 use protocol::response::ResponseKind;
 use protocol::text::{self, Charset};
-use protocol::{ProtocolError, ServerError};
+use protocol::{is_deadlock, ClientError, ProtocolError, ServerError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
+use crate::error::SessionError;
 use crate::handshake::Login;
 use crate::registry::Entry;
 use crate::watch::ClientWatch;
@@ -51,9 +52,6 @@ struct ClientConn<S> {
     cancel: Arc<Cancel>,
 }
 
-/// ER_LOCK_DEADLOCK and ER_XA_RBDEADLOCK: the server rolled the transaction back.
-const DEADLOCKS: [u16; 2] = [1213, 1614];
-
 impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     type Stream = S;
 
@@ -70,7 +68,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
         let shown = executor::client_error(&self.cancel, &names, err);
         let err = shown.as_ref().unwrap_or(err);
         self.ctx.metrics.error(err.code);
-        self.deadlocked |= DEADLOCKS.contains(&err.code);
+        self.deadlocked |= is_deadlock(err.code);
         self.diagnostics.push(Diagnostic {
             level: "Error".into(),
             code: err.code,
@@ -81,7 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
 
     fn count_error(&mut self, code: u16) {
         self.ctx.metrics.error(code);
-        self.deadlocked |= DEADLOCKS.contains(&code);
+        self.deadlocked |= is_deadlock(code);
     }
 
     fn broadcast_divergence(&mut self, table: &str) {
@@ -259,20 +257,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 None => {
                     let err = if self.entry.killed() {
-                        command::processes::connection_killed()
+                        SessionError::ConnectionKilled
                     } else {
-                        ServerError::new(
-                            4031,
-                            "HY000",
-                            "The client was disconnected by the server because of inactivity.",
-                        )
+                        SessionError::Inactive
                     };
                     self.close_with(&err).await;
                     break;
                 }
             };
             let Some(&command) = packet.first() else {
-                self.send_error(&ServerError::new(1047, "08S01", "Empty command packet"));
+                self.send_error(&SessionError::EmptyCommand.to_server_error());
                 if self.client.packets.flush().await.is_err() {
                     break;
                 }
@@ -509,13 +503,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.exec.ok(&mut self.client).await
     }
 
-    async fn error(&mut self, err: ServerError) -> Flow {
-        answer_error(&mut self.client, &err).await
+    /// Answers `err`, any crate's error, as its ERR packet.
+    async fn error(&mut self, err: impl ClientError) -> Flow {
+        answer_error(&mut self.client, &err.to_server_error()).await
     }
 
     /// Answers `err` and ends the session: after it the connection is not usable.
-    async fn close_with(&mut self, err: &ServerError) -> Flow {
-        self.send_error(err);
+    async fn close_with(&mut self, err: &impl ClientError) -> Flow {
+        self.send_error(&err.to_server_error());
         let _ = self.client.packets.flush().await;
         Flow::Close
     }

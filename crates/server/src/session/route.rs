@@ -11,18 +11,14 @@ use protocol::response::ResponseKind;
 use protocol::resultset::{write_text_result, ColumnDef};
 use protocol::text::{self, Charset};
 use protocol::ServerError;
-use router::{Combine, IdStyle, RouteError, SessionStatement, StatementKind};
+use router::{Combine, IdStyle, SessionStatement, StatementKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::fill::IdRequest;
 use super::show::Asked;
 use super::Session;
+use crate::error::SessionError;
 use crate::intercept::unqualified_system_tables;
-
-/// The client-facing error for a routing failure.
-pub(super) fn route_error(e: &RouteError) -> ServerError {
-    ServerError::new(e.code(), e.sqlstate(), e.message())
-}
 
 /// The one data source every statement of a multi-statement text goes to, if there is one
 /// and each statement there needs one target only (session statements included: they run on
@@ -114,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         .forward_multi(&data_source, packet, &text, &snapshot)
                         .await;
                 }
-                return self.error(route_error(&e)).await;
+                return self.error(e).await;
             }
         };
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -186,7 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         None => physical.push(statement.to_string()),
                     }
                 }
-                Err(e) => return self.error(route_error(&e)).await,
+                Err(e) => return self.error(e).await,
             }
         }
         let mut charset = None;
@@ -261,14 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionStatement::ExplainRoute(sql) => self.explain_route(sql).await,
             SessionStatement::Set(_) => {
                 if self.exec.distributed_open() && sets_autocommit(text) {
-                    return self
-                        .error(ServerError::new(
-                            1399,
-                            "XAE07",
-                            "dbmesh: SET autocommit inside a distributed transaction; COMMIT or \
-                             ROLLBACK first",
-                        ))
-                        .await;
+                    return self.error(SessionError::AutocommitInDistributed).await;
                 }
                 self.exec.without_branch();
                 let charset = match charset_change(text) {
@@ -362,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok((plan, _)) => plan,
                     Err(e) => return self.error(e).await,
                 },
-                None => return self.error(route_error(&e)).await,
+                None => return self.error(e).await,
             },
         };
         let rows: Vec<[Option<Vec<u8>>; 2]> = if plan.targets.is_empty() {

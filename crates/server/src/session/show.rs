@@ -306,13 +306,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let result = match self.exec.backend(&snapshot, data_source).await {
             Ok(conn) => conn.query(sql).await,
-            Err(e) => return Err(self.error(e.to_server_error()).await),
+            Err(e) => return Err(self.error(e).await),
         };
         match result {
             Ok(result) => Ok(result),
-            Err(e @ backend::BackendError::Server { .. }) => {
-                Err(self.error(e.to_server_error()).await)
-            }
+            Err(e @ backend::BackendError::Server { .. }) => Err(self.error(e).await),
             Err(e) => Err(self.backend_lost(data_source, e).await),
         }
     }
@@ -328,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let conn = match self.exec.backend(&snapshot, data_source).await {
             Ok(conn) => conn,
-            Err(e) => return Err(self.error(e.to_server_error()).await),
+            Err(e) => return Err(self.error(e).await),
         };
         let physical_db = conn.state().database.clone().unwrap_or_default();
         let result = async {
@@ -392,9 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Some((defs, rows)))
             }
             Ok(None) => Ok(None),
-            Err(e @ backend::BackendError::Server { .. }) => {
-                Err(self.error(e.to_server_error()).await)
-            }
+            Err(e @ backend::BackendError::Server { .. }) => Err(self.error(e).await),
             Err(e) => Err(self.backend_lost(data_source, e).await),
         }
     }

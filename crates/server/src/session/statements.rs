@@ -24,9 +24,9 @@ use executor::{Access, Effects, Flow, PinReason, Request};
 
 use super::fill::IdRequest;
 use super::own_values;
-use super::route::route_error;
 use super::show::Asked;
 use super::Session;
+use crate::error::SessionError;
 use crate::intercept::unqualified_system_tables;
 
 /// One prepared statement of a session.
@@ -146,28 +146,6 @@ impl Statements {
     }
 }
 
-/// MySQL's answer to preparing a statement the binary protocol cannot run (`USE`,
-/// `EXPLAIN ROUTE`).
-pub(super) fn unsupported_in_prepared() -> ServerError {
-    ServerError::new(
-        1295,
-        "HY000",
-        "This command is not supported in the prepared statement protocol yet",
-    )
-}
-
-/// MySQL's answer to an unknown statement id.
-pub(super) fn unknown_statement(id: u32, command: u8) -> ServerError {
-    ServerError::new(
-        1243,
-        "HY000",
-        format!(
-            "Unknown prepared statement handler ({id}) given to {}",
-            com::name(command)
-        ),
-    )
-}
-
 fn statement_id(packet: &[u8]) -> Option<u32> {
     let b = packet.get(1..5)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -239,16 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let snapshot = self.ctx.snapshot.load_full();
         let limit = snapshot.rules.proxy.max_prepared_statements;
         if self.statements.by_id.len() >= limit {
-            return self
-                .error(ServerError::new(
-                    1461,
-                    "42000",
-                    format!(
-                        "Can't create more than max_prepared_stmt_count statements \
-                         (current value: {limit})"
-                    ),
-                ))
-                .await;
+            return self.error(SessionError::TooManyPrepared(limit)).await;
         }
         let mut sql = text::decode(&packet[1..], self.text_charset).into_owned();
         // `SET STATEMENT max_statement_time = N FOR …`: the statement is prepared, each
@@ -280,13 +249,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let (plan, fills_ids) = match routed {
             Ok(r) => (r.plan, r.fills_ids),
-            Err(e) => return self.error(route_error(&e)).await,
+            Err(e) => return self.error(e).await,
         };
         let session = match &plan.kind {
             StatementKind::Session(
                 SessionStatement::Use(_) | SessionStatement::ExplainRoute(_),
             ) => {
-                return self.error(unsupported_in_prepared()).await;
+                return self.error(SessionError::NotPreparable).await;
             }
             StatementKind::Session(statement) => Some(statement.clone()),
             _ => None,
@@ -308,7 +277,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.statements.next_id = self.statements.next_id.wrapping_add(1).max(1);
         let client_statement_id = self.statements.next_id;
         if let Err(e) = self.exec.backend(&snapshot, &data_source).await {
-            return self.error(e.to_server_error()).await;
+            return self.error(e).await;
         }
         let mut request = BytesMut::with_capacity(1 + physical_sql.len());
         request.extend_from_slice(&[com::STMT_PREPARE]);
@@ -364,7 +333,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn stmt_execute(&mut self, mut packet: BytesMut) -> Flow {
         let id = self.statements.id_in(&packet);
         let Some(prepared) = self.statements.by_id.get(&id) else {
-            return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
+            return self
+                .error(SessionError::UnknownStatement {
+                    id,
+                    command: com::name(com::STMT_EXECUTE),
+                })
+                .await;
         };
         let snapshot = self.ctx.snapshot.load_full();
         if !Arc::ptr_eq(&prepared.rules, &snapshot.rules) {
@@ -373,7 +347,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
-            return self.error(unknown_statement(id, com::STMT_EXECUTE)).await;
+            return self
+                .error(SessionError::UnknownStatement {
+                    id,
+                    command: com::name(com::STMT_EXECUTE),
+                })
+                .await;
         };
         let cursor = packet.get(5).is_some_and(|&flags| flags != 0);
         let access = prepared.access;
@@ -387,10 +366,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if let Some(statement) = prepared.session.clone() {
             if params > 0 {
                 return self
-                    .error(ServerError::new(
-                        1235,
-                        "42000",
-                        "This version of dbmesh doesn't yet support 'a prepared transaction or SET statement with parameters'",
+                    .error(ServerError::not_supported(
+                        "a prepared transaction or SET statement with parameters",
                     ))
                     .await;
             }
@@ -411,7 +388,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             loop {
                 let backend_id = match self.exec.prepared_id(&snapshot, data_source, sql).await {
                     Ok(id) => id,
-                    Err(e) => return self.error(e.to_server_error()).await,
+                    Err(e) => return self.error(e).await,
                 };
                 packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
                 let kind = ResponseKind::Execute { cursor };
@@ -430,14 +407,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.statements.long_data_bytes -= prepared.clear_long_data();
             let max = snapshot.rules.proxy.max_allowed_packet;
             return self
-                .error(ServerError::new(
-                    1210,
-                    "HY000",
-                    format!(
-                        "Incorrect arguments to mysqld_stmt_execute: the parameter data sent \
+                .error(SessionError::BadExecute(format!(
+                    "the parameter data sent \
                          with COM_STMT_SEND_LONG_DATA passed max_allowed_packet ({max} bytes)"
-                    ),
-                ))
+                )))
                 .await;
         }
         let exec = match Execute::decode(
@@ -447,15 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &prepared.long_data,
         ) {
             Ok(e) => e,
-            Err(e) => {
-                return self
-                    .error(ServerError::new(
-                        1210,
-                        "HY000",
-                        format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
-                    ))
-                    .await
-            }
+            Err(e) => return self.error(SessionError::BadExecute(e.to_string())).await,
         };
         prepared.types = exec.types.clone();
         self.statements.long_data_bytes -= prepared.clear_long_data();
@@ -474,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => {
                 return match IdRequest::asked_by(&e) {
                     Some(request) => self.execute_filled(&exec, &sql, &params, request).await,
-                    None => self.error(route_error(&e)).await,
+                    None => self.error(e).await,
                 }
             }
         };
@@ -509,7 +474,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .await?;
         let route = match routed {
             Ok(route) => route,
-            Err(e) => return Err(self.error(route_error(&e)).await),
+            Err(e) => return Err(self.error(e).await),
         };
         let fixed = fixed_route(&route.plan, route.fills_ids);
         if let Some(prepared) = self.statements.by_id.get_mut(&id) {
@@ -525,7 +490,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let command = packet[0];
         let id = self.statements.id_in(&packet);
         let Some(prepared) = self.statements.by_id.get_mut(&id) else {
-            return self.error(unknown_statement(id, command)).await;
+            return self
+                .error(SessionError::UnknownStatement {
+                    id,
+                    command: com::name(command),
+                })
+                .await;
         };
         self.statements.long_data_bytes -= prepared.clear_long_data();
         match prepared.fixed.clone() {
@@ -534,7 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let snapshot = self.ctx.snapshot.load_full();
                 let backend_id = match self.exec.prepared_id(&snapshot, data_source, sql).await {
                     Ok(id) => id,
-                    Err(e) => return self.error(e.to_server_error()).await,
+                    Err(e) => return self.error(e).await,
                 };
                 packet[1..5].copy_from_slice(&backend_id.to_le_bytes());
                 match self

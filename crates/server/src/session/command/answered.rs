@@ -4,10 +4,10 @@
 use executor::Flow;
 use protocol::response::ResponseKind;
 use protocol::resultset::{write_text_result, ColumnDef};
-use protocol::ServerError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::connection::use_database;
+use crate::error::SessionError;
 use crate::intercept::{like_matches, visible_databases, Intercepted};
 use crate::session::Session;
 
@@ -98,26 +98,12 @@ async fn set_transaction_mode<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Flow {
     let mode = match rules::TransactionMode::parse(value) {
         Some(rules::TransactionMode::Xa) if session.ctx.xa.is_none() => {
-            return session
-                .error(ServerError::new(
-                    1231,
-                    "42000",
-                    "dbmesh: transaction mode 'xa' is unavailable: the XA coordinator is \
-                     not running (no proxy.meta_data_source, or it was unreachable at start)",
-                ))
-                .await
+            return session.error(SessionError::XaUnavailable).await
         }
         Some(mode) => mode,
         None => {
             return session
-                .error(ServerError::new(
-                    1231,
-                    "42000",
-                    format!(
-                        "Variable 'dbmesh_transaction_mode' can't be set to the value of \
-                         '{value}' (use 'xa' or 'local')"
-                    ),
-                ))
+                .error(SessionError::BadTransactionMode(value.to_string()))
                 .await
         }
     };
@@ -145,7 +131,7 @@ async fn next_value<S: AsyncRead + AsyncWrite + Unpin>(
                 vec![ColumnDef::unsigned_bigint(column)],
                 vec![Some(id.to_string().into_bytes())],
             ),
-            Err(e) => return session.error(e.to_server_error()).await,
+            Err(e) => return session.error(e).await,
         },
         Some(n) => match sequences.reserve_range(sequence, n).await {
             Ok(range) => (
@@ -158,7 +144,7 @@ async fn next_value<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(range.end.saturating_sub(1).to_string().into_bytes()),
                 ],
             ),
-            Err(e) => return session.error(e.to_server_error()).await,
+            Err(e) => return session.error(e).await,
         },
     };
     let status = session.exec.reported.status;

@@ -26,9 +26,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::{Access, Effects, Flow, PinReason, Request};
 
+use crate::error::SessionError;
 use crate::session::fill::{append_ids, IdRequest};
-use crate::session::route::route_error;
-use crate::session::statements::{to_param, unknown_statement, unsupported_in_prepared};
+use crate::session::statements::to_param;
 use crate::session::Session;
 
 /// The most placeholders one prepared statement may hold on MariaDB (ER_PS_MANY_PARAM).
@@ -122,25 +122,28 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     session.begin_statement();
     if packet.len() < HEADER_LEN {
         let cut = BulkError::Header(ProtocolError::Malformed("a cut header"));
-        return session.error(cut.to_server_error()).await;
+        return session.error(cut).await;
     }
     let prepared = match session.statements.named_in(&packet) {
         Ok(p) => p,
         Err(id) => {
             return session
-                .error(unknown_statement(id, com::STMT_BULK_EXECUTE))
+                .error(SessionError::UnknownStatement {
+                    id,
+                    command: com::name(com::STMT_BULK_EXECUTE),
+                })
                 .await
         }
     };
     // MariaDB's answer for statements without parameters and those a bulk cannot run.
     if prepared.session.is_some() || prepared.params == 0 {
-        return session.error(unsupported_in_prepared()).await;
+        return session.error(SessionError::NotPreparable).await;
     }
     let bulk = match BulkExecute::decode(&packet, prepared.params, &prepared.types) {
         Ok(bulk) => bulk,
         Err(e) => {
             tracing::debug!(error = %e, "malformed COM_STMT_BULK_EXECUTE");
-            return session.error(e.to_server_error()).await;
+            return session.error(e).await;
         }
     };
     prepared.types.clone_from(&bulk.types);
@@ -148,7 +151,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     // As MariaDB answers a client that asks for per-row results without
     // MARIADB_CLIENT_BULK_UNIT_RESULTS, which dbmesh does not announce.
     if bulk.flags & SEND_UNIT_RESULTS != 0 {
-        return session.error(unsupported_in_prepared()).await;
+        return session.error(SessionError::NotPreparable).await;
     }
     let rows = match plain_rows(bulk.rows) {
         Ok(rows) => rows,
@@ -207,7 +210,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(filled) => filled,
                     Err(e) => return session.error(e).await,
                 },
-                None => return session.error(route_error(&e)).await,
+                None => return session.error(e).await,
             },
         };
         // MariaDB's answer to a bulk SELECT; DDL and the rest have no place in a batch.
@@ -215,7 +218,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             plan.kind,
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete
         ) {
-            return session.error(unsupported_in_prepared()).await;
+            return session.error(SessionError::NotPreparable).await;
         }
         append_ids(&mut types, &mut values, &ids);
         parts.push(Part {

@@ -9,7 +9,8 @@ use protocol::resultset::write_end_of_rows;
 use protocol::ServerError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::handshake::{authenticate, handshake_charset, unknown_database};
+use crate::error::SessionError;
+use crate::handshake::{authenticate, handshake_charset};
 use crate::intercept::physical_database;
 use crate::session::Session;
 
@@ -45,7 +46,9 @@ pub(in crate::session) async fn use_database<S: AsyncRead + AsyncWrite + Unpin>(
         session.exec.state.database = Some(db.to_string());
         session.ok().await
     } else {
-        session.error(unknown_database(db)).await
+        session
+            .error(SessionError::UnknownDatabase(db.to_string()))
+            .await
     }
 }
 
@@ -83,11 +86,7 @@ async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(r) => r,
         Err(e) => {
             return session
-                .error(ServerError::new(
-                    1043,
-                    "08S01",
-                    format!("Bad handshake: {e}"),
-                ))
+                .error(SessionError::BadHandshake(e.to_string()))
                 .await
         }
     };
@@ -113,7 +112,9 @@ async fn change_user<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if let Some(db) = &request.database {
         if physical_database(&rules, db).is_none() {
-            return session.close_with(&unknown_database(db)).await;
+            return session
+                .close_with(&SessionError::UnknownDatabase(db.clone()))
+                .await;
         }
     }
     let collation = request.collation.unwrap_or(session.handshake_collation);

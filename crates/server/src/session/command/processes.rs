@@ -12,33 +12,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use executor::{Flow, PinReason};
 
+use crate::error::SessionError;
 use crate::processes::{about_sessions, AboutSessions, Kill, KillTarget};
 use crate::registry::{Entry, Shown};
 use crate::session::Session;
-
-/// 1295 ER_UNSUPPORTED_PS, as MariaDB answers statements it cannot prepare.
-fn not_preparable() -> ServerError {
-    ServerError::new(
-        1295,
-        "HY000",
-        "This command is not supported in the prepared statement protocol yet",
-    )
-}
-
-/// 1094 ER_NO_SUCH_THREAD.
-fn unknown_thread(id: u64) -> ServerError {
-    ServerError::new(1094, "HY000", format!("Unknown thread id: {id}"))
-}
-
-/// 1095 ER_KILL_DENIED_ERROR.
-fn not_owner(id: u64) -> ServerError {
-    ServerError::new(1095, "HY000", format!("You are not owner of thread {id}"))
-}
-
-/// 1927 ER_CONNECTION_KILLED, sent before a killed session's connection closes.
-pub(in crate::session) fn connection_killed() -> ServerError {
-    ServerError::new(1927, "70100", "Connection was killed")
-}
 
 /// The process list's name of a command, as MariaDB shows it.
 pub(in crate::session) fn command_name(command: u8) -> &'static str {
@@ -167,7 +144,7 @@ pub(super) async fn refuse_prepare<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Option<Flow> {
     Some(match about_sessions(text)? {
         AboutSessions::Refused(err) => session.error(err).await,
-        _ => session.error(not_preparable()).await,
+        _ => session.error(SessionError::NotPreparable).await,
     })
 }
 
@@ -304,23 +281,16 @@ async fn kill_sessions<S: AsyncRead + AsyncWrite + Unpin>(
     let targets: Vec<std::sync::Arc<Entry>> = match &kill.target {
         KillTarget::Session(id) => {
             let Some(entry) = session.ctx.sessions.get(*id) else {
-                return session.error(unknown_thread(*id)).await;
+                return session.error(SessionError::UnknownThread(*id)).await;
             };
             if entry.user() != session.user && !has_process_privilege(session) {
-                return session.error(not_owner(*id)).await;
+                return session.error(SessionError::NotOwner(*id)).await;
             }
             vec![entry]
         }
         KillTarget::User(user) => {
             if *user != session.user && !has_process_privilege(session) {
-                return session
-                    .error(ServerError::new(
-                        1227,
-                        "42000",
-                        "Access denied; you need (at least one of) the PROCESS privilege(s) \
-                         for this operation",
-                    ))
-                    .await;
+                return session.error(SessionError::ProcessPrivilegeNeeded).await;
             }
             session
                 .ctx
