@@ -211,8 +211,10 @@ fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, b
     if sql::client_charset(sql).is_some() {
         return Ok((Template::Set, true));
     }
+    // Not cached: another statement of the fingerprint may parse (`LIMIT 1` does not,
+    // `LIMIT -1` reads as an expression) and must get its own plan.
     if rules.tables.is_empty() && default_db_is_schema(rules) && !has_fill_tables(rules) {
-        return Ok((Template::PassThrough(StatementKind::Other), true));
+        return Ok((Template::PassThrough(StatementKind::Other), false));
     }
     let words = sql::identifiers(sql);
     let first = words.first().map(|w| w.to_ascii_uppercase());
@@ -232,7 +234,7 @@ fn unparsed(rules: &Rules, sql: &str, err: sql::SqlError) -> Result<(Template, b
             "SQL-level PREPARE/EXECUTE (use the binary protocol's prepared statements)".into(),
         ));
     }
-    Ok((Template::PassThrough(StatementKind::Other), true))
+    Ok((Template::PassThrough(StatementKind::Other), false))
 }
 
 /// Whether a sequence fills a column of some table.

@@ -248,6 +248,29 @@ fn cache_counts_hits_and_misses_and_is_bounded() {
     assert_eq!(router.cache_stats().entries, 2);
 }
 
+/// A statement the parser rejects is passed through uncached: another of its fingerprint may
+/// parse (`LIMIT 1` does not here, `LIMIT -1` reads as an expression) and gets its own plan
+/// (found by the router fuzz target: the cache gave the first one's plan).
+#[test]
+fn a_statement_that_does_not_parse_leaves_no_plan_in_the_cache() {
+    for file in ["passthrough.toml", "quickstart.toml"] {
+        let cached = Router::new(load(file), 16);
+        let uncached = Router::new(load(file), 0);
+        let _ = cached.route("DELETE FROM t_x WHERE a& LIMIT 1", &[]);
+        assert_eq!(cached.cache_stats().entries, 0, "{file}");
+        let other = "DELETE FROM t_x WHERE a& LIMIT -9223372036854775808";
+        let describe = |r: Result<Plan, RouteError>| match r {
+            Ok(plan) => plan.to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            describe(cached.route(other, &[])),
+            describe(uncached.route(other, &[])),
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn route_multi_routes_each_statement() {
     let router = Router::new(load("quickstart.toml"), 16);
