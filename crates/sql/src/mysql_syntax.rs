@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::lexer::{Lexer, Tok};
+use crate::lexer::{mentions, Lexer, Tok};
 
 /// What was taken off one statement's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,12 +128,7 @@ pub(crate) fn take(sql: &str) -> (Cow<'_, str>, Extras) {
 /// parenthesized list of two or more items (`INTERVAL (1) DAY` is an interval literal). None
 /// when the text holds the stand-in word itself.
 fn interval_calls(sql: &str) -> Vec<usize> {
-    let named = |w: &str| {
-        sql.as_bytes()
-            .windows(w.len())
-            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-    };
-    if !named("INTERVAL") || named(INTERVAL_STAND_IN) {
+    if !mentions(sql, "INTERVAL") || mentions(sql, INTERVAL_STAND_IN) {
         return Vec::new();
     }
     let tokens: Vec<_> = std::iter::from_fn({

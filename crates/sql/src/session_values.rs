@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crate::lexer::{CodeTokens, Tok, Token, SELECT_LIST_END};
+use crate::lexer::{mentions, CodeTokens, Tok, Token, SELECT_LIST_END};
 
 /// A value the session keeps for itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +78,7 @@ pub fn replace_session_values<E>(
     mut replace: impl FnMut(SessionValue) -> Result<Replacement, E>,
 ) -> Result<Option<String>, Unreplaceable<E>> {
     // Most statements use none of them: a byte scan spares those the lexing.
-    let bytes = sql.as_bytes();
-    let named = |w: &str| {
-        bytes
-            .windows(w.len())
-            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-    };
+    let named = |w: &str| mentions(sql, w);
     let may_use = [
         "insert_id",
         "identity",
@@ -95,7 +90,7 @@ pub fn replace_session_values<E>(
     ]
     .into_iter()
     .any(named)
-        || (bytes.contains(&b'@') && named("max_statement_time"));
+        || (sql.contains('@') && named("max_statement_time"));
     if !may_use {
         return Ok(None);
     }
