@@ -188,6 +188,9 @@ mod tests {
         let (text, extras) = take("SELECT INTERVAL(a, 1), interva_(b) FROM t");
         assert_eq!(text, "SELECT INTERVAL(a, 1), interva_(b) FROM t");
         assert!(!extras.interval_function);
+        // In a text of several statements it is a clean syntax error naming it.
+        let err = crate::parse("SELECT INTERVAL(a, 1, 2) FROM t; SELECT 1").unwrap_err();
+        assert!(err.to_string().contains("INTERVAL(N, N1, …)"), "{err}");
     }
 
     #[test]
