@@ -1,7 +1,7 @@
 //! Reads of one sharded logical table answered as one MariaDB holding it answers them
 //! (issue 22): names in ORDER BY, GROUP BY and DISTINCT resolved against the select list
 //! (qualified and unqualified names, parenthesized items, `*` and `t.*`, positions into a
-//! wildcard), and the bitwise aggregates. The table is sharded over two data sources with
+//! wildcard), the bitwise aggregates, the INTERVAL function and `FOUND_ROWS()`. The table is sharded over two data sources with
 //! two physical tables each, on one server. Every query runs through the proxy as text,
 //! prepared as written and prepared with its literals bound as parameters, and the same
 //! way on a reference database holding the same rows; column names, types and rows must be
@@ -289,6 +289,80 @@ async fn bitwise_aggregates_and_count_distinct_of_two_columns_merge_exactly() {
 async fn the_interval_function_is_answered_as_mariadb_answers_it() {
     let (setup, mut through, mut reference) = setup().await;
     let differences = compare(&mut through, &mut reference, &interval_function()).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    drop(setup);
+}
+
+/// Statements after which `FOUND_ROWS()` is compared: scatter and single-shard reads, with
+/// and without OFFSET, aggregated and DISTINCT, SQL_CALC_FOUND_ROWS, LIMIT 0, a write.
+const FOUND_ROWS_AFTER: [&str; 14] = [
+    "SELECT uid FROM payment ORDER BY uid LIMIT 3",
+    "SELECT COUNT(*) FROM payment",
+    "SELECT uid FROM payment WHERE uid = 7",
+    "SELECT id FROM payment ORDER BY id LIMIT 5 OFFSET 3",
+    "SELECT id FROM payment ORDER BY id LIMIT 3, 100",
+    "SELECT id FROM payment ORDER BY id LIMIT 50 OFFSET 45",
+    "SELECT id FROM payment WHERE uid = 7 ORDER BY id LIMIT 2, 2",
+    "SELECT id FROM payment WHERE uid = 7 ORDER BY id LIMIT 100, 2",
+    "SELECT uid, COUNT(*) FROM payment GROUP BY uid ORDER BY uid LIMIT 2, 3",
+    "SELECT DISTINCT status FROM payment ORDER BY status LIMIT 1, 1",
+    "SELECT SQL_CALC_FOUND_ROWS id FROM payment WHERE uid = 7 ORDER BY id LIMIT 1",
+    "SELECT id FROM payment LIMIT 0",
+    "SELECT id FROM payment WHERE id > 30",
+    "UPDATE payment SET flags = flags WHERE id = 1",
+];
+
+async fn found_rows(conn: &mut Conn) -> Result<u64, String> {
+    conn.query_first("SELECT FOUND_ROWS()")
+        .await
+        .map(|v| v.unwrap_or_default())
+        .map_err(|e| e.to_string())
+}
+
+/// `FOUND_ROWS()` is the session's own value as MariaDB defines it after every statement,
+/// whichever connections ran it: the rows the last SELECT sent, those an OFFSET skipped
+/// included, and with SQL_CALC_FOUND_ROWS every matching row. The statement before it runs as
+/// text and prepared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_is_the_sessions_own_after_every_statement() {
+    let (setup, mut through, mut reference) = setup().await;
+    let mut differences = Vec::new();
+    for sql in FOUND_ROWS_AFTER {
+        for protocol in ["text", "prepared"] {
+            for conn in [&mut through, &mut reference] {
+                let ran = match protocol {
+                    "text" => conn.query_drop(sql).await,
+                    _ => conn.exec_drop(sql, ()).await,
+                };
+                ran.unwrap_or_else(|e| panic!("{protocol}: {sql}: {e}"));
+            }
+            let (got, expected) = (
+                found_rows(&mut through).await,
+                found_rows(&mut reference).await,
+            );
+            if got != expected {
+                differences.push(format!(
+                    "{protocol}: {sql}: proxy {got:?}, reference {expected:?}"
+                ));
+            }
+        }
+    }
+    // A text of several statements on one data source: its last SELECT counts.
+    let several = "SELECT id FROM payment WHERE uid = 4 ORDER BY id LIMIT 1, 2; DO 1";
+    for conn in [&mut through, &mut reference] {
+        conn.query_drop(several).await.unwrap();
+    }
+    let (got, expected) = (
+        found_rows(&mut through).await,
+        found_rows(&mut reference).await,
+    );
+    assert_eq!(got, expected, "after {several}");
+    // FOUND_ROWS() itself sent one row.
+    let (got, expected) = (
+        found_rows(&mut through).await,
+        found_rows(&mut reference).await,
+    );
+    assert_eq!(got, expected, "after SELECT FOUND_ROWS()");
     assert!(differences.is_empty(), "{}", differences.join("\n"));
     drop(setup);
 }

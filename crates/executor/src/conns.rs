@@ -643,6 +643,11 @@ impl Executor {
                             self.reported.last_insert_id = outcome.last_insert_id;
                         }
                         held.diagnostics = outcome.warnings > 0 || outcome.error.is_some();
+                        if let (None, true, Some(rows)) =
+                            (&outcome.error, outcome.result_set, outcome.rows)
+                        {
+                            self.reported.found_rows = rows;
+                        }
                         self.reported.row_count = match (&outcome.error, outcome.result_set) {
                             (None, false) => outcome.affected_rows as i64,
                             _ => -1,

@@ -124,6 +124,9 @@ pub struct Reported {
     pub answers_last_insert_id: bool,
     /// What `ROW_COUNT()` answers: the last statement's affected rows, -1 after a SELECT.
     pub row_count: i64,
+    /// What `FOUND_ROWS()` answers: set by each statement that returns rows, as MariaDB
+    /// counts them.
+    pub found_rows: u64,
 }
 
 impl Default for Reported {
@@ -133,6 +136,7 @@ impl Default for Reported {
             last_insert_id: 0,
             answers_last_insert_id: false,
             row_count: -1,
+            found_rows: 0,
         }
     }
 }

@@ -253,7 +253,10 @@ impl Executor {
             }
         }
         let failure = match outcome {
-            Ok(_) => None,
+            Ok(merged) => {
+                self.reported.found_rows = merged.found;
+                None
+            }
             Err(Failure::Merge(e)) => Some(e.to_server_error()),
             Err(Failure::Io(Io::Shard(shard, e))) => {
                 Some(shard_error(&targets[shard].data_source, &e))

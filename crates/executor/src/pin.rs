@@ -2,8 +2,7 @@
 //!
 //! A session borrows connections per statement (or per transaction) and gives them back when
 //! the statement is over. Some state lives on a backend connection where the proxy cannot track
-//! or replay it — user variables, temporary tables, table and named locks, the row count
-//! `FOUND_ROWS()` reads, cursors, XA, SQL-level prepared statements, `LAST_INSERT_ID(expr)` —
+//! or replay it — user variables, temporary tables, table and named locks, cursors, XA, SQL-level prepared statements, `LAST_INSERT_ID(expr)` —
 //! and while any of it may exist the session keeps its connections. Statements are recognised
 //! conservatively by their words (outside string literals and comments, as the `sql` lexer
 //! reads them): a false match only costs multiplexing, a missed one would give wrong results.
@@ -20,8 +19,6 @@ pub enum PinReason {
     TemporaryTables,
     LockTables,
     GetLock,
-    /// `SQL_CALC_FOUND_ROWS`, until `FOUND_ROWS()` reads it.
-    FoundRows,
     /// A cursor opened by COM_STMT_EXECUTE, or `HANDLER`.
     Cursor,
     /// COM_STMT_SEND_LONG_DATA sent parameter data the next execute consumes.
@@ -41,13 +38,12 @@ pub enum PinReason {
 }
 
 impl PinReason {
-    pub const ALL: [PinReason; 14] = [
+    pub const ALL: [PinReason; 13] = [
         PinReason::Transaction,
         PinReason::UserVariables,
         PinReason::TemporaryTables,
         PinReason::LockTables,
         PinReason::GetLock,
-        PinReason::FoundRows,
         PinReason::Cursor,
         PinReason::LongData,
         PinReason::Xa,
@@ -65,7 +61,6 @@ impl PinReason {
             PinReason::TemporaryTables => "temporary_tables",
             PinReason::LockTables => "lock_tables",
             PinReason::GetLock => "get_lock",
-            PinReason::FoundRows => "found_rows",
             PinReason::Cursor => "cursor",
             PinReason::LongData => "long_data",
             PinReason::Xa => "xa",
@@ -224,12 +219,6 @@ pub fn scan(items: &[Item<'_>]) -> Effects {
             let call = statement.get(at + 1) == Some(&Item::Punct(b'('));
             match item {
                 Item::UserVariable => add(Effects::set(PinReason::UserVariables)),
-                Item::Word(w) if w.eq_ignore_ascii_case("SQL_CALC_FOUND_ROWS") => {
-                    add(Effects::set(PinReason::FoundRows))
-                }
-                Item::Word(w) if w.eq_ignore_ascii_case("FOUND_ROWS") && call => {
-                    add(Effects::clear(PinReason::FoundRows))
-                }
                 Item::Word(w) if w.eq_ignore_ascii_case("GET_LOCK") && call => {
                     add(Effects::set(PinReason::GetLock))
                 }
@@ -275,10 +264,7 @@ mod tests {
             ("LOCK TABLES t WRITE", &["lock_tables"]),
             ("FLUSH TABLES WITH READ LOCK", &["lock_tables"]),
             ("SELECT GET_LOCK('a', 1)", &["get_lock"]),
-            (
-                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
-                &["found_rows"],
-            ),
+            ("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", &[]),
             ("XA START 'x'", &["xa"]),
             (
                 "UPDATE t SET id = LAST_INSERT_ID(id + 1)",

@@ -16,8 +16,8 @@ use bytes::BytesMut;
 use protocol::constants::com;
 use protocol::packets::OkPacket;
 use protocol::response::{
-    drain_after_header, read_result_header, relay_rows, RelayError, ResponseKind, ResultHeader,
-    RowsEnd,
+    drain_after_header, read_result_header, relay_rows, RelayError, RelayOutcome, ResponseKind,
+    ResultHeader, RowsEnd,
 };
 use protocol::resultset::write_end_of_rows;
 use protocol::stmt::Execute;
@@ -65,7 +65,7 @@ impl Executor {
         };
         match &plan.combine {
             Combine::Single => {
-                self.run_one(client, snapshot, &plan.targets[0], request, kind)
+                self.run_one(client, snapshot, plan, &plan.targets[0], request, kind)
                     .await
             }
             Combine::AnyOne => {
@@ -84,7 +84,8 @@ impl Executor {
                     .find(|t| self.holds(&t.data_source))
                     .or_else(|| plan.targets.iter().find(readable))
                     .unwrap_or(&plan.targets[0]);
-                self.run_one(client, snapshot, target, request, kind).await
+                self.run_one(client, snapshot, plan, target, request, kind)
+                    .await
             }
             Combine::SumAffected | Combine::OneByOne | Combine::EveryCopy(_) => {
                 self.run_sum_affected(client, snapshot, plan, request, None)
@@ -125,6 +126,7 @@ impl Executor {
         &mut self,
         client: &mut C,
         snapshot: &Snapshot,
+        plan: &Plan,
         target: &Target,
         request: Request<'_>,
         kind: ResponseKind,
@@ -142,11 +144,57 @@ impl Executor {
                 .relay_read(client, &target.data_source, &packet, kind)
                 .await
             {
-                Ok(_) => return Flow::Continue,
+                Ok(outcome) => {
+                    let read = plan.kind == StatementKind::Select;
+                    self.note_found_rows(read, &target.data_source, &target.sql, &outcome)
+                        .await;
+                    return Flow::Continue;
+                }
                 Err(Some(flow)) => return flow,
                 // The replica is out now, so the next attempt goes elsewhere.
                 Err(None) => continue,
             }
+        }
+    }
+
+    /// `FOUND_ROWS()` after statement `sql` that `data_source` answered. The relay counted
+    /// the rows of a result set; where MariaDB's count goes beyond them (an OFFSET, a limited
+    /// set operation, SQL_CALC_FOUND_ROWS) the connection that ran the statement is asked,
+    /// as after a text of several statements that returned rows. A `read` answered with an
+    /// OK (`SELECT … INTO`) sent no row.
+    pub async fn note_found_rows(
+        &mut self,
+        read: bool,
+        data_source: &str,
+        sql: &str,
+        outcome: &RelayOutcome,
+    ) {
+        if outcome.results > 1 {
+            if outcome.rows.is_none() {
+                return;
+            }
+        } else if outcome.error.is_some() {
+            return;
+        } else if !outcome.result_set {
+            if read {
+                self.reported.found_rows = 0;
+            }
+            return;
+        } else if !sql::found_rows_beyond_returned(sql) {
+            return;
+        }
+        let Some(held) = self.held.get_mut(data_source) else {
+            return;
+        };
+        let asked = held.conn.query("SELECT FOUND_ROWS()").await;
+        match asked
+            .ok()
+            .and_then(|r| r.value(0, "FOUND_ROWS()")?.parse().ok())
+        {
+            Some(found) => self.reported.found_rows = found,
+            // The connection's state is unknown now; the rows sent are the best answer left,
+            // and the connection is not reused.
+            None => self.discard(data_source),
         }
     }
 
@@ -453,6 +501,7 @@ impl Executor {
         }
         let deprecate_eof = client.deprecate_eof();
         let mut warnings: u16 = 0;
+        let mut rows = 0;
         for (wave_number, wave) in waves.iter().enumerate() {
             // Before the first wave's columns nothing reached the client.
             let retry = wave_number == 0;
@@ -492,7 +541,8 @@ impl Executor {
                 let (cancel, names) = (&self.cancel, &self.names);
                 let error_for = |e: &ServerError| client_error(cancel, names, e);
                 match relay_rows(held.conn.packets(), client.packets(), &error_for).await {
-                    Ok(RowsEnd::Done(ok)) => {
+                    Ok(RowsEnd::Done(ok, relayed)) => {
+                        rows += relayed;
                         warnings = warnings.saturating_add(ok.warnings);
                         self.note_status(data_source, ok.status);
                     }
@@ -533,6 +583,7 @@ impl Executor {
                 }
             }
         }
+        self.reported.found_rows = rows;
         let status = self.client_status();
         write_end_of_rows(client.packets(), deprecate_eof, warnings, status);
         Some(flush(client).await)

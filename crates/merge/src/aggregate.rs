@@ -167,8 +167,9 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    /// The finished groups after HAVING, DISTINCT, ORDER BY and LIMIT, encoded.
-    pub(crate) fn finish(mut self, spec: &MergeSpec) -> Result<Vec<Vec<u8>>, MergeError> {
+    /// The finished groups after HAVING, DISTINCT, ORDER BY and LIMIT, encoded, and how many
+    /// there were before OFFSET and LIMIT.
+    pub(crate) fn finish(mut self, spec: &MergeSpec) -> Result<(Vec<Vec<u8>>, u64), MergeError> {
         let layout = self.layout;
         let scalar = self.agg.group_by.is_empty();
         let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(self.list.len().max(1));
@@ -271,6 +272,7 @@ impl<'a> Aggregator<'a> {
         let take = spec
             .limit
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let total = finished.len() as u64;
         let mut out = Vec::new();
         for row in finished.into_iter().skip(skip).take(take) {
             let cells: Vec<OutCell<'_>> = row
@@ -284,7 +286,7 @@ impl<'a> Aggregator<'a> {
             encode_row(layout, &cells, &mut payload)?;
             out.push(payload);
         }
-        Ok(out)
+        Ok((out, total))
     }
 
     /// Fills the derived columns (AVG, expressions) of a finished row.

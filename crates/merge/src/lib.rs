@@ -149,15 +149,39 @@ pub struct Limits {
     pub memory: usize,
 }
 
-/// Merges the shards' rows into `sink`; returns the rows written. Shards may
-/// have unread rows left when a LIMIT ended the merge early.
+/// What a merge sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merged {
+    /// Rows written to the sink.
+    pub written: u64,
+    /// What `FOUND_ROWS()` answers after the statement on MariaDB: the rows up to the end of
+    /// its LIMIT, those OFFSET skipped included (`min(rows, offset + limit)`, 0 for LIMIT 0).
+    pub found: u64,
+}
+
+impl Merged {
+    /// `total` result rows cut by the spec's OFFSET and LIMIT.
+    fn of(spec: &MergeSpec, total: u64) -> Merged {
+        let found = match spec.limit {
+            Some(0) => 0,
+            limit => total.min(spec.offset.saturating_add(limit.unwrap_or(u64::MAX))),
+        };
+        Merged {
+            written: found.saturating_sub(spec.offset),
+            found,
+        }
+    }
+}
+
+/// Merges the shards' rows into `sink`. Shards may have unread rows left when a LIMIT ended
+/// the merge early.
 pub async fn merge<S, K, E>(
     spec: &MergeSpec,
     layout: &Layout,
     limits: Limits,
     shards: &mut S,
     sink: &mut K,
-) -> Result<u64, Failure<E>>
+) -> Result<Merged, Failure<E>>
 where
     S: Shards<Error = E>,
     K: Sink<Error = E>,
@@ -177,11 +201,11 @@ where
                 aggregator.add(Row::parse(data, layout)?)?;
             }
         }
-        let rows = aggregator.finish(spec)?;
+        let (rows, groups) = aggregator.finish(spec)?;
         for r in &rows {
             sink.row(r).await.map_err(Failure::Io)?;
         }
-        return Ok(rows.len() as u64);
+        return Ok(Merged::of(spec, groups));
     }
 
     let keys: Vec<(usize, bool)> = spec
@@ -200,17 +224,17 @@ where
         written: 0,
     };
     if out.left == 0 {
-        return Ok(0);
+        return Ok(Merged::of(spec, 0));
     }
     if keys.is_empty() {
         for shard in 0..shards.count() {
             while let Some(data) = shards.next_row(shard).await.map_err(Failure::Io)? {
                 if !out.push(Row::parse(data, layout)?, sink).await? {
-                    return Ok(out.written);
+                    return Ok(out.merged(spec));
                 }
             }
         }
-        return Ok(out.written);
+        return Ok(out.merged(spec));
     }
     // k-way merge: each shard's head row with its sort values.
     let mut heads: Vec<Option<(Row, Vec<Value>)>> = Vec::with_capacity(shards.count());
@@ -238,7 +262,7 @@ where
             break;
         }
     }
-    Ok(out.written)
+    Ok(out.merged(spec))
 }
 
 async fn next_head<S: Shards>(
@@ -283,6 +307,15 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// What was sent once the stream ended or the limit was reached: the rows OFFSET skipped
+    /// count for `FOUND_ROWS()`.
+    fn merged(&self, spec: &MergeSpec) -> Merged {
+        Merged {
+            written: self.written,
+            found: spec.offset - self.skip + self.written,
+        }
+    }
+
     /// Writes `row` if it passes; `false` once the limit is reached.
     async fn push<K: Sink>(&mut self, row: Row, sink: &mut K) -> Result<bool, Failure<K::Error>> {
         if let Some(seen) = &mut self.seen {

@@ -60,6 +60,10 @@ pub struct RelayOutcome {
     pub warnings: u16,
     /// The last result was a result set (rows), not an OK.
     pub result_set: bool,
+    /// The rows of the last result set relayed, if there was one (for `FOUND_ROWS()`).
+    pub rows: Option<u64>,
+    /// The results of the response (more than one for a multi-statement text or a CALL).
+    pub results: u32,
     /// The error the backend answered with, if any.
     pub error: Option<ServerError>,
     /// For COM_STMT_PREPARE: the backend's statement id, parameter and column counts.
@@ -170,6 +174,7 @@ where
 
     /// One result of a query or execute; returns whether another result follows.
     async fn result(&mut self, cursor: bool) -> Result<bool, RelayError> {
+        self.outcome.results += 1;
         self.next().await?;
         let frame = self.backend.frame();
         match frame.first() {
@@ -193,6 +198,7 @@ where
             .lenenc_int()
             .map_err(RelayError::Backend)?;
         self.outcome.result_set = true;
+        self.outcome.rows = Some(0);
         self.forward();
         for _ in 0..columns {
             self.next().await?;
@@ -226,6 +232,9 @@ where
                 if is_err(frame) {
                     return self.forward_error();
                 }
+            }
+            if !continuation {
+                self.outcome.rows = Some(self.outcome.rows.unwrap_or(0) + 1);
             }
             // A frame of exactly MAX_PAYLOAD bytes means the row continues in the next frame,
             // whose first byte is data, not a marker.
@@ -379,8 +388,9 @@ where
 /// How a stream of rows ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowsEnd {
-    /// The end-of-rows marker (not forwarded: the caller writes its own).
-    Done(OkPacket),
+    /// The end-of-rows marker (not forwarded: the caller writes its own), and the rows
+    /// relayed.
+    Done(OkPacket, u64),
     /// An error in place of a row (already forwarded to the client).
     Err(ServerError),
 }
@@ -420,6 +430,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut continuation = false;
+    let mut rows = 0;
     loop {
         if !backend.has_buffered_frame() && client.buffered_output() > 0 {
             client.flush().await.map_err(RelayError::Client)?;
@@ -429,13 +440,16 @@ where
         if !continuation && is_terminator(frame) {
             let ok = OkPacket::decode(frame).map_err(RelayError::Backend)?;
             backend.consume();
-            return Ok(RowsEnd::Done(ok));
+            return Ok(RowsEnd::Done(ok, rows));
         }
         if !continuation && is_err(frame) {
             let err = ServerError::decode(frame).map_err(RelayError::Backend)?;
             let err = put_error(client, frame, err, error_for);
             backend.consume();
             return Ok(RowsEnd::Err(err));
+        }
+        if !continuation {
+            rows += 1;
         }
         continuation = frame.len() == MAX_PAYLOAD;
         client.put_frame(frame);

@@ -333,9 +333,6 @@ pub(crate) const SELECT_LIST_END: &[&str] = &[
     "PROCEDURE",
 ];
 
-/// The code of an executable comment (`/*! … */`, `/*!50700 … */`, `/*M! … */`), which
-/// MySQL and MariaDB run as part of the statement, and where in `comment` it starts; `None`
-/// for other comments.
 /// Whether `text` holds `word` anywhere, in any ASCII case: a byte scan that spares the
 /// lexing of the statements that cannot concern a caller.
 pub(crate) fn mentions(text: &str, word: &str) -> bool {
@@ -344,6 +341,9 @@ pub(crate) fn mentions(text: &str, word: &str) -> bool {
         .any(|x| x.eq_ignore_ascii_case(word.as_bytes()))
 }
 
+/// The code of an executable comment (`/*! … */`, `/*!50700 … */`, `/*M! … */`), which
+/// MySQL and MariaDB run as part of the statement, and where in `comment` it starts; `None`
+/// for other comments.
 pub(crate) fn executable_code(comment: &str) -> Option<(usize, &str)> {
     let code = comment
         .strip_prefix("/*!")

@@ -59,7 +59,9 @@ pub use merge_shape::{
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;
 pub use rewrite::{Naming, Rendered, Seg};
-pub use session_values::{replace_session_values, Replacement, SessionValue, Unreplaceable};
+pub use session_values::{
+    found_rows_beyond_returned, replace_session_values, Replacement, SessionValue, Unreplaceable,
+};
 pub use time_limit::{
     max_statement_time, set_statement, time_limit, MaxStatementTime, SetStatement, TimeLimit,
 };

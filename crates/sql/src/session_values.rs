@@ -286,6 +286,34 @@ fn select_items(sql: &str, tokens: &[Token]) -> Vec<Range<usize>> {
     items
 }
 
+/// Whether `FOUND_ROWS()` after `sql`, a statement that returned rows, may differ from the
+/// number of rows it returned, so that only the server that ran it can tell: with a LIMIT,
+/// MariaDB counts the rows an OFFSET skipped, the whole result of a set operation, and every
+/// row matched with SQL_CALC_FOUND_ROWS. A LIMIT in a subquery answers `true` too, which
+/// only costs asking.
+pub fn found_rows_beyond_returned(sql: &str) -> bool {
+    if !mentions(sql, "limit") {
+        return false;
+    }
+    const BEYOND: [&str; 5] = [
+        "OFFSET",
+        "UNION",
+        "INTERSECT",
+        "EXCEPT",
+        "SQL_CALC_FOUND_ROWS",
+    ];
+    let tokens: Vec<Token> = CodeTokens::new(sql).collect();
+    let word = |t: &Token| (t.kind == Tok::Word).then(|| sql.get(t.start..t.end).unwrap_or(""));
+    tokens.iter().enumerate().any(|(i, t)| match word(t) {
+        Some(w) if BEYOND.iter().any(|b| w.eq_ignore_ascii_case(b)) => true,
+        // `LIMIT offset, count`
+        Some(w) if w.eq_ignore_ascii_case("LIMIT") => tokens
+            .get(i + 2)
+            .is_some_and(|t| t.kind == Tok::Punct(b',')),
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +429,28 @@ mod tests {
             Ok(Replacement::Keep)
         });
         assert_eq!(kept, Ok(None));
+    }
+
+    #[test]
+    fn found_rows_is_the_rows_returned_unless_an_offset_or_a_set_operation_is_limited() {
+        for sql in [
+            "SELECT a FROM t",
+            "SELECT a FROM t LIMIT 3",
+            "SELECT a FROM t WHERE b = 'x LIMIT 1, 2' LIMIT ?",
+            "SELECT a FROM t UNION SELECT b FROM u",
+            "SELECT SQL_CALC_FOUND_ROWS a FROM t",
+        ] {
+            assert!(!found_rows_beyond_returned(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT a FROM t LIMIT 1, 2",
+            "SELECT a FROM t LIMIT ?, ?",
+            "select a from t limit 2 offset 1",
+            "SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 1",
+            "SELECT SQL_CALC_FOUND_ROWS a FROM t LIMIT 1",
+            "SELECT /*!40000 SQL_CALC_FOUND_ROWS */ a FROM t LIMIT 1",
+        ] {
+            assert!(found_rows_beyond_returned(sql), "{sql}");
+        }
     }
 }

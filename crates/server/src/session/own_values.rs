@@ -16,6 +16,15 @@ use executor::PinReason;
 use super::command::processes::string_literal;
 use super::Session;
 
+/// `value` as an expression of the type MariaDB gives the function it stands for: the
+/// digits of a zero-padded literal set the column's display length (BIGINT(21) for 21 digits,
+/// INT(10) for 10), so drivers see the metadata the function itself would have.
+fn typed_integer(value: i128, digits: usize, unsigned: bool) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let cast = if unsigned { "UNSIGNED" } else { "SIGNED" };
+    format!("CAST({sign}{:0digits$} AS {cast})", value.unsigned_abs())
+}
+
 fn name(value: SessionValue) -> &'static str {
     match value {
         SessionValue::LastInsertId => "LAST_INSERT_ID()",
@@ -69,7 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// port. `None` for the values a statement changes.
     fn identity(&self, value: SessionValue) -> Option<String> {
         match value {
-            SessionValue::ConnectionId => Some(format!("CAST({} AS UNSIGNED)", self.connection_id)),
+            SessionValue::ConnectionId => Some(typed_integer(self.connection_id.into(), 10, true)),
             SessionValue::User => Some(string_literal(&format!("{}@{}", self.user, self.host))),
             SessionValue::CurrentUser => Some(string_literal(&format!("{}@%", self.user))),
             SessionValue::Port => Some(self.entry.port.to_string()),
@@ -124,35 +133,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) fn with_own_values(&self, packet: &[u8]) -> Result<Option<BytesMut>, ServerError> {
         let text = text::decode(&packet[1..], self.text_charset);
         let holds_insert_id = self.backend_holds_last_insert_id();
-        let found_rows_pinned = self.exec.pins() & PinReason::FoundRows.bit() != 0;
-        let replaced = sql::replace_session_values(&text, |value| match value {
-            SessionValue::ConnectionId
-            | SessionValue::User
-            | SessionValue::CurrentUser
-            | SessionValue::Port => Ok(self
-                .identity(value)
-                .map_or(Replacement::Keep, Replacement::With)),
-            SessionValue::LastInsertId if holds_insert_id => Ok(Replacement::Keep),
-            SessionValue::LastInsertId => Ok(Replacement::With(format!(
-                "CAST({} AS UNSIGNED)",
-                self.exec.reported.last_insert_id
-            ))),
-            SessionValue::RowCount => Ok(Replacement::With(format!(
-                "CAST({} AS SIGNED)",
-                self.exec.reported.row_count
-            ))),
-            SessionValue::MaxStatementTime => Ok(self.default_time_limit_value()),
-            SessionValue::FoundRows if found_rows_pinned => Ok(Replacement::Keep),
-            // The rows of the session's previous SELECT are not counted.
-            SessionValue::FoundRows => Err(()),
-        });
+        let replaced =
+            sql::replace_session_values::<std::convert::Infallible>(&text, |value| match value {
+                SessionValue::ConnectionId
+                | SessionValue::User
+                | SessionValue::CurrentUser
+                | SessionValue::Port => Ok(self
+                    .identity(value)
+                    .map_or(Replacement::Keep, Replacement::With)),
+                SessionValue::LastInsertId if holds_insert_id => Ok(Replacement::Keep),
+                SessionValue::LastInsertId => Ok(Replacement::With(typed_integer(
+                    self.exec.reported.last_insert_id.into(),
+                    21,
+                    true,
+                ))),
+                SessionValue::RowCount => Ok(Replacement::With(typed_integer(
+                    self.exec.reported.row_count.into(),
+                    21,
+                    false,
+                ))),
+                SessionValue::FoundRows => Ok(Replacement::With(typed_integer(
+                    self.exec.reported.found_rows.into(),
+                    21,
+                    false,
+                ))),
+                SessionValue::MaxStatementTime => Ok(self.default_time_limit_value()),
+            });
         match replaced {
             Ok(None) => Ok(None),
             Ok(Some(text)) => Ok(Some(packet_with(com::QUERY, &text))),
-            Err(Unreplaceable::Refused(())) => Err(ServerError::not_supported(
-                "FOUND_ROWS() without SQL_CALC_FOUND_ROWS in the session's previous query \
-                 (the connection that ran the previous SELECT serves other sessions)",
-            )),
+            Err(Unreplaceable::Refused(never)) => match never {},
             Err(Unreplaceable::LaterStatement(value)) => Err(ServerError::not_supported(format!(
                 "{} after the first statement of a multi-statement text",
                 name(value)

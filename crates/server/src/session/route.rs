@@ -224,6 +224,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(outcome) => outcome,
             Err(flow) => return flow,
         };
+        self.exec
+            .note_found_rows(false, data_source, text, &outcome)
+            .await;
         if settings.is_empty() {
             return Flow::Continue;
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use executor::{Effects, Flow, PinReason, Request};
+use executor::{Access, Effects, Flow, PinReason, Request};
 use protocol::constants::com;
 use protocol::response::ResponseKind;
 use protocol::stmt::Execute;
@@ -245,7 +245,14 @@ async fn execute<S: AsyncRead + AsyncWrite + Unpin>(
                 .relay_read(&mut session.client, data_source, &packet, kind)
                 .await
             {
-                Ok(_) => return Flow::Continue,
+                Ok(outcome) => {
+                    let read = access != Access::Write;
+                    session
+                        .exec
+                        .note_found_rows(read, data_source, sql, &outcome)
+                        .await;
+                    return Flow::Continue;
+                }
                 Err(Some(flow)) => return flow,
                 Err(None) => continue,
             }
