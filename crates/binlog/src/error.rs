@@ -56,6 +56,13 @@ pub enum BinlogError {
         gtid: String,
         limit: usize,
     },
+    /// A follower did not reach a position in time.
+    #[error("the follower did not apply the source through {target} within {waited:?} (it is at {processed})")]
+    Timeout {
+        waited: std::time::Duration,
+        target: String,
+        processed: String,
+    },
     /// A text that is not a MariaDB GTID list.
     #[error("'{0}' is not a MariaDB GTID list (domain-server-sequence, comma-separated)")]
     BadPosition(String),

@@ -1,0 +1,263 @@
+//! The follower against real mariadbd: every column type round-trips to the destination,
+//! only routed rows move (updates that move rows in and out, XA), a replay from an older
+//! position converges, and a source restarted during catch-up is resumed.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use binlog::{
+    check_source, Follower, FollowerHandle, FollowerMetrics, FollowerOptions, FollowerSettings,
+    GtidPosition, Route, TableRef, Value,
+};
+use testkit::MariaDb;
+
+/// Generous: CI runs the suite on two loaded cores.
+const CAUGHT_UP: Duration = Duration::from_secs(60);
+
+/// Follows `server`'s `app` database into itself: the route gives each row's destination.
+fn follow(
+    server: &MariaDb,
+    from: &GtidPosition,
+    server_id: u32,
+    route: Route,
+    metrics: &FollowerMetrics,
+) -> FollowerHandle {
+    let options = FollowerOptions {
+        source: common::options(server),
+        destination: binlog_destination(server),
+        from: from.clone(),
+        server_id,
+        route,
+    };
+    let settings = FollowerSettings {
+        tables: Some(Arc::new(|t: &TableRef| t.database == "app")),
+        metrics: metrics.clone(),
+        ..FollowerSettings::default()
+    };
+    Follower::start_with(options, settings)
+}
+
+fn binlog_destination(server: &MariaDb) -> backend::ConnectOptions {
+    backend::ConnectOptions::plaintext("dst", &server.address(), "root", "", None)
+}
+
+/// Every row to the same table in database `dst`.
+fn to_dst() -> Route {
+    Arc::new(|table, _, _| {
+        Some(TableRef {
+            database: "dst".into(),
+            table: table.table.clone(),
+        })
+    })
+}
+
+async fn head(server: &MariaDb) -> GtidPosition {
+    check_source(&common::options(server))
+        .await
+        .expect("the source's position")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_column_type_round_trips_exactly() {
+    let server = common::source();
+    server
+        .sql(&format!(
+            "CREATE DATABASE app; CREATE DATABASE dst; {}; CREATE TABLE dst.all_types LIKE app.all_types",
+            common::ALL_TYPES
+        ))
+        .expect("schema");
+    let from = head(&server).await;
+    server.sql(common::ALL_TYPES_ROWS).expect("rows");
+    server
+        .sql(
+            "UPDATE app.all_types SET vc = 'ünïcode ✓', dec2 = -1.5, tm2 = '-12:00:00.01', \
+                 ts = '2001-02-03 04:05:06.789', b13 = 1, e = 'b', s = 'y,z' WHERE id = 2;
+             UPDATE app.all_types SET id = 10 WHERE id = 1;
+             DELETE FROM app.all_types WHERE id = 3;
+             INSERT INTO app.all_types (id, vb, lb, j) VALUES (4, X'00010203FEFF', REPEAT(X'00FF', 40000), '{}')",
+        )
+        .expect("changes");
+    let target = head(&server).await;
+    let metrics = FollowerMetrics::new();
+    let mut follower = follow(&server, &from, 2001, to_dst(), &metrics);
+    follower
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect("caught up");
+    let rows = |db: &str| {
+        server
+            .sql(&format!(
+                "SELECT id, HEX(vc), HEX(vcl), HEX(vb), HEX(bn), HEX(lb), e + 0, s + 0, b64 + 0, \
+                 f, d, dec1, dec2, dec3, dtm6, ts, tm, tm2, tm6, g, t.* \
+                 FROM {db}.all_types t ORDER BY id"
+            ))
+            .expect("select")
+    };
+    let source_rows = rows("app");
+    assert_eq!(source_rows.lines().count(), 3);
+    assert_eq!(rows("dst"), source_rows);
+    let checksum = |db: &str| {
+        let out = server
+            .sql(&format!("CHECKSUM TABLE {db}.all_types"))
+            .expect("checksum");
+        out.split_whitespace()
+            .last()
+            .expect("a checksum")
+            .to_owned()
+    };
+    assert_eq!(checksum("dst"), checksum("app"));
+    assert_eq!(
+        metrics.changes_applied("src"),
+        8,
+        "3 + 1 inserts, an update in place, a key change (delete and replace), a delete"
+    );
+    follower.stop().await.expect("stops cleanly");
+}
+
+/// Rows of `app.acct` whose uid % 100 is in 30..45 live in `dst.acct`.
+fn moving_slices() -> Route {
+    Arc::new(|table, schema, row| {
+        if table.table != "acct" {
+            return None;
+        }
+        let uid = schema.columns.iter().position(|c| c == "uid")?;
+        match row[uid] {
+            Value::Int(uid) if (30..45).contains(&(uid % 100)) => Some(TableRef {
+                database: "dst".into(),
+                table: "acct".into(),
+            }),
+            _ => None,
+        }
+    })
+}
+
+const MOVING: &str = "uid % 100 BETWEEN 30 AND 44";
+
+fn assert_moved(server: &MariaDb) {
+    let expected = server
+        .sql(&format!(
+            "SELECT * FROM app.acct WHERE {MOVING} ORDER BY uid"
+        ))
+        .expect("source rows");
+    let moved = server
+        .sql("SELECT * FROM dst.acct ORDER BY uid")
+        .expect("destination rows");
+    assert!(expected.lines().count() > 10, "{expected}");
+    assert_eq!(moved, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_routed_rows_move_and_a_replay_converges() {
+    let server = common::source();
+    let mut setup = String::from(
+        "CREATE DATABASE app; CREATE DATABASE dst;
+         CREATE TABLE app.acct (uid INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(20));
+         CREATE TABLE dst.acct LIKE app.acct;
+         CREATE TABLE app.log (id INT PRIMARY KEY AUTO_INCREMENT, uid INT);
+         INSERT INTO app.acct VALUES ",
+    );
+    setup.push_str(
+        &(1..=300)
+            .map(|uid| format!("({uid}, {}, 'n{uid}')", uid * 10))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    // The snapshot the rebalancer would copy.
+    setup.push_str(&format!(
+        "; INSERT INTO dst.acct SELECT * FROM app.acct WHERE {MOVING}"
+    ));
+    server.sql(&setup).expect("setup");
+    let from = head(&server).await;
+    server
+        .sql(
+            "BEGIN; UPDATE app.acct SET bal = bal - 5 WHERE uid = 31; \
+                    UPDATE app.acct SET bal = bal + 5 WHERE uid = 50; \
+                    INSERT INTO app.log (uid) VALUES (31), (50); COMMIT;
+             UPDATE app.acct SET uid = 1035 WHERE uid = 10;
+             UPDATE app.acct SET uid = 1060 WHERE uid = 133;
+             UPDATE app.acct SET uid = 1233 WHERE uid = 233;
+             UPDATE app.acct SET note = NULL WHERE uid BETWEEN 130 AND 150;
+             DELETE FROM app.acct WHERE uid IN (36, 37, 70);
+             INSERT INTO app.acct VALUES (2039, 1, 'new'), (2040, 2, 'new'), (2070, 3, 'stays');
+             XA START 'x1'; INSERT INTO app.acct VALUES (1031, 5, 'xa'); XA END 'x1';
+             XA PREPARE 'x1'; XA COMMIT 'x1';
+             XA START 'x2'; INSERT INTO app.acct VALUES (1032, 5, 'xa undone'); XA END 'x2';
+             XA PREPARE 'x2'; XA ROLLBACK 'x2';
+             CREATE TABLE dst.unrelated (k INT PRIMARY KEY); INSERT INTO dst.unrelated VALUES (1)",
+        )
+        .expect("changes");
+    let target = head(&server).await;
+    let metrics = FollowerMetrics::new();
+    let mut follower = follow(&server, &from, 2002, moving_slices(), &metrics);
+    follower
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect("caught up");
+    assert_moved(&server);
+    assert!(server
+        .sql("SELECT uid FROM dst.acct WHERE uid IN (1031, 1032)")
+        .expect("select")
+        .trim()
+        .eq("1031"));
+    // Idle: the source's heartbeat says there is nothing more.
+    let mut lag = follower.lag();
+    tokio::time::timeout(CAUGHT_UP, lag.wait_for(|l| l.caught_up && l.seconds == 0))
+        .await
+        .expect("caught up within the bound")
+        .expect("follower alive");
+    let stopped_at = follower.stop().await.expect("stops cleanly");
+    assert!(stopped_at.includes(&target));
+
+    // A replay of the same changes from the older position converges to the same rows.
+    server
+        .sql("UPDATE dst.acct SET bal = -1 WHERE uid = 31")
+        .expect("drift");
+    let mut replay = follow(&server, &from, 2003, moving_slices(), &metrics);
+    replay.wait_for(&target, CAUGHT_UP).await.expect("replayed");
+    assert_moved(&server);
+    replay.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_restarted_during_catch_up_is_resumed() {
+    let mut server = common::source();
+    server
+        .sql(
+            "CREATE DATABASE app; CREATE DATABASE dst;
+             CREATE TABLE app.acct (uid INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(20));
+             CREATE TABLE dst.acct LIKE app.acct",
+        )
+        .expect("schema");
+    let from = head(&server).await;
+    let inserts = |range: std::ops::Range<u32>| {
+        range
+            .map(|uid| format!("INSERT INTO app.acct VALUES ({uid}, {uid}, 'r');"))
+            .collect::<String>()
+    };
+    server.sql(&inserts(0..1500)).expect("a backlog");
+    let metrics = FollowerMetrics::new();
+    let mut follower = follow(&server, &from, 2004, moving_slices(), &metrics);
+    // Restart once the follower is reading the backlog.
+    let mut processed = follower.processed();
+    tokio::time::timeout(CAUGHT_UP, processed.wait_for(|p| *p != from))
+        .await
+        .expect("the follower starts within the bound")
+        .expect("follower alive");
+    server.restart().expect("source restarted");
+    server
+        .sql(&inserts(1500..2000))
+        .expect("writes after the restart");
+    let target = head(&server).await;
+    follower
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect("resumed and caught up");
+    assert_moved(&server);
+    assert!(
+        metrics.reconnects("src") >= 1,
+        "the follower noticed the restart"
+    );
+    follower.stop().await.expect("stops cleanly");
+}
