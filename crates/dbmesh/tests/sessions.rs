@@ -356,3 +356,41 @@ async fn identity_functions_answer_the_proxy_session() {
     }
     let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
 }
+
+/// The values the session answers itself carry the metadata of the functions they stand for
+/// (type, display length, signedness), in a statement the proxy rewrites, as the server
+/// would give them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_values_have_the_functions_own_metadata() {
+    let backend = one_backend();
+    let db = testkit::unique_name("valuetypes");
+    let proxy = Proxy::start(&passthrough_rules(&backend, "bank", &db, "number = 1"));
+    let mut through = proxy.conn(Some("bank")).await;
+    let mut server = direct(&backend).await;
+    let sql = "SELECT CONNECTION_ID(), LAST_INSERT_ID() + 0, LAST_INSERT_ID(), ROW_COUNT(), \
+               FOUND_ROWS()";
+    let mut metadata = Vec::new();
+    for conn in [&mut through, &mut server] {
+        conn.query_drop("SELECT 1").await.unwrap();
+        let result = conn.query_iter(sql).await.unwrap();
+        let columns: Vec<_> = result
+            .columns_ref()
+            .iter()
+            .map(|c| {
+                let unsigned = c
+                    .flags()
+                    .contains(mysql_async::consts::ColumnFlags::UNSIGNED_FLAG);
+                (
+                    c.name_str().into_owned(),
+                    c.column_type(),
+                    c.column_length(),
+                    unsigned,
+                )
+            })
+            .collect();
+        result.drop_result().await.unwrap();
+        metadata.push(columns);
+    }
+    assert_eq!(metadata[0], metadata[1], "proxy, then server");
+    let _ = backend.sql(&format!("DROP DATABASE IF EXISTS `{db}`"));
+}
