@@ -125,9 +125,21 @@ impl Cancel {
     /// once). `session` names the session in the log. Returns how many statements were
     /// interrupted (idle connections included: a KILL QUERY there changes nothing).
     pub async fn cancel(&self, session: u32) -> u64 {
+        self.kill_all(session, Kill::Query).await
+    }
+
+    /// The client left during a statement whose connections are dropped: ends each backend
+    /// connection the executor uses (`KILL CONNECTION`), so that no statement of it runs on,
+    /// not even one that was still on its way when the KILL arrived (a `KILL QUERY` would
+    /// find that connection idle and leave it). Returns how many connections were ended.
+    pub async fn end_connections(&self, session: u32) -> u64 {
+        self.kill_all(session, Kill::Connection).await
+    }
+
+    async fn kill_all(&self, session: u32, kill: Kill) -> u64 {
         self.interrupt.notify_waiters();
         let threads = self.begin_cancel();
-        let killed = kill_queries(session, threads).await;
+        let killed = kill_threads(session, threads, kill).await;
         self.end_cancel();
         killed
     }
@@ -287,21 +299,46 @@ pub(crate) async fn drain_or_interrupt<F: Future>(
     (drain.await, interrupted)
 }
 
-/// `KILL QUERY` of every `(pool, thread)` in `threads`: the servers at once, the threads of
-/// one server one after another on one connection of its own (the pool's may all be busy, and
-/// this must not wait behind the statements it interrupts). Returns how many were sent.
+/// What a KILL sent to a backend ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// `KILL QUERY`: the statement; the connection stays usable.
+    Query,
+    /// `KILL CONNECTION`: the connection, so that a statement that reaches it after the KILL
+    /// (sent just before, still on its way) cannot run either. For connections that are
+    /// dropped anyway.
+    Connection,
+}
+
+impl Kill {
+    fn statement(self, thread: u32) -> String {
+        match self {
+            Kill::Query => format!("KILL QUERY {thread}"),
+            Kill::Connection => format!("KILL CONNECTION {thread}"),
+        }
+    }
+}
+
+/// `KILL QUERY` of every `(pool, thread)` in `threads`: see [`kill_threads`].
 pub(crate) async fn kill_queries(session: u32, threads: Vec<(Arc<Pool>, u32)>) -> u64 {
+    kill_threads(session, threads, Kill::Query).await
+}
+
+/// `kill` of every `(pool, thread)` in `threads`: the servers at once, the threads of one
+/// server one after another on one connection of its own (the pool's may all be busy, and
+/// this must not wait behind the statements it interrupts). Returns how many were sent.
+async fn kill_threads(session: u32, threads: Vec<(Arc<Pool>, u32)>, kill: Kill) -> u64 {
     let mut kills = tokio::task::JoinSet::new();
     for (pool, ids) in by_server(threads) {
         kills.spawn(async move {
             let killed = match backend::BackendConn::connect(&pool.options()).await {
-                Ok(mut conn) => kill_on(&mut conn, &ids).await,
+                Ok(mut conn) => kill_on(&mut conn, &ids, kill).await,
                 Err(e) => Err(e),
             };
             match killed {
                 Ok(()) => ids.len() as u64,
                 Err(e) => {
-                    tracing::warn!(session, address = pool.address(), threads = ?ids, error = %e, "KILL QUERY on the backend failed");
+                    tracing::warn!(session, address = pool.address(), threads = ?ids, error = %e, ?kill, "KILL on the backend failed");
                     0
                 }
             }
@@ -365,7 +402,7 @@ async fn interrupt_lock_waits(
     cancel.lock_wait_passed.store(true, Ordering::Release);
     let mut killed = 0;
     for (pool, mut conn, waiting) in found {
-        match kill_on(&mut conn, &waiting).await {
+        match kill_on(&mut conn, &waiting, Kill::Query).await {
             Ok(()) => killed += waiting.len() as u64,
             Err(e) => {
                 tracing::warn!(session, address = pool.address(), threads = ?waiting, error = %e, "KILL QUERY on the backend failed");
@@ -397,9 +434,10 @@ fn by_server(threads: Vec<(Arc<Pool>, u32)>) -> Vec<(Arc<Pool>, Vec<u32>)> {
 async fn kill_on(
     conn: &mut backend::BackendConn,
     threads: &[u32],
+    kill: Kill,
 ) -> Result<(), backend::BackendError> {
-    for thread in threads {
-        match conn.query(&format!("KILL QUERY {thread}")).await {
+    for &thread in threads {
+        match conn.query(&kill.statement(thread)).await {
             // The statement ended meanwhile and the connection closed: nothing to interrupt.
             Err(backend::BackendError::Server { error, .. }) if error.code == 1094 => {}
             Ok(_) => {}

@@ -461,7 +461,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match finished {
             Some(flow) => flow,
             None => {
-                let interrupted = cancel.cancel(session).await;
+                let interrupted = cancel.end_connections(session).await;
                 metrics.backend_cancelled(CancelReason::ClientGone, interrupted);
                 tracing::debug!(
                     conn = session,
