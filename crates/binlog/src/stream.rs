@@ -190,8 +190,20 @@ impl BinlogStream {
         stream_options: &StreamOptions,
     ) -> Result<BinlogStream, BinlogError> {
         let mut conn = BackendConn::connect(options).await?;
-        let checksum = conn.query("SELECT @@global.binlog_checksum").await?;
-        let checksum = checksum.value(0, "@@global.binlog_checksum") == Some("CRC32");
+        let server = conn
+            .query("SELECT @@global.binlog_checksum AS checksum, @@server_id AS id")
+            .await?;
+        let checksum = server.value(0, "checksum") == Some("CRC32");
+        let own_id = server.value(0, "id").and_then(|id| id.parse::<u32>().ok());
+        if stream_options.server_id == 0 || own_id == Some(stream_options.server_id) {
+            return Err(BinlogError::Unsupported {
+                source_name: options.source_name.clone(),
+                what: format!("following with server id {}", stream_options.server_id),
+                fix: "give the follower a server id that is not 0 and is not the source's own \
+                      nor any of its replicas'"
+                    .into(),
+            });
+        }
         conn.query(&format!(
             "SET @mariadb_slave_capability = 4, \
                  @master_binlog_checksum = @@global.binlog_checksum, \
@@ -269,9 +281,22 @@ impl BinlogStream {
                 .packets()
                 .read_packet(self.max_bytes.saturating_add(1 << 20))
                 .await
-                .map_err(|error| backend::BackendError::Lost {
-                    source_name: self.options.source_name.clone(),
-                    error,
+                .map_err(|error| match error {
+                    // Not a lost connection: reconnecting would read the same event again.
+                    protocol::ProtocolError::PacketTooLarge { .. } => {
+                        BinlogError::TransactionTooLarge {
+                            source_name: self.options.source_name.clone(),
+                            gtid: self
+                                .group
+                                .as_ref()
+                                .map_or_else(|| "?".into(), |g| g.gtid.to_string()),
+                            limit: self.max_bytes,
+                        }
+                    }
+                    error => BinlogError::Backend(backend::BackendError::Lost {
+                        source_name: self.options.source_name.clone(),
+                        error,
+                    }),
                 })?;
             match packet.first().copied() {
                 Some(0) => self.event(&packet[1..]).await?,

@@ -96,3 +96,32 @@ fn a_corrupted_event_fails_its_checksum() {
     let error = split_event(&bytes[..size], true).expect_err("bad CRC32");
     assert!(format!("{error:?}").contains("CRC32"), "{error:?}");
 }
+
+/// Every truncation of every captured event is an error or a shorter decoding, never a panic
+/// (the decoder indexes only what it has checked is there).
+#[test]
+fn truncated_events_never_panic() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/all_types.events"
+    ))
+    .expect("fixture");
+    let unsigned = [false; 41];
+    let mut map = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().expect("4 bytes")) as usize;
+        let (header, body) = split_event(&bytes[at..at + size], true).expect("valid");
+        for len in 0..body.len() {
+            if let Ok(Event::Rows(rows)) = parse_event(&header, &body[..len]) {
+                if let Some(map) = &map {
+                    let _ = rows.rows(map, &unsigned);
+                }
+            }
+        }
+        if let Ok(Event::TableMap(m)) = parse_event(&header, body) {
+            map = Some(m);
+        }
+        at += size;
+    }
+}

@@ -175,6 +175,7 @@ async fn only_routed_rows_move_and_a_replay_converges() {
             "BEGIN; UPDATE app.acct SET bal = bal - 5 WHERE uid = 31; \
                     UPDATE app.acct SET bal = bal + 5 WHERE uid = 50; \
                     INSERT INTO app.log (uid) VALUES (31), (50); COMMIT;
+             FLUSH BINARY LOGS;
              UPDATE app.acct SET uid = 1035 WHERE uid = 10;
              UPDATE app.acct SET uid = 1060 WHERE uid = 133;
              UPDATE app.acct SET uid = 1233 WHERE uid = 233;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use binlog::{
-    check_source, BinlogStream, ChangeKind, GtidPosition, StreamEvent, StreamOptions, TableRef,
-    Value,
+    check_source, BinlogError, BinlogStream, ChangeKind, GtidPosition, StreamEvent, StreamOptions,
+    TableRef, Value,
 };
 
 /// The next transaction (skipping idle positions), within a generous bound.
@@ -170,6 +170,52 @@ async fn transactions_arrive_with_their_row_images() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn what_cannot_be_followed_safely_is_refused() {
+    let server = common::source();
+    let options = common::options(&server);
+    let from = check_source(&options).await.expect("position");
+    let error = BinlogStream::connect(&options, &from, 1)
+        .await
+        .err()
+        .expect("server id 1 is the source's");
+    assert!(error.to_string().contains("server id 1"), "{error}");
+
+    // A transaction larger than the stream may hold ends it with an error, never a
+    // partial transaction.
+    server
+        .sql(
+            "CREATE DATABASE app; CREATE TABLE app.big (id INT PRIMARY KEY, b LONGBLOB);
+             INSERT INTO app.big VALUES (1, REPEAT('x', 100000))",
+        )
+        .expect("a large row");
+    let mut small = StreamOptions::new(1002);
+    small.max_transaction_bytes = 50_000;
+    let mut stream = BinlogStream::connect_with(&options, &from, &small)
+        .await
+        .expect("stream");
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("within 60 s")
+        {
+            Ok(StreamEvent::Transaction { changes, .. }) => {
+                assert!(changes.is_empty(), "only the DDL's before the row")
+            }
+            Ok(_) => {}
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        matches!(
+            error,
+            BinlogError::TransactionTooLarge { limit: 50_000, .. }
+        ),
+        "{error}"
+    );
+    assert!(!error.is_transient());
 }
 
 #[tokio::test]
