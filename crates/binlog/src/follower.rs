@@ -83,6 +83,7 @@ impl Follower {
             stop: stop_tx,
             task,
             ended: None,
+            joined: false,
         }
     }
 }
@@ -93,7 +94,10 @@ pub struct FollowerHandle {
     lag: watch::Receiver<Lag>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<GtidPosition, BinlogError>>,
+    /// The task's outcome once awaited, until it is handed out.
     ended: Option<Result<GtidPosition, BinlogError>>,
+    /// Whether the task was awaited (a JoinHandle must not be polled after it completed).
+    joined: bool,
 }
 
 impl FollowerHandle {
@@ -112,7 +116,8 @@ impl FollowerHandle {
     }
 
     /// Waits until the destination has applied the source through `target`. Fails with the
-    /// error that ended the follower, or [`BinlogError::Timeout`] after `timeout`.
+    /// error that ended the follower (handed out once), or [`BinlogError::Timeout`] after
+    /// `timeout`.
     pub async fn wait_for(
         &mut self,
         target: &GtidPosition,
@@ -123,8 +128,9 @@ impl FollowerHandle {
             // Ends when the position is reached, or when the follower ends (its sender is
             // then dropped).
             let _ = processed.wait_for(|p| p.includes(target)).await;
-            if self.ended.is_none() && processed.has_changed().is_err() {
+            if !self.joined && processed.has_changed().is_err() {
                 let ended = (&mut self.task).await;
+                self.joined = true;
                 self.ended = Some(ended.unwrap_or_else(|e| Err(panicked(e))));
             }
         })
@@ -154,6 +160,8 @@ impl FollowerHandle {
         let _ = self.stop.send(true);
         match self.ended.take() {
             Some(ended) => ended,
+            // The error that ended it was handed out by `wait_for`.
+            None if self.joined => Ok(self.processed.borrow().clone()),
             None => (&mut self.task).await.unwrap_or_else(|e| Err(panicked(e))),
         }
     }

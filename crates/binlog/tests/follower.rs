@@ -114,6 +114,22 @@ async fn every_column_type_round_trips_exactly() {
         "3 + 1 inserts, an update in place, a key change (delete and replace), a delete"
     );
     follower.stop().await.expect("stops cleanly");
+
+    // A change the destination refuses ends the follower, and its error surfaces.
+    let missing: Route = Arc::new(|_, _, _| {
+        Some(TableRef {
+            database: "dst".into(),
+            table: "missing".into(),
+        })
+    });
+    let mut failing = follow(&server, &from, 2005, missing, &metrics);
+    let error = failing
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect_err("no such table");
+    assert!(error.to_string().contains("dst.missing"), "{error}");
+    assert!(failing.is_finished());
+    assert_eq!(failing.stop().await.expect("already ended"), from);
 }
 
 /// Rows of `app.acct` whose uid % 100 is in 30..45 live in `dst.acct`.
