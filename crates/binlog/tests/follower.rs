@@ -278,3 +278,53 @@ async fn a_source_restarted_during_catch_up_is_resumed() {
     );
     follower.stop().await.expect("stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xa_transaction_prepared_across_a_reconnection_is_applied_at_its_commit() {
+    let mut server = common::source();
+    server
+        .sql(
+            "CREATE DATABASE app; CREATE DATABASE dst;
+             CREATE TABLE app.acct (uid INT PRIMARY KEY, bal BIGINT NOT NULL, note VARCHAR(20));
+             CREATE TABLE dst.acct LIKE app.acct;
+             INSERT INTO app.acct VALUES (30, 0, 'seed'), (31, 0, 'seed'), (32, 0, 'seed'),
+               (33, 0, 'seed'), (34, 0, 'seed'), (35, 0, 'seed'), (36, 0, 'seed'),
+               (37, 0, 'seed'), (38, 0, 'seed'), (39, 0, 'seed'), (40, 0, 'seed');
+             INSERT INTO dst.acct SELECT * FROM app.acct",
+        )
+        .expect("schema");
+    let from = head(&server).await;
+    let metrics = FollowerMetrics::new();
+    let mut follower = follow(&server, &from, 2006, moving_slices(), &metrics);
+    // Prepared by a client that then disconnects: MariaDB keeps it prepared (and across a
+    // restart) until someone commits it.
+    server
+        .sql(
+            "XA START 'held'; INSERT INTO app.acct VALUES (1031, 5, 'xa'); \
+             UPDATE app.acct SET bal = 7 WHERE uid = 32; XA END 'held'; XA PREPARE 'held'",
+        )
+        .expect("prepared");
+    server
+        .sql("INSERT INTO app.acct VALUES (2031, 1, 'after')")
+        .expect("a later transaction");
+    let target = head(&server).await;
+    follower.wait_for(&target, CAUGHT_UP).await.expect("caught up");
+    let moved = |server: &MariaDb| {
+        server
+            .sql("SELECT uid, bal FROM dst.acct WHERE uid IN (32, 1031, 2031) ORDER BY uid")
+            .expect("select")
+    };
+    assert_eq!(moved(&server), "32\t0\n2031\t1\n", "the prepared rows wait");
+    // The follower reconnects past the prepare; it must read it again to apply the commit.
+    server.restart().expect("source restarted");
+    server.sql("XA COMMIT 'held'").expect("committed after the restart");
+    let target = head(&server).await;
+    follower
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect("the commit is applied");
+    assert_eq!(moved(&server), "32\t7\n1031\t5\n2031\t1\n");
+    assert_moved(&server);
+    assert!(metrics.reconnects("src") >= 1);
+    follower.stop().await.expect("stops cleanly");
+}
