@@ -56,6 +56,10 @@ pub struct Lag {
     /// Age of the source transaction applied last, in whole seconds (the binlog's
     /// resolution); 0 when caught up.
     pub seconds: u64,
+    /// Source transactions not yet gone past, from the source's `@@gtid_binlog_pos` read
+    /// every second (the sum over domains of the sequence numbers between it and the
+    /// processed position); `None` before the first read.
+    pub transactions: Option<u64>,
     /// Whether the source said it had nothing more since (its heartbeat came after the last
     /// transaction applied).
     pub caught_up: bool,
@@ -180,6 +184,48 @@ struct State {
     resume: GtidPosition,
     processed_tx: watch::Sender<GtidPosition>,
     lag_tx: watch::Sender<Lag>,
+    /// The source's binlog head, as last read.
+    head: watch::Receiver<Option<GtidPosition>>,
+}
+
+/// How often the source's head position is read for [`Lag::transactions`].
+const HEAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads the source's `@@gtid_binlog_pos` every [`HEAD_INTERVAL`] until the follower ends
+/// (the receiver is dropped); a failed read is retried with a new connection.
+async fn poll_head(source: ConnectOptions, head: watch::Sender<Option<GtidPosition>>) {
+    let mut conn: Option<BackendConn> = None;
+    let mut tick = tokio::time::interval(HEAD_INTERVAL);
+    while !head.is_closed() {
+        tick.tick().await;
+        if conn.is_none() {
+            conn = BackendConn::connect(&source).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match c.query("SELECT @@gtid_binlog_pos").await {
+            Ok(result) => {
+                let text = result
+                    .rows
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten());
+                if let Some(Ok(position)) = text.map(|t| t.parse::<GtidPosition>()) {
+                    head.send_replace(Some(position));
+                }
+            }
+            Err(_) => conn = None,
+        }
+    }
+}
+
+/// Source transactions between `processed` and `head`, summed over domains.
+fn behind(head: &GtidPosition, processed: &GtidPosition) -> u64 {
+    head.gtids()
+        .iter()
+        .map(|h| {
+            let done = processed.get(h.domain).map_or(0, |g| g.sequence);
+            h.sequence.saturating_sub(done)
+        })
+        .sum()
 }
 
 async fn run(
@@ -189,19 +235,34 @@ async fn run(
     lag_tx: watch::Sender<Lag>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<GtidPosition, BinlogError> {
-    let source = options.source.source_name.as_str();
+    let (head_tx, head) = watch::channel(None);
+    let poller = tokio::spawn(poll_head(options.source.clone(), head_tx));
     let mut state = State {
         processed: options.from.clone(),
         resume: options.from.clone(),
         processed_tx,
         lag_tx,
+        head,
     };
+    let outcome = follow_with_retries(&options, &settings, &mut state, &mut stop).await;
+    poller.abort();
+    outcome
+}
+
+/// [`follow`] again after each transient failure, until stopped or a lasting error.
+async fn follow_with_retries(
+    options: &FollowerOptions,
+    settings: &FollowerSettings,
+    state: &mut State,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<GtidPosition, BinlogError> {
+    let source = options.source.source_name.as_str();
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut connected = false;
-        let outcome = follow(&options, &settings, &mut state, &mut stop, &mut connected).await;
+        let outcome = follow(options, settings, state, stop, &mut connected).await;
         match outcome {
-            Ok(()) => return Ok(state.processed),
+            Ok(()) => return Ok(state.processed.clone()),
             Err(error) if error.is_transient() => {
                 if connected {
                     backoff = Duration::from_millis(100);
@@ -214,7 +275,7 @@ async fn run(
                 tracing::warn!(%error, resume = %state.resume, retry_in = ?backoff, "binlog follower lost a connection");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return Ok(state.processed),
+                    _ = stop.changed() => return Ok(state.processed.clone()),
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -296,6 +357,7 @@ async fn follow(
                     Lag {
                         seconds: age,
                         caught_up: false,
+                        transactions: None,
                     },
                     metrics,
                     source,
@@ -321,6 +383,7 @@ async fn follow(
                     Lag {
                         seconds: 0,
                         caught_up: true,
+                        transactions: None,
                     },
                     metrics,
                     source,
@@ -339,9 +402,37 @@ fn publish(
 ) {
     state.resume = stream.resume_position(&state.processed);
     state.processed_tx.send_replace(state.processed.clone());
+    let lag = Lag {
+        transactions: state
+            .head
+            .borrow()
+            .as_ref()
+            .map(|head| behind(head, &state.processed)),
+        ..lag
+    };
+    if let Some(n) = lag.transactions {
+        metrics
+            .lag_transactions
+            .with_label_values(&[source])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     state.lag_tx.send_replace(lag);
     metrics
         .lag_seconds
         .with_label_values(&[source])
         .set(i64::try_from(lag.seconds).unwrap_or(i64::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::behind;
+    use crate::GtidPosition;
+
+    #[test]
+    fn transactions_behind_are_summed_over_domains() {
+        let pos = |s: &str| s.parse::<GtidPosition>().expect("position");
+        assert_eq!(behind(&pos("0-1-50,1-2-7"), &pos("0-1-42,1-2-7")), 8);
+        assert_eq!(behind(&pos("0-1-50,3-1-4"), &pos("0-1-42")), 12);
+        assert_eq!(behind(&pos("0-1-40"), &pos("0-1-42")), 0);
+    }
 }

@@ -10,6 +10,7 @@ pub struct FollowerMetrics {
     pub(crate) changes: IntCounterVec,
     pub(crate) transactions: IntCounterVec,
     pub(crate) lag_seconds: IntGaugeVec,
+    pub(crate) lag_transactions: IntGaugeVec,
     pub(crate) reconnects: IntCounterVec,
 }
 
@@ -43,6 +44,14 @@ impl FollowerMetrics {
                 &["source"],
             )
             .expect("valid metric"),
+            lag_transactions: IntGaugeVec::new(
+                Opts::new(
+                    "dbmesh_binlog_lag_transactions",
+                    "Source transactions a follower has not yet gone past (from the source's @@gtid_binlog_pos, read every second)",
+                ),
+                &["source"],
+            )
+            .expect("valid metric"),
             reconnects: counter(
                 "dbmesh_binlog_reconnects_total",
                 "Times a follower lost its source or destination and connected again",
@@ -56,6 +65,7 @@ impl FollowerMetrics {
         registry.register(Box::new(self.changes.clone()))?;
         registry.register(Box::new(self.transactions.clone()))?;
         registry.register(Box::new(self.lag_seconds.clone()))?;
+        registry.register(Box::new(self.lag_transactions.clone()))?;
         registry.register(Box::new(self.reconnects.clone()))
     }
 

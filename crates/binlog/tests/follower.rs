@@ -220,10 +220,13 @@ async fn only_routed_rows_move_and_a_replay_converges() {
         .eq("1031"));
     // Idle: the source's heartbeat says there is nothing more.
     let mut lag = follower.lag();
-    tokio::time::timeout(CAUGHT_UP, lag.wait_for(|l| l.caught_up && l.seconds == 0))
-        .await
-        .expect("caught up within the bound")
-        .expect("follower alive");
+    tokio::time::timeout(
+        CAUGHT_UP,
+        lag.wait_for(|l| l.caught_up && l.seconds == 0 && l.transactions == Some(0)),
+    )
+    .await
+    .expect("caught up within the bound")
+    .expect("follower alive");
     let stopped_at = follower.stop().await.expect("stops cleanly");
     assert!(stopped_at.includes(&target));
 
@@ -308,7 +311,10 @@ async fn an_xa_transaction_prepared_across_a_reconnection_is_applied_at_its_comm
         .sql("INSERT INTO app.acct VALUES (2031, 1, 'after')")
         .expect("a later transaction");
     let target = head(&server).await;
-    follower.wait_for(&target, CAUGHT_UP).await.expect("caught up");
+    follower
+        .wait_for(&target, CAUGHT_UP)
+        .await
+        .expect("caught up");
     let moved = |server: &MariaDb| {
         server
             .sql("SELECT uid, bal FROM dst.acct WHERE uid IN (32, 1031, 2031) ORDER BY uid")
@@ -317,7 +323,9 @@ async fn an_xa_transaction_prepared_across_a_reconnection_is_applied_at_its_comm
     assert_eq!(moved(&server), "32\t0\n2031\t1\n", "the prepared rows wait");
     // The follower reconnects past the prepare; it must read it again to apply the commit.
     server.restart().expect("source restarted");
-    server.sql("XA COMMIT 'held'").expect("committed after the restart");
+    server
+        .sql("XA COMMIT 'held'")
+        .expect("committed after the restart");
     let target = head(&server).await;
     follower
         .wait_for(&target, CAUGHT_UP)
