@@ -147,6 +147,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/reload", post(reload_rules))
         .route("/primary", post(switch_primary))
+        .route("/digest", get(digest))
+        .route("/digest/reset", post(reset_digest))
         .with_state(admin);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -279,6 +281,31 @@ async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
         admin.ctx.metrics.render(),
     )
         .into_response()
+}
+
+/// The query digest as JSON: one object per fingerprint, the largest total time first
+/// (fingerprints hold no literal, so it is as open as `/metrics`).
+async fn digest(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorize_status(&headers) {
+        return refused.into_response();
+    }
+    let rows = admin.ctx.metrics.digest.rows();
+    let body = serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body + "\n",
+    )
+        .into_response()
+}
+
+async fn reset_digest(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(refused) = admin.authorize_change(&headers) {
+        return refused.into_response();
+    }
+    admin.ctx.metrics.digest.reset();
+    tracing::info!("query digest reset through the admin API");
+    (StatusCode::OK, "digest reset\n").into_response()
 }
 
 async fn reload_rules(State(admin): State<Admin>, headers: HeaderMap) -> Response {

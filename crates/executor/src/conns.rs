@@ -643,6 +643,12 @@ impl Executor {
                             self.reported.last_insert_id = outcome.last_insert_id;
                         }
                         held.diagnostics = outcome.warnings > 0 || outcome.error.is_some();
+                        self.reported.backend_statements = self.reported.backend_statements.max(1);
+                        self.reported.rows = if outcome.result_set {
+                            outcome.rows.unwrap_or(0)
+                        } else {
+                            outcome.affected_rows
+                        };
                         if let (None, true, Some(rows)) =
                             (&outcome.error, outcome.result_set, outcome.rows)
                         {

@@ -127,6 +127,10 @@ pub struct Reported {
     /// What `FOUND_ROWS()` answers: set by each statement that returns rows, as MariaDB
     /// counts them.
     pub found_rows: u64,
+    /// For the query digest, of the current statement: the rows it sent or affected, and the
+    /// backend statements it took. The session zeroes them as a statement begins.
+    pub rows: u64,
+    pub backend_statements: u64,
 }
 
 impl Default for Reported {
@@ -137,6 +141,8 @@ impl Default for Reported {
             answers_last_insert_id: false,
             row_count: -1,
             found_rows: 0,
+            rows: 0,
+            backend_statements: 0,
         }
     }
 }

@@ -255,6 +255,7 @@ impl Executor {
         let failure = match outcome {
             Ok(merged) => {
                 self.reported.found_rows = merged.found;
+                self.reported.rows = merged.written;
                 None
             }
             Err(Failure::Merge(e)) => Some(e.to_server_error()),

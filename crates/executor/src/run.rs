@@ -57,6 +57,7 @@ impl Executor {
         plan: &Plan,
         request: Request<'_>,
     ) -> Flow {
+        self.reported.backend_statements = plan.targets.len() as u64;
         let kind = match request {
             Request::Text { .. } => ResponseKind::Query,
             Request::Execute { exec } => ResponseKind::Execute {
@@ -456,6 +457,7 @@ impl Executor {
             self.reported.last_insert_id = total.last_insert_id;
         }
         self.reported.row_count = total.affected_rows as i64;
+        self.reported.rows = total.affected_rows;
         client.packets().write_with(|b| total.encode(0, b));
         flush(client).await
     }
@@ -584,6 +586,7 @@ impl Executor {
             }
         }
         self.reported.found_rows = rows;
+        self.reported.rows = rows;
         let status = self.client_status();
         write_end_of_rows(client.packets(), deprecate_eof, warnings, status);
         Some(flush(client).await)

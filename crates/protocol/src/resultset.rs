@@ -65,6 +65,17 @@ impl ColumnDef {
         }
     }
 
+    /// A DOUBLE NOT NULL column shown with `decimals` decimals.
+    pub fn double(name: &str, decimals: u8) -> ColumnDef {
+        ColumnDef {
+            length: 22,
+            column_type: column_type::DOUBLE,
+            flags: crate::constants::column_flag::NUM | crate::constants::column_flag::NOT_NULL,
+            decimals,
+            ..ColumnDef::bigint(name)
+        }
+    }
+
     pub fn encode(&self, out: &mut BytesMut) {
         put_lenenc_bytes(out, b"def");
         put_lenenc_bytes(out, self.schema.as_bytes());

@@ -73,6 +73,10 @@ pub enum Intercepted {
     /// `SET [SESSION] dbmesh_transaction_mode = 'xa' | 'local'` (also `@@[session.]`), with
     /// the value as written: the proxy's own variable, which no backend knows.
     SetTransactionMode(String),
+    /// `SHOW DBMESH DIGEST`: the query digest.
+    ShowDigest,
+    /// `FLUSH DBMESH DIGEST`: empties the query digest.
+    FlushDigest,
 }
 
 /// The session variable holding a session's transaction mode.
@@ -139,8 +143,17 @@ pub fn intercept(sql: &str) -> Option<Intercepted> {
         })
     } else if first.eq_ignore_ascii_case("set") {
         set_transaction_mode(s)
+    } else if first.eq_ignore_ascii_case("flush") {
+        (s.word()?.eq_ignore_ascii_case("dbmesh")
+            && s.word()?.eq_ignore_ascii_case("digest")
+            && s.end())
+        .then_some(Intercepted::FlushDigest)
     } else if first.eq_ignore_ascii_case("show") {
         let what = s.word()?;
+        if what.eq_ignore_ascii_case("dbmesh") {
+            return (s.word()?.eq_ignore_ascii_case("digest") && s.end())
+                .then_some(Intercepted::ShowDigest);
+        }
         if what.eq_ignore_ascii_case("warnings") || what.eq_ignore_ascii_case("errors") {
             return list_diagnostics(s, what.eq_ignore_ascii_case("errors"));
         }

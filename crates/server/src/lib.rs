@@ -3,6 +3,7 @@
 //! the current one, so a reload swaps routing atomically while statements in flight finish on
 //! the snapshot they started with.
 
+pub mod digest;
 mod distributed;
 mod error;
 mod handshake;

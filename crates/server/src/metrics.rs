@@ -16,6 +16,10 @@ use protocol::constants::com;
 
 use executor::{CancelReason, PinReason, Pins, PlanCacheCounted};
 
+/// The fingerprints the query digest keeps (about 1 KB each); statements of others are
+/// counted in its `<other>` row.
+const DIGEST_FINGERPRINTS: usize = 1000;
+
 pub struct Metrics {
     registry: Registry,
     pub client_connections: IntGauge,
@@ -29,6 +33,8 @@ pub struct Metrics {
     statements: Vec<IntCounter>,
     errors: IntCounterVec,
     pub statement_seconds: Histogram,
+    /// Statements by fingerprint (`SHOW DBMESH DIGEST`, `GET /digest`).
+    pub digest: crate::digest::Digest,
     backend_connections: IntGaugeVec,
     pub auth_failures: IntCounter,
     plan_cache_hits: IntCounter,
@@ -313,6 +319,7 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         }
         Metrics {
+            digest: crate::digest::Digest::new(DIGEST_FINGERPRINTS),
             registry,
             client_connections,
             client_connections_total,

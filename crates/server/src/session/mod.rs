@@ -50,6 +50,8 @@ struct ClientConn<S> {
     /// Says whether the statement's time limit interrupted it (then its "interrupted" errors
     /// are answered as 1969).
     cancel: Arc<Cancel>,
+    /// Errors answered during the current statement (for the query digest).
+    errors: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
@@ -68,6 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
         let shown = executor::client_error(&self.cancel, &names, err);
         let err = shown.as_ref().unwrap_or(err);
         self.ctx.metrics.error(err.code);
+        self.errors += 1;
         self.deadlocked |= is_deadlock(err.code);
         self.diagnostics.push(Diagnostic {
             level: "Error".into(),
@@ -79,6 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
 
     fn count_error(&mut self, code: u16) {
         self.ctx.metrics.error(code);
+        self.errors += 1;
         self.deadlocked |= is_deadlock(code);
     }
 
@@ -185,6 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ctx: ctx.clone(),
                 diagnostics: Vec::new(),
                 deadlocked: false,
+                errors: 0,
                 cancel: entry.cancel.clone(),
             },
             connection_id: entry.id,
@@ -282,7 +287,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 info.as_deref(),
                 self.exec.state.database.as_deref(),
             );
+            // Its key in the query digest: statements only, not the protocol's other commands.
+            let digest_key: Option<Arc<str>> = match command {
+                com::QUERY => {
+                    Some(crate::digest::key(&text::decode(&packet[1..], self.text_charset)).into())
+                }
+                com::STMT_EXECUTE => self.statements.digest_key(&packet),
+                _ => None,
+            };
             drop(info);
+            self.client.errors = 0;
+            self.exec.reported.rows = 0;
+            self.exec.reported.backend_statements = 0;
             let started = Instant::now();
             let span = tracing::debug_span!(
                 "statement",
@@ -299,10 +315,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             };
             last_activity = Instant::now();
+            let took = last_activity - started;
             self.ctx
                 .metrics
                 .statement_seconds
-                .observe((last_activity - started).as_secs_f64());
+                .observe(took.as_secs_f64());
+            if let Some(fingerprint) = &digest_key {
+                self.ctx.metrics.digest.record(&crate::digest::Observation {
+                    fingerprint,
+                    duration: took,
+                    error: self.client.errors > 0,
+                    rows: self.exec.reported.rows,
+                    shards: self.exec.reported.backend_statements,
+                });
+            }
             if matches!(flow, Flow::Close) || self.entry.killed() {
                 break;
             }

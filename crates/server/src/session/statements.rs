@@ -42,6 +42,8 @@ pub(super) struct Prepared {
     pub(super) rules: Arc<Rules>,
     /// How long an execution may run, as the statement's text says.
     pub(super) time_limit: sql::TimeLimit,
+    /// Its key in the query digest.
+    pub(super) digest_key: Arc<str>,
 }
 
 impl Prepared {
@@ -57,6 +59,7 @@ impl Prepared {
         let effects = executor::scan(&items).then(executor::unread_set(&plan.kind, &sql));
         let access = executor::classify(&plan.kind, &sql, &items);
         let time_limit = sql::time_limit(&sql);
+        let digest_key = crate::digest::key(&sql).into();
         Prepared {
             sql,
             params,
@@ -69,6 +72,7 @@ impl Prepared {
             access,
             rules: rules.clone(),
             time_limit,
+            digest_key,
         }
     }
 
@@ -126,6 +130,13 @@ impl Statements {
     /// `None` for an unknown statement.
     pub fn time_limit(&self, packet: &[u8]) -> Option<sql::TimeLimit> {
         self.by_id.get(&self.id_in(packet)).map(|p| p.time_limit)
+    }
+
+    /// The digest key of the statement a COM_STMT_EXECUTE runs; `None` for an unknown one.
+    pub(super) fn digest_key(&self, packet: &[u8]) -> Option<Arc<str>> {
+        self.by_id
+            .get(&self.id_in(packet))
+            .map(|p| p.digest_key.clone())
     }
 
     pub(super) fn insert(&mut self, id: u32, prepared: Prepared) {

@@ -7,6 +7,7 @@ use protocol::resultset::{write_text_result, ColumnDef};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::connection::use_database;
+use super::processes::has_process_privilege;
 use crate::error::SessionError;
 use crate::intercept::{like_matches, visible_databases, Intercepted};
 use crate::session::Session;
@@ -42,7 +43,70 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             one_row(session, &[ColumnDef::varchar(&column, 8)], row, status).await
         }
         Intercepted::SetTransactionMode(value) => set_transaction_mode(session, &value).await,
+        Intercepted::ShowDigest | Intercepted::FlushDigest if !has_process_privilege(session) => {
+            session.error(SessionError::ProcessPrivilegeNeeded).await
+        }
+        Intercepted::ShowDigest => show_digest(session).await,
+        Intercepted::FlushDigest => {
+            session.ctx.metrics.digest.reset();
+            session.ok().await
+        }
     }
+}
+
+/// `SHOW DBMESH DIGEST`: a row per statement fingerprint, the largest total time first.
+async fn show_digest<S: AsyncRead + AsyncWrite + Unpin>(session: &mut Session<S>) -> Flow {
+    let columns = [
+        ColumnDef::varchar("fingerprint", 4096),
+        ColumnDef::unsigned_bigint("count"),
+        ColumnDef::unsigned_bigint("errors"),
+        ColumnDef::unsigned_bigint("rows"),
+        ColumnDef::double("avg_shards", 2),
+        ColumnDef::unsigned_bigint("max_shards"),
+        ColumnDef::double("total_ms", 3),
+        ColumnDef::double("p50_ms", 3),
+        ColumnDef::double("p99_ms", 3),
+        ColumnDef::double("max_ms", 3),
+        ColumnDef::unsigned_bigint("first_seen"),
+        ColumnDef::unsigned_bigint("last_seen"),
+    ];
+    let rows: Vec<Vec<Option<Vec<u8>>>> = session
+        .ctx
+        .metrics
+        .digest
+        .rows()
+        .into_iter()
+        .map(|r| {
+            [
+                r.fingerprint,
+                r.count.to_string(),
+                r.errors.to_string(),
+                r.rows.to_string(),
+                format!("{:.2}", r.avg_shards),
+                r.max_shards.to_string(),
+                format!("{:.3}", r.total_ms),
+                format!("{:.3}", r.p50_ms),
+                format!("{:.3}", r.p99_ms),
+                format!("{:.3}", r.max_ms),
+                r.first_seen.to_string(),
+                r.last_seen.to_string(),
+            ]
+            .into_iter()
+            .map(|v| Some(v.into_bytes()))
+            .collect()
+        })
+        .collect();
+    session.exec.reported.found_rows = rows.len() as u64;
+    let deprecate_eof = session.deprecate_eof();
+    write_text_result(
+        &mut session.client.packets,
+        &columns,
+        rows,
+        deprecate_eof,
+        0,
+        session.exec.reported.status,
+    );
+    session.flush().await
 }
 
 /// A result of one row, with `status` in its final packet.
@@ -52,6 +116,7 @@ async fn one_row<S: AsyncRead + AsyncWrite + Unpin>(
     row: Vec<Option<Vec<u8>>>,
     status: u16,
 ) -> Flow {
+    session.exec.reported.found_rows = 1;
     let deprecate_eof = session.deprecate_eof();
     write_text_result(
         &mut session.client.packets,
@@ -79,6 +144,7 @@ async fn show_databases<S: AsyncRead + AsyncWrite + Unpin>(
         .filter(|db| like.is_none_or(|p| like_matches(p, db)))
         .map(|db| [Some(db.into_bytes())])
         .collect();
+    session.exec.reported.found_rows = rows.len() as u64;
     let deprecate_eof = session.deprecate_eof();
     write_text_result(
         &mut session.client.packets,

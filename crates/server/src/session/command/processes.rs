@@ -149,7 +149,9 @@ pub(super) async fn refuse_prepare<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Whether the rule file gives the session's user the process privilege.
-fn has_process_privilege<S: AsyncRead + AsyncWrite + Unpin>(session: &Session<S>) -> bool {
+pub(super) fn has_process_privilege<S: AsyncRead + AsyncWrite + Unpin>(
+    session: &Session<S>,
+) -> bool {
     session
         .ctx
         .snapshot
