@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{server_code, Proxy};
+use common::{four_data_sources, server_code, Proxy};
 use mysql_async::prelude::*;
 use mysql_async::Row;
 
@@ -31,20 +31,7 @@ async fn the_digest_counts_statements_by_fingerprint_without_their_literals() {
     let backend = testkit::backends(1).expect("a MariaDB backend").remove(0);
     let prefix = testkit::unique_name("digest");
     let dbs: Vec<String> = (0..4).map(|i| format!("{prefix}_{i}")).collect();
-    let mut rules = format!(
-        "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{}\"\npassword = \"{}\"\n\n\
-         [schema]\nname = \"bank\"\ndefault_data_source = \"ds_0\"\n\n",
-        common::USER,
-        common::PASSWORD
-    );
-    for (i, db) in dbs.iter().enumerate() {
-        rules += &format!(
-            "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
-            backend.address(),
-            backend.user(),
-            backend.password()
-        );
-    }
+    let mut rules = four_data_sources(std::slice::from_ref(&backend), "bank", &dbs);
     rules += "[tables.acct]\nkind = \"sharded\"\ncolumn = \"uid\"\nalgorithm = \"mod\"\n\
            nodes = \"ds_{0..3}\"\n\n\
            [[users]]\nname = \"ops\"\npassword = \"ops\"\nprocess = true\n";

@@ -289,51 +289,32 @@ pub fn key(sql: &str) -> String {
 
 /// `?, ?, ?` → `?, ...`
 fn collapse_lists(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('?') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let mut collapsed = false;
-        loop {
-            let t = rest.trim_start();
-            let Some(after_comma) = t.strip_prefix(',') else {
-                break;
-            };
-            let Some(after) = after_comma.trim_start().strip_prefix('?') else {
-                break;
-            };
-            rest = after;
-            collapsed = true;
-        }
-        if collapsed {
-            out.push_str(", ...");
-        }
-    }
-    out.push_str(rest);
-    out
+    collapse_repeats(text, |rest| rest.find('?').map(|at| (at, at + 1)))
 }
 
 /// `(…), (…), (…)` of identical groups → `(…), ...`
 fn collapse_rows(text: &str) -> String {
+    collapse_repeats(text, |rest| {
+        let open = rest.find('(')?;
+        Some((open, open + rest[open..].find(')')? + 1))
+    })
+}
+
+/// Each item `next_item` finds (its range in the text it is given) followed by `, ` and the
+/// same text again, once or more, written once with `, ...` after it.
+fn collapse_repeats(text: &str, next_item: impl Fn(&str) -> Option<(usize, usize)>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(open) = rest.find('(') {
-        out.push_str(&rest[..open]);
-        rest = &rest[open..];
-        let Some(close) = rest.find(')') else { break };
-        let group = &rest[..=close];
-        out.push_str(group);
-        rest = &rest[close + 1..];
+    while let Some((start, end)) = next_item(rest) {
+        let item = &rest[start..end];
+        out.push_str(&rest[..end]);
+        rest = &rest[end..];
         let mut collapsed = false;
-        loop {
-            let t = rest.trim_start();
-            let Some(after_comma) = t.strip_prefix(',') else {
-                break;
-            };
-            let Some(after) = after_comma.trim_start().strip_prefix(group) else {
-                break;
-            };
+        while let Some(after) = rest
+            .trim_start()
+            .strip_prefix(',')
+            .and_then(|r| r.trim_start().strip_prefix(item))
+        {
             rest = after;
             collapsed = true;
         }

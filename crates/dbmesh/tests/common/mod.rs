@@ -237,15 +237,15 @@ impl Drop for Proxy {
 }
 
 /// The head of a rule file for logical schema `schema` over four data sources `ds_0` ..
-/// `ds_3` with databases `dbs`: ds_0 and ds_1 on `servers[0]`, ds_2 and ds_3 on `servers[1]`;
-/// ds_0 is the default. Tables follow.
+/// `ds_3` with databases `dbs`: ds_0 and ds_1 on `servers[0]`, ds_2 and ds_3 on `servers[1]`
+/// (all four on `servers[0]` when it is the only one); ds_0 is the default. Tables follow.
 pub fn four_data_sources(servers: &[Backend], schema: &str, dbs: &[String]) -> String {
     let mut rules = format!(
         "[proxy]\ncreate_databases = true\n\n[[users]]\nname = \"{USER}\"\npassword = \"{PASSWORD}\"\n\n\
          [schema]\nname = \"{schema}\"\ndefault_data_source = \"ds_0\"\n\n"
     );
     for (i, db) in dbs.iter().enumerate() {
-        let server = &servers[i / 2];
+        let server = &servers[(i / 2).min(servers.len() - 1)];
         rules += &format!(
             "[data_sources.ds_{i}]\naddress = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\ndatabase = \"{db}\"\n\n",
             server.address(),
