@@ -154,9 +154,10 @@ impl Drop for Cluster {
 }
 
 /// A client that disconnects while its 4-shard `SELECT … SLEEP(8)` runs: no statement of it is
-/// left on any backend soon after (the issue asks 100 ms; typically 5-20 ms here, printed),
-/// and the interruptions are counted. The bound is 3 s: on a loaded machine a MariaDB `KILL
-/// QUERY` of a sleeping thread was seen, rarely, to take about 2 s to take effect.
+/// left on any backend soon after (typically 2-20 ms here, printed), and the cancellations
+/// are counted. Of three rounds the quickest must be within the issue's 100 ms and every one
+/// within 3 s: on a loaded machine a MariaDB `KILL` of a sleeping thread was seen, rarely, to
+/// take about 2 s to take effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_disconnects_leaves_nothing_running() {
     let Some(c) = cluster() else { return };
@@ -178,6 +179,11 @@ async fn a_client_that_disconnects_leaves_nothing_running() {
         println!("round {round}: gone from every backend at most {took:?} after the client left");
     }
     println!("cancellation latency (client gone → no statement on any backend): {measured:?}");
+    let quickest = measured.iter().min().copied().unwrap_or_default();
+    assert!(
+        quickest <= Duration::from_millis(100),
+        "no round within 100 ms: {measured:?}"
+    );
     // Counted once the interruptions are confirmed, which may be just after the statements
     // are gone.
     let counted = Instant::now();
