@@ -91,33 +91,6 @@ pub fn merge(into: &mut PrimaryRecords, found: PrimaryRecords) -> Vec<String> {
     changed
 }
 
-/// The meta data source of `rules`, if one is configured.
-fn meta(rules: &Rules) -> Option<(&str, &rules::DataSourceConfig)> {
-    let name = rules.proxy.meta_data_source.as_deref()?;
-    Some((name, rules.data_source(name)?))
-}
-
-/// How the meta database on `address` is reached.
-fn meta_options(rules: &Rules, address: &str) -> Option<ConnectOptions> {
-    let (name, ds) = meta(rules)?;
-    Some(ConnectOptions {
-        address: address.to_string(),
-        database: Some(ds.database.clone()),
-        found_rows: true,
-        ..ConnectOptions::for_data_source(name, ds)
-    })
-}
-
-/// A connection to the meta database on `address`, its session ready for [`quote_literal`].
-async fn connect(options: &ConnectOptions) -> Result<BackendConn, BackendError> {
-    let mut conn = BackendConn::connect(options).await?;
-    conn.query(
-        "SET time_zone = '+00:00', sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
-    )
-    .await?;
-    Ok(conn)
-}
-
 /// Reads the records of every server of the meta data source of `servers_of` (in force) and
 /// of `file` (the rule file's, whose primary may be the only one holding them after a
 /// restart), each bounded by `timeout`. `Ok` with no records when no meta data source is
@@ -129,7 +102,7 @@ pub async fn read(
 ) -> Result<PrimaryRecords, String> {
     let mut addresses: Vec<String> = Vec::new();
     for rules in [in_force, file] {
-        if let Some((_, ds)) = meta(rules) {
+        if let Some((_, ds)) = meta::data_source(rules) {
             let servers =
                 std::iter::once(&ds.address).chain(ds.replicas.iter().map(|r| &r.address));
             for address in servers {
@@ -144,7 +117,8 @@ pub async fn read(
     }
     let mut reads = tokio::task::JoinSet::new();
     for (order, address) in addresses.iter().enumerate() {
-        let Some(options) = meta_options(in_force, address).or_else(|| meta_options(file, address))
+        let Some(options) =
+            meta::options(in_force, Some(address)).or_else(|| meta::options(file, Some(address)))
         else {
             continue;
         };
@@ -180,7 +154,7 @@ async fn read_one(options: &ConnectOptions) -> Result<PrimaryRecords, BackendErr
         }
         _ => false,
     };
-    let result = match connect(options).await {
+    let result = match meta::connect(options).await {
         Ok(mut conn) => conn.query(SELECT_PRIMARY).await,
         Err(e) => Err(e),
     };
@@ -203,9 +177,9 @@ pub async fn write(
     address: &str,
     set_by: &str,
 ) -> Result<PrimaryRecord, String> {
-    let options = meta_options(rules, meta_address)
+    let options = meta::options(rules, Some(meta_address))
         .ok_or_else(|| "no meta data source is configured".to_string())?;
-    let mut conn = connect(&options).await.map_err(|e| e.to_string())?;
+    let mut conn = meta::connect(&options).await.map_err(|e| e.to_string())?;
     let next = known + 1;
     let (ds, addr, by) = (
         quote_literal(data_source),
