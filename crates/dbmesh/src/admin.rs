@@ -55,7 +55,17 @@ pub fn reload(ctx: &Context, config: &Path, trigger: &str) -> Result<Reloaded, S
         }
     };
     let new = rules.clone();
-    let old = ctx.reload(rules);
+    let old = match ctx.reload(rules) {
+        Ok(old) => old,
+        Err(error) => {
+            tracing::error!(
+                trigger,
+                error,
+                "reload rejected; the previous rules stay in force"
+            );
+            return Err(error);
+        }
+    };
     let (before, now) = ctx.metrics.rules_applied(&sha256);
     let reloaded = Reloaded {
         changes: crate::reload::changes(&old, &new),

@@ -250,7 +250,21 @@ async fn serve(
     let check_timeout = Duration::from_millis(rules.replication.health_check_timeout_ms);
     // Unread, they may name other servers than the rule file: fail closed until they are read.
     let records = server::primaries::read(&rules, &rules, check_timeout).await;
-    let mut in_force = rules.clone();
+    // A cutover's slice map holds across restarts as well; unread, every uid_slice table's
+    // statements wait until the follower reads it (another proxy may have switched it).
+    let slice_map = read_slice_map(&rules, check_timeout).await;
+    let mut in_force = match &slice_map {
+        Ok(map) => server::apply_slice_map(&rules, map).map_err(|e| {
+            anyhow::anyhow!(
+                "the slice map version {} in the meta data source does not fit the rule file: {e}",
+                map.version
+            )
+        })?,
+        Err(e) => {
+            tracing::error!(error = e, "the slice map of the meta data source is unreadable at start: statements to uid_slice tables wait until it is read");
+            rules.clone()
+        }
+    };
     match &records {
         Ok(records) => server::primaries::apply(&mut in_force, records),
         Err(e) => tracing::error!(error = e, "no server of the meta data source answered at start: the primaries recorded there are unknown, so no primary of a data source with replicas gets a statement (reads go to replicas) until a health-check round reads them"),
@@ -311,7 +325,9 @@ async fn serve(
         server_version,
         sequences,
         xa,
+        slice_map,
     });
+    server::cutover::spawn_follower(ctx.clone());
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -339,6 +355,21 @@ async fn serve(
         xa.shutdown().await;
     }
     Ok(())
+}
+
+/// The newest slice map in the meta data source: version 0 (the rule file's) when there is
+/// no meta data source or no version was written.
+async fn read_slice_map(
+    rules: &rules::Rules,
+    timeout: Duration,
+) -> Result<meta::SliceMapVersion, String> {
+    let mut meta = match meta::Meta::new(rules, timeout) {
+        Ok(meta) => meta,
+        Err(_) => return Ok(meta::SliceMapVersion::default()),
+    };
+    meta::slice_map::latest(&mut meta)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Starts `count` single-threaded event loops for client sessions, each on its own thread for

@@ -20,6 +20,7 @@ mod access;
 mod cancel;
 mod conns;
 mod error;
+mod fence;
 mod merged;
 mod pin;
 mod run;
@@ -40,6 +41,7 @@ pub use access::{classify, Access};
 pub use cancel::{Cancel, CancelReason};
 pub use conns::ClientState;
 pub use error::ExecError;
+pub use fence::{FenceCheck, FencedNode};
 pub use pin::{items, scan, unread_set, Effects, Item, PinReason, Pins};
 pub use run::Request;
 pub use snapshot::{PlanCacheCounted, Snapshot, PLAN_CACHE_CAPACITY};
@@ -76,6 +78,9 @@ pub enum Flow {
     Continue,
     /// End the session (COM_QUIT, a lost client, or a state the client must not continue from).
     Close,
+    /// Nothing was run or answered: the statement reaches fenced slices (see
+    /// [`FenceCheck`]); the session runs the command again when the fence changes.
+    Fenced,
 }
 
 /// The error the client reads in place of a backend's `err`, when not `err` itself: the time
@@ -180,6 +185,8 @@ pub struct Executor {
     coordinator: Option<Arc<xa::Coordinator>>,
     /// The logical names of the rules the session's statements last ran by.
     names: Arc<LogicalNames>,
+    /// What the current command's statements must respect while slices move, if anything.
+    fence: Option<FenceCheck>,
 }
 
 impl Executor {
@@ -199,7 +206,26 @@ impl Executor {
             cancel,
             coordinator: None,
             names: Arc::default(),
+            fence: None,
         }
+    }
+
+    /// What the statements of the command about to run must respect while slices move
+    /// (`None`: nothing, the command began before any fence or none is in force).
+    pub fn set_fence(&mut self, check: Option<FenceCheck>) {
+        self.fence = check;
+    }
+
+    /// Whether a statement routed by `snapshot` to `targets` (`(data source, SQL)`) must wait
+    /// for the fence of the current command to change, with the current statement's access.
+    pub fn fenced<'a>(
+        &self,
+        snapshot: &Snapshot,
+        targets: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|check| check.holds(snapshot.slice_map_version, self.access, targets))
     }
 
     /// The coordinator the session's distributed transactions (`xa` mode) commit through.

@@ -57,6 +57,13 @@ impl Executor {
         plan: &Plan,
         request: Request<'_>,
     ) -> Flow {
+        let targets = plan.targets.iter();
+        if self.fenced(
+            snapshot,
+            targets.map(|t| (t.data_source.as_str(), t.sql.as_str())),
+        ) {
+            return Flow::Fenced;
+        }
         self.reported.backend_statements = plan.targets.len() as u64;
         let kind = match request {
             Request::Text { .. } => ResponseKind::Query,

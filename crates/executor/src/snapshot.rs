@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub plan_cache_counted: PlanCacheCounted,
     /// The logical names of the physical ones in backends' error and warning texts.
     pub names: Arc<LogicalNames>,
+    /// The version of the slice map in `rules` (0: the rule file's; later ones come from the
+    /// meta data source, see the `meta` crate).
+    pub slice_map_version: u64,
 }
 
 impl Snapshot {
@@ -79,6 +82,7 @@ impl Snapshot {
             plan_cache_counted: PlanCacheCounted::default(),
             rules,
             clusters,
+            slice_map_version: 0,
         }
     }
 

@@ -4,6 +4,7 @@
 //! the snapshot they started with.
 
 pub mod digest;
+pub mod cutover;
 mod distributed;
 mod error;
 mod handshake;
@@ -57,6 +58,8 @@ pub struct Context {
     /// The rules as last read from the file and the recorded primaries on top of them.
     /// The lock also orders reloads and switches, so neither undoes the other.
     switches: Mutex<Switches>,
+    /// The fence of moving slices and the units of work in flight (see [`cutover`]).
+    pub gate: Arc<cutover::Gate>,
 }
 
 /// The recorded primaries and the rule file they apply to.
@@ -70,6 +73,9 @@ struct Switches {
     /// every data source with replicas is unconfirmed and gets no statements: the rule
     /// file's may be a server switched away from, come back writable with diverged data.
     unread: Option<String>,
+    /// The newest slice map read from the meta data source (version 0: the rule file's),
+    /// applied to every rule set loaded: a cutover is state, which no rule-file edit undoes.
+    slice_map: meta::SliceMapVersion,
 }
 
 /// What a [`Context`] starts from: the rules it serves and the services built for them at start.
@@ -89,6 +95,9 @@ pub struct ContextParts {
     pub sequences: Result<Arc<Sequences>, String>,
     /// The distributed-transaction coordinator, when it started.
     pub xa: Option<Xa>,
+    /// The newest slice map of the meta data source (already applied to `snapshot`), or why
+    /// it could not be read: then every `uid_slice` table's statements wait until it is.
+    pub slice_map: Result<meta::SliceMapVersion, String>,
 }
 
 impl Context {
@@ -103,6 +112,7 @@ impl Context {
             server_version,
             sequences,
             xa,
+            slice_map,
         } = parts;
         let max = snapshot.rules.proxy.max_connections;
         let number = snapshot.rules.proxy.number;
@@ -112,6 +122,13 @@ impl Context {
         };
         confirm_primaries(&snapshot, unread.is_none());
         metrics.set_primary_epochs(&file_rules, &records);
+        let (slice_map, sure) = match slice_map {
+            Ok(map) => (map, true),
+            Err(_) => (meta::SliceMapVersion::default(), false),
+        };
+        let mut snapshot = snapshot;
+        snapshot.slice_map_version = slice_map.version;
+        let gate = cutover::Gate::new(&snapshot.rules, slice_map.version, sure, metrics.registry());
         Arc::new(Context {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -126,24 +143,69 @@ impl Context {
                 file_rules: Arc::new(file_rules),
                 records,
                 unread,
+                slice_map,
             }),
+            gate,
         })
     }
 
-    /// Swaps in new rules read from the rule file (with the recorded primaries); statements
-    /// in flight finish on the old snapshot. Returns the rules the file gave before, for
-    /// telling what changed.
-    pub fn reload(&self, rules: Rules) -> Arc<Rules> {
+    /// Swaps in new rules read from the rule file (with the recorded primaries and slice
+    /// map); statements in flight finish on the old snapshot. Returns the rules the file gave
+    /// before, for telling what changed; `Err` (nothing changes) when the slice map in force
+    /// does not fit the new rules (a moved table or its destination node is gone).
+    pub fn reload(&self, rules: Rules) -> Result<Arc<Rules>, String> {
         let mut switches = self.lock_switches();
+        apply_slice_map(&rules, &switches.slice_map).map_err(|e| {
+            format!(
+                "the slice map in force (version {}) does not fit the new rules: {e}",
+                switches.slice_map.version
+            )
+        })?;
         let previous = std::mem::replace(&mut switches.file_rules, Arc::new(rules));
         self.apply(&switches);
-        previous
+        Ok(previous)
     }
 
-    /// Builds and swaps in the snapshot of the file's rules with every recorded primary.
-    /// Always from the file's rules, never from an earlier snapshot's.
+    /// Serves slice-map `map` from now on, if it is newer than the one served: the next
+    /// statements route by it (a map never goes back to an older version). `Err` when it does
+    /// not fit the rules (the proxy keeps its map and does not acknowledge the new one).
+    pub fn follow_slice_map(&self, map: meta::SliceMapVersion) -> Result<(), String> {
+        let mut switches = self.lock_switches();
+        if map.version <= switches.slice_map.version {
+            return Ok(());
+        }
+        apply_slice_map(&switches.file_rules, &map).map_err(|e| {
+            format!(
+                "slice map version {} does not fit the rules: {e}",
+                map.version
+            )
+        })?;
+        let version = map.version;
+        switches.slice_map = map;
+        self.apply(&switches);
+        drop(switches);
+        self.gate.map_applied(version);
+        tracing::warn!(
+            version,
+            "slice map switched by its version in the meta data source"
+        );
+        Ok(())
+    }
+
+    /// Builds and swaps in the snapshot of the file's rules with every recorded primary and
+    /// the slice map. Always from the file's rules, never from an earlier snapshot's.
     fn apply(&self, switches: &Switches) {
-        let mut rules = Rules::clone(&switches.file_rules);
+        let mut rules = match apply_slice_map(&switches.file_rules, &switches.slice_map) {
+            Ok(rules) => rules,
+            // Checked before the file's rules or the map were taken.
+            Err(e) => {
+                tracing::error!(
+                    error = e,
+                    "the slice map does not fit the rules; nothing changed"
+                );
+                return;
+            }
+        };
         primaries::apply(&mut rules, &switches.records);
         self.metrics
             .set_primary_epochs(&switches.file_rules, &switches.records);
@@ -156,7 +218,8 @@ impl Context {
                 xa.recover_over(&rules);
             }
         }
-        let snapshot = Snapshot::build(rules, Some(&previous));
+        let mut snapshot = Snapshot::build(rules, Some(&previous));
+        snapshot.slice_map_version = switches.slice_map.version;
         confirm_primaries(&snapshot, switches.unread.is_none());
         self.snapshot.store(Arc::new(snapshot));
         // The old plan cache's last hits, before it goes with its snapshot.
@@ -406,6 +469,17 @@ impl Context {
         self.metrics
             .count_plan_cache(&snapshot.plan_cache_counted, snapshot.router.cache_stats());
     }
+}
+
+/// `rules` with the slices of every table `map` names (and of its binding group).
+pub fn apply_slice_map(rules: &Rules, map: &meta::SliceMapVersion) -> Result<Rules, String> {
+    let mut rules = rules.clone();
+    for (table, slices) in &map.tables {
+        rules = rules
+            .with_slices(table, slices)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(rules)
 }
 
 /// Lets every primary of `snapshot` take statements, or (`confirmed` false: the recorded

@@ -335,7 +335,7 @@ pub(crate) const SELECT_LIST_END: &[&str] = &[
 
 /// Whether `text` holds `word` anywhere, in any ASCII case: a byte scan that spares the
 /// lexing of the statements that cannot concern a caller.
-pub(crate) fn mentions(text: &str, word: &str) -> bool {
+pub fn mentions(text: &str, word: &str) -> bool {
     text.as_bytes()
         .windows(word.len())
         .any(|x| x.eq_ignore_ascii_case(word.as_bytes()))

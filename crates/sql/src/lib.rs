@@ -50,7 +50,7 @@ pub use information_schema::{
     INFORMATION_SCHEMA,
 };
 pub use insert_columns::RowsWithoutColumns;
-pub use lexer::{identifiers, split, strip_leading_words, CodeTokens, Lexer, Tok, Token};
+pub use lexer::{identifiers, mentions, split, strip_leading_words, CodeTokens, Lexer, Tok, Token};
 pub use merge_rewrite::SelectMerge;
 pub use merge_shape::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,

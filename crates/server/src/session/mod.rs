@@ -124,6 +124,9 @@ pub(crate) struct Session<S> {
     statements: statements::Statements,
     /// The pins last counted in the `dbmesh_session_pinned` metric, transaction included.
     counted_pins: Pins,
+    /// The session's unit of work for the fence of moving slices: its current statement, or
+    /// its open transaction (see [`crate::cutover`]).
+    unit: Option<crate::cutover::Unit>,
     /// The session's `max_statement_time`: how long its reads and writes may run (`None`: no
     /// limit).
     max_statement_time: Option<Duration>,
@@ -203,6 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tls: login.tls,
             statements: statements::Statements::default(),
             counted_pins: 0,
+            unit: None,
             max_statement_time,
             time_limit_is_default: true,
             ctx,
@@ -307,6 +311,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 route = tracing::field::Empty
             );
             let mut packet = packet;
+            if self.unit.is_none() {
+                self.unit = Some(self.ctx.gate.enter());
+            }
             let flow = match self.time_limit(command, &mut packet) {
                 Ok(limit) => self.supervised(command, packet, span, limit, &watch).await,
                 Err(err) => {
@@ -346,6 +353,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.exec.refresh_transaction_state().await;
             }
             self.settle();
+            if !self.exec.transaction_open() {
+                self.unit = None;
+            }
             self.entry.idle(
                 &command::processes::idle_state(&self),
                 self.exec.state.database.as_deref(),
@@ -428,7 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut lock_interrupt: Option<tokio::task::JoinHandle<u64>> = None;
         let mut watching = true;
         let finished = {
-            let dispatch = command::run(self, command, packet).instrument(span);
+            let dispatch = self.dispatch_fenced(command, packet).instrument(span);
             tokio::pin!(dispatch);
             loop {
                 tokio::select! {
@@ -497,6 +507,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.exec.abandon();
                 Flow::Close
             }
+        }
+    }
+
+    /// Runs one command; while a fence of moving slices holds the session's unit of work, a
+    /// command whose statement reaches a fenced slice waits for the fence to change and runs
+    /// again, routed by the map then in force (nothing of it was sent before).
+    async fn dispatch_fenced(&mut self, command: u8, mut packet: BytesMut) -> Flow {
+        loop {
+            let (check, changes) = match &self.unit {
+                Some(unit) => self.ctx.gate.check(unit),
+                None => return command::run(self, command, packet).await,
+            };
+            let Some(check) = check else {
+                return command::run(self, command, packet).await;
+            };
+            let again = packet.clone();
+            self.exec.set_fence(Some(check));
+            let flow = command::run(self, command, packet).await;
+            self.exec.set_fence(None);
+            if flow != Flow::Fenced {
+                return flow;
+            }
+            self.ctx.gate.wait(changes).await;
+            packet = again;
         }
     }
 

@@ -185,6 +185,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => return self.error(e).await,
             }
         }
+        if self.exec.fenced(
+            snapshot,
+            physical.iter().map(|sql| (data_source, sql.as_str())),
+        ) {
+            return Flow::Fenced;
+        }
         let mut charset = None;
         for statement in &settings {
             match charset_change(statement) {
