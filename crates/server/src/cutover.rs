@@ -597,7 +597,7 @@ tables = ["payment", "ledger"]
         let rules = rules();
         let gate = Gate::new(&rules, 0, false, &Registry::new());
         let unit = gate.enter();
-        let (check, mut changes) = gate.check(&unit);
+        let (check, changes) = gate.check(&unit);
         assert_eq!(check.expect("fenced").nodes.len(), 4);
         gate.set_unsure(None);
         assert!(changes.has_changed().expect("gate alive"));
