@@ -255,3 +255,87 @@ async fn a_fence_holds_moving_slices_until_every_proxy_serves_the_new_map() {
         .expect("read through a proxy started later");
     assert_eq!(total, Some(555 + 564));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_fence_lets_the_waiting_writes_run_on_the_source() {
+    let server = one_backend();
+    let meta_db = testkit::unique_name("abort_meta");
+    let dbs: Vec<String> = (0..3)
+        .map(|i| testkit::unique_name(&format!("abort_{i}")))
+        .collect();
+    let a = Proxy::start(&rules(&server, &meta_db, &dbs, 1));
+    let mut meta = meta_of(&server, &meta_db);
+    let mut ca = a.conn(Some("bank")).await;
+    ca.query_drop("CREATE TABLE payment (uid BIGINT PRIMARY KEY, amount BIGINT NOT NULL)")
+        .await
+        .expect("create");
+    ca.query_drop("INSERT INTO payment VALUES (55, 550)")
+        .await
+        .expect("insert");
+    until_proxies(&mut meta, &[1], "the proxy registers", |r| {
+        r.map_version == 0
+    })
+    .await;
+    let fenced: BTreeMap<String, meta::SliceSet> =
+        [("payment".to_string(), "50-59".parse().expect("slices"))].into();
+    let epoch = meta::fence::set(&mut meta, &fenced, 0, Duration::from_secs(60), "test")
+        .await
+        .expect("set the fence");
+    assert!(
+        meta::fence::set(&mut meta, &fenced, 0, Duration::from_secs(60), "other")
+            .await
+            .is_err(),
+        "a second fence while one is in force"
+    );
+    until_proxies(&mut meta, &[1], "the proxy acknowledges", |r| {
+        r.fence_epoch >= epoch
+    })
+    .await;
+    // A transaction begun under the fence waits at its first statement on a moving slice.
+    let mut writer = a.conn(Some("bank")).await;
+    let waiting = tokio::spawn(async move {
+        writer.query_drop("BEGIN").await?;
+        writer
+            .query_drop("UPDATE payment SET amount = amount + 5 WHERE uid = 55")
+            .await?;
+        writer.query_drop("COMMIT").await
+    });
+    let deadline = Instant::now() + EVENTUALLY;
+    while metric(&a, "dbmesh_fenced_statements") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the write to slice 55 never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The cutover gives up: the map stays, the write runs on the source.
+    assert!(meta::fence::release(&mut meta, epoch)
+        .await
+        .expect("release"));
+    tokio::time::timeout(EVENTUALLY, waiting)
+        .await
+        .expect("the waiting write ends")
+        .expect("task")
+        .expect("the waiting write succeeds");
+    assert_eq!(value_on(&server, &dbs[1], 55).await, Some(555));
+    // A map version needs the fence it names in force.
+    let map = meta::SliceMapVersion {
+        version: 1,
+        tables: [(
+            "payment".to_string(),
+            [("00-99".to_string(), "ds_0".to_string())].into(),
+        )]
+        .into(),
+    };
+    let refused = meta::slice_map::write(&mut meta, &map, "test", Some(epoch)).await;
+    assert!(
+        matches!(refused, Err(meta::MetaError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        meta::slice_map::latest_version(&mut meta)
+            .await
+            .expect("version"),
+        0
+    );
+}
