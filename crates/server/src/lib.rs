@@ -3,8 +3,8 @@
 //! the current one, so a reload swaps routing atomically while statements in flight finish on
 //! the snapshot they started with.
 
-pub mod digest;
 pub mod cutover;
+pub mod digest;
 mod distributed;
 mod error;
 mod handshake;
