@@ -466,7 +466,66 @@ impl BackendConn {
 
     /// Reads the response to a COM_QUERY, collecting rows as text (for small internal results).
     pub async fn read_query_result(&mut self) -> Result<QueryResult, BackendError> {
-        let mut result = QueryResult::default();
+        let mut columns = Vec::new();
+        let mut rows = Vec::new();
+        let ok = self
+            .read_response(
+                |defs| columns = defs.into_iter().map(|c| c.name).collect(),
+                |row, n| {
+                    rows.push(decode_text_row(row, n)?);
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(QueryResult { ok, columns, rows })
+    }
+
+    /// Runs a query whose rows the proxy needs byte for byte with their column definitions;
+    /// rows past `limit` bytes (cells counted) are read and dropped, and `exceeded` is set.
+    pub async fn query_raw(&mut self, sql: &str, limit: usize) -> Result<RawResult, BackendError> {
+        self.send_command_with(|b| {
+            b.put_u8(com::QUERY);
+            b.put_slice(&protocol::text::encode(sql));
+        })
+        .await?;
+        let mut result = RawResult::default();
+        let mut bytes = 0usize;
+        let mut exceeded = false;
+        let mut columns = Vec::new();
+        let mut rows = Vec::new();
+        result.ok = self
+            .read_response(
+                |defs| columns = defs,
+                |row, n| {
+                    bytes = bytes.saturating_add(row.len());
+                    if bytes > limit {
+                        exceeded = true;
+                        return Ok(());
+                    }
+                    let mut r = Reader::new(row);
+                    let cells = (0..n)
+                        .map(|_| Ok(r.lenenc_bytes_or_null()?.map(<[u8]>::to_vec)))
+                        .collect::<Result<Vec<_>, ProtocolError>>()?;
+                    rows.push(cells);
+                    Ok(())
+                },
+            )
+            .await?;
+        result.columns = columns;
+        result.rows = rows;
+        result.exceeded = exceeded;
+        Ok(result)
+    }
+
+    /// Reads a response: each result set's column definitions go to `on_columns`, its row
+    /// packets to `on_row` (with the column count); returns the final OK, or the server's
+    /// error as `BackendError::Server`.
+    async fn read_response(
+        &mut self,
+        mut on_columns: impl FnMut(Vec<ColumnDef>),
+        mut on_row: impl FnMut(&[u8], u64) -> Result<(), ProtocolError>,
+    ) -> Result<OkPacket, BackendError> {
+        let mut last;
         loop {
             let packet = self.read_one().await?;
             match packet.first().copied() {
@@ -477,7 +536,7 @@ impl BackendConn {
                 {
                     let ok = OkPacket::decode(&packet).map_err(|e| self.lost(e))?;
                     self.status = ok.status;
-                    result.ok = ok;
+                    last = ok;
                 }
                 Some(ERR_HEADER) => {
                     let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
@@ -490,18 +549,18 @@ impl BackendConn {
                     let columns = Reader::new(&packet)
                         .lenenc_int()
                         .map_err(|e| self.lost(e))?;
-                    result.columns.clear();
+                    let mut defs = Vec::new();
                     for _ in 0..columns {
                         let definition = self.read_one().await?;
-                        let column = ColumnDef::decode(&definition).map_err(|e| self.lost(e))?;
-                        result.columns.push(column.name);
+                        defs.push(ColumnDef::decode(&definition).map_err(|e| self.lost(e))?);
                     }
+                    on_columns(defs);
                     loop {
                         let row = self.read_one().await?;
                         if is_terminator(&row) {
                             let ok = OkPacket::decode(&row).map_err(|e| self.lost(e))?;
                             self.status = ok.status;
-                            result.ok = ok;
+                            last = ok;
                             break;
                         }
                         if is_err(&row) {
@@ -511,14 +570,12 @@ impl BackendConn {
                                 error,
                             });
                         }
-                        result
-                            .rows
-                            .push(decode_text_row(&row, columns).map_err(|e| self.lost(e))?);
+                        on_row(&row, columns).map_err(|e| self.lost(e))?;
                     }
                 }
             }
             if self.status & status::MORE_RESULTS_EXISTS == 0 {
-                return Ok(result);
+                return Ok(last);
             }
         }
     }
@@ -695,6 +752,18 @@ fn statement_timeout_setting(server_version: &str, limit: Duration) -> String {
     } else {
         format!("SET SESSION max_execution_time = {}", limit.as_millis())
     }
+}
+
+/// A result read by the proxy itself with its cells as bytes ([`BackendConn::query_raw`]).
+#[derive(Debug, Default)]
+pub struct RawResult {
+    pub ok: OkPacket,
+    /// The column definitions of the (last) result set.
+    pub columns: Vec<ColumnDef>,
+    /// Each row's cells; `None` for NULL.
+    pub rows: Vec<Vec<Option<Vec<u8>>>>,
+    /// The rows passed the byte limit: those past it were dropped.
+    pub exceeded: bool,
 }
 
 /// A small result read by the proxy itself.

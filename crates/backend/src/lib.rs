@@ -16,8 +16,8 @@ pub mod stream;
 
 pub use cluster::{Cluster, ReplicaChoice, Server, ServerStats};
 pub use conn::{
-    quote_literal, record_setting, BackendConn, ConnectOptions, QueryResult, SessionState,
-    WantedState,
+    quote_literal, record_setting, BackendConn, ConnectOptions, QueryResult, RawResult,
+    SessionState, WantedState,
 };
 pub use error::BackendError;
 pub use gtid::{Gtid, Position};
