@@ -1012,3 +1012,177 @@ async fn a_deadlock_across_servers_is_broken_by_the_lock_wait_bound() {
     transfer(&mut a, 99, 1, 3, 5, true).await.unwrap();
     assert_eq!(bank.prepared().await, 0);
 }
+
+/// Every column of the `marks` rows on data source `ds`, as text that shows each byte
+/// (`HEX` for strings, the stored number for BIT), by id.
+async fn marks_on(bank: &Bank, ds: usize) -> Vec<Vec<Option<String>>> {
+    let mut c = bank.direct(ds).await;
+    let rows: Vec<mysql_async::Row> = c
+        .query(
+            "SELECT id, uid, HEX(name), HEX(note), HEX(bin), CAST(f AS DOUBLE), d, amount, bits + 0, \
+             at, j \
+             FROM marks ORDER BY id",
+        )
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<Option<String>, _>(i).flatten())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_the_sharding_key_moves_the_rows() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    let mut c = proxy.conn(Some("bank")).await;
+    c.query_drop(
+        "CREATE TABLE marks (id BIGINT PRIMARY KEY, uid BIGINT NOT NULL, \
+         name VARCHAR(40) CHARACTER SET latin1, note VARCHAR(40), bin VARBINARY(16), \
+         f FLOAT, d DOUBLE, amount DECIMAL(12,4), bits BIT(8), at DATETIME(6), j JSON)",
+    )
+    .await
+    .unwrap();
+    // uid % 4 is the data source: 0 and 1 on the first server, 2 and 3 on the second.
+    c.query_drop(
+        "INSERT INTO marks VALUES \
+         (1, 0, 'Zoé', 'ünï', X'00FF27275C', 0.1234567, 0.1, -12.3456, b'101', '2026-12-07 10:11:12.123456', '{\"a\": [1, \"é\"]}'), \
+         (2, 1, 'zz', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), \
+         (3, 6, 'zz', 'x', NULL, NULL, NULL, NULL, NULL, NULL, NULL), \
+         (4, 3, 'zz', NULL, NULL, 1e-30, 1.7976931348623157e308, 1, b'0', NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    let original = marks_on(&bank, 0).await;
+    let prepares = bank.statuses("Com_xa_prepare").await;
+
+    // Text protocol: the row leaves server 0 for server 2 in one distributed transaction
+    // (a branch prepared on each server), every other byte as it was.
+    c.query_drop("UPDATE marks SET uid = 2, note = 'moved' WHERE uid = 0 AND id = 1")
+        .await
+        .unwrap();
+    assert_eq!(c.affected_rows(), 1);
+    let after = bank.statuses("Com_xa_prepare").await;
+    assert_eq!([after[0] - prepares[0], after[1] - prepares[1]], [1, 1]);
+    assert_eq!(bank.prepared().await, 0);
+    assert!(marks_on(&bank, 0).await.is_empty());
+    let moved: Vec<_> = marks_on(&bank, 2)
+        .await
+        .into_iter()
+        .filter(|r| r[0].as_deref() == Some("1"))
+        .collect();
+    let mut expected = original[0].clone();
+    expected[1] = Some("2".into());
+    expected[3] = Some("6D6F766564".into()); // 'moved'
+    assert_eq!(moved, vec![expected]);
+
+    // Prepared, with parameters: back to the first shard, the note from a parameter.
+    let stmt = "UPDATE marks SET uid = ?, note = ? WHERE uid = ? AND id = ?";
+    c.exec_drop(stmt, (0, "ünï", 2, 1)).await.unwrap();
+    assert_eq!(c.affected_rows(), 1);
+    assert_eq!(marks_on(&bank, 0).await, original);
+    let on_2: Vec<Option<String>> = marks_on(&bank, 2)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(on_2, vec![Some("3".into())]);
+
+    // A scatter UPDATE: rows on three shards go to uid 2's; the one already there (uid 6)
+    // is updated in place. Affected rows as one server answers: 3 changed.
+    let mut extreme = marks_on(&bank, 3).await.remove(0);
+    c.query_drop("UPDATE marks SET uid = 2 WHERE name = 'zz'")
+        .await
+        .unwrap();
+    assert_eq!(c.affected_rows(), 3);
+    extreme[1] = Some("2".into());
+    assert!(marks_on(&bank, 2).await.contains(&extreme), "{extreme:?}");
+    let ids: Vec<Option<String>> = marks_on(&bank, 2)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![Some("2".into()), Some("3".into()), Some("4".into())]
+    );
+    assert!(marks_on(&bank, 1).await.is_empty());
+    assert!(marks_on(&bank, 3).await.is_empty());
+    assert_eq!(marks_on(&bank, 0).await, original);
+
+    // A duplicate key on the new shard: an error, nothing changed on either shard.
+    let err = c
+        .query_drop("UPDATE marks SET uid = 2, note = 'dup' WHERE id IN (1, 2) AND uid = 0")
+        .await;
+    assert!(err.is_ok(), "id 1 alone moves: {err:?}");
+    assert_eq!(c.affected_rows(), 1);
+    c.query_drop("INSERT INTO marks (id, uid) VALUES (2, 0)")
+        .await
+        .unwrap();
+    let before = (marks_on(&bank, 0).await, marks_on(&bank, 2).await);
+    let err = c
+        .query_drop("UPDATE marks SET uid = 6 WHERE uid = 0")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1062, "23000".into()));
+    assert_eq!((marks_on(&bank, 0).await, marks_on(&bank, 2).await), before);
+    assert_eq!(bank.prepared().await, 0);
+
+    // Inside the client's transaction: a failed move is undone alone (the transaction goes
+    // on, as after any failed statement); a move and the rest commit or roll back together.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE accounts SET balance = balance - 1 WHERE uid = 0")
+        .await
+        .unwrap();
+    let err = c
+        .exec_drop("UPDATE marks SET uid = ? WHERE uid = ?", (6, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1062, "23000".into()));
+    c.query_drop("UPDATE marks SET uid = 1 WHERE id = 1 AND uid = 2")
+        .await
+        .unwrap();
+    assert_eq!(c.affected_rows(), 1);
+    c.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!((marks_on(&bank, 0).await, marks_on(&bank, 2).await), before);
+    c.query_drop("BEGIN").await.unwrap();
+    let _ = c.query_drop("UPDATE marks SET uid = 6 WHERE uid = 0").await;
+    c.query_drop("UPDATE marks SET uid = 1 WHERE id = 1 AND uid = 2")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    let on_1: Vec<Option<String>> = marks_on(&bank, 1)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(on_1, vec![Some("1".into())]);
+    assert_eq!(marks_on(&bank, 0).await, before.0);
+    assert_eq!(bank.prepared().await, 0);
+
+    // What the proxy cannot evaluate as MariaDB would is refused, naming it; so is a move
+    // in local mode, which could not be atomic.
+    let err = c
+        .query_drop("UPDATE marks SET uid = 2, amount = amount + 1 WHERE id = 1 AND uid = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+    c.query_drop("SET dbmesh_transaction_mode = 'local'")
+        .await
+        .unwrap();
+    let err = c
+        .query_drop("UPDATE marks SET uid = 2 WHERE id = 1 AND uid = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1235, "42000".into()));
+    let on_1: Vec<Option<String>> = marks_on(&bank, 1)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(on_1, vec![Some("1".into())]);
+}

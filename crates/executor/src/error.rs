@@ -30,6 +30,25 @@ pub enum ExecError {
     /// branch back: so was every other branch.
     #[error("dbmesh: the transaction was rolled back on every data source: a participant's connection was lost")]
     ParticipantLost,
+    /// An UPDATE would move rows to another shard outside `xa` mode.
+    #[error("Updating the sharding column {table}.{column} to a value on another shard moves rows there, which needs transaction_mode 'xa' (this session's is 'local'); delete and re-insert the rows instead")]
+    RowMoveNeedsXa { table: String, column: String },
+    /// The rows one shard returned for a move passed the memory limit.
+    #[error("the rows this UPDATE moves from one shard need more than {0} bytes of memory (proxy.merge_memory_limit)")]
+    MoveMemory(usize),
+    /// The delete of a move removed other rows than the read locked.
+    #[error("dbmesh: moving rows of {table}: the delete removed {deleted} rows where the locking read found {read} (a condition that is not deterministic); the statement was undone")]
+    MoveMismatch {
+        table: String,
+        read: u64,
+        deleted: u64,
+    },
+    /// A moved column came in a character set the proxy cannot name.
+    #[error("This version of dbmesh doesn't yet support 'moving rows whose column {column} is sent in collation {collation}'")]
+    MoveCharset { column: String, collation: u16 },
+    /// A connection a move uses is no longer held.
+    #[error("dbmesh: a connection of the row move is gone")]
+    MoveConnectionGone,
     /// The copies of a broadcast table changed different numbers of rows.
     #[error("dbmesh: the copies of broadcast table {table} diverge (rows changed per data source: {changed}); {rolled_back}, repair the copies")]
     BroadcastDivergence {
@@ -49,6 +68,9 @@ impl ClientError for ExecError {
             ExecError::XaUnavailable(_) => 1399,           // ER_XAER_RMFAIL
             ExecError::ParticipantLost => 1402,            // ER_XA_RBROLLBACK
             ExecError::BroadcastDivergence { .. } => 1105, // ER_UNKNOWN_ERROR
+            ExecError::RowMoveNeedsXa { .. } | ExecError::MoveCharset { .. } => 1235, // ER_NOT_SUPPORTED_YET
+            ExecError::MoveMemory(_) => 1038, // ER_OUT_OF_SORTMEMORY
+            ExecError::MoveMismatch { .. } | ExecError::MoveConnectionGone => 1105,
         }
     }
 
@@ -59,7 +81,11 @@ impl ClientError for ExecError {
             ExecError::TransactionInProgress => "25001",
             ExecError::XaUnavailable(_) => "XAE07",
             ExecError::ParticipantLost => "XA100",
-            ExecError::BroadcastDivergence { .. } => "HY000",
+            ExecError::BroadcastDivergence { .. }
+            | ExecError::MoveMismatch { .. }
+            | ExecError::MoveConnectionGone => "HY000",
+            ExecError::RowMoveNeedsXa { .. } | ExecError::MoveCharset { .. } => "42000",
+            ExecError::MoveMemory(_) => "HY001",
         }
     }
 

@@ -23,6 +23,7 @@ mod error;
 mod fence;
 mod merged;
 mod pin;
+mod row_move;
 mod run;
 mod snapshot;
 mod transaction;
@@ -70,6 +71,9 @@ pub trait Client {
 
     /// Counts `statements` interrupted on backends for `reason`.
     fn backend_cancelled(&mut self, reason: CancelReason, statements: u64);
+
+    /// Counts `rows` moved to another shard by an UPDATE of their sharding column.
+    fn rows_moved(&mut self, rows: u64);
 }
 
 /// How the session goes on after a command.

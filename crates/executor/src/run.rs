@@ -103,6 +103,7 @@ impl Executor {
                 self.run_concat(client, snapshot, plan, request).await
             }
             Combine::Merge(spec) => self.run_merge(client, snapshot, plan, spec, request).await,
+            Combine::MoveRows(mv) => self.run_move(client, snapshot, mv).await,
         }
     }
 

@@ -43,6 +43,8 @@ impl Client for MemoryClient {
     fn broadcast_divergence(&mut self, _table: &str) {}
 
     fn backend_cancelled(&mut self, _reason: executor::CancelReason, _statements: u64) {}
+
+    fn rows_moved(&mut self, _rows: u64) {}
 }
 
 /// What one answer was, as the client reads it.

@@ -10,11 +10,15 @@ use crate::plan::Param;
 
 /// The statement being routed: its text, fingerprint, bound parameters, and
 /// the ids a sequence fills in.
+#[derive(Clone, Copy)]
 pub(crate) struct Input<'a> {
     pub sql: &'a str,
     pub fp: &'a Fingerprint,
     pub params: &'a [Param],
     pub ids: Ids<'a>,
+    /// Parameters are written into the physical statements as literals rather than `?`
+    /// (the statements of a row move, which run as text).
+    pub inline_params: bool,
 }
 
 /// A sharding value read from the statement.

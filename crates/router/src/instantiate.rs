@@ -20,7 +20,7 @@ use crate::input::{Input, Val};
 use crate::key_nodes::{matching_nodes, shard_value};
 use crate::merged_select::{merge_spec, metadata_probe, union_per_data_source, MergeTemplate};
 use crate::placement::Place;
-use crate::plan::{Combine, Plan, SessionStatement, StatementKind, Target};
+use crate::plan::{Combine, MoveFrom, Plan, RowMove, SessionStatement, StatementKind, Target};
 use crate::sequence_ids::RowIds;
 use crate::splice::{params_subset, splice};
 use crate::stored::stored;
@@ -195,7 +195,9 @@ fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
         .map(|f| crate::sequence_ids::assign(f, input))
         .transpose()?;
     let (placed, any_one) = placements(ctx, input, row_ids.as_ref())?;
-    check_key_updates(ctx, &placed, input)?;
+    if let Some((table, node)) = key_move(ctx, &placed, input)? {
+        return row_move(ctx, input, &placed, table, node);
+    }
     let (mut combine, merge) = combine(ctx, input, placed.len(), any_one)?;
     let rendered = merge.map_or(&rt.rendered, |m| &m.template.rendered);
     let shard_limit = merge.and_then(|m| m.shard_limit);
@@ -256,32 +258,113 @@ fn placements(
     Ok((placed, false))
 }
 
-/// Updating a sharding column: only a point update whose new key stays on its shard.
-fn check_key_updates(
-    ctx: &Ctx<'_>,
+/// Updating a sharding column: a point update whose new key stays on its shard runs as it
+/// is (`None`); otherwise the rows move to the new key's node, returned with the table,
+/// when the statement can move them, or it is refused.
+fn key_move<'r>(
+    ctx: &Ctx<'r>,
     placed: &[Placed],
     input: &Input<'_>,
-) -> Result<(), RouteError> {
+) -> Result<Option<(usize, &'r PhysicalNode)>, RouteError> {
     let rt = ctx.rt;
+    // COM_STMT_PREPARE: the new key is not bound yet; each execution is routed with it.
+    if input.preparing() && matches!(rt.row_move, Some(Ok(_))) {
+        return Ok(None);
+    }
+    let mut moving = None;
     for &(table, slot) in &rt.key_updates {
         let t = ctx.sharded(table)?;
         let err = || RouteError::ShardingKeyUpdate {
             table: rt.names[table].clone(),
             column: t.column().to_owned(),
         };
-        let [only] = placed else {
-            return Err(err());
-        };
         let v = stored(t.column_type(), input.value(slot)).map_err(|_| err())?;
         let node = shard_value(&v)
             .and_then(|sv| t.shard_for(&sv).ok())
             .ok_or_else(err)?;
-        if only.names[table].as_deref() != Some(node.table.as_str()) || only.ds != node.data_source
-        {
-            return Err(err());
+        let stays = matches!(placed, [only] if only.names[table].as_deref() == Some(node.table.as_str())
+            && only.ds == node.data_source);
+        if stays {
+            continue;
+        }
+        match &rt.row_move {
+            Some(Ok(_)) if rt.key_updates.len() == 1 => moving = Some((table, node)),
+            Some(Err(what)) => {
+                return Err(RouteError::NotSupported(format!(
+                    "moving rows of {} to another shard (updating its sharding column {}) \
+                     with {what}",
+                    rt.names[table],
+                    t.column()
+                )))
+            }
+            _ => return Err(err()),
         }
     }
-    Ok(())
+    Ok(moving)
+}
+
+/// The plan moving the rows an UPDATE changes to `node` (table `table`'s node of the new
+/// key), see [`RowMove`]. Its statements carry the parameters as literals.
+fn row_move(
+    ctx: &Ctx<'_>,
+    input: &Input<'_>,
+    placed: &[Placed],
+    table: usize,
+    node: &PhysicalNode,
+) -> Result<Plan, RouteError> {
+    let rt = ctx.rt;
+    let Some(Ok(m)) = &rt.row_move else {
+        return Err(RouteError::Internal("no row move".into()));
+    };
+    let input = Input {
+        inline_params: true,
+        ..*input
+    };
+    // Text: no parameter left to bind.
+    let text = |p: &Placed, rendered: &sql::Rendered| {
+        physical_target(p, rendered, &input, None, None).map(|t| Target { params: None, ..t })
+    };
+    let mut in_place = None;
+    let mut from = Vec::with_capacity(placed.len());
+    for p in placed {
+        if p.ds == node.data_source && p.names[table].as_deref() == Some(node.table.as_str()) {
+            in_place = Some(text(p, &rt.rendered)?);
+        } else {
+            from.push(MoveFrom {
+                select: text(p, &m.select)?,
+                delete: text(p, &m.delete)?,
+            });
+        }
+    }
+    let mut set = Vec::with_capacity(m.set.len());
+    for (column, segs) in &m.set {
+        let mut value = String::new();
+        splice(segs, &[], &input, &mut value, &mut Vec::new(), None, None)?;
+        set.push((column.clone(), value));
+    }
+    let targets = in_place
+        .iter()
+        .cloned()
+        .chain(
+            from.iter()
+                .flat_map(|f| [f.select.clone(), f.delete.clone()]),
+        )
+        .collect();
+    Ok(Plan {
+        kind: rt.kind.clone(),
+        targets,
+        combine: Combine::MoveRows(Box::new(RowMove {
+            table: rt.names[table].clone(),
+            column: ctx.sharded(table)?.column().to_owned(),
+            to: node.data_source.clone(),
+            to_table: sql::quote_ident(&node.table).into_owned(),
+            in_place,
+            from,
+            set,
+        })),
+        rename: Vec::new(),
+        add_tables: Vec::new(),
+    })
 }
 
 /// A SELECT merged across shards: its merge template and the rows each shard returns.

@@ -64,7 +64,8 @@ pub use columns::{representative, ColumnSource};
 pub use error::RouteError;
 pub use input::IdStyle;
 pub use plan::{
-    Combine, MergeSpec, Param, Plan, PrepareRoute, SessionStatement, StatementKind, Target,
+    Combine, MergeSpec, MoveFrom, Param, Plan, PrepareRoute, RowMove, SessionStatement,
+    StatementKind, Target,
 };
 pub use sql::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role,
@@ -185,11 +186,15 @@ impl Router {
 
     /// Where COM_STMT_PREPARE prepares a statement: see [`PrepareRoute`].
     pub fn route_for_prepare(&self, sql: &str) -> Result<PrepareRoute, RouteError> {
-        let (plan, fills_ids) = self.route_with(sql, &[], Ids::Prepare)?;
-        Ok(PrepareRoute { plan, fills_ids })
+        let (plan, per_execution) = self.route_with(sql, &[], Ids::Prepare)?;
+        Ok(PrepareRoute {
+            plan,
+            per_execution,
+        })
     }
 
-    /// Routes a statement; also says whether a sequence fills ids into it.
+    /// Routes a statement; also says whether each execution must be routed with its values
+    /// ([`PrepareRoute::per_execution`]).
     fn route_with(
         &self,
         sql: &str,
@@ -206,6 +211,7 @@ impl Router {
             fp: &fp,
             params,
             ids,
+            inline_params: false,
         };
         if !params.is_empty() && params.len() != input.placeholders() {
             return Err(RouteError::ParamCount {
@@ -220,7 +226,7 @@ impl Router {
                 if self.columns.still_fit(t.columns())? {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     let plan = instantiate(&self.rules, &t, &input)?;
-                    return Ok((plan, t.fills_ids()));
+                    return Ok((plan, t.per_execution()));
                 }
             }
         }
@@ -228,11 +234,11 @@ impl Router {
         let (template, complete) =
             template::build(&self.rules, &self.options, &self.columns, sql, &fp)?;
         let plan = instantiate(&self.rules, &template, &input);
-        let fills_ids = template.fills_ids();
+        let per_execution = template.per_execution();
         if cacheable && complete {
             self.cache.insert(fp.text.clone(), Arc::new(template));
         }
-        plan.map(|plan| (plan, fills_ids))
+        plan.map(|plan| (plan, per_execution))
     }
 
     /// Routes each statement of a multi-statement text (split at `;` outside

@@ -33,9 +33,10 @@ pub struct PrepareRoute {
     /// `DEFAULT`. Prepare it to learn the parameters and columns; never
     /// execute it.
     pub plan: Plan,
-    /// A sequence may fill ids into the statement, so every execution must be
-    /// routed with its own values (even with one target).
-    pub fills_ids: bool,
+    /// Every execution must be routed with its own values (even with one target): a
+    /// sequence may fill ids into the statement, or it updates a sharding column, whose
+    /// new value may move rows to another shard.
+    pub per_execution: bool,
 }
 
 /// What kind of statement a plan runs.
@@ -120,6 +121,43 @@ pub enum Combine {
     AnyOne,
     /// A read spread over several shards: merge the rows as described.
     Merge(Box<MergeSpec>),
+    /// An UPDATE of a sharding column whose new value lives on another shard than rows
+    /// it changes: those rows move there (see [`RowMove`]). The plan's targets are the
+    /// move's statements in the order they run.
+    MoveRows(Box<RowMove>),
+}
+
+/// Rows moving to the shard of their new sharding value, in one distributed transaction:
+/// the UPDATE runs as it is where the rows already are on that shard (`in_place`); on every
+/// other shard the rows are read and locked, inserted on the new shard with the assigned
+/// values, and deleted. Every statement is text with the statement's parameters written
+/// as literals (both protocols run it the same way); the answer is MariaDB's affected
+/// rows: those the in-place UPDATE changed plus those moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMove {
+    /// The logical table, for messages.
+    pub table: String,
+    /// Its sharding column.
+    pub column: String,
+    /// The data source of the new sharding value.
+    pub to: String,
+    /// The physical table there, quoted.
+    pub to_table: String,
+    /// The UPDATE for rows already on the new value's shard, when it may hold some.
+    pub in_place: Option<Target>,
+    /// Per shard the rows leave: the locking read and the delete.
+    pub from: Vec<MoveFrom>,
+    /// The assignments in order: the column (unquoted) and its value as SQL text.
+    pub set: Vec<(String, String)>,
+}
+
+/// One shard rows leave in a [`RowMove`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveFrom {
+    /// `SELECT * … FOR UPDATE`: the rows, locked.
+    pub select: Target,
+    /// `DELETE …` of the same rows.
+    pub delete: Target,
 }
 
 /// How rows from several shards are merged: the shape (sort keys, grouping,
@@ -301,6 +339,17 @@ impl fmt::Display for Combine {
             Combine::AnyOne => f.write_str("any one"),
             Combine::Merge(m) if m.is_concat() => f.write_str("merge: concatenate"),
             Combine::Merge(m) => write!(f, "merge: {m}"),
+            Combine::MoveRows(m) => {
+                let set: Vec<String> = m.set.iter().map(|(c, v)| format!("{c} = {v}")).collect();
+                write!(
+                    f,
+                    "move rows of {} to {}.{} with {}",
+                    m.table,
+                    m.to,
+                    m.to_table,
+                    set.join(", ")
+                )
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use sql::{LiteralKind, Seg};
 
 use crate::error::RouteError;
 use crate::input::Input;
-use crate::plan::Target;
+use crate::plan::{Param, Target};
 use crate::sequence_ids::RowIds;
 
 /// [`Target::params`] for a target whose SQL uses the parameters `used`, in order.
@@ -72,6 +72,9 @@ pub(crate) fn splice(
                     .get(*i)
                     .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
                 match lit.kind {
+                    LiteralKind::Placeholder(k) if input.inline_params => {
+                        param_literal(input.params.get(k), out)?
+                    }
                     LiteralKind::Placeholder(k) => {
                         out.push('?');
                         used.push(k);
@@ -87,6 +90,38 @@ pub(crate) fn splice(
                     )))
                 }
             },
+        }
+    }
+    Ok(())
+}
+
+/// A bound parameter as an SQL literal that MariaDB reads as the same value: numbers as
+/// written (a double with an exponent, so it stays a double), text as a hex string with its
+/// character set: UTF-8 as `utf8mb4` (parameters are read as UTF-8, as for sharding values),
+/// other bytes as `binary`. No quoting, so no escaping and no `sql_mode` matters.
+fn param_literal(param: Option<&Param>, out: &mut String) -> Result<(), RouteError> {
+    use std::fmt::Write;
+    match param {
+        None => return Err(RouteError::Internal("a parameter is not bound".into())),
+        Some(Param::Null) => out.push_str("NULL"),
+        Some(Param::Int(v)) => out.push_str(&v.to_string()),
+        Some(Param::UInt(v)) => out.push_str(&v.to_string()),
+        Some(Param::Double(v)) if v.is_finite() => out.push_str(&format!("{v:e}")),
+        Some(Param::Double(v)) => {
+            return Err(RouteError::NotSupported(format!("the parameter value {v}")))
+        }
+        Some(Param::Bytes(b)) => {
+            let charset = match std::str::from_utf8(b) {
+                Ok(_) => "utf8mb4",
+                Err(_) => "binary",
+            };
+            out.push('_');
+            out.push_str(charset);
+            out.push_str(" X'");
+            for byte in b {
+                let _ = write!(out, "{byte:02X}");
+            }
+            out.push('\'');
         }
     }
     Ok(())

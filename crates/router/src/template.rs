@@ -81,8 +81,11 @@ pub(crate) struct Routed {
     pub explain: bool,
     /// Tables changed.
     pub written: Vec<usize>,
-    /// Assignments of sharding columns whose new value must stay on the row's shard.
+    /// Assignments of sharding columns: (table, slot of the new value).
     pub key_updates: Vec<(usize, usize)>,
+    /// For an UPDATE of a sharding column: how rows move to the new value's shard, or
+    /// the construct that prevents it.
+    pub row_move: Option<Result<MoveTemplate, String>>,
     /// A sharded INSERT … VALUES, split by row.
     pub insert_rows: Option<InsertRows>,
     /// An INSERT into a table whose column a sequence fills.
@@ -93,6 +96,15 @@ pub(crate) struct Routed {
     pub show_tables: bool,
     /// The column lists the statement was routed with (an INSERT without a column list).
     pub columns: UsedColumns,
+}
+
+/// A row move ([`crate::RowMove`]) of an UPDATE, rendered like the statement.
+#[derive(Debug)]
+pub(crate) struct MoveTemplate {
+    pub select: Rendered,
+    pub delete: Rendered,
+    /// The assignments: column and value.
+    pub set: Vec<(String, Vec<sql::Seg>)>,
 }
 
 /// The rows of a sharded INSERT … VALUES, each routed by its key.
@@ -122,9 +134,10 @@ impl Template {
         })
     }
 
-    /// Whether a sequence may fill ids into the statement at each execution.
-    pub(crate) fn fills_ids(&self) -> bool {
-        matches!(self, Template::Routed(rt) if rt.fill.is_some())
+    /// Whether each execution must be routed with its own values: a sequence may fill ids
+    /// into the statement, or it updates a sharding column (its rows may move).
+    pub(crate) fn per_execution(&self) -> bool {
+        matches!(self, Template::Routed(rt) if rt.fill.is_some() || !rt.key_updates.is_empty())
     }
 
     /// The column lists the template was built with.
@@ -340,6 +353,18 @@ fn plan_template(
         .map_err(|e| not_supported(e.to_string()))?;
     let merge = (mode == Mode::Read && !a.top_merge_needs.is_empty() && !a.explain)
         .then(|| merge_template(stmt, a, &rules.schema.name, &naming, database, slots));
+    let row_move = (kind == StatementKind::Update && !key_updates.is_empty()).then(|| {
+        let m = stmt.row_move()?;
+        let render = |s: &Statement| {
+            s.render(a, &rules.schema.name, &naming, database, false)
+                .map_err(|e| e.to_string())
+        };
+        Ok(MoveTemplate {
+            select: render(&m.select)?,
+            delete: render(&m.delete)?,
+            set: m.set,
+        })
+    });
     Ok(Template::Routed(Box::new(Routed {
         merge,
         rows_not_sharded: a.rows_not_sharded,
@@ -353,6 +378,7 @@ fn plan_template(
         explain: a.explain,
         written: a.written.clone(),
         key_updates,
+        row_move,
         insert_rows,
         fill,
         show_table: match a.kind {

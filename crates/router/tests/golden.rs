@@ -186,7 +186,7 @@ fn route(router: &Router, case: &Case) -> String {
     match &case.fill {
         None => show(&router.route(&case.sql, &params)),
         Some(("@prepare", _)) => match router.route_for_prepare(&case.sql) {
-            Ok(r) if r.fills_ids => format!("{}\nfills ids", show(&Ok(r.plan))),
+            Ok(r) if r.per_execution => format!("{}\nrouted per execution", show(&Ok(r.plan))),
             Ok(r) => show(&Ok(r.plan)),
             Err(e) => show(&Err(e)),
         },

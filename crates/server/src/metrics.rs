@@ -53,6 +53,8 @@ pub struct Metrics {
     table_physical_missing: IntGaugeVec,
     /// Backend statements interrupted (`KILL QUERY`), indexed like `CancelReason::ALL`.
     backend_cancellations: Vec<IntCounter>,
+    /// Rows moved to another shard by UPDATEs of their sharding column.
+    rows_moved: IntCounter,
     rules_version: IntGauge,
     rules_info: IntGaugeVec,
     /// Each data source's recorded primary epoch (0: the rule file's primary).
@@ -254,6 +256,12 @@ impl Metrics {
             .iter()
             .map(|r| backend_cancellations_vec.with_label_values(&[r.label()]))
             .collect();
+        let rows_moved = IntCounter::new(
+            "dbmesh_rows_moved_total",
+            "Rows moved to another shard by UPDATEs of their sharding column (each in a \
+             distributed transaction)",
+        )
+        .expect("valid metric");
         let rules_version = IntGauge::new(
             "dbmesh_rules_version",
             "Rule files applied since start: 1 for the first, one more per applied reload",
@@ -311,6 +319,7 @@ impl Metrics {
             Box::new(broadcast_divergences.clone()),
             Box::new(table_physical_missing.clone()),
             Box::new(backend_cancellations_vec),
+            Box::new(rows_moved.clone()),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
             Box::new(primary_epoch.clone()),
@@ -344,6 +353,7 @@ impl Metrics {
             broadcast_divergences,
             table_physical_missing,
             backend_cancellations,
+            rows_moved,
             rules_version,
             rules_info,
             primary_epoch,
@@ -489,6 +499,10 @@ impl Metrics {
             // Built from `CancelReason::ALL`, which lists the reasons in declaration order.
             self.backend_cancellations[reason as usize].inc_by(statements);
         }
+    }
+
+    pub fn rows_moved(&self, rows: u64) {
+        self.rows_moved.inc_by(rows);
     }
 
     pub fn broadcast_divergence(&self, table: &str) {

@@ -34,6 +34,7 @@ mod mysql_syntax;
 mod parse;
 mod processlist;
 mod rewrite;
+mod row_move;
 mod session_values;
 mod time_limit;
 mod values_rows;
@@ -59,6 +60,7 @@ pub use merge_shape::{
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;
 pub use rewrite::{Naming, Rendered, Seg};
+pub use row_move::RowMove;
 pub use session_values::{
     found_rows_beyond_returned, replace_session_values, Replacement, SessionValue, Unreplaceable,
 };

@@ -146,7 +146,7 @@ fn insert_values(stmt: &mut ast::Statement) -> Option<&mut ast::Values> {
 }
 
 /// Cuts printed text at the NUL-delimited markers.
-fn segments(text: &str) -> Result<Vec<Seg>, SqlError> {
+pub(crate) fn segments(text: &str) -> Result<Vec<Seg>, SqlError> {
     let mut out = Vec::new();
     for (i, piece) in text.split('\u{0}').enumerate() {
         if i % 2 == 0 {

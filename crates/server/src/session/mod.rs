@@ -93,6 +93,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     fn backend_cancelled(&mut self, reason: CancelReason, statements: u64) {
         self.ctx.metrics.backend_cancelled(reason, statements);
     }
+
+    fn rows_moved(&mut self, rows: u64) {
+        self.ctx.metrics.rows_moved(rows);
+    }
 }
 
 /// The state a session starts from, and returns to on COM_RESET_CONNECTION.

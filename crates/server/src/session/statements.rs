@@ -187,12 +187,13 @@ pub(super) fn bind_types(packet: &mut BytesMut, params: usize, types: &mut Vec<P
 
 /// The one place every execution of a prepared statement goes, when its route does not
 /// depend on the values bound: one target relayed as it is. A plan that merges (even from one
-/// target: a data source's tables united) or fills ids is routed at each execution.
-pub(super) fn fixed_route(plan: &Plan, fills_ids: bool) -> Option<Arc<(String, String)>> {
+/// target: a data source's tables united), fills ids or updates a sharding column is routed at
+/// each execution.
+pub(super) fn fixed_route(plan: &Plan, per_execution: bool) -> Option<Arc<(String, String)>> {
     match (plan.targets.as_slice(), &plan.combine, &plan.kind) {
         // SHOW runs through the logical view at each execution.
         (_, _, StatementKind::Session(_) | StatementKind::Show) => None,
-        _ if fills_ids => None,
+        _ if per_execution => None,
         ([only], Combine::Single, _) => {
             Some(Arc::new((only.data_source.clone(), only.sql.clone())))
         }

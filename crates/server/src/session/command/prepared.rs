@@ -92,8 +92,8 @@ async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(routed) => routed,
         Err(flow) => return flow,
     };
-    let (plan, fills_ids) = match routed {
-        Ok(r) => (r.plan, r.fills_ids),
+    let (plan, per_execution) = match routed {
+        Ok(r) => (r.plan, r.per_execution),
         Err(e) => return session.error(e).await,
     };
     let statement = match &plan.kind {
@@ -116,7 +116,7 @@ async fn prepare<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => (default, sql.clone()),
     };
-    let fixed = fixed_route(&plan, fills_ids);
+    let fixed = fixed_route(&plan, per_execution);
     session.statements.next_id = session.statements.next_id.wrapping_add(1).max(1);
     let client_statement_id = session.statements.next_id;
     if let Err(e) = session.exec.backend(&snapshot, &data_source).await {
@@ -335,7 +335,7 @@ async fn reroute_statement<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(route) => route,
         Err(e) => return Err(session.error(e).await),
     };
-    let fixed = fixed_route(&route.plan, route.fills_ids);
+    let fixed = fixed_route(&route.plan, route.per_execution);
     if let Some(prepared) = session.statements.by_id.get_mut(&id) {
         prepared.fixed = fixed;
         prepared.rules = snapshot.rules.clone();
