@@ -22,7 +22,7 @@
 //! unprepared branch of a closed connection, and recovery resolves the prepared ones.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +107,10 @@ pub(crate) struct Shared {
     lease: Duration,
     /// The current incarnation; replaced when the lease was lost.
     owner: Mutex<Owner>,
+    /// The newer incarnation another proxy registered under this proxy's name (0: none):
+    /// two live proxies share the name. This one then refuses distributed transactions for
+    /// good rather than take the lease back, which would make each fail the other's.
+    taken_by: AtomicU32,
     sequence: AtomicU64,
     /// Gtrids of transactions begun and not yet finished or dropped: recovery leaves them.
     in_flight: Mutex<HashSet<String>>,
@@ -157,13 +161,41 @@ impl Shared {
         false
     }
 
+    /// Why this proxy refuses distributed transactions, if another proxy took its name.
+    pub(crate) fn lease_taken(&self) -> Option<XaError> {
+        match self.taken_by.load(Ordering::Relaxed) {
+            0 => None,
+            incarnation => Some(XaError::LeaseTaken {
+                name: self.name.clone(),
+                incarnation,
+            }),
+        }
+    }
+
     /// Renews the lease; a lease found expired is replaced by a new incarnation (the old
-    /// one's transactions can no longer commit and are left to recovery).
+    /// one's transactions can no longer commit and are left to recovery), unless another
+    /// proxy registered a newer incarnation of this name: then this proxy stops.
     async fn heartbeat(&self) {
+        if self.taken_by.load(Ordering::Relaxed) != 0 {
+            return;
+        }
         let owner = self.owner();
         match self.log.renew(&owner, self.lease).await {
             Ok(true) => {}
             Ok(false) => {
+                match self.log.incarnation(&self.name).await {
+                    Ok(Some(newer)) if newer > owner.incarnation => {
+                        self.taken_by.store(newer, Ordering::Relaxed);
+                        self.metrics.set_lease_taken();
+                        tracing::error!(%owner, newer, "another proxy registered under this proxy's name on the meta data source (two live proxies share proxy.number): this proxy refuses distributed transactions until it is restarted with its own number");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%owner, error = %e, "cannot read the XA lease's holder");
+                        return;
+                    }
+                }
                 tracing::warn!(%owner, "XA lease expired before renewal; registering a new incarnation");
                 match self.log.register(&self.name, self.lease).await {
                     Ok(new) => {
@@ -208,6 +240,7 @@ impl Coordinator {
             name: options.owner,
             lease: options.lease,
             owner: Mutex::new(owner),
+            taken_by: AtomicU32::new(0),
             sequence: AtomicU64::new(0),
             in_flight: Mutex::new(HashSet::new()),
             forget,
@@ -383,6 +416,9 @@ impl Transaction {
     /// Opens the branch of data source `data_source` on `conn` (`XA START`); statements of
     /// the transaction on that data source then run on `conn`.
     pub async fn enlist(&mut self, participant: Participant<'_>) -> Result<(), XaError> {
+        if let Some(taken) = self.shared.lease_taken() {
+            return Err(taken);
+        }
         if self.phase != Phase::Active || self.is_participant(participant.data_source) {
             return Err(XaError::Usage(format!(
                 "data source '{}' cannot join transaction {} (phase {:?})",

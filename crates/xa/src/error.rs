@@ -39,6 +39,11 @@ pub enum XaError {
     /// for a data source that is not a participant).
     #[error("dbmesh XA misuse: {0}")]
     Usage(String),
+    /// Another proxy registered under this proxy's name (a newer incarnation) while this
+    /// one was alive: two live proxies share a name, so this one refuses distributed
+    /// transactions until it is restarted under a name of its own.
+    #[error("distributed transactions are refused: another proxy registered under this proxy's name '{name}' (incarnation {incarnation}) on the meta data source while this one ran; two live proxies share proxy.number: give each its own and restart this one")]
+    LeaseTaken { name: String, incarnation: u32 },
     /// A failpoint fired (builds with the `failpoints` feature only).
     #[error("failpoint {0:?} fired")]
     Failpoint(Failpoint),
@@ -58,7 +63,7 @@ impl ClientError for XaError {
             // ER_ERROR_DURING_COMMIT.
             XaError::OutcomeUnknown { .. } => 1180,
             // ER_XAER_RMFAIL.
-            XaError::Usage(_) => 1399,
+            XaError::Usage(_) | XaError::LeaseTaken { .. } => 1399,
             XaError::Meta { .. } | XaError::Participant { .. } | XaError::Failpoint(_) => 1105,
         }
     }

@@ -205,6 +205,14 @@ impl DecisionLog {
         Ok(result.ok.affected_rows == 1)
     }
 
+    /// The incarnation registered under proxy name `name` now, if any.
+    pub(crate) async fn incarnation(&self, name: &str) -> Result<Option<u32>, XaError> {
+        Owner::validate_name(name).map_err(XaError::Usage)?;
+        let sql = format!("SELECT incarnation FROM dbmesh_xa_owner WHERE name = '{name}'");
+        let result = self.run(&sql).await.map_err(|e| self.meta_error(e))?;
+        Ok(result.value(0, "incarnation").and_then(|v| v.parse().ok()))
+    }
+
     /// Ends `owner`'s lease now, so other proxies may recover its transactions at once.
     pub(crate) async fn release(&self, owner: &Owner) -> Result<(), XaError> {
         let sql = format!(

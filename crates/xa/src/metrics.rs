@@ -37,6 +37,7 @@ pub struct XaMetrics {
     oldest_in_doubt_seconds: IntGauge,
     recovered: IntCounterVec,
     commits: IntCounterVec,
+    lease_taken: IntGauge,
 }
 
 impl XaMetrics {
@@ -68,6 +69,11 @@ impl XaMetrics {
                 &["result"],
             )
             .expect("valid metric"),
+            lease_taken: IntGauge::new(
+                "dbmesh_xa_lease_taken",
+                "1 once another proxy registered under this proxy's name on the meta data source (two live proxies share proxy.number): this proxy refuses distributed transactions",
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -76,7 +82,17 @@ impl XaMetrics {
         registry.register(Box::new(self.in_doubt.clone()))?;
         registry.register(Box::new(self.oldest_in_doubt_seconds.clone()))?;
         registry.register(Box::new(self.recovered.clone()))?;
-        registry.register(Box::new(self.commits.clone()))
+        registry.register(Box::new(self.commits.clone()))?;
+        registry.register(Box::new(self.lease_taken.clone()))
+    }
+
+    /// 1 once another proxy took this proxy's name (see [`crate::XaError::LeaseTaken`]).
+    pub fn lease_taken(&self) -> i64 {
+        self.lease_taken.get()
+    }
+
+    pub(crate) fn set_lease_taken(&self) {
+        self.lease_taken.set(1);
     }
 
     /// Prepared branches the last recovery round left unresolved.

@@ -800,3 +800,46 @@ async fn recovery_resolves_branches_that_changed_nothing() {
         assert_eq!(world.balance(2, 1), START_BALANCE + moved, "{point:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proxy_whose_name_another_live_proxy_took_refuses_distributed_transactions() {
+    let world = World::start();
+    let none = Failpoints::default();
+    let lease = Duration::from_secs(2);
+    let first = world.coordinator_with("twin", &none, lease).await;
+    // A second live proxy with the same name (two proxies sharing proxy.number).
+    let second = world.coordinator_with("twin", &none, lease).await;
+    assert!(second.owner().incarnation > first.owner().incarnation);
+    // The first one's next heartbeat finds its lease taken: it stops, with a metric, and
+    // never registers again (which would fail the second's commits in turn).
+    wait_for("the first proxy to notice", || {
+        first.metrics().lease_taken() == 1
+    })
+    .await;
+    let mut txn = first.begin();
+    let mut conn = world.connect(0).await;
+    let err = txn
+        .enlist(Participant {
+            data_source: "ds_0",
+            conn: &mut conn,
+        })
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, XaError::LeaseTaken { .. }), "{err}");
+    let packet = err.to_server_error();
+    assert_eq!((packet.code, &packet.sqlstate), (1399, b"XAE07"));
+    assert!(
+        packet.message.contains("proxy.number"),
+        "{}",
+        packet.message
+    );
+    // The second keeps its lease across several heartbeats and commits.
+    let incarnation = second.owner().incarnation;
+    tokio::time::sleep(lease * 2).await;
+    assert_eq!(second.owner().incarnation, incarnation);
+    assert_eq!(second.metrics().lease_taken(), 0);
+    let (txn, mut conns) = transfer(&world, &second, 0, &[3], 5).await;
+    txn.commit(&mut lend(&mut conns)).await.expect("commit");
+    assert_eq!(world.balance(3, 1), START_BALANCE + 5);
+    assert_eq!(first.owner().incarnation + 1, incarnation);
+}
