@@ -26,6 +26,8 @@ use crate::splice::{params_subset, splice};
 use crate::stored::stored;
 use crate::template::{Class, Mode, Routed, Template};
 
+mod union;
+
 /// One target being assembled: its data source and each table's physical name.
 #[derive(Debug, Clone)]
 struct Placed {
@@ -185,9 +187,21 @@ pub(crate) fn instantiate(
     }
 }
 
-/// Routes a statement by the rules: where its tables are placed, how results
-/// combine, and each target's physical statement.
+/// Routes a statement by the rules; a UNION that does not run whole on one data source
+/// is routed branch by branch ([`union`]).
 fn routed(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
+    match (whole(ctx, input), &ctx.rt.union) {
+        (Err(RouteError::NotSupported(_)), Some(Ok(u))) => union::plan(ctx.rules, u, input),
+        (Err(RouteError::NotSupported(_)), Some(Err(what))) => Err(RouteError::NotSupported(
+            format!("{what} on several shards"),
+        )),
+        (plan, _) => plan,
+    }
+}
+
+/// Routes a statement as a whole by the rules: where its tables are placed, how results
+/// combine, and each target's physical statement.
+fn whole(ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Plan, RouteError> {
     let rt = ctx.rt;
     let row_ids = rt
         .fill

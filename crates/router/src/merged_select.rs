@@ -31,6 +31,22 @@ impl<'a> Slots<'a> {
     fn text(&self, slot: usize) -> Option<&str> {
         self.fp.literals.get(slot).map(|l| l.text(self.sql))
     }
+
+    /// The value of an integer literal slot (a column position).
+    pub(crate) fn integer(&self, slot: usize) -> Option<u64> {
+        let lit = self.fp.literals.get(slot)?;
+        (lit.kind == sql::LiteralKind::Int)
+            .then(|| lit.text(self.sql).parse().ok())
+            .flatten()
+    }
+
+    /// The texts of `slots`, which a template read as column positions.
+    pub(crate) fn texts(&self, slots: &[usize]) -> Vec<(usize, String)> {
+        slots
+            .iter()
+            .map(|&s| (s, self.text(s).unwrap_or_default().to_owned()))
+            .collect()
+    }
 }
 
 /// A SELECT rewritten for merging ([`Statement::select_merge`]), rendered.
@@ -55,22 +71,12 @@ pub(crate) fn merge_template(
     database: Option<&str>,
     slots: &Slots<'_>,
 ) -> Result<MergeTemplate, String> {
-    let slot_integer = |slot: usize| -> Option<u64> {
-        let lit = slots.fp.literals.get(slot)?;
-        (lit.kind == sql::LiteralKind::Int)
-            .then(|| lit.text(slots.sql).parse().ok())
-            .flatten()
-    };
-    let m = stmt.select_merge(&slot_integer)?;
+    let m = stmt.select_merge(&|slot| slots.integer(slot))?;
     let rendered = m
         .statement
         .render(a, schema, naming, database, false)
         .map_err(|e| e.to_string())?;
-    let positions = m
-        .position_slots
-        .iter()
-        .map(|&s| (s, slots.text(s).unwrap_or_default().to_owned()))
-        .collect();
+    let positions = slots.texts(&m.position_slots);
     Ok(MergeTemplate {
         rendered,
         shape: m.shape,
@@ -86,7 +92,18 @@ pub(crate) fn merge_spec(
     m: &MergeTemplate,
     input: &Input<'_>,
 ) -> Result<(MergeSpec, Option<u64>), RouteError> {
-    let mut shape = m.shape.clone();
+    spec_of(&m.shape, m.limit.as_ref(), m.shard_limit, input)
+}
+
+/// A merge `shape` with its literals resolved and its LIMIT and OFFSET read; also the
+/// rows each shard returns (offset + count) when `shard_limit` says the shards limit them.
+pub(crate) fn spec_of(
+    shape: &sql::MergeShape,
+    limit: Option<&sql::LimitOperands>,
+    shard_limit: bool,
+    input: &Input<'_>,
+) -> Result<(MergeSpec, Option<u64>), RouteError> {
+    let mut shape = shape.clone();
     if let Some(h) = &mut shape.having {
         resolve(h, input)?;
     }
@@ -111,12 +128,12 @@ pub(crate) fn merge_spec(
             ))),
         }
     };
-    let (limit, offset) = match &m.limit {
+    let (limit, offset) = match limit {
         None => (None, 0),
         Some(l) => (count(&l.count)?, count(&l.offset)?.unwrap_or(0)),
     };
     let shard_limit = limit
-        .filter(|_| m.shard_limit)
+        .filter(|_| shard_limit)
         .map(|n| n.saturating_add(offset));
     Ok((
         MergeSpec {

@@ -76,6 +76,9 @@ pub(crate) struct Routed {
     /// For a SELECT whose top level needs a merge when it spans shards: what
     /// shards run and how results merge, or the construct that cannot be merged.
     pub merge: Option<Result<MergeTemplate, String>>,
+    /// A top-level UNION: its branches, each routed on its own, for when the whole does
+    /// not run on one data source; or the construct that keeps it from being split.
+    pub union: Option<Result<UnionTemplate, String>>,
     /// See [`sql::Analysis::rows_not_sharded`].
     pub rows_not_sharded: bool,
     pub explain: bool,
@@ -107,6 +110,21 @@ pub(crate) struct MoveTemplate {
     pub set: Vec<(String, Vec<sql::Seg>)>,
 }
 
+/// A top-level `UNION [ALL]` whose branches are routed one by one
+/// ([`crate::instantiate`]'s `union` module runs, on each data source, the union of the
+/// branches' parts there, and the proxy merges the data sources' results).
+#[derive(Debug)]
+pub(crate) struct UnionTemplate {
+    /// Each branch as a statement of its own.
+    pub branches: Vec<Routed>,
+    /// The order and DISTINCT of the whole.
+    pub shape: sql::MergeShape,
+    /// LIMIT and OFFSET of the whole.
+    pub limit: Option<sql::LimitOperands>,
+    /// Literal texts read as column positions, which the shape depends on.
+    pub positions: Vec<(usize, String)>,
+}
+
 /// The rows of a sharded INSERT … VALUES, each routed by its key.
 #[derive(Debug)]
 pub(crate) struct InsertRows {
@@ -127,11 +145,16 @@ impl Template {
             Template::LogicalView(v) => v.merge(),
             _ => None,
         };
-        merge.is_none_or(|m| {
-            m.positions.iter().all(|(slot, text)| {
+        let union = match self {
+            Template::Routed(rt) => rt.union.as_ref().and_then(|u| u.as_ref().ok()),
+            _ => None,
+        };
+        let same = |positions: &[(usize, String)]| {
+            positions.iter().all(|(slot, text)| {
                 fp.literals.get(*slot).map(|l| l.text(sql)) == Some(text.as_str())
             })
-        })
+        };
+        merge.is_none_or(|m| same(&m.positions)) && union.is_none_or(|u| same(&u.positions))
     }
 
     /// Whether each execution must be routed with its own values: a sequence may fill ids
@@ -202,14 +225,16 @@ pub(crate) fn build(
     if let Some(view) = logical_view::template(rules, known, &stmt, &analysis, &slots)? {
         return Ok((Template::LogicalView(Box::new(view)), complete));
     }
-    let mut template = plan_template(rules, options, &stmt, &analysis, &slots)?;
+    let mut template = plan_template(rules, options, &stmt, &analysis, &slots, false)?;
     if let Template::Routed(rt) = &mut template {
         rt.columns = used;
     }
     // A merge that failed may have failed on a literal's value (`ORDER BY 3` of two columns);
     // another statement of the fingerprint must be read afresh, not refused with its error.
     let cacheable = match &template {
-        Template::Routed(rt) => complete && !matches!(rt.merge, Some(Err(_))),
+        Template::Routed(rt) => {
+            complete && !matches!(rt.merge, Some(Err(_))) && !matches!(rt.union, Some(Err(_)))
+        }
         _ => true,
     };
     Ok((template, cacheable))
@@ -267,6 +292,7 @@ fn plan_template(
     stmt: &Statement,
     a: &Analysis,
     slots: &Slots<'_>,
+    branch: bool,
 ) -> Result<Template, RouteError> {
     let places: Vec<Place> = a.tables.iter().map(|t| place_of(rules, t)).collect();
     let names: Vec<String> = a.tables.iter().map(|t| t.name.clone()).collect();
@@ -287,7 +313,8 @@ fn plan_template(
     };
     // SHOW TABLES names no table but lists those of the rules.
     let show_tables = matches!(a.kind, Kind::Show(Show::Tables { .. }));
-    if facts.pass_through() && !show_tables {
+    // A UNION's branch is placed with the others, even one naming no table of the rules.
+    if facts.pass_through() && !show_tables && !branch {
         return Ok(Template::PassThrough(kind));
     }
     if a.select_into {
@@ -365,8 +392,12 @@ fn plan_template(
             set: m.set,
         })
     });
+    let union = (mode == Mode::Read && !a.explain && !branch)
+        .then(|| union_template(rules, options, stmt, slots))
+        .flatten();
     Ok(Template::Routed(Box::new(Routed {
         merge,
+        union,
         rows_not_sharded: a.rows_not_sharded,
         kind,
         mode,
@@ -388,6 +419,39 @@ fn plan_template(
         show_tables,
         columns: Vec::new(),
     })))
+}
+
+/// The branches of a top-level UNION, each routed on its own; `None` for any other statement.
+fn union_template(
+    rules: &Rules,
+    options: &RouterOptions,
+    stmt: &Statement,
+    slots: &Slots<'_>,
+) -> Option<Result<UnionTemplate, String>> {
+    let split = stmt.union_split(&|slot| slots.integer(slot))?;
+    Some(split.and_then(|split| {
+        let branches = split
+            .branches
+            .iter()
+            .map(|b| {
+                let a = b
+                    .analyze(&rules.schema.name, &Oracle(rules))
+                    .map_err(|e| e.to_string())?;
+                match plan_template(rules, options, b, &a, slots, true) {
+                    Ok(Template::Routed(rt)) => Ok(*rt),
+                    Ok(_) => Err("a UNION branch that is not a plain SELECT".to_string()),
+                    Err(RouteError::NotSupported(what)) => Err(what),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(UnionTemplate {
+            branches,
+            shape: split.shape,
+            limit: split.limit,
+            positions: slots.texts(&split.position_slots),
+        })
+    }))
 }
 
 /// What decides, before its tables are placed, whether a statement is routed.

@@ -37,6 +37,7 @@ mod rewrite;
 mod row_move;
 mod session_values;
 mod time_limit;
+mod union_split;
 mod values_rows;
 
 pub use analyze::{
@@ -67,6 +68,7 @@ pub use session_values::{
 pub use time_limit::{
     max_statement_time, set_statement, time_limit, MaxStatementTime, SetStatement, TimeLimit,
 };
+pub use union_split::UnionSplit;
 pub use values_rows::repeat_values_row;
 
 /// `name` as an identifier in SQL text: bare when it is a plain word that is

@@ -240,7 +240,7 @@ fn set_name(body: &SetExpr) -> String {
     }
 }
 
-fn limit_operands(q: &Query) -> Result<Option<LimitOperands>, String> {
+pub(crate) fn limit_operands(q: &Query) -> Result<Option<LimitOperands>, String> {
     let (count, offset) = match &q.limit_clause {
         None => return Ok(None),
         Some(LimitClause::LimitOffset {

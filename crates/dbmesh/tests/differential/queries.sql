@@ -385,6 +385,20 @@ SELECT product_id FROM products UNION SELECT product_id FROM orders
 SELECT user_id, amount FROM orders WHERE user_id = 5 UNION ALL SELECT user_id, amount FROM orders WHERE user_id = 6
 SELECT user_id FROM users WHERE city = 'Nowhere' UNION SELECT user_id FROM orders WHERE 1 = 0
 SELECT amount FROM orders WHERE status = 'returned' UNION SELECT amount FROM orders WHERE status = 'cancelled' ORDER BY amount LIMIT 5 -- ordered
+SELECT user_id, score FROM users WHERE user_id = 3 UNION ALL SELECT order_id, amount FROM orders WHERE user_id = 6
+SELECT qty FROM orders WHERE user_id = 5 UNION ALL SELECT balance FROM users WHERE user_id = 6
+SELECT created FROM users WHERE user_id = 7 UNION SELECT placed FROM orders WHERE user_id = 9
+SELECT name FROM users WHERE user_id = 2 UNION ALL SELECT score FROM users WHERE user_id = 5 UNION ALL SELECT rating FROM users WHERE user_id = 6
+SELECT user_id, NULL AS r FROM users WHERE user_id = 1 UNION ALL SELECT user_id, rating FROM users WHERE user_id = 2
+SELECT code FROM users WHERE user_id = 4 UNION SELECT name FROM users WHERE user_id = 5
+SELECT status FROM orders WHERE user_id = 3 UNION SELECT city FROM users WHERE user_id = 10 -- ci
+SELECT user_id FROM users WHERE score > 100 UNION SELECT user_id FROM orders WHERE qty > 8 ORDER BY 1 DESC LIMIT 4 OFFSET 3 -- ordered
+SELECT user_id, 'a' AS t FROM users WHERE user_id = 1 UNION ALL SELECT user_id, 'b' FROM users WHERE user_id = 2 UNION ALL SELECT user_id, 'c' FROM users WHERE user_id = 3 ORDER BY t DESC -- ordered
+SELECT user_id AS id, name FROM users WHERE score > 120 UNION SELECT order_id, note FROM orders WHERE qty > 9 ORDER BY id, name LIMIT 10 -- ordered
+SELECT points FROM users WHERE vip = 1 UNION ALL SELECT qty FROM orders WHERE qty < 2
+SELECT user_id, discount FROM orders WHERE qty = 7 UNION SELECT user_id, rating FROM users WHERE vip = 1
+SELECT title, price FROM products WHERE price > 90 UNION ALL SELECT note, amount FROM orders WHERE amount > 1995
+SELECT user_id FROM orders WHERE user_id = 5 UNION SELECT user_id FROM orders WHERE user_id = 6 UNION SELECT user_id FROM users WHERE user_id = 7 ORDER BY user_id -- ordered
 
 -- category: window
 SELECT order_id, user_id, SUM(amount) OVER (PARTITION BY user_id) AS user_total FROM orders
