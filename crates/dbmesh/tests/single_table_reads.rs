@@ -294,8 +294,9 @@ async fn the_interval_function_is_answered_as_mariadb_answers_it() {
 }
 
 /// Statements after which `FOUND_ROWS()` is compared: scatter and single-shard reads, with
-/// and without OFFSET, aggregated and DISTINCT, SQL_CALC_FOUND_ROWS, LIMIT 0, a write.
-const FOUND_ROWS_AFTER: [&str; 14] = [
+/// and without OFFSET, aggregated and DISTINCT, SQL_CALC_FOUND_ROWS, LIMIT 0, a write, and
+/// set operations across shards (whose count is their whole result, the LIMIT aside).
+const FOUND_ROWS_AFTER: [&str; 20] = [
     "SELECT uid FROM payment ORDER BY uid LIMIT 3",
     "SELECT COUNT(*) FROM payment",
     "SELECT uid FROM payment WHERE uid = 7",
@@ -310,6 +311,12 @@ const FOUND_ROWS_AFTER: [&str; 14] = [
     "SELECT id FROM payment LIMIT 0",
     "SELECT id FROM payment WHERE id > 30",
     "UPDATE payment SET flags = flags WHERE id = 1",
+    "SELECT id FROM payment WHERE id > 30 UNION SELECT id FROM payment WHERE id < 5 ORDER BY id LIMIT 2, 100",
+    "SELECT uid FROM payment WHERE id > 20 INTERSECT SELECT uid FROM payment WHERE id < 10 ORDER BY uid LIMIT 1",
+    "SELECT uid FROM payment EXCEPT ALL SELECT uid FROM payment WHERE id < 30",
+    "SELECT id FROM payment WHERE id > 30 UNION ALL SELECT id FROM payment WHERE id < 5 ORDER BY id LIMIT 3",
+    "SELECT uid FROM payment WHERE id > 3 UNION SELECT uid FROM payment WHERE id < 5 ORDER BY uid LIMIT 1, 2",
+    "SELECT uid FROM payment UNION ALL SELECT uid FROM payment LIMIT 0",
 ];
 
 async fn found_rows(conn: &mut Conn) -> Result<u64, String> {

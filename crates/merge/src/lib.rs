@@ -15,6 +15,7 @@ mod aggregate;
 mod decimal;
 mod eval;
 mod row;
+mod set_op;
 mod value;
 
 use std::collections::HashSet;
@@ -155,7 +156,8 @@ pub struct Merged {
     /// Rows written to the sink.
     pub written: u64,
     /// What `FOUND_ROWS()` answers after the statement on MariaDB: the rows up to the end of
-    /// its LIMIT, those OFFSET skipped included (`min(rows, offset + limit)`, 0 for LIMIT 0).
+    /// its LIMIT, those OFFSET skipped included (`min(rows, offset + limit)`, 0 for LIMIT 0);
+    /// for a set operation every row of its result.
     pub found: u64,
 }
 
@@ -194,6 +196,9 @@ where
             );
         }
     }
+    if let Some(op) = spec.shape.set_op {
+        return set_op::run(op, spec, layout, limits.memory, shards, sink).await;
+    }
     if let Some(agg) = &spec.shape.aggregation {
         let mut aggregator = aggregate::Aggregator::new(layout, agg, limits.memory);
         for shard in 0..shards.count() {
@@ -222,8 +227,10 @@ where
         memory: 0,
         limit: limits.memory,
         written: 0,
+        count_beyond: spec.found_beyond_limit,
+        beyond: 0,
     };
-    if out.left == 0 {
+    if out.left == 0 && !out.count_beyond {
         return Ok(Merged::of(spec, 0));
     }
     if keys.is_empty() {
@@ -304,15 +311,18 @@ struct Output<'a> {
     memory: usize,
     limit: usize,
     written: u64,
+    /// Rows past the LIMIT are read and counted, not sent ([`MergeSpec::found_beyond_limit`]).
+    count_beyond: bool,
+    beyond: u64,
 }
 
 impl Output<'_> {
     /// What was sent once the stream ended or the limit was reached: the rows OFFSET skipped
-    /// count for `FOUND_ROWS()`.
+    /// count for `FOUND_ROWS()`, and those past the LIMIT when they are counted.
     fn merged(&self, spec: &MergeSpec) -> Merged {
         Merged {
             written: self.written,
-            found: spec.offset - self.skip + self.written,
+            found: spec.offset - self.skip + self.written + self.beyond,
         }
     }
 
@@ -336,11 +346,16 @@ impl Output<'_> {
             self.skip -= 1;
             return Ok(true);
         }
+        if self.left == 0 {
+            // Only reached when rows past the LIMIT are counted.
+            self.beyond += 1;
+            return Ok(true);
+        }
         sink.row(&row.into_visible_payload(self.layout))
             .await
             .map_err(Failure::Io)?;
         self.written += 1;
         self.left -= 1;
-        Ok(self.left > 0)
+        Ok(self.left > 0 || self.count_beyond)
     }
 }

@@ -69,7 +69,7 @@ pub use plan::{
 };
 pub use sql::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role,
-    SortKey,
+    SetOp, SortKey,
 };
 
 use cache::ClockCache;

@@ -141,6 +141,7 @@ pub(crate) fn spec_of(
             offset,
             limit,
             metadata_probe: None,
+            found_beyond_limit: false,
         },
         shard_limit,
     ))

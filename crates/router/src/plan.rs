@@ -175,6 +175,10 @@ pub struct MergeSpec {
     /// columns get 39 decimals): one part with `LIMIT 0`, run first for the
     /// metadata the client must see.
     pub metadata_probe: Option<Target>,
+    /// `FOUND_ROWS()` counts the whole result beyond the LIMIT (MariaDB's rule for a set
+    /// operation): the merge reads and counts the rows past the LIMIT, and the shards are
+    /// not limited.
+    pub found_beyond_limit: bool,
 }
 
 impl MergeSpec {
@@ -270,6 +274,9 @@ impl fmt::Display for MergeSpec {
         if let Some(h) = &shape.having {
             parts.push(format!("having {h:?}"));
         }
+        if let Some(op) = &shape.set_op {
+            parts.push(op.to_string());
+        }
         if shape.distinct {
             parts.push("distinct".into());
         }
@@ -289,6 +296,9 @@ impl fmt::Display for MergeSpec {
         }
         if shape.hidden > 0 {
             parts.push(format!("{} hidden", shape.hidden));
+        }
+        if self.found_beyond_limit {
+            parts.push("FOUND_ROWS() beyond the limit".into());
         }
         if let Some(p) = &self.metadata_probe {
             parts.push(format!("metadata from {}: {}", p.data_source, p.sql));

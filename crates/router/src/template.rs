@@ -110,14 +110,19 @@ pub(crate) struct MoveTemplate {
     pub set: Vec<(String, Vec<sql::Seg>)>,
 }
 
-/// A top-level `UNION [ALL]` whose branches are routed one by one
+/// A top-level `UNION`, `INTERSECT` or `EXCEPT` whose branches are routed one by one
 /// ([`crate::instantiate`]'s `union` module runs, on each data source, the union of the
 /// branches' parts there, and the proxy merges the data sources' results).
 #[derive(Debug)]
 pub(crate) struct UnionTemplate {
-    /// Each branch as a statement of its own.
+    /// Each branch as a statement of its own (tagged with its index for INTERSECT and
+    /// EXCEPT, see [`sql::SetOp::TAG`]).
     pub branches: Vec<Routed>,
-    /// The order and DISTINCT of the whole.
+    /// INTERSECT and EXCEPT: the branches as written, for COM_STMT_PREPARE.
+    pub untagged: Option<Vec<Routed>>,
+    /// The operator joining the branches where one server combines them (`UNION ALL`, …).
+    pub keyword: String,
+    /// The order, DISTINCT or set operation of the whole.
     pub shape: sql::MergeShape,
     /// LIMIT and OFFSET of the whole.
     pub limit: Option<sql::LimitOperands>,
@@ -429,9 +434,8 @@ fn union_template(
     slots: &Slots<'_>,
 ) -> Option<Result<UnionTemplate, String>> {
     let split = stmt.union_split(&|slot| slots.integer(slot))?;
-    Some(split.and_then(|split| {
-        let branches = split
-            .branches
+    let routed = |branches: &[Statement]| {
+        branches
             .iter()
             .map(|b| {
                 let a = b
@@ -444,9 +448,13 @@ fn union_template(
                     Err(e) => Err(e.to_string()),
                 }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, String>>()
+    };
+    Some(split.and_then(|split| {
         Ok(UnionTemplate {
-            branches,
+            branches: routed(&split.branches)?,
+            untagged: split.untagged.as_deref().map(routed).transpose()?,
+            keyword: split.keyword,
             shape: split.shape,
             limit: split.limit,
             positions: slots.texts(&split.position_slots),

@@ -56,7 +56,7 @@ pub use lexer::{identifiers, mentions, split, strip_leading_words, CodeTokens, L
 pub use merge_rewrite::SelectMerge;
 pub use merge_shape::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,
-    Operand, Role, SortKey,
+    Operand, Role, SetOp, SortKey,
 };
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;

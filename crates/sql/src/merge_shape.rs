@@ -228,6 +228,52 @@ pub struct MergeShape {
     pub having: Option<MergeExpr>,
     /// Remove duplicate rows (over the visible columns).
     pub distinct: bool,
+    /// INTERSECT or EXCEPT over the rows of every branch, told apart by the hidden
+    /// column [`SetOp::TAG`] (the branch's index).
+    pub set_op: Option<SetOp>,
+}
+
+/// An INTERSECT or EXCEPT chain the proxy evaluates over all of its branches' rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetOp {
+    /// EXCEPT (rows of the first branch not in the others); otherwise INTERSECT.
+    pub except: bool,
+    /// `ALL`: duplicates count (MariaDB 10.5+); otherwise DISTINCT.
+    pub all: bool,
+    /// The number of branches.
+    pub branches: usize,
+}
+
+impl SetOp {
+    /// The hidden column holding each row's branch index.
+    pub const TAG: Col = Col::Hidden(0);
+
+    /// How many times a row occurs in the result, given how many times it occurs in each
+    /// branch: `((A op B) op C) …` as MariaDB evaluates the chain.
+    pub fn occurrences(&self, counts: &[u64]) -> u64 {
+        let Some((&first, rest)) = counts.split_first() else {
+            return 0;
+        };
+        match (self.except, self.all) {
+            (false, false) => u64::from(counts.iter().all(|&n| n > 0)),
+            (false, true) => counts.iter().copied().min().unwrap_or(0),
+            (true, false) => u64::from(first > 0 && rest.iter().all(|&n| n == 0)),
+            (true, true) => rest.iter().fold(first, |left, &n| left.saturating_sub(n)),
+        }
+    }
+}
+
+impl std::fmt::Display for SetOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = if self.except { "EXCEPT" } else { "INTERSECT" };
+        let all = if self.all { " ALL" } else { "" };
+        write!(
+            f,
+            "{op}{all} of {} branches by {}",
+            self.branches,
+            Self::TAG
+        )
+    }
 }
 
 /// LIMIT and OFFSET of the statement, by slot or as written.
@@ -240,9 +286,9 @@ pub struct LimitOperands {
 impl MergeShape {
     /// The ORDER BY that sorts a union of shard parts like each part (the
     /// sort keys by position or hidden column alias), or nothing when the
-    /// proxy sorts after aggregating; `None` when a key has neither.
+    /// proxy sorts after aggregating or after a set operation; `None` when a key has neither.
     pub fn shard_order_clause(&self) -> Option<String> {
-        if self.order_by.is_empty() || self.aggregation.is_some() {
+        if self.order_by.is_empty() || self.aggregation.is_some() || self.set_op.is_some() {
             return Some(String::new());
         }
         let mut keys = Vec::with_capacity(self.order_by.len());

@@ -1,33 +1,39 @@
-//! A top-level `UNION` / `UNION ALL` cut into its branches, so that each branch can be
-//! routed on its own and the proxy can run, on each data source, the union of the
-//! branches' parts there (see the router's `union` module).
+//! A top-level `UNION`, `INTERSECT` or `EXCEPT` chain cut into its branches, so that each
+//! branch can be routed on its own and the proxy can run, on each data source, the union
+//! of the branches' parts there (see the router's `union` module).
 //!
 //! [`Statement::union_split`] takes a bound statement (literals are slot markers) and
 //! returns each branch as a SELECT statement of its own (a parenthesized branch keeps its
-//! ORDER BY and LIMIT), whether the union removes duplicates, and the ORDER BY and LIMIT
-//! of the whole as a [`MergeShape`] over the result's columns. What it cannot split
-//! exactly is refused with the construct's name: INTERSECT, EXCEPT, a chain mixing
-//! `UNION ALL` and `UNION DISTINCT` (MariaDB's left-to-right rule would need the
-//! proxy to deduplicate part of the rows), a nested set operation, `WITH`, a locking
-//! clause, and ORDER BY items other than a position or a result column's name.
+//! ORDER BY and LIMIT), and the ORDER BY, LIMIT and DISTINCT of the whole as a
+//! [`MergeShape`] over the result's columns. For INTERSECT and EXCEPT each branch also
+//! returns its index as a hidden trailing column ([`SetOp::TAG`]): the data sources return
+//! every branch's rows, and the proxy counts each row per branch. What it cannot split
+//! exactly is refused with the construct's name: a chain mixing operators or `ALL` and
+//! `DISTINCT` (MariaDB's precedence and left-to-right rules would need part of the rows
+//! combined first), a nested set operation, `WITH`, a locking clause, and ORDER BY items
+//! other than a position or a result column's name.
 
 use sqlparser::ast::{
     self, Expr, OrderByKind, Query, SelectItem, SetExpr, SetOperator, SetQuantifier,
 };
 
 use crate::merge_rewrite::limit_operands;
-use crate::merge_shape::{Col, LimitOperands, MergeShape, SortKey};
+use crate::merge_shape::{Col, LimitOperands, MergeShape, SetOp, SortKey, HIDDEN_PREFIX};
 use crate::parse::{slot_of, Statement};
 
 /// The result of [`Statement::union_split`].
 #[derive(Debug, Clone)]
 pub struct UnionSplit {
-    /// Each branch, a query of its own, in order.
+    /// Each branch, a query of its own, in order (with its [`SetOp::TAG`] column for
+    /// INTERSECT and EXCEPT).
     pub branches: Vec<Statement>,
-    /// `UNION` (DISTINCT): duplicates over the whole result are removed.
-    pub distinct: bool,
-    /// The order and DISTINCT of the whole (no aggregation, no hidden column).
+    /// For INTERSECT and EXCEPT: the branches as written, without the tag column.
+    pub untagged: Option<Vec<Statement>>,
+    /// The order, DISTINCT (a `UNION`) or set operation of the whole.
     pub shape: MergeShape,
+    /// How the branches are joined where one server combines them: `UNION`, `UNION ALL`,
+    /// `INTERSECT`, `EXCEPT ALL`, …
+    pub keyword: String,
     /// LIMIT and OFFSET of the whole.
     pub limit: Option<LimitOperands>,
     /// Slots read as column positions (`ORDER BY 2`).
@@ -66,9 +72,15 @@ impl Statement {
             return Err("a locking clause on a UNION".into());
         }
         let mut leaves = Vec::new();
-        let mut quantifier = None;
-        flatten(&query.body, &mut leaves, &mut quantifier)?;
-        let distinct = quantifier != Some(SetQuantifier::All);
+        let mut chain = None;
+        flatten(&query.body, &mut leaves, &mut chain)?;
+        let (op, quantifier) = chain.ok_or("an empty set operation")?;
+        let all = quantifier == SetQuantifier::All;
+        let set_op = (op != SetOperator::Union).then_some(SetOp {
+            except: op == SetOperator::Except,
+            all,
+            branches: leaves.len(),
+        });
         let first = leaves.first().copied().ok_or("an empty UNION")?;
         let mut position_slots = Vec::new();
         let order_by = match &query.order_by {
@@ -94,7 +106,7 @@ impl Statement {
                     .collect::<Result<_, _>>()?,
             },
         };
-        let branches = leaves
+        let untagged: Vec<Statement> = leaves
             .into_iter()
             .map(|leaf| {
                 let mut q = query.clone();
@@ -111,25 +123,54 @@ impl Statement {
                 }
             })
             .collect();
+        let (branches, untagged) = match set_op {
+            None => (untagged, None),
+            Some(_) => {
+                let mut tagged = untagged.clone();
+                for (i, b) in tagged.iter_mut().enumerate() {
+                    tag(b, i)?;
+                }
+                (tagged, Some(untagged))
+            }
+        };
+        let keyword = format!("{op}{}", if all { " ALL" } else { "" });
         Ok(UnionSplit {
             branches,
-            distinct,
+            untagged,
             shape: MergeShape {
                 order_by,
-                distinct,
+                distinct: set_op.is_none() && !all,
+                hidden: usize::from(set_op.is_some()),
+                set_op,
                 ..MergeShape::default()
             },
+            keyword,
             limit: limit_operands(query)?,
             position_slots,
         })
     }
 }
 
-/// The branches of a chain of UNIONs of one kind, left to right.
+/// Appends the branch index `i` as the hidden column [`SetOp::TAG`] to a branch's select list.
+fn tag(branch: &mut Statement, i: usize) -> Result<(), String> {
+    let ast::Statement::Query(q) = &mut branch.ast else {
+        return Err("a set operation branch that is not a query".into());
+    };
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return Err("a set operation branch that is not a SELECT".into());
+    };
+    select.projection.push(SelectItem::ExprWithAlias {
+        expr: Expr::value(ast::Value::Number(i.to_string(), false)),
+        alias: ast::Ident::new(format!("{HIDDEN_PREFIX}0")),
+    });
+    Ok(())
+}
+
+/// The branches of a chain of one set operator and quantifier, left to right.
 fn flatten<'q>(
     body: &'q SetExpr,
     leaves: &mut Vec<&'q SetExpr>,
-    quantifier: &mut Option<SetQuantifier>,
+    chain: &mut Option<(SetOperator, SetQuantifier)>,
 ) -> Result<(), String> {
     match body {
         SetExpr::SetOperation {
@@ -138,19 +179,26 @@ fn flatten<'q>(
             left,
             right,
         } => {
-            if *op != SetOperator::Union {
+            if !matches!(
+                op,
+                SetOperator::Union | SetOperator::Intersect | SetOperator::Except
+            ) {
                 return Err(op.to_string());
             }
             let q = match set_quantifier {
                 SetQuantifier::All => SetQuantifier::All,
                 SetQuantifier::Distinct | SetQuantifier::None => SetQuantifier::Distinct,
-                other => return Err(format!("UNION {other}")),
+                other => return Err(format!("{op} {other}")),
             };
-            if quantifier.get_or_insert(q) != &q {
-                return Err("a chain mixing UNION ALL and UNION DISTINCT".into());
+            let (first_op, first_q) = *chain.get_or_insert((*op, q));
+            if first_op != *op {
+                return Err(format!("a chain mixing {first_op} and {op}"));
             }
-            flatten(left, leaves, quantifier)?;
-            flatten(right, leaves, quantifier)
+            if first_q != q {
+                return Err(format!("a chain mixing {op} ALL and {op} DISTINCT"));
+            }
+            flatten(left, leaves, chain)?;
+            flatten(right, leaves, chain)
         }
         SetExpr::Select(_) => {
             leaves.push(body);
@@ -230,6 +278,7 @@ mod tests {
         let integer = |slot: usize| fp.literals.get(slot)?.text(sql).parse().ok();
         let s = stmt.union_split(&integer).expect("a union")?;
         let branches = s.branches.iter().map(|b| b.ast().to_string()).collect();
+        let distinct = s.shape.distinct;
         let keys = s
             .shape
             .order_by
@@ -237,7 +286,7 @@ mod tests {
             .map(|k| format!("{}{}", k.column, if k.descending { " desc" } else { "" }))
             .collect::<Vec<_>>()
             .join(", ");
-        Ok((branches, s.distinct, keys))
+        Ok((branches, distinct, keys))
     }
 
     #[test]
@@ -258,10 +307,46 @@ mod tests {
     }
 
     #[test]
+    fn intersect_and_except_tag_their_branches() {
+        let (b, distinct, keys) = split(
+            "SELECT a FROM t EXCEPT ALL SELECT b FROM u EXCEPT ALL SELECT c FROM v ORDER BY 1",
+        )
+        .unwrap();
+        assert!(!distinct);
+        assert_eq!(keys, "col 1");
+        assert!(
+            b[0].starts_with("SELECT a, 0 AS __dbmesh_0 FROM t"),
+            "{}",
+            b[0]
+        );
+        assert!(
+            b[2].starts_with("SELECT c, 2 AS __dbmesh_0 FROM v"),
+            "{}",
+            b[2]
+        );
+        let sql = "SELECT a FROM t INTERSECT SELECT a FROM u";
+        let mut stmt = parse(sql).unwrap().remove(0);
+        stmt.bind_slots(sql, &fingerprint(sql));
+        let s = stmt.union_split(&|_| None).unwrap().unwrap();
+        assert_eq!(s.keyword, "INTERSECT");
+        assert_eq!(s.shape.hidden, 1);
+        let op = s.shape.set_op.unwrap();
+        assert_eq!(op.occurrences(&[2, 3]), 1);
+        assert_eq!(op.occurrences(&[2, 0]), 0);
+        assert_eq!(s.untagged.unwrap()[1].ast().to_string(), "SELECT a FROM u");
+    }
+
+    #[test]
     fn what_is_refused() {
         for (sql, what) in [
-            ("SELECT a FROM t INTERSECT SELECT a FROM u", "INTERSECT"),
-            ("SELECT a FROM t EXCEPT SELECT a FROM u", "EXCEPT"),
+            (
+                "SELECT a FROM t INTERSECT SELECT a FROM u UNION SELECT a FROM v",
+                "mixing",
+            ),
+            (
+                "SELECT a FROM t EXCEPT SELECT a FROM u EXCEPT ALL SELECT a FROM v",
+                "mixing",
+            ),
             (
                 "SELECT a FROM t UNION ALL SELECT a FROM u UNION SELECT a FROM v",
                 "mixing",

@@ -400,6 +400,20 @@ SELECT user_id, discount FROM orders WHERE qty = 7 UNION SELECT user_id, rating 
 SELECT title, price FROM products WHERE price > 90 UNION ALL SELECT note, amount FROM orders WHERE amount > 1995
 SELECT user_id FROM orders WHERE user_id = 5 UNION SELECT user_id FROM orders WHERE user_id = 6 UNION SELECT user_id FROM users WHERE user_id = 7 ORDER BY user_id -- ordered
 
+-- category: intersect_except
+SELECT user_id FROM users WHERE vip = 1 INTERSECT SELECT user_id FROM orders WHERE qty > 5
+SELECT user_id FROM users EXCEPT SELECT user_id FROM orders
+SELECT city FROM users WHERE vip = 1 INTERSECT SELECT city FROM users WHERE score < 0 -- ci
+SELECT user_id FROM orders WHERE qty > 3 INTERSECT ALL SELECT user_id FROM orders WHERE amount > 500
+SELECT user_id FROM orders WHERE qty > 3 EXCEPT ALL SELECT user_id FROM orders WHERE amount > 1500
+SELECT user_id, score FROM users WHERE user_id = 3 INTERSECT SELECT user_id, qty FROM orders WHERE user_id = 3
+SELECT product_id FROM orders EXCEPT SELECT product_id FROM products WHERE price > 50 ORDER BY product_id -- ordered
+SELECT user_id FROM users WHERE score > 50 INTERSECT SELECT user_id FROM orders INTERSECT SELECT user_id FROM users WHERE vip = 0 ORDER BY 1 DESC LIMIT 5 OFFSET 2 -- ordered
+SELECT city, vip FROM users EXCEPT SELECT city, 1 FROM users WHERE score > 100 -- ci
+SELECT user_id, amount FROM orders WHERE user_id < 20 EXCEPT SELECT user_id, amount FROM orders WHERE amount IS NULL OR amount > 1000
+SELECT name FROM users WHERE user_id = 1 INTERSECT SELECT name FROM users WHERE user_id = 2
+SELECT rating FROM users WHERE user_id < 30 INTERSECT SELECT rating FROM users WHERE user_id > 10
+
 -- category: window
 SELECT order_id, user_id, SUM(amount) OVER (PARTITION BY user_id) AS user_total FROM orders
 SELECT order_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY placed, order_id) AS rn FROM orders

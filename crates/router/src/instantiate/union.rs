@@ -29,9 +29,14 @@ pub(super) fn plan(
     u: &UnionTemplate,
     input: &Input<'_>,
 ) -> Result<Plan, RouteError> {
+    // COM_STMT_PREPARE shows the client its own statement's columns: no tag column.
+    let branches = match (&u.untagged, input.preparing()) {
+        (Some(untagged), true) => untagged,
+        _ => &u.branches,
+    };
     // Per branch, the parts holding its rows; `None`: any data source gives them.
-    let mut own: Vec<Option<Vec<Target>>> = Vec::with_capacity(u.branches.len());
-    for (n, rt) in u.branches.iter().enumerate() {
+    let mut own: Vec<Option<Vec<Target>>> = Vec::with_capacity(branches.len());
+    for (n, rt) in branches.iter().enumerate() {
         let ctx = Ctx { rules, rt };
         if rt.places.iter().all(|p| matches!(p, Place::Broadcast(_))) {
             own.push(None);
@@ -62,11 +67,13 @@ pub(super) fn plan(
         .cloned()
         .unwrap_or_else(|| rules.schema.default_data_source.clone());
     let total = input.placeholders();
+    // INTERSECT and EXCEPT: every branch's rows, tagged, for the proxy to count.
     let join = if u.shape.distinct {
         " UNION "
     } else {
         " UNION ALL "
     };
+    let prepared_join = format!(" {} ", u.keyword);
     let order = u
         .shape
         .shard_order_clause()
@@ -76,7 +83,7 @@ pub(super) fn plan(
         // The client's statement on one data source, one part per branch: its parameters
         // and columns; each execution is routed with its values.
         let mut parts = Vec::with_capacity(own.len());
-        for (n, (rt, targets)) in u.branches.iter().zip(&own).enumerate() {
+        for (n, (rt, targets)) in branches.iter().zip(&own).enumerate() {
             let mine = targets
                 .iter()
                 .flatten()
@@ -88,8 +95,21 @@ pub(super) fn plan(
             };
             parts.push((part, false));
         }
-        let mut target = compose(&first, &parts, join, total);
-        target.sql.push_str(&order);
+        let mut target = compose(&first, &parts, &prepared_join, total);
+        if !u.shape.order_by.is_empty() {
+            let keys: Vec<String> = u
+                .shape
+                .order_by
+                .iter()
+                .map(|k| {
+                    let desc = if k.descending { " DESC" } else { "" };
+                    format!("{}{desc}", k.column.index(0) + 1)
+                })
+                .collect();
+            target
+                .sql
+                .push_str(&format!(" ORDER BY {}", keys.join(", ")));
+        }
         if let Some(l) = &u.limit {
             let text = |o: &sql::Operand| match o {
                 sql::Operand::Slot(s) => input
@@ -114,7 +134,11 @@ pub(super) fn plan(
         return Ok(select(vec![target], MergeSpec::concat()));
     }
 
-    let (spec, shard_limit) = spec_of(&u.shape, u.limit.as_ref(), true, input)?;
+    // FOUND_ROWS() after a limited set operation counts its whole result (MariaDB's rule):
+    // the data sources are not limited, and the merge counts the rows past the LIMIT (an
+    // INTERSECT or EXCEPT reads every row anyway).
+    let (mut spec, _) = spec_of(&u.shape, u.limit.as_ref(), false, input)?;
+    spec.found_beyond_limit = spec.limit.is_some() && u.shape.set_op.is_none();
     let mut targets = Vec::with_capacity(sources.len().max(1));
     for ds in if sources.is_empty() {
         std::slice::from_ref(&first)
@@ -122,7 +146,7 @@ pub(super) fn plan(
         sources.as_slice()
     } {
         let mut parts = Vec::new();
-        for (n, (rt, targets)) in u.branches.iter().zip(&own).enumerate() {
+        for (n, (rt, targets)) in branches.iter().zip(&own).enumerate() {
             match targets {
                 Some(list) => {
                     let before = parts.len();
@@ -140,9 +164,6 @@ pub(super) fn plan(
         }
         let mut target = compose(ds, &parts, join, total);
         target.sql.push_str(&order);
-        if let Some(n) = shard_limit {
-            target.sql.push_str(&format!(" LIMIT {n}"));
-        }
         targets.push(target);
     }
     Ok(select(targets, spec))
