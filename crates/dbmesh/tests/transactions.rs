@@ -690,6 +690,37 @@ async fn a_multi_shard_autocommit_write_is_atomic() {
     assert_eq!(ids, vec![500]);
     assert_eq!(bank.prepared().await, 0);
 
+    // Inside the client's transaction the failed statement alone is undone on every shard it
+    // wrote (the one written before the failing one included), and the transaction goes on,
+    // as on one server; in both modes.
+    for (mode, base) in [("xa", 510), ("local", 520)] {
+        c.query_drop(format!("SET dbmesh_transaction_mode = '{mode}'"))
+            .await
+            .unwrap();
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop(format!(
+            "INSERT INTO transfers (id, uid, peer, amount) VALUES ({base}, 1, 0, 5)"
+        ))
+        .await
+        .unwrap();
+        let err = c
+            .query_drop(format!(
+                "INSERT INTO transfers (id, uid, peer, amount) VALUES ({}, 0, 1, 5), (500, 2, 1, 5), ({}, 3, 1, 5)",
+                base + 1,
+                base + 3
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(server_code(err), (1062, "23000".into()), "{mode}");
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    c.query_drop("SET dbmesh_transaction_mode = 'xa'")
+        .await
+        .unwrap();
+    let ids: Vec<u64> = bank.transfers().await.iter().map(|t| t.0).collect();
+    assert_eq!(ids, vec![500, 510, 520]);
+    assert_eq!(bank.prepared().await, 0);
+
     // Local mode: no XA, one transaction per data source (still rolled back together on an
     // error, but not atomic across a crash).
     c.query_drop("SET dbmesh_transaction_mode = 'local'")

@@ -346,6 +346,17 @@ impl Executor {
             }
         }
         let mut begun: Vec<&str> = Vec::new();
+        // A write on several data sources inside the client's transaction is undone alone on
+        // an error, as one server undoes a failed statement: a savepoint on each data source
+        // before its part. (Row-by-row bulk statements are statements of their own.)
+        let statement_savepoints = dml
+            && !own_transaction
+            && plan.combine != Combine::OneByOne
+            && plan
+                .targets
+                .iter()
+                .any(|t| t.data_source != plan.targets[0].data_source);
+        let mut saved: Vec<&str> = Vec::new();
         let mut total = OkPacket::default();
         let mut failure: Option<ServerError> = None;
         for target in &plan.targets {
@@ -362,6 +373,17 @@ impl Executor {
                     break;
                 }
                 begun.push(data_source);
+            }
+            if statement_savepoints && !saved.contains(&data_source) {
+                if let Err(e) = held
+                    .conn
+                    .query(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
+                    .await
+                {
+                    failure = Some(e.to_server_error());
+                    break;
+                }
+                saved.push(data_source);
             }
             let packet = match self.build_request(client, target, request).await {
                 Ok(p) => p,
@@ -422,6 +444,19 @@ impl Executor {
         } else {
             begun.iter().map(|d| d.to_string()).collect()
         };
+        if failure.is_some() && !client_rollback {
+            for data_source in &saved {
+                let Some(held) = self.held.get_mut(data_source) else {
+                    continue;
+                };
+                // A deadlock victim's server rolled its whole transaction back, savepoint
+                // included; the session ends the transaction everywhere then.
+                let undo = format!("ROLLBACK TO SAVEPOINT {STATEMENT_SAVEPOINT}");
+                if let Err(e) = held.conn.query(&undo).await {
+                    tracing::debug!(conn = self.session, data_source, error = %e, "undoing a failed statement");
+                }
+            }
+        }
         failure = failure.or(diverged);
         if distributed {
             if let Err(e) = self.finish_distributed(false).await {
@@ -777,6 +812,10 @@ impl Executor {
         true
     }
 }
+
+/// The savepoint a write on several data sources inside the client's transaction is undone
+/// to when it fails.
+const STATEMENT_SAVEPOINT: &str = "dbmesh_statement";
 
 fn is_dml(plan: &Plan) -> bool {
     matches!(
