@@ -332,23 +332,30 @@ struct Follower {
 }
 
 impl Follower {
+    /// Renews this proxy's registration `incarnation` with the map version and fence it
+    /// acknowledges now; `false` when the registration is no longer this proxy's.
+    async fn heartbeat(&mut self, incarnation: u64) -> Result<bool, String> {
+        meta::proxies::heartbeat(
+            &mut self.meta,
+            self.number,
+            incarnation,
+            LEASE,
+            self.ctx.gate.map_version(),
+            self.acked,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
     /// One round: renew, read the fence and the map, apply, acknowledge. `Err` when the
     /// meta data source failed (the round is retried at the next heartbeat).
     async fn round(&mut self) -> Result<(), String> {
-        let gate = &self.ctx.gate;
+        let ctx = self.ctx.clone();
+        let gate = &ctx.gate;
         let sent = Instant::now();
         let mut acknowledged = (gate.map_version(), self.acked);
         let renewed = match self.incarnation {
-            Some(incarnation) => meta::proxies::heartbeat(
-                &mut self.meta,
-                self.number,
-                incarnation,
-                LEASE,
-                gate.map_version(),
-                self.acked,
-            )
-            .await
-            .map_err(|e| e.to_string())?,
+            Some(incarnation) => self.heartbeat(incarnation).await?,
             None => false,
         };
         if !renewed {
@@ -408,16 +415,7 @@ impl Follower {
         gate.set_unsure(None);
         if let Some(incarnation) = self.incarnation {
             if (gate.map_version(), self.acked) != acknowledged {
-                meta::proxies::heartbeat(
-                    &mut self.meta,
-                    self.number,
-                    incarnation,
-                    LEASE,
-                    gate.map_version(),
-                    self.acked,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                self.heartbeat(incarnation).await?;
             }
         }
         Ok(())
