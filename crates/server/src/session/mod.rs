@@ -296,10 +296,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.exec.state.database.as_deref(),
             );
             // Its key in the query digest: statements only, not the protocol's other commands.
+            // A text statement's is taken from the text the process list shows (literals
+            // become `?`, so how it was decoded only matters for non-ASCII names).
             let digest_key: Option<Arc<str>> = match command {
-                com::QUERY => {
-                    Some(crate::digest::key(&text::decode(&packet[1..], self.text_charset)).into())
-                }
+                com::QUERY => info.as_deref().map(|text| crate::digest::key(text).into()),
                 com::STMT_EXECUTE => self.statements.digest_key(&packet),
                 _ => None,
             };
