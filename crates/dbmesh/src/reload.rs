@@ -86,6 +86,9 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         max_merge_offset,
         max_prepared_statements,
         max_statement_time_ms,
+        slow_statement_ms,
+        query_log_every,
+        log_statement_text,
         number,
     } = new;
     let restart = &mut changes.needs_restart;
@@ -188,6 +191,25 @@ fn proxy_changes(old: &ProxyConfig, new: &ProxyConfig, changes: &mut Changes) {
         "proxy.max_prepared_statements",
         &old.max_prepared_statements,
         max_prepared_statements,
+        applied,
+    );
+    // Read per statement: in force for every session's next statement.
+    scalar_change(
+        "proxy.slow_statement_ms",
+        &old.slow_statement_ms,
+        slow_statement_ms,
+        applied,
+    );
+    scalar_change(
+        "proxy.query_log_every",
+        &old.query_log_every,
+        query_log_every,
+        applied,
+    );
+    scalar_change(
+        "proxy.log_statement_text",
+        &old.log_statement_text,
+        log_statement_text,
         applied,
     );
     // Read when a session starts: in force for the sessions that start after the reload.

@@ -94,3 +94,97 @@ fn json_log_is_one_object_per_line() {
         .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
         .unwrap();
 }
+
+/// The JSON events of `target` in `proxy`'s log.
+fn events_of(proxy: &Proxy, target: &str) -> Vec<serde_json::Value> {
+    proxy
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["target"] == target)
+        .collect()
+}
+
+/// Waits (bounded) until `proxy`'s log has `n` events of `target`.
+fn until_events(proxy: &Proxy, target: &str, n: usize) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let events = events_of(proxy, target);
+        if events.len() >= n || start.elapsed() > Duration::from_secs(10) {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_statements_and_sampled_ones_are_logged_without_their_literals_unless_asked() {
+    use mysql_async::prelude::*;
+    let backend = one_backend();
+    let db = testkit::unique_name("slowlog");
+    let proxy = Proxy::start_with_args(
+        &passthrough_rules(&backend, "bank", &db, "slow_statement_ms = 250"),
+        &["--log-format", "json"],
+    );
+    let mut conn = proxy.conn(Some("bank")).await;
+    let id: u32 = conn
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    let _: Option<(i64, String)> = conn
+        .query_first("SELECT SLEEP(0.4), 'customer 4711'")
+        .await
+        .unwrap();
+    let _: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+    let slow = until_events(&proxy, "dbmesh::slow_statement", 1);
+    assert_eq!(slow.len(), 1, "{}", proxy.log());
+    let event = &slow[0];
+    assert_eq!(event["level"], "WARN");
+    assert_eq!(event["statement"], "SELECT SLEEP(?), ?", "{event}");
+    assert_eq!(event["conn"], id);
+    assert_eq!(event["user"], common::USER);
+    assert_eq!(event["database"], "bank");
+    assert_eq!(event["route"], "single main");
+    assert_eq!(event["rows"], 1);
+    assert_eq!(event["error"], 0);
+    assert!(event["duration_ms"].as_f64().unwrap() >= 400.0, "{event}");
+    assert!(!proxy.log().contains("customer 4711"), "{}", proxy.log());
+    let (_, metrics) = proxy.http("GET", "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "dbmesh_slow_statements_total 1"),
+        "{metrics}"
+    );
+    // No query log by default.
+    assert!(events_of(&proxy, "dbmesh::query_log").is_empty());
+
+    // A reload turns on the query log (every statement) and the statements' text.
+    let rules = std::fs::read_to_string(&proxy.config_path).unwrap();
+    std::fs::write(
+        &proxy.config_path,
+        rules.replace(
+            "slow_statement_ms = 250",
+            "slow_statement_ms = 0\nquery_log_every = 1\nlog_statement_text = true",
+        ),
+    )
+    .unwrap();
+    let (status, body) = proxy.http("POST", "/reload");
+    assert_eq!(status, 200, "{body}");
+    let _: Option<String> = conn.query_first("SELECT 'customer 4712'").await.unwrap();
+    let missing = conn.query_drop("SELECT * FROM no_such_table").await;
+    assert!(missing.is_err());
+    let logged = until_events(&proxy, "dbmesh::query_log", 2);
+    assert_eq!(logged.len(), 2, "{}", proxy.log());
+    assert_eq!(logged[0]["level"], "INFO");
+    assert_eq!(logged[0]["statement"], "SELECT 'customer 4712'");
+    assert_eq!(logged[1]["statement"], "SELECT * FROM no_such_table");
+    assert_eq!(logged[1]["error"], 1146);
+    // The slow log is off now: still the one event.
+    assert_eq!(events_of(&proxy, "dbmesh::slow_statement").len(), 1);
+    drop(conn);
+    backend
+        .sql(&format!("DROP DATABASE IF EXISTS `{db}`"))
+        .unwrap();
+}

@@ -102,6 +102,17 @@ pub struct ProxyConfig {
     /// (or its user's `max_statement_time_ms`) and may change it with `SET max_statement_time`.
     /// 0 means no limit. Default 0.
     pub max_statement_time_ms: u64,
+    /// Statements that take at least this many milliseconds (from the command's arrival to
+    /// the last byte of the answer) are logged as one `slow_statement` event each. 0 turns
+    /// the slow log off. Default 1000. Reloadable.
+    pub slow_statement_ms: u64,
+    /// The query log: one `statement` event for one statement in every this many (1: all).
+    /// 0 turns it off. Default 0. Reloadable.
+    pub query_log_every: u64,
+    /// Whether those events carry the statement's text as the client sent it, literals
+    /// included. Default false: they carry its fingerprint, literals replaced by `?`, so a
+    /// log never holds customers' data unless asked to. Reloadable.
+    pub log_statement_text: bool,
     /// This proxy's number among the proxies serving one set of backends (0-255): the high 8
     /// bits of its session ids, so ids from different proxies never collide. Default 0.
     pub number: u8,
@@ -129,6 +140,9 @@ impl Default for ProxyConfig {
             max_merge_offset: 1_000_000,
             max_prepared_statements: 1024,
             max_statement_time_ms: 0,
+            slow_statement_ms: 1000,
+            query_log_every: 0,
+            log_statement_text: false,
             number: 0,
         }
     }

@@ -14,6 +14,7 @@ mod logins;
 pub mod metrics;
 pub mod primaries;
 mod processes;
+pub mod query_log;
 mod registry;
 mod session;
 pub mod tls;

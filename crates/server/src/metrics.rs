@@ -55,6 +55,10 @@ pub struct Metrics {
     backend_cancellations: Vec<IntCounter>,
     /// Rows moved to another shard by UPDATEs of their sharding column.
     rows_moved: IntCounter,
+    /// Statements the slow log logged (`proxy.slow_statement_ms`).
+    pub slow_statements: IntCounter,
+    /// Picks the query log's statements (`proxy.query_log_every`).
+    pub query_log: crate::query_log::Sampler,
     rules_version: IntGauge,
     rules_info: IntGaugeVec,
     /// Each data source's recorded primary epoch (0: the rule file's primary).
@@ -262,6 +266,12 @@ impl Metrics {
              distributed transaction)",
         )
         .expect("valid metric");
+        let slow_statements = IntCounter::new(
+            "dbmesh_slow_statements_total",
+            "Statements that took at least proxy.slow_statement_ms, each logged as a \
+             slow_statement event",
+        )
+        .expect("valid metric");
         let rules_version = IntGauge::new(
             "dbmesh_rules_version",
             "Rule files applied since start: 1 for the first, one more per applied reload",
@@ -320,6 +330,7 @@ impl Metrics {
             Box::new(table_physical_missing.clone()),
             Box::new(backend_cancellations_vec),
             Box::new(rows_moved.clone()),
+            Box::new(slow_statements.clone()),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
             Box::new(primary_epoch.clone()),
@@ -354,6 +365,8 @@ impl Metrics {
             table_physical_missing,
             backend_cancellations,
             rows_moved,
+            slow_statements,
+            query_log: crate::query_log::Sampler::default(),
             rules_version,
             rules_info,
             primary_epoch,

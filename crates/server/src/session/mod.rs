@@ -50,8 +50,19 @@ struct ClientConn<S> {
     /// Says whether the statement's time limit interrupted it (then its "interrupted" errors
     /// are answered as 1969).
     cancel: Arc<Cancel>,
-    /// Errors answered during the current statement (for the query digest).
+    /// Errors answered during the current statement (for the query digest), and the first
+    /// one's code (for the slow and query logs).
     errors: u32,
+    first_error: Option<u16>,
+}
+
+impl<S> ClientConn<S> {
+    fn note_error(&mut self, code: u16) {
+        self.ctx.metrics.error(code);
+        self.errors += 1;
+        self.first_error.get_or_insert(code);
+        self.deadlocked |= is_deadlock(code);
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
@@ -69,9 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
         let names = self.ctx.snapshot.load().names.clone();
         let shown = executor::client_error(&self.cancel, &names, err);
         let err = shown.as_ref().unwrap_or(err);
-        self.ctx.metrics.error(err.code);
-        self.errors += 1;
-        self.deadlocked |= is_deadlock(err.code);
+        self.note_error(err.code);
         self.diagnostics.push(Diagnostic {
             level: "Error".into(),
             code: err.code,
@@ -81,9 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     }
 
     fn count_error(&mut self, code: u16) {
-        self.ctx.metrics.error(code);
-        self.errors += 1;
-        self.deadlocked |= is_deadlock(code);
+        self.note_error(code);
     }
 
     fn broadcast_divergence(&mut self, table: &str) {
@@ -137,6 +144,9 @@ pub(crate) struct Session<S> {
     /// Whether `max_statement_time` is the user's or the proxy's default rather than a value
     /// the session SET (which its backend connections replay, so they report it themselves).
     time_limit_is_default: bool,
+    /// The current statement's route as the slow and query logs show it, when they may log
+    /// it (`None`: they will not, so the route is not described).
+    route_note: Option<String>,
 }
 
 /// The time limit a session of `user` starts with: the user's, else the proxy's.
@@ -197,6 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 diagnostics: Vec::new(),
                 deadlocked: false,
                 errors: 0,
+                first_error: None,
                 cancel: entry.cancel.clone(),
             },
             connection_id: entry.id,
@@ -213,6 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             unit: None,
             max_statement_time,
             time_limit_is_default: true,
+            route_note: None,
             ctx,
         }
     }
@@ -303,8 +315,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 com::STMT_EXECUTE => self.statements.digest_key(&packet),
                 _ => None,
             };
+            let log_settings =
+                crate::query_log::Settings::of(&self.ctx.snapshot.load().rules.proxy);
+            let sampled = self.ctx.metrics.query_log.pick(log_settings.every);
+            // The text only when the rules ask for it (it holds the literals).
+            let logged_text = match (&info, log_settings.text && digest_key.is_some()) {
+                (Some(text), true) => Some(text.to_string()),
+                _ => None,
+            };
+            self.route_note = log_settings.any().then(String::new);
             drop(info);
             self.client.errors = 0;
+            self.client.first_error = None;
             self.exec.reported.rows = 0;
             self.exec.reported.backend_statements = 0;
             let started = Instant::now();
@@ -339,6 +361,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     rows: self.exec.reported.rows,
                     shards: self.exec.reported.backend_statements,
                 });
+                let slow = crate::query_log::log(
+                    &log_settings,
+                    sampled,
+                    &crate::query_log::Statement {
+                        connection_id: self.connection_id,
+                        user: &self.user,
+                        database: self.exec.state.database.as_deref(),
+                        statement: logged_text.as_deref().unwrap_or(fingerprint),
+                        route: self.route_note.as_deref().unwrap_or(""),
+                        rows: self.exec.reported.rows,
+                        backend_statements: self.exec.reported.backend_statements,
+                        duration: took,
+                        error: self.client.first_error,
+                    },
+                );
+                if slow {
+                    self.ctx.metrics.slow_statements.inc();
+                }
             }
             if matches!(flow, Flow::Close) || self.entry.killed() {
                 break;

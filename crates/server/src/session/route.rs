@@ -113,6 +113,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return self.error(e).await;
             }
         };
+        if let Some(note) = &mut self.route_note {
+            *note = crate::query_log::route(
+                &plan.combine,
+                plan.targets.iter().map(|t| t.data_source.as_str()),
+            );
+        }
         if tracing::enabled!(tracing::Level::DEBUG) {
             let route: Vec<String> = plan
                 .describe()
