@@ -54,7 +54,7 @@ impl FenceRecord {
     }
 }
 
-fn format_tables(tables: &BTreeMap<String, SliceSet>) -> String {
+pub(crate) fn format_tables(tables: &BTreeMap<String, SliceSet>) -> String {
     tables
         .iter()
         .map(|(table, slices)| format!("{table}:{slices}"))
@@ -62,7 +62,7 @@ fn format_tables(tables: &BTreeMap<String, SliceSet>) -> String {
         .join(";")
 }
 
-fn parse_tables(text: &str) -> Result<BTreeMap<String, SliceSet>, String> {
+pub(crate) fn parse_tables(text: &str) -> Result<BTreeMap<String, SliceSet>, String> {
     text.split(';')
         .filter(|item| !item.trim().is_empty())
         .map(|item| {

@@ -5,13 +5,16 @@
 //!   slice-map version and fence epoch it has acknowledged;
 //! - [`slice_map`]: the versioned slice map (`dbmesh_slice_map`): version 0 is the rule
 //!   file's, each later version the slices of every table moved since, written by a cutover;
-//! - [`fence`]: the slices whose writes wait during a cutover (`dbmesh_fence`).
+//! - [`fence`]: the slices whose writes wait during a cutover (`dbmesh_fence`);
+//! - [`moves`]: rebalancing moves, their phase, copy cursors and binlog positions
+//!   (`dbmesh_move` and its detail tables).
 //!
 //! Proxies read and acknowledge (`server`'s follower), the rebalancer writes. Every function
 //! takes a [`Meta`] connection; times are the meta server's (`UTC_TIMESTAMP(3)`), never a
 //! proxy's clock.
 
 pub mod fence;
+pub mod moves;
 pub mod proxies;
 pub mod slice_map;
 mod slices;
@@ -25,6 +28,7 @@ use protocol::ClientError;
 use rules::{DataSourceConfig, Rules};
 
 pub use fence::FenceRecord;
+pub use moves::{MoveRecord, Phase};
 pub use proxies::ProxyRecord;
 pub use slice_map::SliceMapVersion;
 pub use slices::SliceSet;
@@ -144,10 +148,11 @@ impl Meta {
                 None => {
                     let mut conn = connect(&self.options).await?;
                     conn.query(&format!(
-                        "{}; {}; {}",
+                        "{}; {}; {}; {}",
                         proxies::CREATE,
                         slice_map::CREATE,
-                        fence::CREATE
+                        fence::CREATE,
+                        moves::CREATE
                     ))
                     .await?;
                     self.conn.insert(conn)

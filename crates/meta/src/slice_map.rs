@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use backend::quote_literal;
+use rules::Rules;
 
 use crate::{Meta, MetaError};
 
@@ -57,6 +58,18 @@ pub fn parse_slices(text: &str) -> Result<TableSlices, String> {
                 .ok_or_else(|| format!("'{item}' is not 'NN-NN=target'"))
         })
         .collect()
+}
+
+/// `rules` with the slices of every table `map` names (and of its binding group): the
+/// rules a proxy serving `map` routes by.
+pub fn apply(rules: &Rules, map: &SliceMapVersion) -> Result<Rules, String> {
+    let mut rules = rules.clone();
+    for (table, slices) in &map.tables {
+        rules = rules
+            .with_slices(table, slices)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(rules)
 }
 
 /// The newest version's number, 0 when none was written.

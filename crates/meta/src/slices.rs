@@ -28,6 +28,11 @@ impl SliceSet {
         self.0 == 0
     }
 
+    /// The slices in both sets.
+    pub fn intersection(&self, other: &SliceSet) -> SliceSet {
+        SliceSet(self.0 & other.0)
+    }
+
     /// The slices in the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
         (0..SLICES as u8).filter(|&s| self.contains(s))
@@ -103,6 +108,8 @@ mod tests {
         assert_eq!(set.to_string(), "07,30-44,50");
         assert!(set.contains(44) && set.contains(7) && !set.contains(45));
         assert_eq!(set.iter().count(), 17);
+        let other: SliceSet = "40-60".parse().expect("valid");
+        assert_eq!(set.intersection(&other).to_string(), "40-44,50");
         assert_eq!("".parse::<SliceSet>(), Ok(SliceSet::default()));
         assert!("".parse::<SliceSet>().expect("empty").is_empty());
         assert_eq!(

@@ -155,6 +155,15 @@ impl ShardedTable {
         self.algorithm.index(key, self.nodes.len())
     }
 
+    /// The UID slice (00-99) of a row whose sharding column equals `value`, as the
+    /// `uid_slice` algorithm computes it: an integer's last two decimal digits (negative
+    /// UIDs refused), a string's last two characters when they are digits (a one-digit
+    /// string is that slice; trailing spaces ignored). Whatever the table's algorithm, for
+    /// the rebalancer, which must select exactly the rows the router sends to a slice.
+    pub fn slice_of(&self, value: &ShardValue<'_>) -> Result<u8, RuleError> {
+        slice_of(self.column_type.key(value)?)
+    }
+
     /// The node holding rows whose sharding column equals `value`.
     pub fn shard_for(&self, value: &ShardValue<'_>) -> Result<&PhysicalNode, RuleError> {
         let i = self.shard_index(value)?;

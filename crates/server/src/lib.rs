@@ -472,16 +472,7 @@ impl Context {
     }
 }
 
-/// `rules` with the slices of every table `map` names (and of its binding group).
-pub fn apply_slice_map(rules: &Rules, map: &meta::SliceMapVersion) -> Result<Rules, String> {
-    let mut rules = rules.clone();
-    for (table, slices) in &map.tables {
-        rules = rules
-            .with_slices(table, slices)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(rules)
-}
+pub use meta::slice_map::apply as apply_slice_map;
 
 /// Lets every primary of `snapshot` take statements, or (`confirmed` false: the recorded
 /// switches are unread) none of a data source that could have been switched: one with
