@@ -24,12 +24,7 @@ async fn main() {
     let txns = env("BINLOG_BENCH_TXNS", 2000);
     let rows = env("BINLOG_BENCH_ROWS", 10);
     let server = testkit::MariaDb::builder()
-        .args([
-            "--server-id=1",
-            "--log-bin=mariadb-bin",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-        ])
+        .row_binlog(1)
         .start()
         .expect("mariadbd");
     let options = ConnectOptions::plaintext("src", &server.address(), "root", "", None);

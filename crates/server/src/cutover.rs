@@ -30,8 +30,12 @@ use tokio::sync::{watch, Notify};
 use crate::Context;
 
 /// How often a proxy renews its lease and reads the fence and the map: the bound on how long
-/// a cutover waits for each proxy's acknowledgement.
+/// a cutover waits for each proxy to see its fence.
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
+/// How often a proxy reads the fence and the map while a fence is in force here: statements
+/// wait on it, and the new map or the release (an abort) lets them go at the next read. The
+/// lease is still renewed every [`HEARTBEAT`] only.
+pub const FENCED_HEARTBEAT: Duration = Duration::from_millis(10);
 /// A proxy whose lease was not renewed for this long counts as gone for cutovers, and fences
 /// every `uid_slice` table itself until it renews.
 pub const LEASE: Duration = Duration::from_secs(5);
@@ -188,6 +192,16 @@ impl Gate {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// How long the follower waits between rounds: [`FENCED_HEARTBEAT`] while a fence is in
+    /// force here (statements may be waiting on it), else [`HEARTBEAT`].
+    pub fn round_interval(&self) -> Duration {
+        if self.lock().fence.is_some() {
+            FENCED_HEARTBEAT
+        } else {
+            HEARTBEAT
+        }
+    }
+
     /// The slice-map version served.
     pub fn map_version(&self) -> u64 {
         self.lock().map_version
@@ -329,22 +343,29 @@ struct Follower {
     acked: u64,
     /// The fence seen but not yet acknowledged (units in flight).
     pending: Option<u64>,
+    /// The map version and fence epoch last written to the registry.
+    written: (u64, u64),
 }
 
 impl Follower {
     /// Renews this proxy's registration `incarnation` with the map version and fence it
     /// acknowledges now; `false` when the registration is no longer this proxy's.
     async fn heartbeat(&mut self, incarnation: u64) -> Result<bool, String> {
-        meta::proxies::heartbeat(
+        let acknowledgements = (self.ctx.gate.map_version(), self.acked);
+        let renewed = meta::proxies::heartbeat(
             &mut self.meta,
             self.number,
             incarnation,
             LEASE,
-            self.ctx.gate.map_version(),
-            self.acked,
+            acknowledgements.0,
+            acknowledgements.1,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        if renewed {
+            self.written = acknowledgements;
+        }
+        Ok(renewed)
     }
 
     /// One round: renew, read the fence and the map, apply, acknowledge. `Err` when the
@@ -353,8 +374,12 @@ impl Follower {
         let ctx = self.ctx.clone();
         let gate = &ctx.gate;
         let sent = Instant::now();
-        let mut acknowledged = (gate.map_version(), self.acked);
+        // Rounds come every FENCED_HEARTBEAT under a fence; the lease needs no more than one
+        // renewal per HEARTBEAT, acknowledgements are written at once.
+        let renewal_due = self.renewed.is_none_or(|at| at.elapsed() >= HEARTBEAT)
+            || (gate.map_version(), self.acked) != self.written;
         let renewed = match self.incarnation {
+            Some(_) if !renewal_due => true,
             Some(incarnation) => self.heartbeat(incarnation).await?,
             None => false,
         };
@@ -375,9 +400,11 @@ impl Follower {
             );
             self.incarnation = Some(incarnation);
             self.acked = 0;
-            acknowledged = (gate.map_version(), 0);
+            self.written = (gate.map_version(), 0);
         }
-        self.renewed = Some(sent);
+        if renewal_due {
+            self.renewed = Some(sent);
+        }
         // The fence first, then the map: see the module's doc.
         let fence = meta::fence::read(&mut self.meta)
             .await
@@ -414,7 +441,7 @@ impl Follower {
         }
         gate.set_unsure(None);
         if let Some(incarnation) = self.incarnation {
-            if (gate.map_version(), self.acked) != acknowledged {
+            if (gate.map_version(), self.acked) != self.written {
                 self.heartbeat(incarnation).await?;
             }
         }
@@ -461,6 +488,7 @@ pub fn spawn_follower(ctx: Arc<Context>) {
         renewed: None,
         acked: 0,
         pending: None,
+        written: (0, 0),
     };
     tokio::spawn(async move {
         loop {
@@ -475,7 +503,7 @@ pub fn spawn_follower(ctx: Arc<Context>) {
                     follower.ctx.gate.set_unsure(Some(&rules));
                 }
             }
-            let next = tokio::time::Instant::now() + HEARTBEAT;
+            let next = tokio::time::Instant::now() + follower.ctx.gate.round_interval();
             // A fence is acknowledged as soon as its units in flight end: the next round
             // starts at once then.
             let mut acknowledge = false;
@@ -570,7 +598,13 @@ tables = ["payment", "ledger"]
         let gate = Gate::new(&rules, 0, true, &Registry::new());
         let before = gate.enter();
         assert!(gate.check(&before).0.is_none(), "no fence, no check");
+        assert_eq!(gate.round_interval(), HEARTBEAT);
         assert!(gate.fence(7, fenced_nodes(&rules, &fence("50-59")).expect("nodes")));
+        assert_eq!(
+            gate.round_interval(),
+            FENCED_HEARTBEAT,
+            "a fence in force is followed closely"
+        );
         assert!(
             !gate.fence(7, Vec::new()),
             "the same epoch again changes nothing"
@@ -587,6 +621,7 @@ tables = ["payment", "ledger"]
         assert!(gate.drained(7));
         gate.map_applied(1);
         assert!(gate.check(&after).0.is_none(), "a new map ends the fence");
+        assert_eq!(gate.round_interval(), HEARTBEAT);
         assert_eq!(gate.map_version(), 1);
     }
 

@@ -72,6 +72,17 @@ impl MariaDbBuilder {
         self
     }
 
+    /// Logs every change as a rebalancing source must: `--log-bin`, `--binlog-format=ROW`,
+    /// `--binlog-row-image=FULL`, with `server_id` (unique among the servers a test follows).
+    pub fn row_binlog(self, server_id: u32) -> Self {
+        self.args([
+            format!("--server-id={server_id}"),
+            "--log-bin=mariadb-bin".to_string(),
+            "--binlog-format=ROW".to_string(),
+            "--binlog-row-image=FULL".to_string(),
+        ])
+    }
+
     /// Turns TLS on: `--ssl-ca`, `--ssl-cert` and `--ssl-key` with these PEM files (the CA
     /// that signed the certificate, the server's certificate, its private key). Clients may
     /// then switch to TLS; they are not required to.

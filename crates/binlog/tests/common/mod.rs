@@ -6,12 +6,7 @@ use testkit::MariaDb;
 /// A source server: binlog on, ROW format, full images, server id 1.
 pub fn source() -> MariaDb {
     MariaDb::builder()
-        .args([
-            "--server-id=1",
-            "--log-bin=mariadb-bin",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-        ])
+        .row_binlog(1)
         .start()
         .expect("mariadbd starts")
 }
