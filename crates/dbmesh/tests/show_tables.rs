@@ -366,3 +366,130 @@ async fn a_half_created_table_is_reported_and_repaired() {
         assert_eq!(left.trim(), "0", "ds_{ds}");
     }
 }
+
+/// `(Name, Rows, Data_length, Index_length)` of SHOW TABLE STATUS rows, in the text or the
+/// binary protocol.
+async fn table_status(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    prepared: bool,
+) -> Vec<(String, Option<u64>, Option<u64>, Option<u64>)> {
+    let rows: Vec<mysql_async::Row> = if prepared {
+        let stmt = conn.prep(sql).await.unwrap();
+        conn.exec(&stmt, ()).await.unwrap()
+    } else {
+        conn.query(sql).await.unwrap()
+    };
+    rows.iter()
+        .map(|r| {
+            (
+                r.get("Name").unwrap(),
+                r.get("Rows").unwrap(),
+                r.get("Data_length").unwrap(),
+                r.get("Index_length").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_table_status_sums_the_physical_tables_of_a_sharded_table() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE payment (id BIGINT PRIMARY KEY, note VARCHAR(200), KEY (note))")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE currency (code CHAR(3) PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE branch (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE notes (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let values: Vec<String> = (0..600)
+        .map(|i| format!("({i}, REPEAT('x', {}))", 50 + i % 100))
+        .collect();
+    conn.query_drop(format!("INSERT INTO payment VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO currency VALUES ('EUR'), ('USD')")
+        .await
+        .unwrap();
+    // Statistics settled on every physical table, so the direct and the proxied reads agree.
+    let physical = [
+        (0, "payment_0"),
+        (0, "payment_1"),
+        (0, "payment_2"),
+        (1, "payment_3"),
+        (2, "payment_4"),
+        (2, "payment_5"),
+    ];
+    for (ds, table) in physical {
+        c.direct(ds, &format!("ANALYZE TABLE {table}"));
+    }
+    // What each server says of each physical table.
+    let mut direct = common::direct(&c.backend).await;
+    let (mut rows, mut data, mut index) = (0u64, 0u64, 0u64);
+    for (ds, table) in physical {
+        let (r, d, i): (u64, u64, u64) = direct
+            .query_first(format!(
+                "SELECT TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{table}'",
+                c.dbs[ds]
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        rows += r;
+        data += d;
+        index += i;
+    }
+    assert!(rows > 0);
+    for prepared in [false, true] {
+        let all = table_status(&mut conn, "SHOW TABLE STATUS", prepared).await;
+        let names: Vec<&str> = all.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["branch", "currency", "notes", "payment"],
+            "{prepared}"
+        );
+        let payment = &all[3];
+        assert_eq!(
+            (payment.1, payment.2, payment.3),
+            (Some(rows), Some(data), Some(index)),
+            "payment summed over its six physical tables (prepared: {prepared})"
+        );
+        // A broadcast table: one copy's figures, not three.
+        let (currency_rows, _): (u64, u64) = direct
+            .query_first(format!(
+                "SELECT TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'currency'",
+                c.dbs[0]
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(all[1].1, Some(currency_rows));
+        for (sql, want) in [
+            ("SHOW TABLE STATUS LIKE 'pay%'", vec!["payment"]),
+            (
+                "SHOW TABLE STATUS FROM bank LIKE '%r%'",
+                vec!["branch", "currency"],
+            ),
+            (
+                "SHOW TABLE STATUS WHERE Engine = 'InnoDB' AND Name <> 'notes'",
+                vec!["branch", "currency", "payment"],
+            ),
+            (
+                "SHOW TABLE STATUS IN `bank` WHERE `Rows` > 100",
+                vec!["payment"],
+            ),
+        ] {
+            let got = table_status(&mut conn, sql, prepared).await;
+            let names: Vec<&str> = got.iter().map(|r| r.0.as_str()).collect();
+            assert_eq!(names, want, "{sql} (prepared: {prepared})");
+        }
+    }
+}

@@ -51,7 +51,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn pick(&self, every: u64) -> bool {
-        every > 0 && self.statements.fetch_add(1, Ordering::Relaxed).is_multiple_of(every)
+        every > 0
+            && self
+                .statements
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(every)
     }
 }
 

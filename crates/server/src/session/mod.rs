@@ -15,6 +15,7 @@ mod own_values;
 mod route;
 mod show;
 mod statements;
+mod table_status;
 
 use std::pin::Pin;
 use std::sync::Arc;

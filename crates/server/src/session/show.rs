@@ -100,10 +100,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     ) -> Result<Option<Shown>, Flow> {
         let target = &plan.targets[0];
         if let (Some(asked), Some(physical)) = (
-            ShowTables::parse(original_sql),
-            ShowTables::parse(&target.sql),
+            Listing::parse(original_sql, Listed::Tables),
+            Listing::parse(&target.sql, Listed::Tables),
         ) {
             return self.show_tables(plan, &asked, &physical).await.map(Some);
+        }
+        if let Some(asked) = Listing::parse(original_sql, Listed::TableStatus)
+            .filter(|l| self.names_logical_schema(l.from))
+        {
+            return self.show_table_status(plan, &asked).await.map(Some);
         }
         let Some((defs, mut rows)) = self.backend_rows(&target.data_source, &target.sql).await?
         else {
@@ -121,6 +126,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }))
     }
 
+    /// Whether a listing's `FROM db` part (empty, or `FROM db`/`IN db`) names the session's
+    /// logical schema.
+    fn names_logical_schema(&self, from: &str) -> bool {
+        let mut words = from.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (None, ..) => true,
+            (Some(kw), Some(db), None)
+                if kw.eq_ignore_ascii_case("FROM") || kw.eq_ignore_ascii_case("IN") =>
+            {
+                let db = db.trim_matches('`');
+                self.ctx
+                    .snapshot
+                    .load()
+                    .rules
+                    .schema
+                    .name
+                    .eq_ignore_ascii_case(db)
+            }
+            _ => false,
+        }
+    }
+
     /// `SHOW [FULL] TABLES [FROM db] [LIKE … | WHERE …]` of the logical schema: the default
     /// data source's own tables, and each table of the rules that exists — exactly those
     /// `information_schema.TABLES` lists, whose physical table standing for them exists.
@@ -131,8 +158,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn show_tables(
         &mut self,
         plan: &Plan,
-        asked: &ShowTables<'_>,
-        physical: &ShowTables<'_>,
+        asked: &Listing<'_>,
+        physical: &Listing<'_>,
     ) -> Result<Shown, Flow> {
         let target = &plan.targets[0];
         // FULL always, for the type of the tables it lists; WHERE is applied below.
@@ -187,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The rows of SHOW TABLES for which `condition` holds, as the server of `data_source`
     /// evaluates it on a derived table of them with SHOW TABLES' column names.
-    async fn filtered(
+    pub(super) async fn filtered(
         &mut self,
         data_source: &str,
         defs: &[ColumnDef],
@@ -318,7 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs `sql` on `data_source` as text and returns its columns, named with the logical
     /// database where they name the physical one, and its rows (values as the server sent
     /// them); `None` when the server answered OK. On failure the client has its answer.
-    async fn backend_rows(
+    pub(super) async fn backend_rows(
         &mut self,
         data_source: &str,
         sql: &str,
@@ -432,28 +459,38 @@ fn show_table_type(information_schema_type: &str) -> &'static str {
     }
 }
 
-/// How SHOW TABLES filters its rows.
+/// How a listing SHOW filters its rows.
 #[derive(Debug, PartialEq, Eq)]
-enum Filter<'a> {
+pub(super) enum Filter<'a> {
     /// `LIKE '…'`: the text from LIKE on.
     Like(&'a str),
     /// `WHERE …`: the condition's text.
     Where(&'a str),
 }
 
-/// A `SHOW [FULL] TABLES [{FROM | IN} db] [LIKE … | WHERE …]` statement.
+/// A listing SHOW: `SHOW [FULL] TABLES` or `SHOW TABLE STATUS`, then `[{FROM | IN} db]
+/// [LIKE … | WHERE …]`.
 #[derive(Debug, PartialEq, Eq)]
-struct ShowTables<'a> {
-    sql: &'a str,
-    full: bool,
-    /// The text between TABLES and the filter: `FROM db`, if any.
-    from: &'a str,
-    filter: Option<Filter<'a>>,
+pub(super) struct Listing<'a> {
+    pub sql: &'a str,
+    pub full: bool,
+    /// The text between the listing's words and the filter: `FROM db`, if any.
+    pub from: &'a str,
+    pub filter: Option<Filter<'a>>,
 }
 
-impl<'a> ShowTables<'a> {
-    /// `sql` read as SHOW TABLES; `None` for any other statement.
-    fn parse(sql: &'a str) -> Option<ShowTables<'a>> {
+/// What a listing SHOW lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listed {
+    /// `SHOW [FULL] TABLES`
+    Tables,
+    /// `SHOW TABLE STATUS`
+    TableStatus,
+}
+
+impl<'a> Listing<'a> {
+    /// `sql` read as a listing of `what`; `None` for any other statement.
+    pub(super) fn parse(sql: &'a str, what: Listed) -> Option<Listing<'a>> {
         let mut lexer = Lexer::new(sql);
         let mut words = Vec::new();
         while let Some(t) = lexer.next_token() {
@@ -468,24 +505,27 @@ impl<'a> ShowTables<'a> {
         if !is(0, "SHOW") {
             return None;
         }
-        let full = is(1, "FULL");
-        let at = 1 + usize::from(full);
-        if !is(at, "TABLES") {
-            return None;
-        }
+        let (full, last) = match what {
+            Listed::Tables => {
+                let full = is(1, "FULL");
+                let at = 1 + usize::from(full);
+                (full, is(at, "TABLES").then_some(at)?)
+            }
+            Listed::TableStatus => (false, (is(1, "TABLE") && is(2, "STATUS")).then_some(2)?),
+        };
         let text = |from: usize| {
             let rest = sql[from..].trim_end();
             rest.strip_suffix(';').unwrap_or(rest).trim()
         };
-        let filter_at = (at + 1..words.len()).find(|&i| is(i, "LIKE") || is(i, "WHERE"));
+        let filter_at = (last + 1..words.len()).find(|&i| is(i, "LIKE") || is(i, "WHERE"));
         let from_end = filter_at.map_or(sql.len(), |i| words[i].start);
-        let from = sql[words[at].end..from_end].trim();
+        let from = sql[words[last].end..from_end].trim();
         let from = from.strip_suffix(';').unwrap_or(from);
         let filter = filter_at.map(|i| match is(i, "LIKE") {
             true => Filter::Like(text(words[i].start)),
             false => Filter::Where(text(words[i].end)),
         });
-        Some(ShowTables {
+        Some(Listing {
             sql,
             full,
             from: from.trim(),
@@ -513,7 +553,7 @@ fn rename_value(value: &mut Vec<u8>, renames: &[(String, String)]) {
 }
 
 /// The pattern of a trailing `LIKE '...'`, if any.
-fn like_pattern(sql: &str) -> Option<String> {
+pub(super) fn like_pattern(sql: &str) -> Option<String> {
     let mut lexer = Lexer::new(sql);
     let mut last: [Option<Token>; 2] = [None, None];
     while let Some(t) = lexer.next_token() {
@@ -554,7 +594,7 @@ mod tests {
 
     #[test]
     fn reads_show_tables() {
-        let parse = |sql| ShowTables::parse(sql).map(|s| (s.full, s.from, s.filter));
+        let parse = |sql| Listing::parse(sql, Listed::Tables).map(|s| (s.full, s.from, s.filter));
         assert_eq!(parse("SHOW TABLES"), Some((false, "", None)));
         assert_eq!(
             parse("show full tables from `bank` like 'p%';"),
@@ -570,6 +610,17 @@ mod tests {
         );
         assert_eq!(parse("SHOW TABLE STATUS"), None);
         assert_eq!(parse("SHOW CREATE TABLE tables"), None);
+        let status = |sql| Listing::parse(sql, Listed::TableStatus).map(|s| (s.from, s.filter));
+        assert_eq!(status("SHOW TABLE STATUS"), Some(("", None)));
+        assert_eq!(
+            status("show table status from bank where Engine = 'InnoDB'"),
+            Some(("from bank", Some(Filter::Where("Engine = 'InnoDB'"))))
+        );
+        assert_eq!(
+            status("SHOW TABLE STATUS LIKE 'p%'"),
+            Some(("", Some(Filter::Like("LIKE 'p%'"))))
+        );
+        assert_eq!(status("SHOW TABLES"), None);
         assert_eq!(parse("SELECT 'SHOW TABLES'"), None);
     }
 
