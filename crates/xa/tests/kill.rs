@@ -10,9 +10,10 @@
 //! prepared, the sum of balances is unchanged, every balance equals what the transfer rows
 //! say, every transfer the child saw committed has its row, and none it saw fail has one.
 //!
-//! `XA_KILL_ROUNDS` sets the number of rounds (default 24).
+//! `XA_KILL_ROUNDS` sets the number of rounds (default 160: with the recovery children's,
+//! over 200 kills, in well under a minute).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ const SOURCES: usize = 4;
 const ACCOUNTS: u32 = 20;
 const START_BALANCE: i64 = 1_000;
 const CLIENTS: u32 = 4;
+/// An amount the transfer table's CHECK refuses.
+const REFUSED_AMOUNT: i64 = 1_000;
 const OWNER: &str = "victim";
 /// How the parent tells the child what to do: `work <round>` or `recover <round>`.
 const ENV_ROLE: &str = "XA_KILL_CHILD";
@@ -204,7 +207,11 @@ async fn work(layout: &Layout, round: u64) {
                         let b = client * per + 1 + rng.gen_range(0..per);
                         (from, to, a, b)
                     };
-                    match transfer(&coordinator, &mut conns, id, (from, a), (to, b), 7).await {
+                    // One transfer in eight is refused by its transfer row's CHECK after its
+                    // debit ran: rolled back, so "none reported failed is applied" has
+                    // something to check.
+                    let amount = if n % 8 == 7 { REFUSED_AMOUNT } else { 7 };
+                    match transfer(&coordinator, &mut conns, id, (from, a), (to, b), amount).await {
                         Ok(()) => println!("XA committed {id}"),
                         Err(failed) => {
                             let verdict = if failed.rolled_back {
@@ -253,13 +260,14 @@ async fn child_process_of_the_kill_test() {
 
 /// Starts a child of this test binary with `role` and failpoints `spec`, kills it after
 /// `kill_after` unless its failpoint ended it first, and returns the ids it reported
-/// committed and failed.
+/// committed and failed, and whether it died (a recovery child with nothing to recover ends
+/// by itself).
 fn run_child(
     layout: &Layout,
     role: &str,
     spec: &str,
     kill_after: Duration,
-) -> (BTreeSet<u64>, BTreeSet<u64>) {
+) -> (BTreeSet<u64>, BTreeSet<u64>, bool) {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["child_process_of_the_kill_test", "--exact", "--nocapture"])
         .env(ENV_ROLE, role)
@@ -306,12 +314,13 @@ fn run_child(
         !status.success() || role.starts_with("recover"),
         "{role}: the child ended by itself"
     );
-    reader.join().expect("child output")
+    let (committed, failed) = reader.join().expect("child output");
+    (committed, failed, !status.success())
 }
 
 /// Waits until no server has a connection to the test's databases (only the dead children
-/// had such connections at this point).
-fn wait_until_gone(servers: &[Backend], layout: &Layout) {
+/// had such connections at this point; the checker's own are in no database).
+async fn wait_until_gone(checkers: &mut [BackendConn], layout: &Layout) {
     let databases: Vec<String> = std::iter::once(&layout.meta)
         .chain(&layout.databases)
         .map(|db| format!("'{db}'"))
@@ -321,22 +330,48 @@ fn wait_until_gone(servers: &[Backend], layout: &Layout) {
         databases.join(",")
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while servers.iter().any(|s| query(s, &sql)[0][0] > 0) {
+    loop {
+        let mut open = 0;
+        for checker in checkers.iter_mut() {
+            open += query(checker, &sql).await[0][0];
+        }
+        if open == 0 {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
             "the dead process's connections are still open"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-fn query(server: &Backend, sql: &str) -> Vec<Vec<i64>> {
-    server
-        .sql(sql)
+/// The rows of `sql`, every value a number.
+async fn query(checker: &mut BackendConn, sql: &str) -> Vec<Vec<i64>> {
+    checker
+        .query(sql)
+        .await
         .expect("query")
-        .lines()
-        .map(|l| l.split('\t').map(|v| v.parse().expect("number")).collect())
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.as_deref().expect("a value").parse().expect("number"))
+                .collect()
+        })
         .collect()
+}
+
+/// The dbmesh branches prepared on the server of `checker`.
+async fn prepared(checker: &mut BackendConn) -> usize {
+    checker
+        .query("XA RECOVER")
+        .await
+        .expect("XA RECOVER")
+        .rows
+        .iter()
+        .filter(|row| row[0].as_deref() == Some(&xa::FORMAT_ID.to_string()))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -347,7 +382,7 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
     let rounds: u64 = std::env::var("XA_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(160);
     let servers = testkit::backends(2).expect("two MariaDB servers");
     let meta = testkit::unique_name("xkmeta");
     servers[0]
@@ -364,7 +399,7 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
                  CREATE TABLE {db}.account (id INT PRIMARY KEY, balance BIGINT NOT NULL); \
                  INSERT INTO {db}.account VALUES {}; \
                  CREATE TABLE {db}.transfer (id BIGINT PRIMARY KEY, from_ds INT, from_account INT, \
-                   to_ds INT, to_account INT, amount BIGINT)",
+                   to_ds INT, to_account INT, amount BIGINT CHECK (amount < {REFUSED_AMOUNT}))",
                 rows.join(",")
             ))
             .expect("participant database");
@@ -376,6 +411,13 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
         meta,
         databases,
     };
+    // The checks' connections, in no database; kept for the whole run.
+    let mut checkers = Vec::new();
+    for address in &layout.addresses {
+        let options =
+            ConnectOptions::plaintext("checker", address, &layout.user, &layout.password, None);
+        checkers.push(BackendConn::connect(&options).await.expect("connect"));
+    }
     let crash_points = [
         Failpoint::PrepareSome,
         Failpoint::Prepared,
@@ -384,17 +426,30 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
         Failpoint::Committed,
     ];
     let (mut all_committed, mut all_failed) = (BTreeSet::new(), BTreeSet::new());
+    // How the children died: a failpoint's name, or `SIGKILL`.
+    let mut kills: BTreeMap<String, usize> = BTreeMap::new();
     let mut recovery_ms = Vec::new();
     for round in 0..rounds {
         // Every other round a failpoint aborts the child; the others are killed at random.
-        let (spec, kill_after) = if round % 2 == 0 {
+        let (spec, kill_after, how) = if round % 2 == 0 {
             let point = crash_points[(round / 2) as usize % crash_points.len()];
-            (format!("{}=abort", point.name()), Duration::from_secs(20))
+            (
+                format!("{}=abort", point.name()),
+                Duration::from_secs(20),
+                point.name().to_owned(),
+            )
         } else {
-            let after = rand::thread_rng().gen_range(150..600);
-            (String::new(), Duration::from_millis(after))
+            // From before the child's first transfer to well into its transfers.
+            let after = rand::thread_rng().gen_range(20..250);
+            (
+                String::new(),
+                Duration::from_millis(after),
+                "SIGKILL".to_owned(),
+            )
         };
-        let (committed, failed) = run_child(&layout, &format!("work {round}"), &spec, kill_after);
+        *kills.entry(how).or_default() += 1;
+        let (committed, failed, _) =
+            run_child(&layout, &format!("work {round}"), &spec, kill_after);
         all_committed.extend(committed);
         all_failed.extend(failed);
         // Every third round, a recovering proxy dies mid-recovery too.
@@ -404,18 +459,21 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
             } else {
                 "recovery_resolved_one"
             };
-            run_child(
+            let (_, _, died) = run_child(
                 &layout,
                 &format!("recover {round}"),
                 &format!("{point}=abort"),
                 Duration::from_secs(20),
             );
+            if died {
+                *kills.entry(point.to_owned()).or_default() += 1;
+            }
         }
         // A statement the dead process sent may still be running on a server (an XA PREPARE
         // finishing after the kill leaves a branch prepared after a recovery round that did
         // not see it, for the next round to resolve). Checking "nothing left prepared" needs
         // that work to be over: wait until no connection of the dead process is left.
-        wait_until_gone(&servers, &layout);
+        wait_until_gone(&mut checkers, &layout).await;
         // The proxy restarts under its name: its earlier runs are gone at once.
         let restarted_at = Instant::now();
         let coordinator = layout.coordinator(Failpoints::default()).await;
@@ -435,25 +493,21 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
         drop(recoverer);
         drop(coordinator);
 
-        let prepared: usize = servers
-            .iter()
-            .map(|s| {
-                s.sql("XA RECOVER")
-                    .expect("XA RECOVER")
-                    .lines()
-                    .filter(|l| l.starts_with(&format!("{}\t", xa::FORMAT_ID)))
-                    .count()
-            })
-            .sum();
-        assert_eq!(prepared, 0, "round {round}: branches left prepared");
+        let mut left = 0;
+        for checker in &mut checkers {
+            left += prepared(checker).await;
+        }
+        assert_eq!(left, 0, "round {round}: branches left prepared");
         // Balances: unchanged in sum, and each exactly what the transfer rows say.
         let mut expected = vec![vec![START_BALANCE; ACCOUNTS as usize + 1]; SOURCES];
         let mut applied = BTreeSet::new();
         for (ds, db) in layout.databases.iter().enumerate() {
             for row in query(
-                &servers[ds / 2],
+                &mut checkers[ds / 2],
                 &format!("SELECT id, from_ds, from_account, to_ds, to_account, amount FROM {db}.transfer"),
-            ) {
+            )
+            .await
+            {
                 let [id, from, a, to, b, amount] = row[..] else {
                     panic!("transfer row {row:?}");
                 };
@@ -465,9 +519,11 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
         let mut total = 0;
         for (ds, db) in layout.databases.iter().enumerate() {
             for row in query(
-                &servers[ds / 2],
+                &mut checkers[ds / 2],
                 &format!("SELECT id, balance FROM {db}.account"),
-            ) {
+            )
+            .await
+            {
                 let (id, balance) = (row[0] as usize, row[1]);
                 assert_eq!(
                     balance, expected[ds][id],
@@ -494,7 +550,8 @@ async fn transfers_keep_the_bank_invariant_across_kill_9_at_every_step() {
     }
     recovery_ms.sort_unstable();
     eprintln!(
-        "{rounds} kills; {} transfers reported committed, {} failed; restart to no in-doubt branch: p50 {} ms, max {} ms",
+        "{} kills in {rounds} rounds ({kills:?}); {} transfers reported committed, {} failed; restart to no in-doubt branch: p50 {} ms, max {} ms",
+        kills.values().sum::<usize>(),
         all_committed.len(),
         all_failed.len(),
         recovery_ms[recovery_ms.len() / 2],
