@@ -12,7 +12,12 @@ dbmesh_transaction_mode, and the modes alternate within every repetition. Prints
 of transfers per second and of transaction latency (average and 99th percentile, BEGIN to
 COMMIT answered) per data-source count, mode and thread count.
 
-  bench/transfers.py [--reps 3] [--seconds 10] [--threads 4 32]
+With --oltp, it runs sysbench's own oltp_read_write instead, on tables the rules do not name
+(so every transaction is on the default data source, ds_0): single-shard transactions, the
+modes alternating the same way (`--db-ps-mode` both ways: a text statement carries its
+transaction's `XA START`, a prepared one cannot).
+
+  bench/transfers.py [--reps 3] [--seconds 10] [--threads 4 32] [--oltp]
 """
 import argparse
 import os
@@ -55,6 +60,21 @@ function thread_done()
 end
 """
 
+# oltp_read_write with each session's dbmesh_transaction_mode set after it connects.
+OLTP_LUA = """
+package.path = "/usr/share/sysbench/?.lua;" .. package.path
+require("oltp_read_write")
+sysbench.cmdline.options.mode = {"dbmesh_transaction_mode of every session", "xa"}
+local connected = thread_init
+function thread_init()
+  connected()
+  con:query("SET dbmesh_transaction_mode = '" .. sysbench.opt.mode .. "'")
+end
+"""
+
+OLTP_TABLES = 4
+OLTP_ROWS = 10_000
+
 
 def rules(backend_port):
     text = f"""[proxy]
@@ -95,17 +115,32 @@ def proxy_sql(port, text):
                     "sbtest", "-e", text], check=True)
 
 
-def transfers(port, script, shards, mode, threads, seconds):
+def sysbench(port, threads, seconds, script_args):
     args = ["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
             "--mysql-user=sbtest", "--mysql-password=sbtest", "--mysql-db=sbtest",
             "--mysql-ignore-errors=1213,1205,1402", f"--threads={threads}", f"--time={seconds}",
-            "--percentile=99", "--report-interval=0", script, f"--mode={mode}",
-            f"--accounts={ACCOUNTS}", f"--shards={shards}", "run"]
+            "--percentile=99", "--report-interval=0", *script_args]
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"sysbench failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def transfers(port, script, shards, mode, threads, seconds):
+    return summary(sysbench(port, threads, seconds, [script, f"--mode={mode}", f"--accounts={ACCOUNTS}",
+                                                     f"--shards={shards}", "run"]))
+
+
+def oltp(port, script, ps_mode, mode, threads, seconds):
+    return summary(sysbench(port, threads, seconds, [script, f"--mode={mode}", f"--db-ps-mode={ps_mode}",
+                                                     f"--tables={OLTP_TABLES}", f"--table-size={OLTP_ROWS}",
+                                                     "run"]))
+
+
+def summary(stdout):
+    """Transactions per second, latency average and p99 (ms), ignored errors."""
     tps = avg = p99 = errors = None
-    for line in out.stdout.splitlines():
+    for line in stdout.splitlines():
         s = line.strip()
         if s.startswith("transactions:"):
             tps = float(s.split("(")[1].split()[0])
@@ -123,6 +158,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--threads", type=int, nargs="+", default=[4, 32])
+    parser.add_argument("--oltp", action="store_true", help="oltp_read_write on one data source")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="dbmesh-transfers-")
     db = MariaDb(workdir)
@@ -131,6 +167,9 @@ def main():
         db.sql("SET GLOBAL innodb_flush_log_at_trx_commit = 1; "
                "CREATE DATABASE sbtest_0; CREATE DATABASE sbtest_1")
         proxy, port = start_dbmesh(workdir, "transfers", rules(db.port))
+        if args.oltp:
+            single_shard(port, workdir, args)
+            return
         proxy_sql(port, "CREATE TABLE accounts (uid BIGINT PRIMARY KEY, balance BIGINT NOT NULL)")
         for start in range(0, ACCOUNTS, 1000):
             values = ", ".join(f"({uid}, 1000)" for uid in range(start, start + 1000))
@@ -166,6 +205,35 @@ def main():
         if proxy:
             proxy.stop()
         db.stop()
+
+
+def single_shard(port, workdir, args):
+    """oltp_read_write, every table on ds_0, xa against local."""
+    script = os.path.join(workdir, "oltp.lua")
+    with open(script, "w") as f:
+        f.write(OLTP_LUA)
+    sysbench(port, 4, 0, [script, f"--tables={OLTP_TABLES}", f"--table-size={OLTP_ROWS}", "prepare"])
+    results = {}
+    for rep in range(args.reps):
+        for ps_mode in ("disable", "auto"):
+            for threads in args.threads:
+                for mode in ("local", "xa"):
+                    results.setdefault((ps_mode, threads, mode), []).append(
+                        oltp(port, script, ps_mode, mode, threads, args.seconds))
+    print(f"\noltp_read_write, {OLTP_TABLES} tables of {OLTP_ROWS} rows on ds_0; {args.reps} x "
+          f"{args.seconds} s per run, medians; MariaDB innodb_flush_log_at_trx_commit = 1\n")
+    print("| statements | threads | mode | transactions/s | latency avg ms | latency p99 ms | errors | xa/local transactions/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ps_mode in ("disable", "auto"):
+        kind = "text" if ps_mode == "disable" else "prepared"
+        for threads in args.threads:
+            local_tps = statistics.median(r[0] for r in results[(ps_mode, threads, "local")])
+            for mode in ("local", "xa"):
+                runs = results[(ps_mode, threads, mode)]
+                tps = statistics.median(r[0] for r in runs)
+                print(f"| {kind} | {threads} | {mode} | {tps:.0f} | {statistics.median(r[1] for r in runs):.2f} | "
+                      f"{statistics.median(r[2] for r in runs):.2f} | {sum(r[3] or 0 for r in runs)} | "
+                      f"{tps / local_tps:.2f} |")
 
 
 if __name__ == "__main__":

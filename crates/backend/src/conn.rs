@@ -452,6 +452,39 @@ impl BackendConn {
         self.conn.flush().await.map_err(|e| self.lost(e))
     }
 
+    /// Sends statements as one COM_QUERY each, in a single write: the server answers them in
+    /// order, and the round trip is shared. (Unlike one multi-statement text, each runs even
+    /// when an earlier one failed, and no `CLIENT_MULTI_STATEMENTS` is needed.)
+    pub async fn send_queries(&mut self, sqls: &[String]) -> Result<(), BackendError> {
+        for sql in sqls {
+            self.conn.set_seq(0);
+            self.conn.write_with(|b| {
+                b.put_u8(com::QUERY);
+                b.put_slice(&protocol::text::encode(sql));
+            });
+        }
+        self.conn.flush().await.map_err(|e| self.lost(e))
+    }
+
+    /// Reads one OK or ERR answer and nothing after it: the first result of a
+    /// multi-statement text whose later results the caller reads (or relays) itself.
+    pub async fn read_ok(&mut self) -> Result<OkPacket, BackendError> {
+        let packet = self.read_one().await?;
+        if is_err(&packet) {
+            let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
+            return Err(BackendError::Server {
+                source_name: self.options_source.clone(),
+                error,
+            });
+        }
+        if packet.first() != Some(&OK_HEADER) {
+            return Err(self.lost(ProtocolError::Malformed("expected an OK or ERR answer")));
+        }
+        let ok = OkPacket::decode(&packet).map_err(|e| self.lost(e))?;
+        self.status = ok.status;
+        Ok(ok)
+    }
+
     /// Runs a statement whose result the proxy consumes itself; returns the final OK, or the
     /// server's error as `BackendError::Server`. Result-set rows are returned as text. `sql`
     /// is statement text as `protocol::text::decode` makes it: it goes out as the client's bytes.

@@ -5,9 +5,14 @@
 //! - what reaches the servers: autocommit statements start no XA branch, a one-shard
 //!   transaction commits in one phase (no `XA PREPARE`, no decision row), a cross-shard one
 //!   prepares on both servers;
+//! - round trips: a one-shard transaction takes one fewer in `xa` mode than in `local` (its
+//!   `XA START` goes with its first statement, `XA END` with `XA COMMIT … ONE PHASE`), and
+//!   each way that can fail (the statement, `XA START`, the connection between their
+//!   answers) leaves the session in a known state;
 //! - a write on several data sources in autocommit mode is a distributed transaction of its
 //!   own: a duplicate key on one shard, or a shard's backend connection killed mid-statement,
-//!   leaves every shard unchanged;
+//!   leaves every shard unchanged; a server killed during a write on several shards inside
+//!   a transaction ends the session, and nothing of the transaction is applied anywhere;
 //! - client semantics: COMMIT and ROLLBACK on every shard, savepoints, DDL committing the open
 //!   transaction, the client's own `XA …` refused in `xa` mode and working in `local` mode, a
 //!   client that disconnects mid-transaction rolled back everywhere;
@@ -22,7 +27,8 @@
 //! - a client without `CLIENT_MULTI_STATEMENTS` (so the proxy's backend connections have none
 //!   either) committing across shards: the coordinator sends one statement per command;
 //! - deadlocks: one server's victim loses its whole distributed transaction; a cycle across
-//!   servers, which no server sees, is broken by the distributed lock-wait bound (1213).
+//!   servers, which no server sees, is broken by the distributed lock-wait bound (1213)
+//!   within a second, and the other party commits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -305,6 +311,259 @@ async fn one_shard_commits_in_one_phase_and_cross_shard_prepares() {
     assert_eq!(bank.balances().await[0], (0, START_BALANCE));
 }
 
+/// A TCP relay in front of a server that records, per connection, the proxy's commands
+/// grouped by round trip: a round trip begins when the proxy sends after the server spoke.
+#[derive(Clone, Default)]
+struct RoundTrips {
+    connections: Arc<Mutex<Vec<Arc<Mutex<Turns>>>>>,
+}
+
+#[derive(Default)]
+struct Turns {
+    /// What the proxy sent in each round trip, as text (lossy).
+    sent: Vec<String>,
+    server_spoke: bool,
+}
+
+impl RoundTrips {
+    /// Starts relaying to `server`; returns the relay's address.
+    async fn start(server: &Backend) -> (RoundTrips, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let trips = RoundTrips::default();
+        let upstream = server.address();
+        let connections = trips.connections.clone();
+        tokio::spawn(async move {
+            while let Ok((proxy_side, _)) = listener.accept().await {
+                let Ok(server_side) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let turns = Arc::new(Mutex::new(Turns::default()));
+                connections.lock().unwrap().push(turns.clone());
+                let (mut from_proxy, mut to_proxy) = proxy_side.into_split();
+                let (mut from_server, mut to_server) = server_side.into_split();
+                let up = turns.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = from_proxy.read(&mut buf).await {
+                        {
+                            let mut t = up.lock().unwrap();
+                            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                            if t.server_spoke || t.sent.is_empty() {
+                                t.sent.push(text);
+                                t.server_spoke = false;
+                            } else {
+                                t.sent.last_mut().unwrap().push_str(&text);
+                            }
+                        }
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                        // Noted before the proxy can see the answer and send again.
+                        turns.lock().unwrap().server_spoke = true;
+                        if to_proxy.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (trips, address)
+    }
+
+    /// The round trips of the connection that carried `marker`, from the one that began the
+    /// transaction (`BEGIN` or `XA START`) to the one that committed it.
+    fn of_transaction(&self, marker: &str) -> Vec<String> {
+        let connections = self.connections.lock().unwrap();
+        let turns = connections
+            .iter()
+            .find(|t| t.lock().unwrap().sent.iter().any(|s| s.contains(marker)))
+            .expect("a connection carried the marker")
+            .lock()
+            .unwrap();
+        let at = turns.sent.iter().position(|s| s.contains(marker)).unwrap();
+        let begin = turns.sent[..=at]
+            .iter()
+            .rposition(|s| s.contains("BEGIN") || s.contains("XA START"))
+            .expect("the transaction's start");
+        let end = at
+            + turns.sent[at..]
+                .iter()
+                .position(|s| s.contains("COMMIT"))
+                .expect("the transaction's commit");
+        turns.sent[begin..=end].to_vec()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shard_transaction_takes_no_more_round_trips_in_xa_mode_than_in_local() {
+    let bank = Bank::new();
+    // ds_0 (the default data source, which local mode's BEGIN and COMMIT go to) through the
+    // counting relay.
+    let (trips, relay) = RoundTrips::start(&bank.servers[0]).await;
+    let rules = bank.rules(None).replacen(
+        &format!("address = \"{}\"", bank.servers[0].address()),
+        &format!("address = \"{relay}\""),
+        1,
+    );
+    let proxy = Proxy::start(&rules);
+    bank.create(&proxy).await;
+    let mut counts = Vec::new();
+    for mode in ["local", "xa"] {
+        let mut c = proxy.conn(Some("bank")).await;
+        c.query_drop(format!("SET dbmesh_transaction_mode = '{mode}'"))
+            .await
+            .unwrap();
+        // uids 0 and 4 are on ds_0.
+        let marker = format!("'trip-{mode}'");
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop(format!(
+            "SELECT balance, {marker} FROM accounts WHERE uid = 0"
+        ))
+        .await
+        .unwrap();
+        c.query_drop("UPDATE accounts SET balance = balance - 1 WHERE uid = 0")
+            .await
+            .unwrap();
+        c.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 4")
+            .await
+            .unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        let turns = trips.of_transaction(&marker);
+        eprintln!("{mode}: {} round trips", turns.len());
+        counts.push(turns);
+    }
+    // local: BEGIN, the three statements, COMMIT. xa: `XA START` goes with the first
+    // statement, and `XA END` with `XA COMMIT … ONE PHASE`.
+    assert_eq!(counts[0].len(), 5, "local: {:?}", counts[0]);
+    assert_eq!(counts[1].len(), 4, "xa: {:?}", counts[1]);
+    assert!(
+        counts[1][0].contains("XA START") && counts[1][0].contains("trip-xa"),
+        "{:?}",
+        counts[1]
+    );
+    assert!(
+        counts[1][3].contains("XA END") && counts[1][3].contains("ONE PHASE"),
+        "{:?}",
+        counts[1]
+    );
+    assert_eq!(bank.prepared().await, 0);
+    let balances = bank.balances().await;
+    assert_eq!(
+        (balances[0].1, balances[4].1),
+        (START_BALANCE - 2, START_BALANCE + 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_started_with_its_first_statement_fails_cleanly() {
+    let bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    let balance = |balances: &[(u64, i64)], uid: usize| balances[uid].1;
+
+    // The statement that carried `XA START` fails (a duplicate key on ds_0): the branch is
+    // open, the transaction goes on, and commits what ran after.
+    let mut c = proxy.conn(Some("bank")).await;
+    let starts = bank.status(0, "Com_xa_start").await;
+    c.query_drop("BEGIN").await.unwrap();
+    let err = c
+        .query_drop("INSERT INTO accounts (uid, balance) VALUES (0, 5)")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err).0, 1062);
+    let in_transaction: Option<String> = c.query_first("SELECT @@in_transaction").await.unwrap();
+    assert_eq!(in_transaction.as_deref(), Some("1"));
+    c.query_drop("UPDATE accounts SET balance = balance + 3 WHERE uid = 4")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(
+        bank.status(0, "Com_xa_start").await - starts,
+        1,
+        "one branch"
+    );
+    let balances = bank.balances().await;
+    assert_eq!(
+        (balance(&balances, 0), balance(&balances, 4)),
+        (START_BALANCE, START_BALANCE + 3)
+    );
+
+    // `XA START` refused by the server: the connection holds table locks (the proxy answers
+    // BEGIN itself, so they outlast it), and MariaDB answers XAER_OUTSIDE. The UPDATE after
+    // it in the same text does not run (it would autocommit), the client gets 1399, and the
+    // session goes on.
+    c.query_drop("CREATE TABLE plain (n BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO plain VALUES (0)").await.unwrap();
+    c.query_drop("LOCK TABLES plain WRITE").await.unwrap();
+    c.query_drop("BEGIN").await.unwrap();
+    let err = c
+        .query_drop("UPDATE plain SET n = n + 7")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(err), (1399, "XAE07".into()));
+    c.query_drop("ROLLBACK").await.unwrap();
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+    let n: Option<i64> = bank
+        .direct(0)
+        .await
+        .query_first("SELECT n FROM plain")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0), "the statement after the refused XA START ran");
+    c.query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 0")
+        .await
+        .unwrap();
+    assert_eq!(balance(&bank.balances().await, 0), START_BALANCE + 1);
+
+    // The connection is lost between `XA START`'s answer and the statement's: the client
+    // gets an error and its session ends; nothing of the branch stays.
+    let mut c = proxy.conn(Some("bank")).await;
+    c.query_drop("BEGIN").await.unwrap();
+    let slow = tokio::spawn(async move {
+        let r = c
+            .query_drop("UPDATE accounts SET balance = balance + 1 + SLEEP(5) WHERE uid = 0")
+            .await;
+        (c, r)
+    });
+    let mut server = direct(&bank.servers[0]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id: u64 = loop {
+        let id: Option<u64> = server
+            .query_first(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE accounts%SLEEP(5)%'",
+            )
+            .await
+            .unwrap();
+        if let Some(id) = id {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server
+        .query_drop(format!("KILL CONNECTION {id}"))
+        .await
+        .unwrap();
+    let (mut c, r) = slow.await.unwrap();
+    let err = r.unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 1105 && e.message.contains("lost")),
+        "{err:?}"
+    );
+    assert!(c.query_drop("SELECT 1").await.is_err(), "the session ended");
+    assert_eq!(bank.prepared().await, 0);
+    assert_eq!(balance(&bank.balances().await, 0), START_BALANCE + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_semantics_stay_mysqls() {
     let bank = Bank::new();
@@ -524,7 +783,7 @@ async fn bank_invariant_survives_kill_9_of_the_proxy() {
             seen.clone(),
         ));
         // Let transfers run, then kill at a random moment within a commit-heavy window.
-        tokio::time::sleep(Duration::from_millis(1_000 + rand::random::<u64>() % 1_500)).await;
+        tokio::time::sleep(Duration::from_millis(300 + rand::random::<u64>() % 700)).await;
         let _ = std::process::Command::new("kill")
             .args(["-9", &proxy.pid().to_string()])
             .status();
@@ -984,15 +1243,11 @@ async fn a_client_without_multi_statements_commits_across_shards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deadlock_across_servers_is_broken_by_the_lock_wait_bound() {
-    const BOUND_MS: u64 = 3_000;
+async fn a_deadlock_across_servers_is_broken_within_a_second_by_the_lock_wait_bound() {
+    // `distributed_lock_wait_ms`'s default.
+    const BOUND: Duration = Duration::from_secs(1);
     let bank = Bank::new();
-    let rules = bank.rules(None).replacen(
-        "default_data_source = \"ds_0\"\n",
-        &format!("default_data_source = \"ds_0\"\ndistributed_lock_wait_ms = {BOUND_MS}\n"),
-        1,
-    );
-    let proxy = Proxy::start(&rules);
+    let proxy = Proxy::start(&bank.rules(None));
     bank.create(&proxy).await;
     let mut a = proxy.conn(Some("bank")).await;
     let mut b = proxy.conn(Some("bank")).await;
@@ -1013,21 +1268,30 @@ async fn a_deadlock_across_servers_is_broken_by_the_lock_wait_bound() {
             .await;
         (a, r, started.elapsed())
     });
-    // B closes the cycle well within A's bound, so A's wait passes the bound first.
-    tokio::time::sleep(Duration::from_millis(BOUND_MS / 2)).await;
+    // B closes the cycle within A's bound, so A's wait passes the bound first.
+    tokio::time::sleep(BOUND / 4).await;
+    let cycle_at = started.elapsed();
     let rb = b
         .query_drop("UPDATE accounts SET balance = balance + 1 WHERE uid = 0")
         .await;
     let b_waited = started.elapsed();
     let (mut a, ra, a_waited) = a_waits.await.unwrap();
-    eprintln!("bound {BOUND_MS} ms: A answered after {a_waited:?}, B's wait over {b_waited:?} after A's began");
+    let broken_after = a_waited.saturating_sub(cycle_at);
+    eprintln!(
+        "bound {BOUND:?}: the cycle closed {cycle_at:?} after A's wait began; A answered \
+         {a_waited:?} after it ({broken_after:?} after the cycle closed), B's wait over after \
+         {b_waited:?}"
+    );
     let err = ra.expect_err("A, whose wait passed the bound first, is the victim");
     assert_eq!(server_code(err), (1213, "40001".into()));
     rb.expect("B goes on once A is rolled back");
-    // Well under the servers' own 50 s lock wait timeout, and not before the bound.
+    // Not before the bound, and within a second of the cycle: the bound less the time A
+    // waited before the cycle closed (plus a second's allowance for a loaded machine's
+    // scheduling; the servers' own lock wait timeout is 50 s).
+    assert!(a_waited >= BOUND, "{a_waited:?}");
     assert!(
-        a_waited >= Duration::from_millis(BOUND_MS) && a_waited < Duration::from_secs(20),
-        "{a_waited:?}"
+        broken_after < BOUND + Duration::from_secs(1),
+        "the deadlock lasted {broken_after:?}"
     );
     b.query_drop("COMMIT").await.unwrap();
     // A's whole transaction is gone, its branch on server 0 included; B's is committed.
@@ -1042,6 +1306,97 @@ async fn a_deadlock_across_servers_is_broken_by_the_lock_wait_bound() {
     assert_eq!(status.as_deref(), Some("0"));
     transfer(&mut a, 99, 1, 3, 5, true).await.unwrap();
     assert_eq!(bank.prepared().await, 0);
+}
+
+/// Where a statement text starting with `prefix` runs: the ids of the servers' processes
+/// running it (0 where none is).
+async fn running(bank: &Bank, prefix: &str) -> [u64; 2] {
+    let mut ids = [0; 2];
+    for (server, id) in ids.iter_mut().enumerate() {
+        let mut c = direct(&bank.servers[server]).await;
+        let found: Option<u64> = c
+            .exec_first(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT(?, '%')",
+                (prefix,),
+            )
+            .await
+            .unwrap();
+        *id = found.unwrap_or(0);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_a_write_on_several_shards_leaves_the_transaction_all_or_nothing() {
+    let mut bank = Bank::new();
+    let proxy = Proxy::start(&bank.rules(None));
+    bank.create(&proxy).await;
+    // Server 1 is killed (SIGKILL) while the transaction's write on ds_0 (server 0) and ds_2
+    // (server 1), each part behind its statement savepoint, runs: first while server 1's part
+    // runs, then while server 0's part runs (server 1's part, still to come, finds it dead).
+    for (round, victim_busy) in [(0u64, true), (1, false)] {
+        let mut c = proxy.conn(Some("bank")).await;
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE accounts SET balance = balance + 10 WHERE uid = 1")
+            .await
+            .unwrap();
+        let write = "UPDATE accounts SET balance = balance + 1 + SLEEP(1) WHERE uid IN (0, 2)";
+        let client = tokio::spawn(async move {
+            let statement = c.query_drop(write).await;
+            let commit = c.query_drop("COMMIT").await;
+            (statement, commit)
+        });
+        let busy = if victim_busy { 1 } else { 0 };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running(&bank, "UPDATE accounts SET balance = balance + 1 + SLEEP").await[busy] == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the write never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bank.servers[1].kill().expect("kill -9 server 1");
+        let (statement, commit) = client.await.unwrap();
+        eprintln!("round {round}: statement {statement:?}, commit {commit:?}");
+        // The client learns it from the statement: a lost backend ends the session, as a
+        // direct connection to a crashed server would end, so no COMMIT can commit the part
+        // on server 0 alone.
+        match &statement {
+            Err(mysql_async::Error::Server(e)) => {
+                assert_eq!(e.code, 1105, "round {round}: {e:?}");
+                assert!(e.message.contains("lost"), "round {round}: {e:?}");
+            }
+            other => panic!("round {round}: the statement: {other:?}"),
+        }
+        assert!(
+            matches!(commit, Err(mysql_async::Error::Io(_))),
+            "round {round}: the session went on: COMMIT answered {commit:?}"
+        );
+        bank.servers[1].restart().expect("restart server 1");
+        // Until the proxy's health check sees it back.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut c = proxy.conn(Some("bank")).await;
+        while c
+            .query_drop("SELECT balance FROM accounts WHERE uid = 2")
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "server 1 never came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Nothing of the transaction is applied anywhere, on server 0 (uids 0 and 1) or 1.
+        assert_eq!(bank.wait_unprepared().await, 0, "round {round}");
+        let balances = bank.balances().await;
+        assert_eq!(
+            [balances[0].1, balances[1].1, balances[2].1],
+            [START_BALANCE; 3],
+            "round {round}: {balances:?}"
+        );
+        assert_eq!(bank.decisions().await, 0);
+    }
+    // The proxy goes on.
+    let mut c = proxy.conn(Some("bank")).await;
+    transfer(&mut c, 1, 0, 2, 5, true).await.unwrap();
 }
 
 /// Every column of the `marks` rows on data source `ds`, as text that shows each byte

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::{BackendError, Cluster, Gtid, PooledConn, Server, WantedState};
-use protocol::constants::status;
+use protocol::constants::{com, status};
 use protocol::response::{relay_response, RelayError, RelayOutcome, ResponseKind};
 use protocol::{ClientError, ProtocolError};
 use rules::{ReadYourWrites, ReplicationConfig, Rules};
 
 use crate::access::Access;
+use crate::transaction::xa_unavailable;
 use crate::{answer_error, client_error, Client, Diagnostic, Executor, Flow, Snapshot};
 
 /// The connection state the client chose, which its backend connections follow.
@@ -621,59 +622,88 @@ impl Executor {
         let conn = &mut held.conn;
         let (cancel, names) = (&self.cancel, &self.names);
         let error_for = |e: &protocol::ServerError| client_error(cancel, names, e);
-        let error = match conn.send_command(packet).await {
-            Err(e) => e,
-            Ok(()) => {
-                match relay_response(
-                    conn.packets(),
-                    client.packets(),
-                    kind,
-                    deprecate_eof,
-                    &error_for,
-                )
-                .await
-                {
-                    Ok(outcome) => {
-                        if reports_status && outcome.error.is_none() {
-                            self.reported.status = outcome.status;
-                            conn.status = outcome.status;
-                            held.unsure = false;
-                        }
-                        if outcome.last_insert_id != 0 {
-                            self.reported.last_insert_id = outcome.last_insert_id;
-                        }
-                        held.diagnostics = outcome.warnings > 0 || outcome.error.is_some();
-                        self.reported.backend_statements = self.reported.backend_statements.max(1);
-                        self.reported.rows = if outcome.result_set {
-                            outcome.rows.unwrap_or(0)
-                        } else {
-                            outcome.affected_rows
-                        };
-                        if let (None, true, Some(rows)) =
-                            (&outcome.error, outcome.result_set, outcome.rows)
-                        {
-                            self.reported.found_rows = rows;
-                        }
-                        self.reported.row_count = match (&outcome.error, outcome.result_set) {
-                            (None, false) => outcome.affected_rows as i64,
-                            _ => -1,
-                        };
-                        if let Some(err) = &outcome.error {
-                            client.count_error(err.code);
-                        }
-                        return Ok(outcome);
-                    }
-                    Err(RelayError::Client(_)) => {
-                        // The client left mid-response; the rest of it is unread, so the
-                        // backend connection cannot be reused.
+        // A branch starting with this statement: one text, `XA START …;` first, so the server
+        // runs the statement only if the branch started (it stops a text at its first error).
+        let start = self.transaction.take_start(data_source);
+        let with_start;
+        let packet = match &start {
+            Some(start) => {
+                with_start = [
+                    &[com::QUERY][..],
+                    start.sql().as_bytes(),
+                    b";",
+                    packet.get(1..).unwrap_or_default(),
+                ]
+                .concat();
+                &with_start[..]
+            }
+            None => packet,
+        };
+        let error = 'sent: {
+            if let Err(e) = conn.send_command(packet).await {
+                break 'sent e;
+            }
+            if let Some(start) = start {
+                match conn.read_ok().await {
+                    Ok(_) => self.transaction.started(start, &self.cancel),
+                    Err(BackendError::Server { error, .. }) => {
+                        tracing::warn!(conn = self.session, data_source, %error, "XA START failed");
                         self.held.take(data_source);
-                        return Err(Some(Flow::Close));
+                        let e = xa_unavailable(data_source, format!("XA START failed: {error}"));
+                        return Err(Some(answer_error(client, &e.to_server_error()).await));
                     }
-                    Err(RelayError::Backend(error)) => BackendError::Lost {
-                        source_name: conn.source_name().to_string(),
-                        error,
-                    },
+                    Err(e) => break 'sent e,
                 }
+            }
+            match relay_response(
+                conn.packets(),
+                client.packets(),
+                kind,
+                deprecate_eof,
+                &error_for,
+            )
+            .await
+            {
+                Ok(outcome) => {
+                    if reports_status && outcome.error.is_none() {
+                        self.reported.status = outcome.status;
+                        conn.status = outcome.status;
+                        held.unsure = false;
+                    }
+                    if outcome.last_insert_id != 0 {
+                        self.reported.last_insert_id = outcome.last_insert_id;
+                    }
+                    held.diagnostics = outcome.warnings > 0 || outcome.error.is_some();
+                    self.reported.backend_statements = self.reported.backend_statements.max(1);
+                    self.reported.rows = if outcome.result_set {
+                        outcome.rows.unwrap_or(0)
+                    } else {
+                        outcome.affected_rows
+                    };
+                    if let (None, true, Some(rows)) =
+                        (&outcome.error, outcome.result_set, outcome.rows)
+                    {
+                        self.reported.found_rows = rows;
+                    }
+                    self.reported.row_count = match (&outcome.error, outcome.result_set) {
+                        (None, false) => outcome.affected_rows as i64,
+                        _ => -1,
+                    };
+                    if let Some(err) = &outcome.error {
+                        client.count_error(err.code);
+                    }
+                    return Ok(outcome);
+                }
+                Err(RelayError::Client(_)) => {
+                    // The client left mid-response; the rest of it is unread, so the
+                    // backend connection cannot be reused.
+                    self.held.take(data_source);
+                    return Err(Some(Flow::Close));
+                }
+                Err(RelayError::Backend(error)) => BackendError::Lost {
+                    source_name: conn.source_name().to_string(),
+                    error,
+                },
             }
         };
         if retry && client.packets().seq() == answered {

@@ -140,30 +140,38 @@ impl Executor {
         request: Request<'_>,
         kind: ResponseKind,
     ) -> Flow {
-        loop {
+        // A text goes out as the client sent it, so a branch it starts can go with it in one
+        // text when the connection allows several statements per text (it follows the
+        // client's CLIENT_MULTI_STATEMENTS).
+        self.transaction.start_with_statement =
+            matches!(request, Request::Text { .. }) && self.state.multi_statements;
+        let flow = loop {
             let packet = match self.target_request(client, snapshot, target, request).await {
                 Ok(p) => p,
-                Err(flow) => return flow,
+                Err(flow) => break flow,
             };
             if self.cancel.timed_out() {
                 // The time limit passed while a connection was found: nothing was sent.
-                return answer_error(client, &time_limit_error()).await;
+                break answer_error(client, &time_limit_error()).await;
             }
             match self
                 .relay_read(client, &target.data_source, &packet, kind)
                 .await
             {
                 Ok(outcome) => {
+                    self.transaction.settle_start();
                     let read = plan.kind == StatementKind::Select;
                     self.note_found_rows(read, &target.data_source, &target.sql, &outcome)
                         .await;
                     return Flow::Continue;
                 }
-                Err(Some(flow)) => return flow,
+                Err(Some(flow)) => break flow,
                 // The replica is out now, so the next attempt goes elsewhere.
                 Err(None) => continue,
             }
-        }
+        };
+        self.transaction.settle_start();
+        flow
     }
 
     /// `FOUND_ROWS()` after statement `sql` that `data_source` answered. The relay counted
@@ -367,23 +375,32 @@ impl Executor {
                 ));
                 break;
             };
+            // A connection lost here ends the session as one lost during the statement does
+            // (its transaction is gone on that server, and the session's with it); going on
+            // would let a later COMMIT commit the other data sources' part alone.
             if wrap && !begun.contains(&data_source) {
-                if let Err(e) = held.conn.query("BEGIN").await {
-                    failure = Some(e.to_server_error());
-                    break;
+                match held.conn.query("BEGIN").await {
+                    Ok(_) => begun.push(data_source),
+                    Err(e @ BackendError::Server { .. }) => {
+                        failure = Some(e.to_server_error());
+                        break;
+                    }
+                    Err(e) => return self.fail_backend(client, data_source, e).await,
                 }
-                begun.push(data_source);
             }
             if statement_savepoints && !saved.contains(&data_source) {
-                if let Err(e) = held
+                match held
                     .conn
                     .query(&format!("SAVEPOINT {STATEMENT_SAVEPOINT}"))
                     .await
                 {
-                    failure = Some(e.to_server_error());
-                    break;
+                    Ok(_) => saved.push(data_source),
+                    Err(e @ BackendError::Server { .. }) => {
+                        failure = Some(e.to_server_error());
+                        break;
+                    }
+                    Err(e) => return self.fail_backend(client, data_source, e).await,
                 }
-                saved.push(data_source);
             }
             let packet = match self.build_request(client, target, request).await {
                 Ok(p) => p,

@@ -42,6 +42,10 @@ pub(crate) struct Transaction {
     /// The current statement is an autocommit write on several data sources that runs as a
     /// distributed transaction of its own, committed or rolled back before it answers.
     pub implicit: bool,
+    /// The current statement is one text the session relays to one data source over a
+    /// connection that allows several statements per text: a branch it starts goes out as
+    /// `XA START …;` ahead of the statement, in the statement's round trip.
+    pub start_with_statement: bool,
 }
 
 /// An open distributed transaction and the data sources it has a branch on, whose
@@ -49,6 +53,9 @@ pub(crate) struct Transaction {
 pub(crate) struct Distributed {
     txn: xa::Transaction,
     branches: Vec<String>,
+    /// The branch whose `XA START` waits to go out with the current statement
+    /// ([`Transaction::start_with_statement`]).
+    starting: Option<xa::BranchStart>,
 }
 
 /// A one-shot `SET TRANSACTION …` (isolation level or access mode of the next transaction
@@ -86,6 +93,41 @@ impl Transaction {
             }
         }
         Ok(())
+    }
+
+    /// The branch start waiting to go out with the statement about to be sent to
+    /// `data_source`, if any.
+    pub fn take_start(&mut self, data_source: &str) -> Option<xa::BranchStart> {
+        let distributed = self.distributed.as_mut()?;
+        if distributed
+            .starting
+            .as_ref()
+            .is_some_and(|s| s.data_source() == data_source)
+        {
+            distributed.starting.take()
+        } else {
+            None
+        }
+    }
+
+    /// The server answered `start`'s `XA START` with OK: its data source has a branch now.
+    pub fn started(&mut self, start: xa::BranchStart, cancel: &crate::Cancel) {
+        let Some(distributed) = self.distributed.as_mut() else {
+            return;
+        };
+        distributed.branches.push(start.data_source().to_owned());
+        distributed.txn.started(start);
+        cancel.set_branches(distributed.branches.len());
+    }
+
+    /// After a statement that may carry its branch's start: nothing carries it over to the
+    /// next one (a start not sent, the statement having stopped short of its backend, is
+    /// made again when needed).
+    pub fn settle_start(&mut self) {
+        self.start_with_statement = false;
+        if let Some(distributed) = self.distributed.as_mut() {
+            distributed.starting = None;
+        }
     }
 
     /// After a command: follows the pending `SET TRANSACTION` to its transaction; true when
@@ -255,8 +297,9 @@ impl Executor {
 
     /// Makes the held primary connection to `data_source` a branch of the session's
     /// distributed transaction if the statement runs inside a transaction in `xa` mode and it
-    /// is not one yet (`XA START`). A connection whose `XA START` failed is dropped: it may
-    /// be in any state.
+    /// is not one yet (`XA START`, or, for a statement that carries it, its
+    /// [`xa::BranchStart`] for the relay). A connection whose `XA START` failed is dropped: it
+    /// may be in any state.
     pub(crate) async fn enlist(
         &mut self,
         snapshot: &Snapshot,
@@ -265,20 +308,18 @@ impl Executor {
         if self.transaction.no_branch
             || !(self.in_transaction_now() || self.transaction.implicit)
             || !self.xa_mode(snapshot)
-            || self
-                .transaction
-                .distributed
-                .as_ref()
-                .is_some_and(|d| d.branches.iter().any(|b| b == data_source))
+            || self.transaction.distributed.as_ref().is_some_and(|d| {
+                d.branches.iter().any(|b| b == data_source)
+                    || d.starting
+                        .as_ref()
+                        .is_some_and(|s| s.data_source() == data_source)
+            })
         {
             return Ok(());
         }
-        let unavailable = |reason: String| BackendError::Server {
-            source_name: data_source.to_string(),
-            error: ExecError::XaUnavailable(reason).to_server_error(),
-        };
         let Some(coordinator) = self.coordinator.clone() else {
-            return Err(unavailable(
+            return Err(xa_unavailable(
+                data_source,
                 "the XA coordinator is not running (the meta data source was unreachable at \
                  start, see the proxy's log)"
                     .into(),
@@ -296,7 +337,17 @@ impl Executor {
             .get_or_insert_with(|| Distributed {
                 txn: coordinator.begin(),
                 branches: Vec::new(),
+                starting: None,
             });
+        if self.transaction.start_with_statement {
+            return match distributed.txn.branch_start(data_source) {
+                Ok(start) => {
+                    distributed.starting = Some(start);
+                    Ok(())
+                }
+                Err(e) => Err(xa_unavailable(data_source, e.to_string())),
+            };
+        }
         let participant = xa::Participant {
             data_source,
             conn: &mut held.conn,
@@ -310,7 +361,7 @@ impl Executor {
             Err(e) => {
                 tracing::warn!(conn = self.session, data_source, error = %e, "XA START failed");
                 self.held.take(data_source);
-                Err(unavailable(e.to_string()))
+                Err(xa_unavailable(data_source, e.to_string()))
             }
         }
     }
@@ -319,7 +370,7 @@ impl Executor {
     /// back. The participants' connections stay with the session when their branches ended
     /// cleanly; after an error (or a branch left to recovery) they are closed, never pooled.
     pub(crate) async fn finish_distributed(&mut self, commit: bool) -> Result<(), ServerError> {
-        let Some(Distributed { txn, branches }) = self.transaction.distributed.take() else {
+        let Some(Distributed { txn, branches, .. }) = self.transaction.distributed.take() else {
             return Ok(());
         };
         self.cancel.set_branches(0);
@@ -456,5 +507,13 @@ impl Executor {
             Ok(outcome) => (Flow::Continue, outcome.error.is_none()),
             Err(flow) => (flow, false),
         }
+    }
+}
+
+/// The error of a statement whose data source could not join the distributed transaction.
+pub(crate) fn xa_unavailable(data_source: &str, reason: String) -> BackendError {
+    BackendError::Server {
+        source_name: data_source.to_string(),
+        error: ExecError::XaUnavailable(reason).to_server_error(),
     }
 }

@@ -27,8 +27,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backend::{BackendConn, BackendError, ConnectOptions};
-use bytes::BufMut;
-use protocol::constants::com;
 use protocol::ClientError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -380,6 +378,26 @@ struct Branch {
     state: BranchState,
 }
 
+/// A branch about to start: its `XA START`, which the caller sends
+/// ([`Transaction::branch_start`]).
+#[derive(Debug)]
+pub struct BranchStart {
+    data_source: String,
+    xid: String,
+}
+
+impl BranchStart {
+    /// The data source whose branch this starts.
+    pub fn data_source(&self) -> &str {
+        &self.data_source
+    }
+
+    /// `XA START <xid>`.
+    pub fn sql(&self) -> String {
+        format!("XA START {}", self.xid)
+    }
+}
+
 /// How a successful commit went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -416,33 +434,47 @@ impl Transaction {
     /// Opens the branch of data source `data_source` on `conn` (`XA START`); statements of
     /// the transaction on that data source then run on `conn`.
     pub async fn enlist(&mut self, participant: Participant<'_>) -> Result<(), XaError> {
-        if let Some(taken) = self.shared.lease_taken() {
-            return Err(taken);
-        }
-        if self.phase != Phase::Active || self.is_participant(participant.data_source) {
-            return Err(XaError::Usage(format!(
-                "data source '{}' cannot join transaction {} (phase {:?})",
-                participant.data_source, self.gtrid, self.phase
-            )));
-        }
-        let gtrid = Gtrid::parse(&self.gtrid).expect("the coordinator made this gtrid");
-        let xid = Xid::new(&gtrid, participant.data_source)
-            .map_err(XaError::Usage)?
-            .sql();
+        let start = self.branch_start(participant.data_source)?;
         participant
             .conn
-            .query(&format!("XA START {xid}"))
+            .query(&start.sql())
             .await
             .map_err(|e| XaError::Participant {
                 data_source: participant.data_source.to_owned(),
                 reason: format!("XA START failed: {e}"),
             })?;
-        self.branches.push(Branch {
-            data_source: participant.data_source.to_owned(),
+        self.started(start);
+        Ok(())
+    }
+
+    /// The `XA START` that opens data source `data_source`'s branch, for a caller that sends
+    /// it itself, ahead of the branch's first statement in the same round trip; once the
+    /// server answered it with OK, [`started`](Self::started) records the branch.
+    pub fn branch_start(&self, data_source: &str) -> Result<BranchStart, XaError> {
+        if let Some(taken) = self.shared.lease_taken() {
+            return Err(taken);
+        }
+        if self.phase != Phase::Active || self.is_participant(data_source) {
+            return Err(XaError::Usage(format!(
+                "data source '{data_source}' cannot join transaction {} (phase {:?})",
+                self.gtrid, self.phase
+            )));
+        }
+        let gtrid = Gtrid::parse(&self.gtrid).expect("the coordinator made this gtrid");
+        let xid = Xid::new(&gtrid, data_source).map_err(XaError::Usage)?.sql();
+        Ok(BranchStart {
+            data_source: data_source.to_owned(),
             xid,
+        })
+    }
+
+    /// The server answered `start`'s `XA START` with OK: its data source is a participant.
+    pub fn started(&mut self, start: BranchStart) {
+        self.branches.push(Branch {
+            data_source: start.data_source,
+            xid: start.xid,
             state: BranchState::Active,
         });
-        Ok(())
     }
 
     /// Commits on every participant, atomically: one participant commits in one phase;
@@ -745,15 +777,13 @@ impl Transaction {
             if branch.state != BranchState::Finished {
                 commands.push(format!("XA ROLLBACK {}", branch.xid));
             }
-            let mut ok = true;
-            for command in &commands {
-                if let Err(e) = send(conn, command).await {
+            match conn.send_queries(&commands).await {
+                Ok(()) => sent.push(commands.len()),
+                Err(e) => {
                     trouble.get_or_insert((branch.data_source.clone(), e.to_string()));
-                    ok = false;
-                    break;
+                    sent.push(0);
                 }
             }
-            sent.push(if ok { commands.len() } else { 0 });
         }
         for ((branch, conn), sent) in self.branches.iter_mut().zip(conns.iter_mut()).zip(sent) {
             for i in 0..sent {
@@ -797,36 +827,20 @@ impl Drop for Transaction {
     }
 }
 
-/// Sends `sql` as a COM_QUERY without reading the answer.
-async fn send(conn: &mut BackendConn, sql: &str) -> Result<(), BackendError> {
-    conn.send_command_with(|b| {
-        b.put_u8(com::QUERY);
-        b.put_slice(sql.as_bytes());
-    })
-    .await
-}
-
 /// Sends the commands `commands[i]` (one COM_QUERY each, not a multi-statement text: the
-/// connection may not allow those) on `conns[i]` for every `i`, then reads every answer: the
-/// servers work on them at the same time. A connection's result is its first error.
+/// connection may not allow those) on `conns[i]` for every `i`, each connection's in one
+/// write, then reads every answer: the servers work on them at the same time. A connection's
+/// result is its first error.
 async fn exchange(
     conns: &mut [&mut BackendConn],
     commands: &[Vec<String>],
 ) -> Vec<Result<(), BackendError>> {
     let mut sent = Vec::with_capacity(conns.len());
     for (conn, sqls) in conns.iter_mut().zip(commands) {
-        let mut count = 0;
-        let mut result = Ok(());
-        for sql in sqls {
-            match send(conn, sql).await {
-                Ok(()) => count += 1,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        sent.push((count, result));
+        sent.push(match conn.send_queries(sqls).await {
+            Ok(()) => (sqls.len(), Ok(())),
+            Err(e) => (0, Err(e)),
+        });
     }
     let mut answers = Vec::with_capacity(conns.len());
     for (conn, (count, mut result)) in conns.iter_mut().zip(sent) {

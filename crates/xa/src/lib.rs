@@ -30,7 +30,7 @@ use std::time::Duration;
 use backend::ConnectOptions;
 
 pub use coordinator::{
-    Committed, Coordinator, CoordinatorOptions, Participant, Phase, Transaction,
+    BranchStart, Committed, Coordinator, CoordinatorOptions, Participant, Phase, Transaction,
 };
 pub use error::XaError;
 pub use failpoint::Failpoint;
