@@ -190,17 +190,7 @@ def main():
         print(f"\nsum of balances after the runs: {total} (opened with {ACCOUNTS * 1000})")
         print(f"\n{args.reps} x {args.seconds} s per run, medians; MariaDB "
               f"innodb_flush_log_at_trx_commit = 1; both data sources on one server\n")
-        print("| data sources | threads | mode | transfers/s | latency avg ms | latency p99 ms | errors | xa/local transfers/s |")
-        print("|---|---|---|---|---|---|---|---|")
-        for shards in (2, 1):
-            for threads in args.threads:
-                local_tps = statistics.median(r[0] for r in results[(shards, threads, "local")])
-                for mode in ("local", "xa"):
-                    runs = results[(shards, threads, mode)]
-                    tps = statistics.median(r[0] for r in runs)
-                    print(f"| {shards} | {threads} | {mode} | {tps:.0f} | {statistics.median(r[1] for r in runs):.2f} | "
-                          f"{statistics.median(r[2] for r in runs):.2f} | {sum(r[3] or 0 for r in runs)} | "
-                          f"{tps / local_tps:.2f} |")
+        table(results, "data sources", "transfers", {2: 2, 1: 1}, args.threads)
     finally:
         if proxy:
             proxy.stop()
@@ -222,16 +212,20 @@ def single_shard(port, workdir, args):
                         oltp(port, script, ps_mode, mode, threads, args.seconds))
     print(f"\noltp_read_write, {OLTP_TABLES} tables of {OLTP_ROWS} rows on ds_0; {args.reps} x "
           f"{args.seconds} s per run, medians; MariaDB innodb_flush_log_at_trx_commit = 1\n")
-    print("| statements | threads | mode | transactions/s | latency avg ms | latency p99 ms | errors | xa/local transactions/s |")
+    table(results, "statements", "transactions", {"disable": "text", "auto": "prepared"}, args.threads)
+
+
+def table(results, kind_column, unit, kinds, threads_list):
+    """Prints medians per kind (results' first key, shown as kinds[kind]), threads and mode."""
+    print(f"| {kind_column} | threads | mode | {unit}/s | latency avg ms | latency p99 ms | errors | xa/local {unit}/s |")
     print("|---|---|---|---|---|---|---|---|")
-    for ps_mode in ("disable", "auto"):
-        kind = "text" if ps_mode == "disable" else "prepared"
-        for threads in args.threads:
-            local_tps = statistics.median(r[0] for r in results[(ps_mode, threads, "local")])
+    for kind, shown in kinds.items():
+        for threads in threads_list:
+            local_tps = statistics.median(r[0] for r in results[(kind, threads, "local")])
             for mode in ("local", "xa"):
-                runs = results[(ps_mode, threads, mode)]
+                runs = results[(kind, threads, mode)]
                 tps = statistics.median(r[0] for r in runs)
-                print(f"| {kind} | {threads} | {mode} | {tps:.0f} | {statistics.median(r[1] for r in runs):.2f} | "
+                print(f"| {shown} | {threads} | {mode} | {tps:.0f} | {statistics.median(r[1] for r in runs):.2f} | "
                       f"{statistics.median(r[2] for r in runs):.2f} | {sum(r[3] or 0 for r in runs)} | "
                       f"{tps / local_tps:.2f} |")
 

@@ -435,6 +435,18 @@ impl BackendConn {
         }
     }
 
+    /// The error an ERR packet from the server carries (a malformed one: the connection is
+    /// lost).
+    fn server_error(&self, packet: &[u8]) -> BackendError {
+        match ServerError::decode(packet) {
+            Ok(error) => BackendError::Server {
+                source_name: self.options_source.clone(),
+                error,
+            },
+            Err(e) => self.lost(e),
+        }
+    }
+
     /// Sends one command packet (sequence id 0).
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.conn.set_seq(0);
@@ -471,11 +483,7 @@ impl BackendConn {
     pub async fn read_ok(&mut self) -> Result<OkPacket, BackendError> {
         let packet = self.read_one().await?;
         if is_err(&packet) {
-            let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
-            return Err(BackendError::Server {
-                source_name: self.options_source.clone(),
-                error,
-            });
+            return Err(self.server_error(&packet));
         }
         if packet.first() != Some(&OK_HEADER) {
             return Err(self.lost(ProtocolError::Malformed("expected an OK or ERR answer")));
@@ -572,11 +580,7 @@ impl BackendConn {
                     last = ok;
                 }
                 Some(ERR_HEADER) => {
-                    let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
-                    return Err(BackendError::Server {
-                        source_name: self.options_source.clone(),
-                        error,
-                    });
+                    return Err(self.server_error(&packet));
                 }
                 _ => {
                     let columns = Reader::new(&packet)
@@ -597,11 +601,7 @@ impl BackendConn {
                             break;
                         }
                         if is_err(&row) {
-                            let error = ServerError::decode(&row).map_err(|e| self.lost(e))?;
-                            return Err(BackendError::Server {
-                                source_name: self.options_source.clone(),
-                                error,
-                            });
+                            return Err(self.server_error(&row));
                         }
                         on_row(&row, columns).map_err(|e| self.lost(e))?;
                     }
@@ -662,11 +662,7 @@ impl BackendConn {
             .await?;
             let packet = self.read_one().await?;
             if is_err(&packet) {
-                let error = ServerError::decode(&packet).map_err(|e| self.lost(e))?;
-                return Err(BackendError::Server {
-                    source_name: self.options_source.clone(),
-                    error,
-                });
+                return Err(self.server_error(&packet));
             }
             self.state.multi_statements = want.multi_statements;
         }
@@ -745,11 +741,7 @@ impl BackendConn {
         .await?;
         let first = self.read_one().await?;
         if is_err(&first) {
-            let error = ServerError::decode(&first).map_err(|e| self.lost(e))?;
-            return Err(BackendError::Server {
-                source_name: self.options_source.clone(),
-                error,
-            });
+            return Err(self.server_error(&first));
         }
         let mut r = Reader::new(&first);
         let header = (|| -> Result<(u32, u16, u16), ProtocolError> {
