@@ -493,3 +493,73 @@ async fn show_table_status_sums_the_physical_tables_of_a_sharded_table() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_maintenance_runs_on_every_physical_table() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    conn.query_drop("CREATE TABLE payment (id BIGINT PRIMARY KEY, note VARCHAR(20))")
+        .await
+        .unwrap();
+    conn.query_drop("CREATE TABLE currency (code CHAR(3) PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO payment VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
+        .await
+        .unwrap();
+    let payments: Vec<String> = [
+        (0, "payment_0"),
+        (0, "payment_1"),
+        (0, "payment_2"),
+        (1, "payment_3"),
+        (2, "payment_4"),
+        (2, "payment_5"),
+    ]
+    .iter()
+    .map(|(ds, t)| format!("{}.{t}", c.dbs[*ds]))
+    .collect();
+    let currencies: Vec<String> = (0..3).map(|ds| format!("{}.currency", c.dbs[ds])).collect();
+    for prepared in [false, true] {
+        for (sql, op, tables) in [
+            ("ANALYZE TABLE payment", "analyze", payments.clone()),
+            (
+                "CHECK TABLE bank.payment EXTENDED",
+                "check",
+                payments.clone(),
+            ),
+            ("OPTIMIZE TABLE currency", "optimize", currencies.clone()),
+            (
+                "REPAIR NO_WRITE_TO_BINLOG TABLE payment, `currency` QUICK",
+                "repair",
+                {
+                    let mut both = payments.clone();
+                    both.extend(currencies.clone());
+                    both
+                },
+            ),
+        ] {
+            let rows: Vec<(String, String, String, String)> = if prepared {
+                let stmt = conn.prep(sql).await.unwrap();
+                conn.exec(&stmt, ()).await.unwrap()
+            } else {
+                conn.query(sql).await.unwrap()
+            };
+            let mut got: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+            got.sort();
+            got.dedup();
+            let mut want = tables;
+            want.sort();
+            assert_eq!(got, want, "{sql} (prepared: {prepared}): {rows:?}");
+            assert!(rows.iter().all(|r| r.1 == op), "{sql}: {rows:?}");
+            assert!(
+                rows.iter().all(|r| r.2 != "error" && r.2 != "Error"),
+                "{sql}: {rows:?}"
+            );
+        }
+    }
+    let refused = conn
+        .query_drop("ANALYZE TABLE mysql.user")
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(refused).0, 1235);
+}

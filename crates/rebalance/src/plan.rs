@@ -277,9 +277,11 @@ fn groups_in_scope(
                     s.algorithm().name()
                 )))
             }
-            Some(TableRule::Broadcast(_)) => return Err(RebalanceError::refused(format!(
+            Some(TableRule::Broadcast(_)) => {
+                return Err(RebalanceError::refused(format!(
                 "{name} is a broadcast table: it is on every data source already and does not move"
-            ))),
+            )))
+            }
             Some(TableRule::Single(_)) => {
                 return Err(RebalanceError::refused(format!(
                     "{name} is a single table: it does not move with UID slices"

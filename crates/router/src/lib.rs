@@ -47,6 +47,7 @@ mod input;
 mod instantiate;
 mod key_nodes;
 mod logical_view;
+mod maintenance;
 mod merged_select;
 mod placement;
 mod plan;
@@ -204,6 +205,9 @@ impl Router {
         if let Some(inner) = sql::strip_leading_words(sql, &["EXPLAIN", "ROUTE"]) {
             let plan = Plan::session(SessionStatement::ExplainRoute(inner.to_owned()));
             return Ok((plan, false));
+        }
+        if let Some(plan) = maintenance::plan(&self.rules, sql) {
+            return plan.map(|p| (p, false));
         }
         let fp = sql::fingerprint(sql);
         let input = Input {
