@@ -13,6 +13,7 @@
 //! takes a [`Meta`] connection; times are the meta server's (`UTC_TIMESTAMP(3)`), never a
 //! proxy's clock.
 
+pub mod cutovers;
 pub mod fence;
 pub mod moves;
 pub mod proxies;
@@ -148,11 +149,12 @@ impl Meta {
                 None => {
                     let mut conn = connect(&self.options).await?;
                     conn.query(&format!(
-                        "{}; {}; {}; {}",
+                        "{}; {}; {}; {}; {}",
                         proxies::CREATE,
                         slice_map::CREATE,
                         fence::CREATE,
-                        moves::CREATE
+                        moves::CREATE,
+                        cutovers::CREATE
                     ))
                     .await?;
                     self.conn.insert(conn)

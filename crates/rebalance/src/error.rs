@@ -41,6 +41,14 @@ pub enum RebalanceError {
         source_name: String,
         waited: std::time::Duration,
     },
+    /// The cutover gave up before switching the map and released the fence: the sources
+    /// keep the slices, writes resume there, and the move can try again.
+    #[error("the cutover was aborted at {0}; writes resume on the sources")]
+    CutoverAborted(String),
+    /// The map was switched but not every live proxy serves it yet: the fence stays until
+    /// its lease lapses.
+    #[error("the slice map was switched but the cutover could not finish: {0}")]
+    CutoverStuck(String),
     /// The driver's lease of the move was lost to another process.
     #[error("{0}")]
     LeaseLost(String),
@@ -59,7 +67,10 @@ impl ClientError for RebalanceError {
             // ER_TABLE_EXISTS_ERROR
             RebalanceError::SchemaDiffers { .. } => 1050,
             // ER_UNKNOWN_ERROR
-            RebalanceError::XaPrepared { .. } | RebalanceError::LeaseLost(_) => 1105,
+            RebalanceError::XaPrepared { .. }
+            | RebalanceError::LeaseLost(_)
+            | RebalanceError::CutoverAborted(_)
+            | RebalanceError::CutoverStuck(_) => 1105,
         }
     }
 
@@ -71,7 +82,10 @@ impl ClientError for RebalanceError {
             RebalanceError::NoPrimaryKey { .. } => "42000",
             RebalanceError::Refused(_) => "HY000",
             RebalanceError::SchemaDiffers { .. } => "42S01",
-            RebalanceError::XaPrepared { .. } | RebalanceError::LeaseLost(_) => "HY000",
+            RebalanceError::XaPrepared { .. }
+            | RebalanceError::LeaseLost(_)
+            | RebalanceError::CutoverAborted(_)
+            | RebalanceError::CutoverStuck(_) => "HY000",
         }
     }
 

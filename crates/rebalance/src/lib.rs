@@ -7,6 +7,7 @@
 //! - the move's state lives in the meta data source ([`meta::moves`]): phase, per source the
 //!   snapshot and processed GTID positions, per table the copy cursor, the driver's lease.
 
+pub mod cutover;
 mod error;
 pub mod plan;
 pub mod predicate;
