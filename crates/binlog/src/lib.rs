@@ -29,6 +29,6 @@ pub use error::BinlogError;
 pub use follower::{Follower, FollowerHandle, FollowerOptions, FollowerSettings, Lag};
 pub use metrics::FollowerMetrics;
 pub use position::{Gtid, GtidPosition};
-pub use source::{check_source, TableRef, TableSchema};
+pub use source::{check_source, table_schema, TableRef, TableSchema};
 pub use stream::{BinlogStream, ChangeKind, RowChange, StreamEvent, StreamOptions, TableFilter};
 pub use value::Value;

@@ -43,6 +43,18 @@ impl GtidPosition {
             .map(|at| &self.gtids[at])
     }
 
+    /// Source transactions from here to `head`: the sum over `head`'s domains of the
+    /// sequence numbers between them (how far a follower at this position is behind).
+    pub fn transactions_until(&self, head: &GtidPosition) -> u64 {
+        head.gtids
+            .iter()
+            .map(|h| {
+                let done = self.get(h.domain).map_or(0, |g| g.sequence);
+                h.sequence.saturating_sub(done)
+            })
+            .sum()
+    }
+
     /// The GTIDs, one per domain, sorted by domain.
     pub fn gtids(&self) -> &[Gtid] {
         &self.gtids
@@ -123,6 +135,16 @@ mod tests {
         assert!(!at.includes(&pos("2-1-1")));
         assert!(at.includes(&GtidPosition::default()));
         assert!(!GtidPosition::default().includes(&at));
+    }
+
+    #[test]
+    fn transactions_until_are_summed_over_domains() {
+        assert_eq!(
+            pos("0-1-42,1-2-7").transactions_until(&pos("0-1-50,1-2-7")),
+            8
+        );
+        assert_eq!(pos("0-1-42").transactions_until(&pos("0-1-50,3-1-4")), 12);
+        assert_eq!(pos("0-1-42").transactions_until(&pos("0-1-40")), 0);
     }
 
     #[test]

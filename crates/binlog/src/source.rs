@@ -84,7 +84,7 @@ pub async fn check_source(options: &ConnectOptions) -> Result<GtidPosition, Binl
 }
 
 /// Reads `table`'s definition from the source's information_schema.
-pub(crate) async fn table_schema(
+pub async fn table_schema(
     conn: &mut BackendConn,
     table: &TableRef,
 ) -> Result<Arc<TableSchema>, BinlogError> {

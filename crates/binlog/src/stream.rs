@@ -97,6 +97,12 @@ pub struct StreamOptions {
     /// The tables whose changes are wanted; `None` for all. Others are neither decoded nor
     /// looked up, so a change of their definition while the stream is behind does not stop it.
     pub tables: Option<TableFilter>,
+    /// The outcome (`XA COMMIT`/`XA ROLLBACK`) of an XA transaction prepared before the
+    /// start position is an error, except when this position includes it: then it yields an
+    /// empty transaction. For a stream that starts before a snapshot taken at this position
+    /// while no XA transaction was prepared: such an outcome came before the snapshot, which
+    /// holds its rows (see the rebalancer's copy).
+    pub ignore_unknown_xa_before: Option<GtidPosition>,
 }
 
 /// Which tables a stream yields the changes of.
@@ -108,6 +114,7 @@ impl std::fmt::Debug for StreamOptions {
             .field("server_id", &self.server_id)
             .field("max_transaction_bytes", &self.max_transaction_bytes)
             .field("tables", &self.tables.as_ref().map(|_| "filter"))
+            .field("ignore_unknown_xa_before", &self.ignore_unknown_xa_before)
             .finish()
     }
 }
@@ -119,6 +126,7 @@ impl StreamOptions {
             server_id,
             max_transaction_bytes: 256 << 20,
             tables: None,
+            ignore_unknown_xa_before: None,
         }
     }
 }
@@ -161,6 +169,7 @@ pub struct BinlogStream {
     checksum: bool,
     max_bytes: usize,
     tables: Option<TableFilter>,
+    ignore_unknown_xa_before: Option<GtidPosition>,
     position: GtidPosition,
     group: Option<Group>,
     mapped: HashMap<u64, Mapped>,
@@ -230,6 +239,7 @@ impl BinlogStream {
             checksum,
             max_bytes: stream_options.max_transaction_bytes,
             tables: stream_options.tables.clone(),
+            ignore_unknown_xa_before: stream_options.ignore_unknown_xa_before.clone(),
             position: from.clone(),
             group: None,
             mapped: HashMap::new(),
@@ -523,6 +533,22 @@ impl BinlogStream {
             .as_ref()
             .and_then(|xid| self.prepared.iter().position(|p| p.xid == *xid));
         let Some(held) = held else {
+            let mut this = GtidPosition::default();
+            this.advance(group.gtid);
+            if self
+                .ignore_unknown_xa_before
+                .as_ref()
+                .is_some_and(|before| before.includes(&this))
+            {
+                tracing::info!(gtid = %group.gtid, commit, "outcome of an XA transaction prepared before the start, within the snapshot: nothing to apply");
+                self.position.advance(group.gtid);
+                self.mapped.clear();
+                self.ready.push_back(StreamEvent::Transaction {
+                    gtid: group.gtid,
+                    changes: Vec::new(),
+                });
+                return Ok(());
+            }
             return Err(BinlogError::Unsupported {
                 source_name: self.options.source_name.clone(),
                 what: format!(

@@ -5,6 +5,7 @@ mod admin;
 mod admin_client;
 mod check;
 mod logging;
+mod rebalance;
 mod reload;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,9 @@ enum Command {
         #[command(flatten)]
         admin: admin_client::AdminArgs,
     },
+    /// Move UID slices to another data source while clients keep writing
+    /// (docs/rebalancing.md).
+    Rebalance(rebalance::RebalanceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Status { admin } => admin_client::status(&admin),
         Command::Reload { admin } => admin_client::reload(&admin),
+        Command::Rebalance(args) => rebalance::run(args),
         Command::Serve {
             config,
             listen,

@@ -729,6 +729,23 @@ async fn read_moves(meta: &mut Meta, filter: &str) -> Result<Vec<MoveRecord>, Me
     Ok(moves)
 }
 
+/// Rows copied per second for move `id` over the last `window`, from the chunks' times.
+pub async fn copy_rate(meta: &mut Meta, id: u64, window: Duration) -> Result<f64, MetaError> {
+    let result = meta
+        .query(&format!(
+            "SELECT COALESCE(SUM(row_count), 0) FROM dbmesh_move_chunk \
+             WHERE move_id = {id} AND copied_at > UTC_TIMESTAMP(3) - INTERVAL {} MICROSECOND",
+            window.as_micros()
+        ))
+        .await?;
+    let rows = result
+        .rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .unwrap_or_default();
+    Ok(number("copied rows", &rows)? as f64 / window.as_secs_f64().max(1e-3))
+}
+
 /// The chunks copied for move `id`, by node and sequence.
 pub async fn chunks(meta: &mut Meta, id: u64) -> Result<Vec<ChunkRecord>, MetaError> {
     let result = meta

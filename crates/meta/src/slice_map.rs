@@ -91,11 +91,31 @@ fn version_of(value: Option<&str>) -> Result<u64, MetaError> {
 
 /// The newest version with its tables; version 0 (no tables) when none was written.
 pub async fn latest(meta: &mut Meta) -> Result<SliceMapVersion, MetaError> {
+    read_where(
+        meta,
+        "version = (SELECT MAX(version) FROM dbmesh_slice_map)",
+    )
+    .await
+}
+
+/// Version `version` with its tables (version 0 has none); `Corrupt` when a version past 0
+/// has no rows.
+pub async fn read(meta: &mut Meta, version: u64) -> Result<SliceMapVersion, MetaError> {
+    let map = read_where(meta, &format!("version = {version}")).await?;
+    if version > 0 && map.version != version {
+        return Err(MetaError::Corrupt {
+            what: "slice map",
+            reason: format!("version {version} has no rows"),
+        });
+    }
+    Ok(map)
+}
+
+async fn read_where(meta: &mut Meta, filter: &str) -> Result<SliceMapVersion, MetaError> {
     let result = meta
-        .query(
-            "SELECT version, table_name, slices FROM dbmesh_slice_map \
-             WHERE version = (SELECT MAX(version) FROM dbmesh_slice_map)",
-        )
+        .query(&format!(
+            "SELECT version, table_name, slices FROM dbmesh_slice_map WHERE {filter}"
+        ))
         .await?;
     let mut map = SliceMapVersion::default();
     for row in result.rows {

@@ -100,14 +100,15 @@ pub struct MovePlan {
 
 impl MovePlan {
     /// Plans moving `slices` to `destination` (`ds_4`, or `ds_4.payment_1` when the data
-    /// source holds several nodes of the table) for every `uid_slice` table, or for `table`'s
-    /// binding group, from `rules` (the rule file's) and `map` (the newest slice-map version).
+    /// source holds several nodes of the table) for every `uid_slice` table, or (`scope` not
+    /// empty) for the binding groups of the tables named, from `rules` (the rule file's) and
+    /// `map` (the newest slice-map version).
     pub fn build(
         rules: &Rules,
         map: &SliceMapVersion,
         slices: SliceSet,
         destination: &str,
-        table: Option<&str>,
+        scope: &[String],
     ) -> Result<MovePlan, RebalanceError> {
         if slices.is_empty() {
             return Err(RebalanceError::refused(
@@ -120,7 +121,7 @@ impl MovePlan {
                 map.version
             ))
         })?;
-        let groups = groups_in_scope(&now, map, table)?;
+        let groups = groups_in_scope(&now, map, scope)?;
         let mut next_map = SliceMapVersion {
             version: map.version + 1,
             tables: map.tables.clone(),
@@ -254,53 +255,26 @@ impl fmt::Display for MovePlan {
 }
 
 /// The binding groups to move: each as the table the slice map names for it (or its first
-/// member) with its members; every `uid_slice` table's, or `table`'s only.
+/// member) with its members; every `uid_slice` table's, or those of the tables in `scope`.
 fn groups_in_scope(
     rules: &Rules,
     map: &SliceMapVersion,
-    table: Option<&str>,
+    scope: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>, RebalanceError> {
-    let candidates: Vec<&ShardedTable> = match table {
-        Some(name) => match rules.tables.get(name).or_else(|| {
-            rules
-                .tables
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        }) {
-            Some(TableRule::Sharded(s)) if matches!(s.algorithm(), Algorithm::UidSlice(_)) => {
-                vec![s]
-            }
-            Some(TableRule::Sharded(s)) => {
-                return Err(RebalanceError::refused(format!(
-                    "{name} is sharded by '{}', not 'uid_slice': only UID slices move",
-                    s.algorithm().name()
-                )))
-            }
-            Some(TableRule::Broadcast(_)) => {
-                return Err(RebalanceError::refused(format!(
-                "{name} is a broadcast table: it is on every data source already and does not move"
-            )))
-            }
-            Some(TableRule::Single(_)) => {
-                return Err(RebalanceError::refused(format!(
-                    "{name} is a single table: it does not move with UID slices"
-                )))
-            }
-            None => {
-                return Err(RebalanceError::refused(format!(
-                    "{name} is not a table of the rules"
-                )))
-            }
-        },
-        None => rules
+    let candidates: Vec<&ShardedTable> = if scope.is_empty() {
+        rules
             .tables
             .values()
             .filter_map(|t| match t {
                 TableRule::Sharded(s) if matches!(s.algorithm(), Algorithm::UidSlice(_)) => Some(s),
                 _ => None,
             })
-            .collect(),
+            .collect()
+    } else {
+        scope
+            .iter()
+            .map(|name| uid_slice_table(rules, name))
+            .collect::<Result<_, _>>()?
     };
     if candidates.is_empty() {
         return Err(RebalanceError::refused(
@@ -322,6 +296,33 @@ fn groups_in_scope(
         groups.insert(named, members);
     }
     Ok(groups)
+}
+
+/// The `uid_slice` table `name` (matched as the router matches names); why not otherwise.
+fn uid_slice_table<'a>(rules: &'a Rules, name: &str) -> Result<&'a ShardedTable, RebalanceError> {
+    let rule = rules.tables.get(name).or_else(|| {
+        rules
+            .tables
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    });
+    match rule {
+        Some(TableRule::Sharded(s)) if matches!(s.algorithm(), Algorithm::UidSlice(_)) => Ok(s),
+        Some(TableRule::Sharded(s)) => Err(RebalanceError::refused(format!(
+            "{name} is sharded by '{}', not 'uid_slice': only UID slices move",
+            s.algorithm().name()
+        ))),
+        Some(TableRule::Broadcast(_)) => Err(RebalanceError::refused(format!(
+            "{name} is a broadcast table: it is on every data source already and does not move"
+        ))),
+        Some(TableRule::Single(_)) => Err(RebalanceError::refused(format!(
+            "{name} is a single table: it does not move with UID slices"
+        ))),
+        None => Err(RebalanceError::refused(format!(
+            "{name} is not a table of the rules"
+        ))),
+    }
 }
 
 fn sharded<'a>(rules: &'a Rules, name: &str) -> Result<&'a ShardedTable, RebalanceError> {

@@ -73,7 +73,7 @@ fn a_binding_group_moves_together_from_each_owner() {
         &SliceMapVersion::default(),
         slices("45-54"),
         "ds_4",
-        Some("payment"),
+        &["payment".into()],
     )
     .expect("a plan");
     assert_eq!(
@@ -113,7 +113,7 @@ fn several_physical_tables_on_a_data_source_are_named_by_table() {
         &SliceMapVersion::default(),
         slices("20-29"),
         "ds_4.acct_1",
-        Some("acct"),
+        &["acct".into()],
     )
     .expect("a plan");
     assert_eq!(
@@ -131,7 +131,7 @@ fn several_physical_tables_on_a_data_source_are_named_by_table() {
         &SliceMapVersion::default(),
         slices("20-29"),
         "ds_4",
-        Some("acct"),
+        &["acct".into()],
     ));
     assert!(ambiguous.contains("holds 2 nodes of acct"), "{ambiguous}");
 }
@@ -143,13 +143,13 @@ fn the_plan_starts_from_the_newest_map_version() {
         &SliceMapVersion::default(),
         slices("45-54"),
         "ds_4",
-        Some("ledger"),
+        &["ledger".into()],
     )
     .expect("first");
     // The map names payment for the group, so a move named by ledger uses that row.
     let map = first.next_map.clone();
-    let second =
-        MovePlan::build(&rules(), &map, slices("55-56"), "ds_4", Some("ledger")).expect("second");
+    let second = MovePlan::build(&rules(), &map, slices("55-56"), "ds_4", &["ledger".into()])
+        .expect("second");
     assert_eq!(second.from_version, 1);
     assert_eq!(
         slice_map::format_slices(&second.next_map.tables["payment"]),
@@ -160,7 +160,7 @@ fn the_plan_starts_from_the_newest_map_version() {
         &map,
         slices("50-60"),
         "ds_4",
-        Some("payment"),
+        &["payment".into()],
     ));
     assert_eq!(again, "slices 50-54 of payment are on ds_4.payment already");
 }
@@ -172,7 +172,7 @@ fn without_a_table_every_uid_slice_group_moves() {
         &SliceMapVersion::default(),
         slices("10"),
         "ds_4.acct_1",
-        None,
+        &[],
     );
     // payment's nodes have no ds_4.acct_1: the destination must be a node of every table.
     let reason = refusal(plan);
@@ -186,30 +186,31 @@ fn without_a_table_every_uid_slice_group_moves() {
 fn refuses_what_cannot_move() {
     let map = SliceMapVersion::default();
     let cases = [
-        (Some("branch"), "ds_4", "branch is a broadcast table"),
-        (Some("audit"), "ds_4", "audit is a single table"),
-        (Some("nope"), "ds_4", "nope is not a table of the rules"),
+        ("branch", "ds_4", "branch is a broadcast table"),
+        ("audit", "ds_4", "audit is a single table"),
+        ("nope", "ds_4", "nope is not a table of the rules"),
         (
-            Some("payment"),
+            "payment",
             "ds_9",
             "data source 'ds_9' holds no node of payment",
         ),
         (
-            Some("payment"),
+            "payment",
             "ds_0",
             "slices 30-44 of payment are on ds_0.payment already",
         ),
     ];
     for (table, to, wanted) in cases {
-        let reason = refusal(MovePlan::build(&rules(), &map, slices("30-44"), to, table));
-        assert!(reason.starts_with(wanted), "{table:?} {to}: {reason}");
+        let scope = [table.to_string()];
+        let reason = refusal(MovePlan::build(&rules(), &map, slices("30-44"), to, &scope));
+        assert!(reason.starts_with(wanted), "{table} {to}: {reason}");
     }
     let none = refusal(MovePlan::build(
         &rules(),
         &map,
         SliceSet::default(),
         "ds_4",
-        None,
+        &[],
     ));
     assert!(none.starts_with("no slices named"), "{none}");
 }
