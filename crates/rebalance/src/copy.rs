@@ -471,10 +471,7 @@ impl NodeCopy<'_> {
             };
             moves::record_chunk(self.meta, self.move_id, self.driver, &chunk)
                 .await
-                .map_err(|e| match e {
-                    meta::MetaError::Conflict(reason) => RebalanceError::LeaseLost(reason),
-                    other => other.into(),
-                })?;
+                .map_err(RebalanceError::lease)?;
             let n = rows.rows.len();
             self.metrics
                 .rows_copied

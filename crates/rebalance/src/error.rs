@@ -101,4 +101,13 @@ impl RebalanceError {
     pub(crate) fn refused(reason: impl Into<String>) -> RebalanceError {
         RebalanceError::Refused(reason.into())
     }
+
+    /// A meta error of a write guarded by the driver's lease: a conflict there means the
+    /// lease was lost.
+    pub(crate) fn lease(error: MetaError) -> RebalanceError {
+        match error {
+            MetaError::Conflict(reason) => RebalanceError::LeaseLost(reason),
+            other => other.into(),
+        }
+    }
 }

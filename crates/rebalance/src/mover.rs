@@ -266,19 +266,24 @@ impl Mover {
                 )
             })
             .collect();
+        self.save_positions(&positions).await?;
+        self.record().await
+    }
+
+    /// Saves `(data source, processed position)` pairs and renews the lease.
+    async fn save_positions(
+        &mut self,
+        positions: &[(String, String)],
+    ) -> Result<(), RebalanceError> {
         moves::checkpoint(
             &mut self.meta,
             self.id,
             &self.driver,
             self.settings.lease,
-            &positions,
+            positions,
         )
         .await
-        .map_err(|e| match e {
-            MetaError::Conflict(reason) => RebalanceError::LeaseLost(reason),
-            other => other.into(),
-        })?;
-        self.record().await
+        .map_err(RebalanceError::lease)
     }
 
     /// Keeps the destination caught up, saving positions every second and calling
@@ -364,14 +369,7 @@ impl Mover {
             }
         }
         if !positions.is_empty() {
-            moves::checkpoint(
-                &mut self.meta,
-                self.id,
-                &self.driver,
-                self.settings.lease,
-                &positions,
-            )
-            .await?;
+            self.save_positions(&positions).await?;
         }
         moves::release_driver(&mut self.meta, self.id, &self.driver).await?;
         match failed {

@@ -11,12 +11,7 @@ use testkit::MariaDb;
 /// A server that a rebalancing can follow.
 pub fn binlog_server(server_id: u32) -> MariaDb {
     MariaDb::builder()
-        .args([
-            format!("--server-id={server_id}"),
-            "--log-bin=mariadb-bin".to_string(),
-            "--binlog-format=ROW".to_string(),
-            "--binlog-row-image=FULL".to_string(),
-        ])
+        .row_binlog(server_id)
         .start()
         .expect("mariadbd starts")
 }
