@@ -238,10 +238,13 @@ pub(crate) fn literal(column: &ColumnDef, cell: Option<&[u8]>) -> Result<String,
                 column.org_name, column.collation
             ))
         })?;
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 2 + charset.len() + 4);
     let _ = write!(out, "_{charset} X'");
+    // Byte by byte through a table: the copy's hottest loop.
     for b in bytes {
-        let _ = write!(out, "{b:02X}");
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     out.push('\'');
     Ok(out)
