@@ -27,7 +27,7 @@ async fn plan(cluster: &mut Cluster) -> (MovePlan, u64) {
     let map = meta::slice_map::latest(&mut cluster.meta)
         .await
         .expect("the slice map");
-    let plan = MovePlan::build(&rules, &map, "50-59".parse().expect("slices"), "ds_2", None)
+    let plan = MovePlan::build(&rules, &map, "50-59".parse().expect("slices"), "ds_2", &[])
         .expect("a plan");
     let id = meta::moves::create(
         &mut cluster.meta,
