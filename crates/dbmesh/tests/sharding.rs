@@ -1175,3 +1175,54 @@ async fn parser_gaps_are_clean_syntax_errors() {
     conn.disconnect().await.unwrap();
     c.drop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_statements_are_counted_by_what_the_merge_did() {
+    let c = cluster();
+    let mut conn = c.proxy.conn(Some("bank")).await;
+    schema(&mut conn).await;
+    conn.query_drop("INSERT INTO payment (id, uid, amount) VALUES (1, 1, 1), (2, 2, 2), (3, 3, 3)")
+        .await
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        let (_, body) = c.proxy.http("GET", "/metrics");
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{body}"))
+    };
+    let series = |kind: &str| format!("dbmesh_merged_statements_total{{kind=\"{kind}\"}}");
+    // Every series is there from the start.
+    for kind in ["set_operation", "group", "distinct", "sort", "concatenate"] {
+        assert_eq!(metric(&series(kind)), 0.0, "{kind}");
+    }
+    let _: Vec<u64> = conn.query("SELECT id FROM payment").await.unwrap();
+    let _: Vec<u64> = conn
+        .query("SELECT id FROM payment ORDER BY uid")
+        .await
+        .unwrap();
+    let _: Vec<u64> = conn
+        .query("SELECT id FROM payment ORDER BY uid DESC LIMIT 2")
+        .await
+        .unwrap();
+    let _: Vec<u64> = conn.query("SELECT COUNT(*) FROM payment").await.unwrap();
+    let _: Vec<u64> = conn
+        .query("SELECT DISTINCT uid FROM payment")
+        .await
+        .unwrap();
+    let _: Vec<u64> = conn
+        .query("SELECT uid FROM payment INTERSECT SELECT uid FROM account")
+        .await
+        .unwrap();
+    // One shard: no merge.
+    let _: Vec<u64> = conn
+        .query("SELECT id FROM payment WHERE uid = 1")
+        .await
+        .unwrap();
+    assert_eq!(metric(&series("concatenate")), 1.0);
+    assert_eq!(metric(&series("sort")), 2.0);
+    assert_eq!(metric(&series("group")), 1.0);
+    assert_eq!(metric(&series("distinct")), 1.0);
+    assert_eq!(metric(&series("set_operation")), 1.0);
+    c.drop_all();
+}

@@ -43,6 +43,7 @@ pub use cancel::{Cancel, CancelReason};
 pub use conns::ClientState;
 pub use error::ExecError;
 pub use fence::{FenceCheck, FencedNode};
+pub use merged::MergeKind;
 pub use pin::{items, scan, unread_set, Effects, Item, PinReason, Pins};
 pub use run::Request;
 pub use snapshot::{PlanCacheCounted, Snapshot, PLAN_CACHE_CAPACITY};
@@ -74,6 +75,9 @@ pub trait Client {
 
     /// Counts `rows` moved to another shard by an UPDATE of their sharding column.
     fn rows_moved(&mut self, rows: u64);
+
+    /// Counts a statement whose shards' results the proxy merges.
+    fn merged(&mut self, kind: MergeKind);
 }
 
 /// How the session goes on after a command.

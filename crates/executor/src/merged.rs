@@ -334,3 +334,54 @@ fn shard_error(data_source: &str, e: &ServerError) -> ServerError {
         format!("{} (on data source {data_source})", e.message),
     )
 }
+
+/// What a merge across shards mainly does (the `kind` label of
+/// `dbmesh_merged_statements_total`, and of the `merge` span).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeKind {
+    /// INTERSECT / EXCEPT of branches (a UNION merges as DISTINCT or as a concatenation).
+    SetOperation,
+    /// GROUP BY or aggregates.
+    Group,
+    /// SELECT DISTINCT.
+    Distinct,
+    /// ORDER BY (a k-way sort merge), with or without LIMIT.
+    Sort,
+    /// The shards' rows one after another (with or without LIMIT).
+    Concatenate,
+}
+
+impl MergeKind {
+    pub const ALL: [MergeKind; 5] = [
+        MergeKind::SetOperation,
+        MergeKind::Group,
+        MergeKind::Distinct,
+        MergeKind::Sort,
+        MergeKind::Concatenate,
+    ];
+
+    pub fn of(spec: &MergeSpec) -> MergeKind {
+        let shape = &spec.shape;
+        if shape.set_op.is_some() {
+            MergeKind::SetOperation
+        } else if shape.aggregation.is_some() {
+            MergeKind::Group
+        } else if shape.distinct {
+            MergeKind::Distinct
+        } else if !shape.order_by.is_empty() {
+            MergeKind::Sort
+        } else {
+            MergeKind::Concatenate
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            MergeKind::SetOperation => "set_operation",
+            MergeKind::Group => "group",
+            MergeKind::Distinct => "distinct",
+            MergeKind::Sort => "sort",
+            MergeKind::Concatenate => "concatenate",
+        }
+    }
+}

@@ -24,9 +24,11 @@ use protocol::stmt::Execute;
 use protocol::ServerError;
 use protocol::{text, ClientError};
 use router::{Combine, Plan, StatementKind, Target};
+use tracing::Instrument;
 
 use crate::cancel::{drain_or_interrupt, time_limit_error, CancelReason};
 use crate::error::ExecError;
+use crate::merged::MergeKind;
 use crate::{answer_error, client_error, flush, Client, Executor, Flow, Snapshot};
 
 /// What to send each target.
@@ -99,10 +101,21 @@ impl Executor {
                 self.run_sum_affected(client, snapshot, plan, request, None)
                     .await
             }
-            Combine::Merge(spec) if spec.is_concat() => {
-                self.run_concat(client, snapshot, plan, request).await
+            Combine::Merge(spec) => {
+                let kind = MergeKind::of(spec);
+                client.merged(kind);
+                let span =
+                    tracing::debug_span!("merge", kind = kind.label(), shards = plan.targets.len());
+                if spec.is_concat() {
+                    self.run_concat(client, snapshot, plan, request)
+                        .instrument(span)
+                        .await
+                } else {
+                    self.run_merge(client, snapshot, plan, spec, request)
+                        .instrument(span)
+                        .await
+                }
             }
-            Combine::Merge(spec) => self.run_merge(client, snapshot, plan, spec, request).await,
             Combine::MoveRows(mv) => self.run_move(client, snapshot, mv).await,
         }
     }

@@ -45,6 +45,8 @@ impl Client for MemoryClient {
     fn backend_cancelled(&mut self, _reason: executor::CancelReason, _statements: u64) {}
 
     fn rows_moved(&mut self, _rows: u64) {}
+
+    fn merged(&mut self, _kind: executor::MergeKind) {}
 }
 
 /// What one answer was, as the client reads it.

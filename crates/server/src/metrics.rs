@@ -14,7 +14,7 @@ use prometheus::{
 };
 use protocol::constants::com;
 
-use executor::{CancelReason, PinReason, Pins, PlanCacheCounted};
+use executor::{CancelReason, MergeKind, PinReason, Pins, PlanCacheCounted};
 
 /// The fingerprints the query digest keeps (about 1 KB each); statements of others are
 /// counted in its `<other>` row.
@@ -55,6 +55,8 @@ pub struct Metrics {
     backend_cancellations: Vec<IntCounter>,
     /// Rows moved to another shard by UPDATEs of their sharding column.
     rows_moved: IntCounter,
+    /// Statements merged across shards, indexed like `MergeKind::ALL`.
+    merged_statements: Vec<IntCounter>,
     /// Statements the slow log logged (`proxy.slow_statement_ms`).
     pub slow_statements: IntCounter,
     /// Picks the query log's statements (`proxy.query_log_every`).
@@ -266,6 +268,19 @@ impl Metrics {
              distributed transaction)",
         )
         .expect("valid metric");
+        let merged_vec = IntCounterVec::new(
+            Opts::new(
+                "dbmesh_merged_statements_total",
+                "Statements whose shards' results the proxy merged, by what the merge mainly \
+                 did: set_operation, group, distinct, sort, concatenate",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let merged_statements = MergeKind::ALL
+            .iter()
+            .map(|k| merged_vec.with_label_values(&[k.label()]))
+            .collect();
         let slow_statements = IntCounter::new(
             "dbmesh_slow_statements_total",
             "Statements that took at least proxy.slow_statement_ms, each logged as a \
@@ -330,6 +345,7 @@ impl Metrics {
             Box::new(table_physical_missing.clone()),
             Box::new(backend_cancellations_vec),
             Box::new(rows_moved.clone()),
+            Box::new(merged_vec),
             Box::new(slow_statements.clone()),
             Box::new(rules_version.clone()),
             Box::new(rules_info.clone()),
@@ -365,6 +381,7 @@ impl Metrics {
             table_physical_missing,
             backend_cancellations,
             rows_moved,
+            merged_statements,
             slow_statements,
             query_log: crate::query_log::Sampler::default(),
             rules_version,
@@ -512,6 +529,11 @@ impl Metrics {
             // Built from `CancelReason::ALL`, which lists the reasons in declaration order.
             self.backend_cancellations[reason as usize].inc_by(statements);
         }
+    }
+
+    pub fn merged(&self, kind: MergeKind) {
+        // Built from `MergeKind::ALL`, which lists the kinds in declaration order.
+        self.merged_statements[kind as usize].inc();
     }
 
     pub fn rows_moved(&self, rows: u64) {

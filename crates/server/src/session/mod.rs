@@ -105,6 +105,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> executor::Client for ClientConn<S> {
     fn rows_moved(&mut self, rows: u64) {
         self.ctx.metrics.rows_moved(rows);
     }
+
+    fn merged(&mut self, kind: executor::MergeKind) {
+        self.ctx.metrics.merged(kind);
+    }
 }
 
 /// The state a session starts from, and returns to on COM_RESET_CONNECTION.
