@@ -96,6 +96,67 @@ fn aggregates() -> Vec<Read> {
     ]
 }
 
+/// GROUP_CONCAT across shards: grouped and not, DISTINCT, ORDER BY (several keys, keys outside
+/// the concatenated expression, DESC), SEPARATOR, LIMIT, several arguments, NULLs skipped,
+/// no row at all. Each orders its elements completely (MariaDB leaves ties in no order).
+fn group_concat() -> Vec<Read> {
+    vec![
+        read("SELECT uid, GROUP_CONCAT(id ORDER BY id) FROM payment GROUP BY uid ORDER BY uid"),
+        read(
+            "SELECT GROUP_CONCAT(DISTINCT status ORDER BY status DESC SEPARATOR '|') FROM payment",
+        ),
+        read(
+            "SELECT uid, GROUP_CONCAT(status, '-', amount ORDER BY amount DESC, id) AS s \
+             FROM payment GROUP BY uid ORDER BY uid",
+        ),
+        read(
+            "SELECT status, GROUP_CONCAT(id ORDER BY uid, id DESC LIMIT 3) FROM payment \
+             GROUP BY status ORDER BY status",
+        ),
+        read_bound(
+            "SELECT GROUP_CONCAT(id ORDER BY id), COUNT(*) FROM payment WHERE amount > 20",
+            "SELECT GROUP_CONCAT(id ORDER BY id), COUNT(*) FROM payment WHERE amount > ?",
+            vec![20.into()],
+        ),
+        read_bound(
+            "SELECT GROUP_CONCAT(id ORDER BY id) FROM payment WHERE amount < 0",
+            "SELECT GROUP_CONCAT(id ORDER BY id) FROM payment WHERE amount < ?",
+            vec![0.into()],
+        ),
+        read(
+            "SELECT uid, COUNT(*), GROUP_CONCAT(DISTINCT flags % 4 ORDER BY flags % 4 DESC) \
+             FROM payment GROUP BY uid HAVING COUNT(*) > 4 ORDER BY uid",
+        ),
+        read_bound(
+            "SELECT id, GROUP_CONCAT(status) FROM payment GROUP BY id ORDER BY id LIMIT 10",
+            "SELECT id, GROUP_CONCAT(status) FROM payment GROUP BY id ORDER BY id LIMIT ?",
+            vec![10.into()],
+        ),
+        read(
+            "SELECT status FROM payment GROUP BY status \
+             ORDER BY GROUP_CONCAT(id ORDER BY id DESC), status",
+        ),
+    ]
+}
+
+/// GROUP_CONCATs that `group_concat_max_len = 12` cuts, in a character and in a separator.
+fn group_concat_cut() -> Vec<Read> {
+    vec![
+        read("SELECT uid, GROUP_CONCAT(id ORDER BY id) FROM payment GROUP BY uid ORDER BY uid"),
+        read("SELECT GROUP_CONCAT(amount ORDER BY id DESC SEPARATOR '; ') FROM payment"),
+        read(
+            "SELECT status, GROUP_CONCAT(uid, 'é' ORDER BY id LIMIT 9), \
+             GROUP_CONCAT(DISTINCT uid ORDER BY uid DESC) FROM payment GROUP BY status ORDER BY status",
+        ),
+    ]
+}
+
+/// `SHOW WARNINGS` after `sql` (text protocol).
+async fn warnings(conn: &mut Conn, sql: &str) -> Vec<(String, u16, String)> {
+    conn.query_drop(sql).await.unwrap();
+    conn.query("SHOW WARNINGS").await.unwrap()
+}
+
 /// MariaDB's function `INTERVAL(N, N1, …)`, which the proxy's parser read as an interval
 /// literal (1064); `INTERVAL (1) DAY` stays a literal.
 fn interval_function() -> Vec<Read> {
@@ -281,6 +342,39 @@ async fn names_in_order_by_group_by_and_distinct_resolve_against_the_select_list
 async fn bitwise_aggregates_and_count_distinct_of_two_columns_merge_exactly() {
     let (setup, mut through, mut reference) = setup().await;
     let differences = compare(&mut through, &mut reference, &aggregates()).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    drop(setup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_concat_merges_exactly() {
+    let (setup, mut through, mut reference) = setup().await;
+    let differences = compare(&mut through, &mut reference, &group_concat()).await;
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    drop(setup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_concat_is_cut_at_the_sessions_max_len_with_mariadbs_warning() {
+    let (setup, mut through, mut reference) = setup().await;
+    for conn in [&mut through, &mut reference] {
+        conn.query_drop("SET SESSION group_concat_max_len = 12")
+            .await
+            .unwrap();
+    }
+    let reads = group_concat_cut();
+    let mut differences = compare(&mut through, &mut reference, &reads).await;
+    for r in &reads {
+        let got = warnings(&mut through, r.sql).await;
+        let expected = warnings(&mut reference, r.sql).await;
+        assert!(!expected.is_empty(), "no cut: {}", r.sql);
+        if got != expected {
+            differences.push(format!(
+                "warnings: {}\n  proxy:     {got:?}\n  reference: {expected:?}",
+                r.sql
+            ));
+        }
+    }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
     drop(setup);
 }

@@ -402,14 +402,14 @@ impl Executor {
 
     /// Whether a held connection's last response left diagnostics to collect.
     pub fn has_uncollected_diagnostics(&self) -> bool {
-        self.held.iter().any(|h| h.diagnostics)
+        !self.merge_warnings.is_empty() || self.held.iter().any(|h| h.diagnostics)
     }
 
     /// Reads `SHOW WARNINGS` on every held connection whose last response carried warnings
     /// or an error. A connection that fails here is dropped; its diagnostics are lost, the
     /// statement's own answer already went out.
     pub async fn collect_diagnostics(&mut self) -> Vec<Diagnostic> {
-        let mut collected = Vec::new();
+        let mut collected = std::mem::take(&mut self.merge_warnings);
         for data_source in self.held.data_sources() {
             let Some(held) = self.held.get_mut(&data_source) else {
                 continue;

@@ -195,6 +195,8 @@ pub struct Executor {
     names: Arc<LogicalNames>,
     /// What the current command's statements must respect while slices move, if anything.
     fence: Option<FenceCheck>,
+    /// Warnings the proxy's own merge gave for the last statement, for `SHOW WARNINGS`.
+    merge_warnings: Vec<Diagnostic>,
 }
 
 impl Executor {
@@ -215,6 +217,7 @@ impl Executor {
             coordinator: None,
             names: Arc::default(),
             fence: None,
+            merge_warnings: Vec::new(),
         }
     }
 

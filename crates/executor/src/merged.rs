@@ -15,7 +15,7 @@ use router::{MergeSpec, Plan, Target};
 
 use crate::cancel::{drain_or_interrupt, time_limit_error, Cancel, CancelReason};
 use crate::run::{write_columns, Request, Stop};
-use crate::{answer_error, flush, Client, Executor, Flow, Snapshot};
+use crate::{answer_error, flush, Client, Diagnostic, Executor, Flow, Snapshot};
 
 /// What interrupted a merge besides the merge itself.
 enum Io {
@@ -245,7 +245,7 @@ impl Executor {
         let (drained, interrupted) =
             drain_or_interrupt(self.session, threads, shards.drain()).await;
         client.backend_cancelled(CancelReason::StoppedEarly, interrupted);
-        let warnings = shards.warnings;
+        let mut warnings = shards.warnings;
         let statuses = std::mem::take(&mut shards.statuses);
         for (target, status) in targets.iter().zip(statuses) {
             if let Some(status) = status {
@@ -256,6 +256,17 @@ impl Executor {
             Ok(merged) => {
                 self.reported.found_rows = merged.found;
                 self.reported.rows = merged.written;
+                let own = u16::try_from(merged.warnings.len()).unwrap_or(u16::MAX);
+                warnings = warnings.saturating_add(own);
+                self.merge_warnings = merged
+                    .warnings
+                    .into_iter()
+                    .map(|w| Diagnostic {
+                        level: "Warning".into(),
+                        code: w.code,
+                        message: w.message,
+                    })
+                    .collect();
                 None
             }
             Err(Failure::Merge(e)) => Some(e.to_server_error()),

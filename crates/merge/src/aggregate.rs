@@ -9,9 +9,10 @@ use router::{Aggregation, Col, DistinctFn, MergeSpec, Role};
 
 use crate::decimal::Decimal;
 use crate::eval::{arithmetic, eval, truth};
+use crate::group_concat::{Call, Elements};
 use crate::row::{encode_row, OutCell, Row};
 use crate::value::{compare, group_key, to_f64, Kind, Value};
-use crate::{Layout, MergeError};
+use crate::{Layout, MergeError, Warning};
 
 /// The running combination of one role column in one group.
 #[derive(Debug)]
@@ -24,6 +25,10 @@ enum Acc {
     Distinct(HashMap<Vec<u8>, Value>),
     /// BIT_AND / BIT_OR / BIT_XOR so far.
     Bits(u64),
+    /// GROUP_CONCAT's elements so far.
+    Concat(Elements),
+    /// GROUP_CONCAT's result (`None`: NULL).
+    Joined(Option<Vec<u8>>),
     /// Derived when the group is finished (AVG, expressions).
     Derived,
 }
@@ -39,6 +44,8 @@ pub(crate) struct Aggregator<'a> {
     agg: &'a Aggregation,
     /// Role per column index (`None`: keeps the group's first value).
     roles: Vec<Option<&'a Role>>,
+    /// The GROUP_CONCAT call per column index.
+    calls: Vec<Option<Call<'a>>>,
     group_cols: Vec<usize>,
     groups: HashMap<Vec<u8>, usize>,
     list: Vec<Group>,
@@ -47,14 +54,24 @@ pub(crate) struct Aggregator<'a> {
 }
 
 impl<'a> Aggregator<'a> {
-    pub(crate) fn new(layout: &'a Layout, agg: &'a Aggregation, limit: usize) -> Self {
+    pub(crate) fn new(
+        layout: &'a Layout,
+        agg: &'a Aggregation,
+        limit: usize,
+    ) -> Result<Self, MergeError> {
         let mut roles = vec![None; layout.columns.len()];
+        let mut calls: Vec<Option<Call<'a>>> = Vec::new();
+        calls.resize_with(layout.columns.len(), || None);
         for (col, role) in &agg.roles {
-            if let Some(slot) = roles.get_mut(layout.index(*col)) {
+            let c = layout.index(*col);
+            if let Some(slot) = roles.get_mut(c) {
                 *slot = Some(role);
             }
+            if let (Role::GroupConcat(g), Some(slot)) = (role, calls.get_mut(c)) {
+                *slot = Some(Call::new(g)?);
+            }
         }
-        Aggregator {
+        Ok(Aggregator {
             group_cols: agg.group_by.iter().map(|c| layout.index(*c)).collect(),
             layout,
             agg,
@@ -63,7 +80,8 @@ impl<'a> Aggregator<'a> {
             list: Vec::new(),
             memory: 0,
             limit,
-        }
+            calls,
+        })
     }
 
     pub(crate) fn add(&mut self, row: Row) -> Result<(), MergeError> {
@@ -138,6 +156,11 @@ impl<'a> Aggregator<'a> {
                         .map_err(|_| MergeError::Malformed("a bitwise aggregate beyond 64 bits"))?;
                     *bits = function.fold(*bits, v);
                 }
+                (Role::GroupConcat(_), Acc::Concat(elements)) => {
+                    if let Some(call) = &self.calls[c] {
+                        self.memory += elements.add(call, &row, layout)?;
+                    }
+                }
                 (Role::Distinct { args, .. }, Acc::Distinct(seen)) => {
                     let mut key = Vec::new();
                     let mut value = Value::Null;
@@ -167,9 +190,51 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    /// The finished groups after HAVING, DISTINCT, ORDER BY and LIMIT, encoded, and how many
-    /// there were before OFFSET and LIMIT.
-    pub(crate) fn finish(mut self, spec: &MergeSpec) -> Result<(Vec<Vec<u8>>, u64), MergeError> {
+    /// Joins every group's GROUP_CONCATs, in the order MariaDB computes groups (by their
+    /// keys), which numbers the rows its cut warnings name; returns the warnings.
+    fn join_concats(&mut self) -> Result<Vec<Warning>, MergeError> {
+        let layout = self.layout;
+        if self.calls.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let mut order: Vec<usize> = (0..self.list.len()).collect();
+        let group_cols = &self.group_cols;
+        let list = &self.list;
+        order.sort_by(|&a, &b| {
+            for &c in group_cols {
+                let o = compare(
+                    layout.kinds[c],
+                    &list[a].first.value(c, layout),
+                    &list[b].first.value(c, layout),
+                );
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        let mut counters = vec![0u64; self.calls.len()];
+        let mut warnings = Vec::new();
+        for g in order {
+            for (c, call) in self.calls.iter().enumerate() {
+                let Some(call) = call else { continue };
+                let acc = &mut self.list[g].accs[c];
+                if let Acc::Concat(elements) = std::mem::replace(acc, Acc::Derived) {
+                    let (joined, warning) = elements.join(call, layout, c, &mut counters[c])?;
+                    self.memory += joined.as_ref().map_or(0, Vec::len);
+                    *acc = Acc::Joined(joined);
+                    warnings.extend(warning);
+                }
+            }
+            self.check_memory()?;
+        }
+        Ok(warnings)
+    }
+
+    /// The finished groups after HAVING, DISTINCT, ORDER BY and LIMIT, encoded, how many
+    /// there were before OFFSET and LIMIT, and the warnings of their GROUP_CONCATs.
+    pub(crate) fn finish(mut self, spec: &MergeSpec) -> Result<FinishedGroups, MergeError> {
+        let warnings = self.join_concats()?;
         let layout = self.layout;
         let scalar = self.agg.group_by.is_empty();
         let mut finished: Vec<Vec<Finished>> = Vec::with_capacity(self.list.len().max(1));
@@ -205,7 +270,10 @@ impl<'a> Aggregator<'a> {
                         Finished::Value(fold_distinct(self.roles[c], seen, layout, c)?)
                     }
                     Acc::Bits(bits) => Finished::Value(Value::Int(i128::from(bits))),
-                    Acc::Derived => Finished::Value(Value::Null),
+                    Acc::Joined(joined) => {
+                        Finished::Value(joined.map_or(Value::Null, Value::Bytes))
+                    }
+                    Acc::Concat(_) | Acc::Derived => Finished::Value(Value::Null),
                 });
             }
             for (c, cell) in row.iter_mut().enumerate() {
@@ -286,7 +354,11 @@ impl<'a> Aggregator<'a> {
             encode_row(layout, &cells, &mut payload)?;
             out.push(payload);
         }
-        Ok((out, total))
+        Ok(FinishedGroups {
+            rows: out,
+            groups: total,
+            warnings,
+        })
     }
 
     /// Fills the derived columns (AVG, expressions) of a finished row.
@@ -319,8 +391,18 @@ fn new_acc(role: Option<&Role>) -> Acc {
         Some(Role::Min | Role::Max) => Acc::Extreme(None),
         Some(Role::Distinct { .. }) => Acc::Distinct(HashMap::new()),
         Some(Role::Bits(function)) => Acc::Bits(function.identity()),
+        Some(Role::GroupConcat(_)) => Acc::Concat(Elements::default()),
         Some(Role::Avg { .. } | Role::Computed(_)) | None => Acc::Derived,
     }
+}
+
+/// What [`Aggregator::finish`] gives.
+pub(crate) struct FinishedGroups {
+    /// The client's rows, encoded.
+    pub rows: Vec<Vec<u8>>,
+    /// The groups before OFFSET and LIMIT.
+    pub groups: u64,
+    pub warnings: Vec<Warning>,
 }
 
 /// A cell of a finished group.

@@ -14,6 +14,7 @@
 mod aggregate;
 mod decimal;
 mod eval;
+mod group_concat;
 mod row;
 mod set_op;
 mod value;
@@ -150,8 +151,15 @@ pub struct Limits {
     pub memory: usize,
 }
 
+/// A warning the merge itself gives, as MariaDB words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub code: u16,
+    pub message: String,
+}
+
 /// What a merge sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
     /// Rows written to the sink.
     pub written: u64,
@@ -159,6 +167,9 @@ pub struct Merged {
     /// its LIMIT, those OFFSET skipped included (`min(rows, offset + limit)`, 0 for LIMIT 0);
     /// for a set operation every row of its result.
     pub found: u64,
+    /// The merge's own warnings (GROUP_CONCAT cut at `group_concat_max_len`), in the order
+    /// MariaDB gives them.
+    pub warnings: Vec<Warning>,
 }
 
 impl Merged {
@@ -171,6 +182,7 @@ impl Merged {
         Merged {
             written: found.saturating_sub(spec.offset),
             found,
+            warnings: Vec::new(),
         }
     }
 }
@@ -200,17 +212,20 @@ where
         return set_op::run(op, spec, layout, limits.memory, shards, sink).await;
     }
     if let Some(agg) = &spec.shape.aggregation {
-        let mut aggregator = aggregate::Aggregator::new(layout, agg, limits.memory);
+        let mut aggregator = aggregate::Aggregator::new(layout, agg, limits.memory)?;
         for shard in 0..shards.count() {
             while let Some(data) = shards.next_row(shard).await.map_err(Failure::Io)? {
                 aggregator.add(Row::parse(data, layout)?)?;
             }
         }
-        let (rows, groups) = aggregator.finish(spec)?;
-        for r in &rows {
+        let finished = aggregator.finish(spec)?;
+        for r in &finished.rows {
             sink.row(r).await.map_err(Failure::Io)?;
         }
-        return Ok(Merged::of(spec, groups));
+        return Ok(Merged {
+            warnings: finished.warnings,
+            ..Merged::of(spec, finished.groups)
+        });
     }
 
     let keys: Vec<(usize, bool)> = spec
@@ -323,6 +338,7 @@ impl Output<'_> {
         Merged {
             written: self.written,
             found: spec.offset - self.skip + self.written + self.beyond,
+            warnings: Vec::new(),
         }
     }
 

@@ -98,6 +98,7 @@ where
     let merged = |out: &Output<'_>| Merged {
         written: out.written,
         found,
+        warnings: Vec::new(),
     };
     if out.left == 0 {
         return Ok(merged(&out));

@@ -53,6 +53,15 @@ fn run(
     layout: &Layout,
     shards: Vec<Vec<Vec<Option<&str>>>>,
 ) -> Result<Vec<Vec<String>>, MergeError> {
+    run_with_warnings(spec, layout, shards).map(|(rows, _)| rows)
+}
+
+/// The merged rows and the merge's own warnings.
+fn run_with_warnings(
+    spec: &MergeSpec,
+    layout: &Layout,
+    shards: Vec<Vec<Vec<Option<&str>>>>,
+) -> Result<(Vec<Vec<String>>, Vec<merge::Warning>), MergeError> {
     let mut mem = Mem(shards
         .into_iter()
         .map(|rows| rows.iter().map(|r| text_row(r)).collect())
@@ -61,18 +70,19 @@ fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(merge(
-        spec,
-        layout,
-        Limits { memory: 1 << 20 },
-        &mut mem,
-        &mut out,
-    ))
-    .map_err(|e| match e {
-        merge::Failure::Merge(m) => m,
-        merge::Failure::Io(never) => match never {},
-    })?;
-    Ok(decode(&out.0, layout.visible))
+    let merged = rt
+        .block_on(merge(
+            spec,
+            layout,
+            Limits { memory: 1 << 20 },
+            &mut mem,
+            &mut out,
+        ))
+        .map_err(|e| match e {
+            merge::Failure::Merge(m) => m,
+            merge::Failure::Io(never) => match never {},
+        })?;
+    Ok((decode(&out.0, layout.visible), merged.warnings))
 }
 
 fn sorted(keys: &[(Col, bool)]) -> MergeSpec {
@@ -500,4 +510,167 @@ fn intersect_and_except_count_rows_per_branch_across_shards() {
         run(&spec(false, false), &layout, vec![rows]).unwrap_err(),
         MergeError::MemoryLimit(1 << 20)
     );
+}
+
+/// GROUP_CONCAT(x ORDER BY k DESC SEPARATOR ', ' LIMIT …) grouped by g: a shard row per
+/// (g, element, key) with its row count, `group_concat_max_len` and byte lengths.
+fn group_concat_spec(distinct: bool, limit: Option<i64>) -> (MergeSpec, Layout) {
+    let layout = Layout::new(
+        vec![
+            col("g", column_type::LONGLONG, 0),
+            col("gc", column_type::VAR_STRING, 0),
+            col("e", column_type::VAR_STRING, 0),
+            col("k", column_type::LONGLONG, 0),
+            col("rows", column_type::LONGLONG, 0),
+            col("max", column_type::LONGLONG, 0),
+            col("eb", column_type::LONGLONG, 0),
+            col("esb", column_type::LONGLONG, 0),
+        ],
+        6,
+        false,
+    )
+    .unwrap();
+    let role = Role::GroupConcat(Box::new(router::GroupConcat {
+        distinct,
+        element: Col::Hidden(0),
+        order_by: vec![SortKey {
+            column: Col::Hidden(1),
+            descending: true,
+        }],
+        separator: Operand::Const(Constant::Str(b", ".to_vec())),
+        limit: limit.map(|n| router::LimitOperands {
+            count: Some(Operand::Const(Constant::Int(n))),
+            offset: None,
+        }),
+        rows: Col::Hidden(2),
+        max_len: Col::Hidden(3),
+        element_bytes: Col::Hidden(4),
+        with_separator_bytes: Col::Hidden(5),
+    }));
+    let mut spec = aggregation(vec![Col::Item(0)], vec![(Col::Item(1), role)]);
+    spec.shape.hidden = 6;
+    (spec, layout)
+}
+
+/// A shard row of [`group_concat_spec`]: group, element, key, rows, max_len.
+fn element_row(g: &str, e: Option<&str>, k: &str, rows: &str, max: &str) -> Vec<Option<String>> {
+    let bytes = e.map(|e| e.len().to_string());
+    let with_separator = e.map(|e| (e.len() + 2).to_string());
+    vec![
+        Some(g.into()),
+        Some(String::new()),
+        e.map(str::to_owned),
+        Some(k.into()),
+        Some(rows.into()),
+        Some(max.into()),
+        bytes,
+        with_separator,
+    ]
+}
+
+fn group_concat_run(
+    spec: &MergeSpec,
+    layout: &Layout,
+    shards: &[Vec<Vec<Option<String>>>],
+) -> (Vec<Vec<String>>, Vec<String>) {
+    let shards: Vec<Vec<Vec<Option<&str>>>> = shards
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.iter().map(|c| c.as_deref()).collect())
+                .collect()
+        })
+        .collect();
+    let (rows, warnings) = run_with_warnings(spec, layout, shards).unwrap();
+    (rows, warnings.into_iter().map(|w| w.message).collect())
+}
+
+#[test]
+fn group_concat_orders_repeats_and_skips_elements_across_shards() {
+    let (spec, layout) = group_concat_spec(false, None);
+    let shards = vec![
+        vec![
+            element_row("1", Some("b"), "2", "2", "100"),
+            element_row("1", None, "9", "3", "100"),
+            element_row("2", Some("z"), "1", "1", "100"),
+        ],
+        vec![
+            element_row("1", Some("a"), "5", "1", "100"),
+            // Equal to "a" under the collation, another element all the same.
+            element_row("1", Some("A"), "1", "1", "100"),
+            element_row("1", Some("b"), "2", "1", "100"),
+            element_row("3", None, "1", "4", "100"),
+        ],
+    ];
+    let (rows, warnings) = group_concat_run(&spec, &layout, &shards);
+    assert_eq!(
+        rows,
+        vec![
+            vec!["1".to_string(), "a, b, b, b, A".to_string()],
+            vec!["2".to_string(), "z".to_string()],
+            vec!["3".to_string(), "NULL".to_string()],
+        ]
+    );
+    assert!(warnings.is_empty());
+    // DISTINCT keeps one of "a" and "A" (the first in the call's order) and one "b"; LIMIT 2.
+    let (spec, layout) = group_concat_spec(true, Some(2));
+    let (rows, _) = group_concat_run(&spec, &layout, &shards);
+    assert_eq!(rows[0], vec!["1".to_string(), "a, b".to_string()]);
+}
+
+#[test]
+fn group_concat_is_cut_at_max_len_on_a_character_and_counts_rows_across_groups() {
+    let (spec, layout) = group_concat_spec(false, None);
+    // Group 1: "é" (2 bytes) then "xyz": "é, xyz" is 7 bytes, cut at 5 → "é, x" (row 2).
+    // Group 2: "ab", "éé": "ab, éé" is 8 bytes; cut at 5 → "ab, " would split "é": "ab, " is
+    // 4 bytes (row 4: the call's rows go on counting across groups).
+    let shards = vec![
+        vec![
+            element_row("1", Some("é"), "9", "1", "5"),
+            element_row("2", Some("éé"), "1", "1", "5"),
+        ],
+        vec![
+            element_row("1", Some("xyz"), "1", "1", "5"),
+            element_row("2", Some("ab"), "5", "1", "5"),
+        ],
+    ];
+    let (rows, warnings) = group_concat_run(&spec, &layout, &shards);
+    assert_eq!(
+        rows,
+        vec![
+            vec!["1".to_string(), "é, x".to_string()],
+            vec!["2".to_string(), "ab, ".to_string()],
+        ]
+    );
+    assert_eq!(
+        warnings,
+        vec![
+            "Row 2 was cut by GROUP_CONCAT()".to_string(),
+            "Row 4 was cut by GROUP_CONCAT()".to_string(),
+        ]
+    );
+    // Where the cut falls is counted in the data's bytes: "é" stored in one byte (latin1 read
+    // as utf8mb4) leaves room for ", xy".
+    let mut shards = shards;
+    shards[0][0][6] = Some("1".into());
+    shards[0][0][7] = Some("3".into());
+    let (rows, _) = group_concat_run(&spec, &layout, &shards);
+    assert_eq!(rows[0], vec!["1".to_string(), "é, xy".to_string()]);
+    // An element cut where its bytes differ between the two cannot be cut exactly: refused.
+    shards[1][0][6] = Some("4".into());
+    shards[1][0][7] = Some("6".into());
+    let err = run_with_warnings(
+        &spec,
+        &layout,
+        shards
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r.iter().map(|c| c.as_deref()).collect())
+                    .collect()
+            })
+            .collect(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, MergeError::Unsupported(_)), "{err:?}");
 }

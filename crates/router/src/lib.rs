@@ -69,8 +69,8 @@ pub use plan::{
     StatementKind, Target,
 };
 pub use sql::{
-    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, MergeExpr, MergeShape, Operand, Role,
-    SetOp, SortKey,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, GroupConcat, LimitOperands, MergeExpr,
+    MergeShape, Operand, Role, SetOp, SortKey,
 };
 
 use cache::ClockCache;

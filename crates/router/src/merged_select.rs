@@ -109,8 +109,17 @@ pub(crate) fn spec_of(
     }
     if let Some(agg) = &mut shape.aggregation {
         for (_, role) in &mut agg.roles {
-            if let sql::Role::Computed(e) = role {
-                resolve(e, input)?;
+            match role {
+                sql::Role::Computed(e) => resolve(e, input)?,
+                sql::Role::GroupConcat(g) => {
+                    resolve_operand(&mut g.separator, input)?;
+                    if let Some(l) = &mut g.limit {
+                        for o in [&mut l.count, &mut l.offset].into_iter().flatten() {
+                            resolve_operand(o, input)?;
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -151,11 +160,7 @@ pub(crate) fn spec_of(
 fn resolve(e: &mut MergeExpr, input: &Input<'_>) -> Result<(), RouteError> {
     match e {
         MergeExpr::Column(_) => {}
-        MergeExpr::Value(o) => {
-            if let Operand::Slot(s) = o {
-                *o = Operand::Const(constant(*s, input)?);
-            }
-        }
+        MergeExpr::Value(o) => resolve_operand(o, input)?,
         MergeExpr::Not(x) | MergeExpr::Negate(x) | MergeExpr::IsNull(x, _) => resolve(x, input)?,
         MergeExpr::Binary(l, _, r) => {
             resolve(l, input)?;
@@ -174,6 +179,14 @@ fn resolve(e: &mut MergeExpr, input: &Input<'_>) -> Result<(), RouteError> {
                 resolve(x, input)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A slot replaced by the statement's value.
+fn resolve_operand(o: &mut Operand, input: &Input<'_>) -> Result<(), RouteError> {
+    if let Operand::Slot(s) = o {
+        *o = Operand::Const(constant(*s, input)?);
     }
     Ok(())
 }

@@ -55,8 +55,8 @@ pub use insert_columns::RowsWithoutColumns;
 pub use lexer::{identifiers, mentions, split, strip_leading_words, CodeTokens, Lexer, Tok, Token};
 pub use merge_rewrite::SelectMerge;
 pub use merge_shape::{
-    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,
-    Operand, Role, SetOp, SortKey,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, GroupConcat, LimitOperands, MergeExpr,
+    MergeShape, Operand, Role, SetOp, SortKey,
 };
 pub use parse::{parse, Statement, RECURSION_LIMIT};
 pub use processlist::with_processlist_rows;

@@ -26,14 +26,15 @@
 
 use sqlparser::ast::{
     self, BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, LimitClause, OrderByKind, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, UnaryOperator, Value,
+    FunctionArgumentClause, FunctionArguments, GroupByExpr, Ident, LimitClause, OrderByKind, Query,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins,
+    UnaryOperator, Value,
 };
 
 use crate::analyze::name_parts;
 use crate::merge_shape::{
-    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, LimitOperands, MergeExpr, MergeShape,
-    Operand, Role, SortKey, HIDDEN_PREFIX,
+    Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, GroupConcat, LimitOperands, MergeExpr,
+    MergeShape, Operand, Role, SortKey, HIDDEN_PREFIX,
 };
 use crate::parse::{slot_of, Statement, LIMIT_MARKER};
 
@@ -141,6 +142,9 @@ impl Statement {
                     return Err("aggregates after a wildcard in the select list".into());
                 };
                 let role = b.role(e)?;
+                if matches!(role, Role::GroupConcat(_)) {
+                    select.projection[i] = metadata_only_item(&select.projection[i]);
+                }
                 agg.roles.push((col, role));
             }
             let having = match select.having.take() {
@@ -624,6 +628,9 @@ impl<'a> Builder<'a> {
             let col = self.add_hidden(e);
             if self.hidden.len() > before {
                 let role = self.role(e)?;
+                if let (Role::GroupConcat(_), Col::Hidden(j)) = (&role, col) {
+                    self.hidden[j] = metadata_only(e);
+                }
                 self.hidden_roles.push((col, role));
             }
             return Ok(col);
@@ -641,6 +648,9 @@ impl<'a> Builder<'a> {
         let Expr::Function(f) = e else {
             return Err(format!("aggregate function {name}()"));
         };
+        if name == "GROUP_CONCAT" {
+            return self.group_concat(f);
+        }
         if !MERGEABLE.contains(&name.as_str()) {
             return Err(format!("aggregate function {name}()"));
         }
@@ -705,24 +715,127 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// A hidden `FUNC(arg)` column combined as that function.
-    fn hidden_call(&mut self, func: &str, arg: &Expr) -> Col {
-        let call = Expr::Function(ast::Function {
-            name: ast::ObjectName::from(vec![Ident::new(func)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
+    /// GROUP_CONCAT, computed by the proxy from its elements ([`GroupConcat`]): hidden columns
+    /// for the element, its sort keys, its row count, the session's `group_concat_max_len` and
+    /// byte lengths; the element (as itself and as bytes) and the sort keys join the shards'
+    /// GROUP BY.
+    fn group_concat(&mut self, f: &ast::Function) -> Result<Role, String> {
+        let FunctionArguments::List(list) = &f.args else {
+            return Err("GROUP_CONCAT() without arguments".into());
+        };
+        if f.filter.is_some() || !f.within_group.is_empty() || f.null_treatment.is_some() {
+            return Err("GROUP_CONCAT() with FILTER, WITHIN GROUP or a NULL treatment".into());
+        }
+        let mut args = Vec::with_capacity(list.args.len());
+        for a in &list.args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) if !has_aggregate(x) => {
+                    args.push(x.clone())
+                }
+                _ => return Err("the arguments of GROUP_CONCAT()".into()),
+            }
+        }
+        if args.is_empty() {
+            return Err("GROUP_CONCAT() without arguments".into());
+        }
+        let mut order = Vec::new();
+        let mut separator = Expr::Value(Value::SingleQuotedString(",".into()).into());
+        let mut limit = None;
+        for clause in &list.clauses {
+            match clause {
+                FunctionArgumentClause::OrderBy(keys) => order.clone_from(keys),
+                FunctionArgumentClause::Separator(v) => separator = Expr::Value(v.clone()),
+                FunctionArgumentClause::Limit(count) => {
+                    limit = Some(LimitOperands {
+                        count: Some(operand(count)?),
+                        offset: None,
+                    })
+                }
+                other => return Err(format!("GROUP_CONCAT(… {other})")),
+            }
+        }
+        let element = call("CONCAT", args.clone());
+        let element_col = self.add_hidden(&element);
+        self.group_on(&element, Some(element_col));
+        let bytes = Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(element.clone()),
+            data_type: ast::DataType::Binary(None),
+            format: None,
+        };
+        self.group_on(&bytes, None);
+        let mut order_by = Vec::with_capacity(order.len());
+        for key in &order {
+            let descending = match key.options.sort {
+                None | Some(ast::OrderBySort::Asc) => false,
+                Some(ast::OrderBySort::Desc) => true,
+                Some(ast::OrderBySort::Using(_)) => {
+                    return Err("GROUP_CONCAT(… ORDER BY … USING)".into())
+                }
+            };
+            if key.options.nulls_first.is_some() {
+                return Err("GROUP_CONCAT(… ORDER BY … NULLS FIRST/LAST)".into());
+            }
+            if slot_of(&key.expr).is_some() || matches!(key.expr, Expr::Value(_)) {
+                return Err("GROUP_CONCAT(… ORDER BY a position or literal)".into());
+            }
+            if has_aggregate(&key.expr) {
+                return Err("GROUP_CONCAT(… ORDER BY an aggregate)".into());
+            }
+            let column = self.add_hidden(&key.expr);
+            self.group_on(&key.expr, Some(column));
+            order_by.push(SortKey { column, descending });
+        }
+        let mut with_separator = args;
+        with_separator.push(separator.clone());
+        let rows = self.add_hidden(&Expr::Function(ast::Function {
             args: FunctionArguments::List(ast::FunctionArgumentList {
                 duplicate_treatment: None,
-                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg.clone()))],
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)],
                 clauses: Vec::new(),
             }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: Vec::new(),
-        });
+            ..function("COUNT")
+        }));
+        let max_len = self.add_hidden(&Expr::Identifier(Ident::new("@@group_concat_max_len")));
+        // Cast, for a type that stays BIGINT UNSIGNED when a data source unions its tables'
+        // parts (a bare MAX(LENGTH(…)) becomes INT there, and its binary rows 4 bytes wide).
+        let max_length = |e: Expr| Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(call("MAX", vec![call("LENGTH", vec![e])])),
+            data_type: ast::DataType::Unsigned,
+            format: None,
+        };
+        let element_bytes = self.add_hidden(&max_length(element.clone()));
+        let with_separator_bytes = self.add_hidden(&max_length(call("CONCAT", with_separator)));
+        Ok(Role::GroupConcat(Box::new(GroupConcat {
+            distinct: matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)),
+            element: element_col,
+            order_by,
+            separator: operand(&separator)?,
+            limit,
+            rows,
+            max_len,
+            element_bytes,
+            with_separator_bytes,
+        })))
+    }
+
+    /// Adds `e` to the shards' GROUP BY (once), and its hidden column to the keys `EXPLAIN`
+    /// lists.
+    fn group_on(&mut self, e: &Expr, col: Option<Col>) {
+        let text = key_text(e);
+        if !self.distinct_exprs.iter().any(|d| key_text(d) == text) {
+            self.distinct_exprs.push(e.clone());
+        }
+        if let Some(col) = col.filter(|c| !self.distinct_keys.contains(c)) {
+            self.distinct_keys.push(col);
+        }
+    }
+
+    /// A hidden `FUNC(arg)` column combined as that function.
+    fn hidden_call(&mut self, func: &str, arg: &Expr) -> Col {
         let before = self.hidden.len();
-        let col = self.add_hidden(&call);
+        let col = self.add_hidden(&call(func, vec![arg.clone()]));
         if self.hidden.len() > before {
             let role = if func == "SUM" {
                 Role::Sum
@@ -816,6 +929,75 @@ impl<'a> Builder<'a> {
             }
             _ => return Err("this kind of expression over aggregates".into()),
         })
+    }
+}
+
+/// A call of `name` without arguments.
+fn function(name: &str) -> ast::Function {
+    ast::Function {
+        name: ast::ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: Vec::new(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    }
+}
+
+/// `name(args)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        args: FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        ..function(name)
+    })
+}
+
+/// A GROUP_CONCAT call as the shards run it for the result's metadata only: the same arguments
+/// and separator (they decide its type and length), no DISTINCT or ORDER BY, and `LIMIT 0`, so
+/// that no shard concatenates or warns about a cut.
+fn metadata_only(e: &Expr) -> Expr {
+    let mut e = strip_nested(e).clone();
+    if let Expr::Function(ast::Function {
+        args: FunctionArguments::List(list),
+        ..
+    }) = &mut e
+    {
+        list.duplicate_treatment = None;
+        list.clauses
+            .retain(|c| matches!(c, FunctionArgumentClause::Separator(_)));
+        list.clauses.push(FunctionArgumentClause::Limit(Expr::Value(
+            Value::Number("0".into(), false).into(),
+        )));
+    }
+    e
+}
+
+/// A select item of a GROUP_CONCAT as the shards run it ([`metadata_only`]), named as the
+/// client wrote it.
+fn metadata_only_item(item: &SelectItem) -> SelectItem {
+    match item {
+        SelectItem::ExprWithAlias { expr, alias } => SelectItem::ExprWithAlias {
+            expr: metadata_only(expr),
+            alias: alias.clone(),
+        },
+        SelectItem::UnnamedExpr(expr) => SelectItem::ExprWithAlias {
+            expr: metadata_only(expr),
+            alias: Ident::with_quote('`', expr.to_string()),
+        },
+        other => other.clone(),
     }
 }
 

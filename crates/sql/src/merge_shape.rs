@@ -143,8 +143,38 @@ pub enum Role {
     /// BIT_AND / BIT_OR / BIT_XOR of the per-shard results (an unsigned 64-bit
     /// integer; over no row, the function's identity).
     Bits(BitFn),
+    /// GROUP_CONCAT over the elements of the merged group.
+    GroupConcat(Box<GroupConcat>),
     /// Evaluated over the merged group.
     Computed(MergeExpr),
+}
+
+/// A GROUP_CONCAT the proxy computes from its elements: the shards group by each element
+/// (its bytes, so that no two elements equal under the collation fold into one) and its sort
+/// keys, and return with each how many rows gave it; the proxy orders, deduplicates, limits,
+/// joins and cuts at `group_concat_max_len` as MariaDB does. The shards' own GROUP_CONCAT
+/// column (`LIMIT 0`) gives only the result's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConcat {
+    pub distinct: bool,
+    /// `CONCAT(args)`: NULL exactly when MariaDB skips the row.
+    pub element: Col,
+    /// The `ORDER BY` inside the call, over hidden columns.
+    pub order_by: Vec<SortKey>,
+    /// `SEPARATOR` (`','` when not written).
+    pub separator: Operand,
+    /// `LIMIT` inside the call.
+    pub limit: Option<LimitOperands>,
+    /// `COUNT(*)`: the rows of the shard's group that gave the element.
+    pub rows: Col,
+    /// `@@group_concat_max_len` of the shard's session (the client's, replayed).
+    pub max_len: Col,
+    /// `MAX(LENGTH(element))` (as UNSIGNED): its bytes in the data's character set, where
+    /// MariaDB cuts.
+    pub element_bytes: Col,
+    /// `MAX(LENGTH(CONCAT(element, separator)))` (as UNSIGNED): the separator's bytes there,
+    /// added.
+    pub with_separator_bytes: Col,
 }
 
 /// What the merge does with the column, as `EXPLAIN ROUTE` shows it.
@@ -172,6 +202,22 @@ impl std::fmt::Display for Role {
             Role::Bits(BitFn::And) => f.write_str("BIT_AND of the shards' BIT_ANDs"),
             Role::Bits(BitFn::Or) => f.write_str("BIT_OR of the shards' BIT_ORs"),
             Role::Bits(BitFn::Xor) => f.write_str("BIT_XOR of the shards' BIT_XORs"),
+            Role::GroupConcat(g) => {
+                let keys: Vec<String> = g
+                    .order_by
+                    .iter()
+                    .map(|k| format!("{}{}", k.column, if k.descending { " DESC" } else { "" }))
+                    .collect();
+                write!(
+                    f,
+                    "GROUP_CONCAT({}{} ORDER BY [{}]) of the elements in {} × {}",
+                    if g.distinct { "DISTINCT " } else { "" },
+                    g.element,
+                    keys.join(", "),
+                    g.element,
+                    g.rows
+                )
+            }
             Role::Computed(expr) => write!(f, "computed over the merged group: {expr:?}"),
         }
     }
