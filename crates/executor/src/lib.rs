@@ -144,6 +144,8 @@ pub struct Reported {
     /// backend statements it took. The session zeroes them as a statement begins.
     pub rows: u64,
     pub backend_statements: u64,
+    /// GROUP_CONCAT results the statement's merge cut at `group_concat_max_len`.
+    pub group_concat_cuts: u64,
 }
 
 impl Default for Reported {
@@ -156,6 +158,7 @@ impl Default for Reported {
             found_rows: 0,
             rows: 0,
             backend_statements: 0,
+            group_concat_cuts: 0,
         }
     }
 }

@@ -258,6 +258,11 @@ impl Executor {
                 self.reported.rows = merged.written;
                 let own = u16::try_from(merged.warnings.len()).unwrap_or(u16::MAX);
                 warnings = warnings.saturating_add(own);
+                if !merged.warnings.is_empty() {
+                    // The merge's own warnings are GROUP_CONCAT cuts (1260).
+                    self.reported.group_concat_cuts = merged.warnings.len() as u64;
+                    tracing::debug!(conn = self.session, cuts = own, "GROUP_CONCAT cut");
+                }
                 self.merge_warnings = merged
                     .warnings
                     .into_iter()

@@ -68,7 +68,7 @@ impl<'a> Aggregator<'a> {
                 *slot = Some(role);
             }
             if let (Role::GroupConcat(g), Some(slot)) = (role, calls.get_mut(c)) {
-                *slot = Some(Call::new(g)?);
+                *slot = Some(Call::new(g, layout)?);
             }
         }
         Ok(Aggregator {

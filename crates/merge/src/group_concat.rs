@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use router::{Constant, GroupConcat, Operand};
 
 use crate::row::Row;
-use crate::value::{compare, group_key, Value};
+use crate::value::{compare, group_key, sortable, Value};
 use crate::{Layout, MergeError, Warning};
 
 /// One element of a group.
@@ -44,7 +44,18 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(spec: &'a GroupConcat) -> Result<Call<'a>, MergeError> {
+    pub(crate) fn new(spec: &'a GroupConcat, layout: &Layout) -> Result<Call<'a>, MergeError> {
+        for k in &spec.order_by {
+            if !layout
+                .columns
+                .get(layout.index(k.column))
+                .is_some_and(sortable)
+            {
+                return Err(MergeError::Unsupported(
+                    "GROUP_CONCAT(… ORDER BY an ENUM or SET column) across shards",
+                ));
+            }
+        }
         let Operand::Const(Constant::Str(separator)) = &spec.separator else {
             return Err(MergeError::Unsupported(
                 "a GROUP_CONCAT SEPARATOR that is not a string",

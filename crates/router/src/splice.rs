@@ -64,6 +64,14 @@ pub(crate) fn splice(
                 None => return Err(RouteError::Internal("a generated id was not filled".into())),
             },
             Seg::Text(t) => out.push_str(t),
+            Seg::SlotInName(i) => {
+                let lit = input
+                    .fp
+                    .literals
+                    .get(*i)
+                    .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
+                out.push_str(&lit.text(input.sql).replace('`', "``"));
+            }
             Seg::Slot(i) if fill.is_some_and(|(ids, _)| ids.write_slot(*i, out, used)) => {}
             Seg::Slot(i) => {
                 let lit = input

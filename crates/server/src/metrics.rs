@@ -33,6 +33,8 @@ pub struct Metrics {
     statements: Vec<IntCounter>,
     errors: IntCounterVec,
     pub statement_seconds: Histogram,
+    /// GROUP_CONCAT results the proxy's merge cut at `group_concat_max_len` (warning 1260).
+    pub group_concat_cuts: IntCounter,
     /// Statements by fingerprint (`SHOW DBMESH DIGEST`, `GET /digest`).
     pub digest: crate::digest::Digest,
     backend_connections: IntGaugeVec,
@@ -142,6 +144,12 @@ impl Metrics {
                 "Error packets sent to clients, by MySQL error code",
             ),
             &["code"],
+        )
+        .expect("valid metric");
+        let group_concat_cuts = IntCounter::new(
+            "dbmesh_group_concat_cuts_total",
+            "GROUP_CONCAT results merged across shards that were cut at group_concat_max_len \
+             (warning 1260)",
         )
         .expect("valid metric");
         let statement_seconds = Histogram::with_opts(
@@ -329,6 +337,7 @@ impl Metrics {
             Box::new(statements_vec),
             Box::new(errors.clone()),
             Box::new(statement_seconds.clone()),
+            Box::new(group_concat_cuts.clone()),
             Box::new(backend_connections.clone()),
             Box::new(auth_failures.clone()),
             Box::new(plan_cache_hits.clone()),
@@ -365,6 +374,7 @@ impl Metrics {
             statements,
             errors,
             statement_seconds,
+            group_concat_cuts,
             backend_connections,
             auth_failures,
             plan_cache_hits,

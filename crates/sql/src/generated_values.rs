@@ -151,7 +151,7 @@ mod tests {
             for s in segs {
                 match s {
                     Seg::Text(t) => out.push_str(t),
-                    Seg::Slot(n) => out.push_str(&format!("${n}")),
+                    Seg::Slot(n) | Seg::SlotInName(n) => out.push_str(&format!("${n}")),
                     Seg::Table(_) => out.push('t'),
                     Seg::Generated => out.push('#'),
                     Seg::Limit => panic!("no LIMIT in an INSERT"),

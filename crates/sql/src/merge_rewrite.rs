@@ -36,7 +36,7 @@ use crate::merge_shape::{
     Aggregation, BinOp, BitFn, Col, Constant, DistinctFn, GroupConcat, LimitOperands, MergeExpr,
     MergeShape, Operand, Role, SortKey, HIDDEN_PREFIX,
 };
-use crate::parse::{slot_of, Statement, LIMIT_MARKER};
+use crate::parse::{name_slot_marker, slot_of, Statement, LIMIT_MARKER};
 
 /// The result of [`Statement::select_merge`].
 #[derive(Debug, Clone)]
@@ -995,10 +995,29 @@ fn metadata_only_item(item: &SelectItem) -> SelectItem {
         },
         SelectItem::UnnamedExpr(expr) => SelectItem::ExprWithAlias {
             expr: metadata_only(expr),
-            alias: Ident::with_quote('`', expr.to_string()),
+            alias: Ident::with_quote('`', name_of(expr)),
         },
         other => other.clone(),
     }
+}
+
+/// The name a server gives an unaliased select item: its text, the literals (and `?`) in it as
+/// the statement wrote them.
+fn name_of(e: &Expr) -> String {
+    let printed = e.to_string();
+    let mut name = String::with_capacity(printed.len());
+    for (i, piece) in printed.split('\u{0}').enumerate() {
+        match piece.strip_prefix('L').and_then(|n| n.parse::<usize>().ok()) {
+            Some(slot) if i % 2 == 1 => name.push_str(&name_slot_marker(slot)),
+            _ if i % 2 == 1 => {
+                name.push('\u{0}');
+                name.push_str(piece);
+                name.push('\u{0}');
+            }
+            _ => name.push_str(piece),
+        }
+    }
+    name
 }
 
 fn strip_nested(e: &Expr) -> &Expr {

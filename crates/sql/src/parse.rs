@@ -325,6 +325,12 @@ pub(crate) fn slot_marker(slot: usize) -> String {
     format!("\u{0}L{slot}\u{0}")
 }
 
+/// Marker text standing for the text of literal slot `slot` inside a backquoted name
+/// ([`crate::Seg::SlotInName`]).
+pub(crate) fn name_slot_marker(slot: usize) -> String {
+    format!("\u{0}N{slot}\u{0}")
+}
+
 /// Marker text standing for table `id` in a printed AST.
 pub(crate) fn table_marker(id: usize) -> String {
     format!("\u{0}T{id}\u{0}")

@@ -41,6 +41,10 @@ pub enum Seg {
     Text(String),
     /// The literal (or `?`) in this fingerprint slot, as written in the statement text.
     Slot(usize),
+    /// The literal in this slot as written, inside a backquoted name (an alias naming a
+    /// select item after its text): backticks doubled, and a `?` stays a `?` that binds no
+    /// parameter.
+    SlotInName(usize),
     /// The physical name of this table (index into [`Analysis::tables`]).
     Table(usize),
     /// The id a sequence generates for the INSERT row this segment belongs to
@@ -158,6 +162,7 @@ pub(crate) fn segments(text: &str) -> Result<Vec<Seg>, SqlError> {
         let number = |s: &str| s.parse::<usize>().ok();
         let seg = match piece.split_at_checked(1) {
             Some(("L", n)) => number(n).map(Seg::Slot),
+            Some(("N", n)) => number(n).map(Seg::SlotInName),
             Some(("T", n)) => number(n).map(Seg::Table),
             Some(("G", "")) => Some(Seg::Generated),
             Some(("M", "")) => Some(Seg::Limit),
@@ -535,7 +540,7 @@ mod tests {
         for s in &r.head {
             match s {
                 Seg::Text(t) => out.push_str(t),
-                Seg::Slot(n) => out.push_str(fp.literals[*n].text(sql)),
+                Seg::Slot(n) | Seg::SlotInName(n) => out.push_str(fp.literals[*n].text(sql)),
                 Seg::Table(t) => out.push_str(&format!("{}_7", a.tables[*t].name)),
                 Seg::Generated | Seg::Limit => panic!("no {s:?} in these statements"),
             }

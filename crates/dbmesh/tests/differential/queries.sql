@@ -414,6 +414,19 @@ SELECT user_id, amount FROM orders WHERE user_id < 20 EXCEPT SELECT user_id, amo
 SELECT name FROM users WHERE user_id = 1 INTERSECT SELECT name FROM users WHERE user_id = 2
 SELECT rating FROM users WHERE user_id < 30 INTERSECT SELECT rating FROM users WHERE user_id > 10
 
+-- category: group_concat
+-- GROUP_CONCAT merged from its elements (issue 22): each orders its elements completely, or
+-- has one element per group.
+SELECT user_id, GROUP_CONCAT(order_id ORDER BY order_id) FROM orders GROUP BY user_id
+SELECT GROUP_CONCAT(order_id ORDER BY amount DESC, order_id SEPARATOR '; ') FROM orders WHERE user_id IN (8, 9)
+SELECT qty, GROUP_CONCAT(DISTINCT product_id ORDER BY product_id DESC SEPARATOR '/') FROM orders GROUP BY qty
+SELECT user_id, GROUP_CONCAT(note, ':', qty ORDER BY placed DESC, order_id LIMIT 2) FROM orders WHERE user_id < 20 GROUP BY user_id
+SELECT user_id, COUNT(*), GROUP_CONCAT(amount ORDER BY order_id) FROM orders GROUP BY user_id HAVING COUNT(*) > 5 ORDER BY user_id -- ordered
+SELECT GROUP_CONCAT(DISTINCT vip ORDER BY vip), GROUP_CONCAT(user_id ORDER BY user_id DESC LIMIT 5) FROM users
+SELECT user_id, GROUP_CONCAT(name) FROM users GROUP BY user_id ORDER BY user_id LIMIT 10 -- ordered
+SELECT GROUP_CONCAT(order_id ORDER BY order_id) FROM orders WHERE amount < 0
+SELECT GROUP_CONCAT(status ORDER BY status) FROM orders WHERE user_id IN (8, 9)
+
 -- category: window
 SELECT order_id, user_id, SUM(amount) OVER (PARTITION BY user_id) AS user_total FROM orders
 SELECT order_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY placed, order_id) AS rn FROM orders

@@ -334,6 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.client.first_error = None;
             self.exec.reported.rows = 0;
             self.exec.reported.backend_statements = 0;
+            self.exec.reported.group_concat_cuts = 0;
             let started = Instant::now();
             let span = tracing::debug_span!(
                 "statement",
@@ -358,6 +359,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .metrics
                 .statement_seconds
                 .observe(took.as_secs_f64());
+            self.ctx
+                .metrics
+                .group_concat_cuts
+                .inc_by(self.exec.reported.group_concat_cuts);
             if let Some(fingerprint) = &digest_key {
                 self.ctx.metrics.digest.record(&crate::digest::Observation {
                     fingerprint,
