@@ -410,7 +410,12 @@ async fn variance_is_refused_because_mariadb_itself_answers_by_row_order() {
     let (setup, mut through, mut reference) = setup().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(22);
     let mut order_dependent = 0;
-    for (trial, ty) in ["DOUBLE", "DECIMAL(12,2)"].iter().cycle().take(40).enumerate() {
+    for (trial, ty) in ["DOUBLE", "DECIMAL(12,2)"]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
         let n = rng.gen_range(2..30);
         let values: Vec<String> = (0..n)
             .map(|_| format!("{:.2}", rng.gen_range(-1e6..1e6)))

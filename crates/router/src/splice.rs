@@ -65,20 +65,11 @@ pub(crate) fn splice(
             },
             Seg::Text(t) => out.push_str(t),
             Seg::SlotInName(i) => {
-                let lit = input
-                    .fp
-                    .literals
-                    .get(*i)
-                    .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
-                out.push_str(&lit.text(input.sql).replace('`', "``"));
+                out.push_str(&literal(input, *i)?.text(input.sql).replace('`', "``"));
             }
             Seg::Slot(i) if fill.is_some_and(|(ids, _)| ids.write_slot(*i, out, used)) => {}
             Seg::Slot(i) => {
-                let lit = input
-                    .fp
-                    .literals
-                    .get(*i)
-                    .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))?;
+                let lit = literal(input, *i)?;
                 match lit.kind {
                     LiteralKind::Placeholder(k) if input.inline_params => {
                         param_literal(input.params.get(k), out)?
@@ -101,6 +92,15 @@ pub(crate) fn splice(
         }
     }
     Ok(())
+}
+
+/// The statement's literal in slot `i`.
+fn literal<'i>(input: &'i Input<'_>, i: usize) -> Result<&'i sql::Literal, RouteError> {
+    input
+        .fp
+        .literals
+        .get(i)
+        .ok_or_else(|| RouteError::Internal(format!("literal slot {i} missing")))
 }
 
 /// A bound parameter as an SQL literal that MariaDB reads as the same value: numbers as

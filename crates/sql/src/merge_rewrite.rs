@@ -1007,7 +1007,10 @@ fn name_of(e: &Expr) -> String {
     let printed = e.to_string();
     let mut name = String::with_capacity(printed.len());
     for (i, piece) in printed.split('\u{0}').enumerate() {
-        match piece.strip_prefix('L').and_then(|n| n.parse::<usize>().ok()) {
+        match piece
+            .strip_prefix('L')
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(slot) if i % 2 == 1 => name.push_str(&name_slot_marker(slot)),
             _ if i % 2 == 1 => {
                 name.push('\u{0}');
