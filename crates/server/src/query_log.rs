@@ -77,6 +77,27 @@ pub struct Statement<'a> {
     pub error: Option<u16>,
 }
 
+/// One statement event: the same fields at the level and target of its log.
+macro_rules! statement_event {
+    ($level:expr, $target:literal, $message:literal, $statement:expr) => {{
+        let s = $statement;
+        tracing::event!(
+            target: $target,
+            $level,
+            conn = s.connection_id,
+            user = s.user,
+            database = s.database.unwrap_or(""),
+            statement = s.statement,
+            route = s.route,
+            rows = s.rows,
+            backend_statements = s.backend_statements,
+            duration_ms = millis(s.duration),
+            error = s.error.unwrap_or(0),
+            $message
+        )
+    }};
+}
+
 /// Logs `statement` to the slow log if it was slow, and to the query log if `sampled`.
 /// Returns whether it was slow.
 pub fn log(settings: &Settings, sampled: bool, statement: &Statement<'_>) -> bool {
@@ -84,33 +105,19 @@ pub fn log(settings: &Settings, sampled: bool, statement: &Statement<'_>) -> boo
         .slow
         .is_some_and(|limit| statement.duration >= limit);
     if slow {
-        tracing::warn!(
-            target: "dbmesh::slow_statement",
-            conn = statement.connection_id,
-            user = statement.user,
-            database = statement.database.unwrap_or(""),
-            statement = statement.statement,
-            route = statement.route,
-            rows = statement.rows,
-            backend_statements = statement.backend_statements,
-            duration_ms = millis(statement.duration),
-            error = statement.error.unwrap_or(0),
-            "slow statement"
+        statement_event!(
+            tracing::Level::WARN,
+            "dbmesh::slow_statement",
+            "slow statement",
+            statement
         );
     }
     if sampled {
-        tracing::info!(
-            target: "dbmesh::query_log",
-            conn = statement.connection_id,
-            user = statement.user,
-            database = statement.database.unwrap_or(""),
-            statement = statement.statement,
-            route = statement.route,
-            rows = statement.rows,
-            backend_statements = statement.backend_statements,
-            duration_ms = millis(statement.duration),
-            error = statement.error.unwrap_or(0),
-            "statement"
+        statement_event!(
+            tracing::Level::INFO,
+            "dbmesh::query_log",
+            "statement",
+            statement
         );
     }
     slow
