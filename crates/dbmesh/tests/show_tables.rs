@@ -367,6 +367,16 @@ async fn a_half_created_table_is_reported_and_repaired() {
     }
 }
 
+/// `payment`'s physical tables in [`cluster`]'s layout: (data source, table).
+const PAYMENT_TABLES: [(usize, &str); 6] = [
+    (0, "payment_0"),
+    (0, "payment_1"),
+    (0, "payment_2"),
+    (1, "payment_3"),
+    (2, "payment_4"),
+    (2, "payment_5"),
+];
+
 /// `(Name, Rows, Data_length, Index_length)` of SHOW TABLE STATUS rows, in the text or the
 /// binary protocol.
 async fn table_status(
@@ -418,21 +428,13 @@ async fn show_table_status_sums_the_physical_tables_of_a_sharded_table() {
         .await
         .unwrap();
     // Statistics settled on every physical table, so the direct and the proxied reads agree.
-    let physical = [
-        (0, "payment_0"),
-        (0, "payment_1"),
-        (0, "payment_2"),
-        (1, "payment_3"),
-        (2, "payment_4"),
-        (2, "payment_5"),
-    ];
-    for (ds, table) in physical {
+    for (ds, table) in PAYMENT_TABLES {
         c.direct(ds, &format!("ANALYZE TABLE {table}"));
     }
     // What each server says of each physical table.
     let mut direct = common::direct(&c.backend).await;
     let (mut rows, mut data, mut index) = (0u64, 0u64, 0u64);
-    for (ds, table) in physical {
+    for (ds, table) in PAYMENT_TABLES {
         let (r, d, i): (u64, u64, u64) = direct
             .query_first(format!(
                 "SELECT TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES \
@@ -507,17 +509,10 @@ async fn table_maintenance_runs_on_every_physical_table() {
     conn.query_drop("INSERT INTO payment VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
         .await
         .unwrap();
-    let payments: Vec<String> = [
-        (0, "payment_0"),
-        (0, "payment_1"),
-        (0, "payment_2"),
-        (1, "payment_3"),
-        (2, "payment_4"),
-        (2, "payment_5"),
-    ]
-    .iter()
-    .map(|(ds, t)| format!("{}.{t}", c.dbs[*ds]))
-    .collect();
+    let payments: Vec<String> = PAYMENT_TABLES
+        .iter()
+        .map(|(ds, t)| format!("{}.{t}", c.dbs[*ds]))
+        .collect();
     let currencies: Vec<String> = (0..3).map(|ds| format!("{}.currency", c.dbs[ds])).collect();
     for prepared in [false, true] {
         for (sql, op, tables) in [
